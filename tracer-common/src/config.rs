@@ -1,0 +1,90 @@
+//! Globals user space writes into the eBPF object before load.
+
+/// Offsets into kernel structs that are not ABI. User space reads them from
+/// the running kernel's BTF, so no kernel version is baked into the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_real_parent: u32,
+    pub task_signal: u32,
+    pub task_sighand: u32,
+    pub task_mm: u32,
+    pub task_exit_code: u32,
+    /// signal_struct.rlim
+    pub signal_rlim: u32,
+    /// sighand_struct.action
+    pub sighand_action: u32,
+    /// sizeof(struct k_sigaction)
+    pub k_sigaction_size: u32,
+    /// k_sigaction.sa.sa_handler and k_sigaction.sa.sa_flags
+    pub sigaction_handler: u32,
+    pub sigaction_flags: u32,
+    /// mm_struct's flags word; its low two bits are the dumpable mode.
+    pub mm_flags: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    /// linux_binprm.filename
+    pub bprm_filename: u32,
+    /// Field offsets in the records of the syscalls:sys_enter_connect and
+    /// sys_exit_connect tracepoints, from their tracefs `format` files.
+    pub connect_enter_uservaddr: u32,
+    pub connect_exit_ret: u32,
+    /// 1 once user space filled the struct in; programs do nothing until then.
+    pub valid: u32,
+}
+
+impl KernelOffsets {
+    pub const fn zeroed() -> Self {
+        KernelOffsets {
+            task_pid: 0,
+            task_tgid: 0,
+            task_comm: 0,
+            task_real_parent: 0,
+            task_signal: 0,
+            task_sighand: 0,
+            task_mm: 0,
+            task_exit_code: 0,
+            signal_rlim: 0,
+            sighand_action: 0,
+            k_sigaction_size: 0,
+            sigaction_handler: 0,
+            sigaction_flags: 0,
+            mm_flags: 0,
+            mm_arg_start: 0,
+            mm_arg_end: 0,
+            bprm_filename: 0,
+            connect_enter_uservaddr: 0,
+            connect_exit_ret: 0,
+            valid: 0,
+        }
+    }
+}
+
+/// Run-time switches for the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// `SETTING_*` bits.
+    pub flags: u32,
+    pub _pad0: u32,
+}
+
+/// Ship every signal_generate event, unfiltered: the naive baseline the
+/// benchmarks compare against.
+pub const SETTING_NAIVE_ALL_SIGNALS: u32 = 1;
+
+impl Settings {
+    pub const fn zeroed() -> Self {
+        Settings { flags: 0, _pad0: 0 }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both are repr(C), all-integer, with explicit padding.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::Settings {}
+}

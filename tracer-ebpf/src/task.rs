@@ -1,0 +1,107 @@
+//! Reads of kernel structs through the offsets user space found in BTF.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use tracer_common::signal::DUMPABLE_UNKNOWN;
+
+use crate::off;
+
+/// A `task_struct *`.
+#[derive(Clone, Copy)]
+pub struct Task(pub *const u8);
+
+/// RLIMIT_CORE's index in signal_struct.rlim (uapi/asm-generic/resource.h).
+const RLIMIT_CORE: usize = 4;
+/// sizeof(struct rlimit): two unsigned longs.
+const RLIMIT_SIZE: usize = 16;
+/// MMF_DUMPABLE_MASK: the dumpable mode lives in the two lowest flag bits.
+/// https://elixir.bootlin.com/linux/v6.18/source/include/linux/sched/coredump.h
+const MMF_DUMPABLE_MASK: u64 = 3;
+
+#[inline(always)]
+pub unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
+    if base.is_null() {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T).ok() }
+}
+
+impl Task {
+    #[inline(always)]
+    pub fn is_null(self) -> bool {
+        self.0.is_null()
+    }
+
+    #[inline(always)]
+    pub fn pid(self) -> u32 {
+        unsafe { read::<i32>(self.0, off!(task_pid)) }.unwrap_or(0) as u32
+    }
+
+    #[inline(always)]
+    pub fn tgid(self) -> u32 {
+        unsafe { read::<i32>(self.0, off!(task_tgid)) }.unwrap_or(0) as u32
+    }
+
+    #[inline(always)]
+    pub fn comm(self) -> [u8; 16] {
+        unsafe { read::<[u8; 16]>(self.0, off!(task_comm)) }.unwrap_or([0; 16])
+    }
+
+    #[inline(always)]
+    pub fn real_parent(self) -> Task {
+        Task(unsafe { read::<*const u8>(self.0, off!(task_real_parent)) }.unwrap_or(core::ptr::null()))
+    }
+
+    /// The parent's thread-group id, 0 when unreadable.
+    #[inline(always)]
+    pub fn ppid(self) -> u32 {
+        let parent = self.real_parent();
+        if parent.is_null() { 0 } else { parent.tgid() }
+    }
+
+    #[inline(always)]
+    pub fn exit_code(self) -> i32 {
+        unsafe { read::<i32>(self.0, off!(task_exit_code)) }.unwrap_or(0)
+    }
+
+    /// RLIMIT_CORE's soft limit; u64::MAX (RLIM_INFINITY) also when unreadable.
+    #[inline(always)]
+    pub fn rlimit_core(self) -> u64 {
+        let signal = unsafe { read::<*const u8>(self.0, off!(task_signal)) }.unwrap_or(core::ptr::null());
+        let offset = off!(signal_rlim) + (RLIMIT_CORE * RLIMIT_SIZE) as u32;
+        unsafe { read::<u64>(signal, offset) }.unwrap_or(u64::MAX)
+    }
+
+    /// The mm's dumpable mode, or DUMPABLE_UNKNOWN for a task without mm.
+    #[inline(always)]
+    pub fn dumpable(self) -> u32 {
+        let mm = unsafe { read::<*const u8>(self.0, off!(task_mm)) }.unwrap_or(core::ptr::null());
+        match unsafe { read::<u64>(mm, off!(mm_flags)) } {
+            Some(flags) => (flags & MMF_DUMPABLE_MASK) as u32,
+            None => DUMPABLE_UNKNOWN,
+        }
+    }
+
+    /// `sa_handler` of the task's action for `sig`, SIG_DFL when unreadable.
+    #[inline(always)]
+    pub fn handler(self, sig: i32) -> u64 {
+        if !(1..=64).contains(&sig) {
+            return 0;
+        }
+        let sighand = unsafe { read::<*const u8>(self.0, off!(task_sighand)) }.unwrap_or(core::ptr::null());
+        let offset = off!(sighand_action) + (sig as u32 - 1) * off!(k_sigaction_size) + off!(sigaction_handler);
+        unsafe { read::<u64>(sighand, offset) }.unwrap_or(0)
+    }
+
+    /// The mm's argv area: (arg_start, arg_end).
+    #[inline(always)]
+    pub fn arg_area(self) -> (u64, u64) {
+        let mm = unsafe { read::<*const u8>(self.0, off!(task_mm)) }.unwrap_or(core::ptr::null());
+        let start = unsafe { read::<u64>(mm, off!(mm_arg_start)) }.unwrap_or(0);
+        let end = unsafe { read::<u64>(mm, off!(mm_arg_end)) }.unwrap_or(0);
+        (start, end)
+    }
+}
+
+pub fn current() -> Task {
+    Task(unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8)
+}

@@ -1,0 +1,172 @@
+//! A crash chain: everything known about one fatal signal, from its
+//! generation to the collector's result, and the verdict that ends it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    core_pattern::DumpMode,
+    event::{DumpHook, Proc},
+    verdict::Verdict,
+};
+
+/// How many timeline steps a chain keeps; a storm of signals to one process
+/// must not grow it without bound.
+pub const TIMELINE_MAX: usize = 48;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub ts_ns: u64,
+    pub what: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dump {
+    pub hook: DumpHook,
+    #[serde(flatten)]
+    pub mode: DumpMode,
+    pub core_pattern: String,
+    pub rlimit_core: Option<u64>,
+    pub dumpable: Option<u32>,
+    /// For a pipe: whether the helper existed and was executable at the time.
+    pub helper_executable: Option<bool>,
+    pub over_pipe_limit: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connect {
+    pub path: String,
+    pub ret: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Collector {
+    pub pid: u32,
+    pub comm: String,
+    pub filename: String,
+    pub argv: Vec<String>,
+    /// "argv" when the helper's arguments named the crasher, else "timing".
+    pub matched_by: String,
+    pub connects: Vec<Connect>,
+    /// Raw wait status of the helper (status << 8, or the killing signal).
+    pub exit_code: Option<i32>,
+}
+
+impl Collector {
+    /// Exited non-zero or by a signal.
+    pub fn exit_failed(&self) -> bool {
+        self.exit_code.map(|c| c != 0).unwrap_or(false)
+    }
+
+    pub fn exit_description(&self) -> String {
+        match self.exit_code {
+            None => "no exit seen".into(),
+            Some(c) => describe_exit(c),
+        }
+    }
+}
+
+/// "status 1", "SIGSEGV", "SIGSEGV, core dumped".
+pub fn describe_exit(code: i32) -> String {
+    let sig = code & 0x7f;
+    if sig == 0 {
+        format!("status {}", (code >> 8) & 0xff)
+    } else if code & 0x80 != 0 {
+        format!("{}, core dumped", crate::event::signal_name(sig))
+    } else {
+        crate::event::signal_name(sig)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Chain {
+    pub id: u64,
+    /// The thread that took the signal; `tgid` is its process.
+    pub crasher: Proc,
+    pub ppid: Option<u32>,
+    pub cgroup_id: u64,
+    pub sig: i32,
+    pub signal: String,
+    pub code: i32,
+    /// "fault", "kill", "tkill", "queue", "kernel" or "unknown".
+    pub origin: String,
+    pub fault_addr: Option<u64>,
+    pub sender: Option<Proc>,
+    /// "default", "handler" or "ignored"; None until delivery is seen.
+    pub disposition: Option<String>,
+    pub handler: Option<u64>,
+    pub dump: Option<Dump>,
+    pub collector: Option<Collector>,
+    pub sigpipe_during_dump: bool,
+    pub exit_code: Option<i32>,
+    pub sigchld: Option<String>,
+    /// The kernel's exit status said "core dumped" (0x80, or CLD_DUMPED).
+    pub kernel_said_dumped: bool,
+    /// The chain of the crash handler this process was forked from.
+    pub linked_to: Option<u64>,
+    pub core_pattern_set_by: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub reason: String,
+    pub missing: Option<String>,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    pub timeline: Vec<Step>,
+    /// Steps not kept because the timeline was full.
+    pub timeline_dropped: u32,
+}
+
+impl Chain {
+    pub fn new(id: u64, crasher: Proc, sig: i32, ts_ns: u64) -> Chain {
+        Chain {
+            id,
+            crasher,
+            ppid: None,
+            cgroup_id: 0,
+            sig,
+            signal: crate::event::signal_name(sig),
+            code: 0,
+            origin: "unknown".into(),
+            fault_addr: None,
+            sender: None,
+            disposition: None,
+            handler: None,
+            dump: None,
+            collector: None,
+            sigpipe_during_dump: false,
+            exit_code: None,
+            sigchld: None,
+            kernel_said_dumped: false,
+            linked_to: None,
+            core_pattern_set_by: None,
+            verdict: None,
+            reason: String::new(),
+            missing: None,
+            first_ts_ns: ts_ns,
+            last_ts_ns: ts_ns,
+            timeline: Vec::new(),
+            timeline_dropped: 0,
+        }
+    }
+
+    pub fn step(&mut self, ts_ns: u64, what: impl Into<String>) {
+        self.last_ts_ns = self.last_ts_ns.max(ts_ns);
+        if self.timeline.len() < TIMELINE_MAX {
+            self.timeline.push(Step { ts_ns, what: what.into() });
+        } else {
+            self.timeline_dropped += 1;
+        }
+    }
+
+    /// A "core dumped" from the kernel on a chain whose core was not stored.
+    pub fn misleading_core_dumped(&self) -> bool {
+        self.kernel_said_dumped && self.verdict.map(|v| v.is_dropped()).unwrap_or(false)
+    }
+
+    /// Whether `pid` (a thread-group id) takes part in this chain.
+    pub fn involves(&self, pid: u32) -> bool {
+        self.crasher.tgid == pid
+            || self.crasher.pid == pid
+            || self.ppid == Some(pid)
+            || self.sender.as_ref().map(|s| s.tgid == pid).unwrap_or(false)
+            || self.collector.as_ref().map(|c| c.pid == pid).unwrap_or(false)
+    }
+}

@@ -1,0 +1,152 @@
+//! Command-line arguments. Parsing only validates; [`crate::config`] turns the
+//! result into what the program runs on.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crashtrace",
+    version,
+    about = "Trace crashes from the fatal signal to the core-dump collector, and say whether each core was stored or dropped",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace live (the default when no command is given).
+    Live(LiveArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LiveArgs {
+    /// Only chains involving this process: signals to and from it, the
+    /// children its crash handler forks, and the collectors of their dumps.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Print JSON Lines (schema in the README) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also append the JSON Lines records to this file.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+
+    /// Colour for text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// How the core-dump entry is hooked: `auto` tries fentry, then kprobe,
+    /// then infers the dump from signal delivery.
+    #[arg(long, value_enum, default_value_t = CoredumpHook::Auto)]
+    pub coredump_hook: CoredumpHook,
+
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_size: u32,
+
+    /// Ship every signal_generate event to user space, unfiltered. This is the
+    /// naive baseline the benchmarks compare against; not for normal use.
+    #[arg(long, hide = true)]
+    pub naive_all_signals: bool,
+
+    /// Print only verdict blocks, not one line per event.
+    #[arg(long)]
+    pub verdicts_only: bool,
+
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+
+    /// Load the eBPF object from this file instead of the one built in.
+    #[arg(long, value_name = "PATH", env = "CRASHTRACE_BPF_OBJECT")]
+    pub bpf_object: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoredumpHook {
+    Auto,
+    Fentry,
+    Kprobe,
+    /// Never hook the dump entry directly; infer it.
+    Infer,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
+}
+
+impl Cli {
+    /// The live arguments, whether given bare or under `live`.
+    pub fn live_args(&self) -> Option<&LiveArgs> {
+        match &self.command {
+            None => Some(&self.live),
+            Some(Command::Live(a)) => Some(a),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("crashtrace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn bare_is_live_on_every_process() {
+        let cli = parse(&[]).unwrap();
+        let live = cli.live_args().unwrap();
+        assert_eq!(live.pid, None);
+        assert!(!live.json);
+        assert_eq!(live.coredump_hook, CoredumpHook::Auto);
+        assert_eq!(live.ring_buffer_size, 1 << 20);
+    }
+
+    #[test]
+    fn pid_json_log() {
+        let cli = parse(&["--pid", "1", "--json", "--log", "/tmp/x.jsonl"]).unwrap();
+        let live = cli.live_args().unwrap();
+        assert_eq!(live.pid, Some(1));
+        assert!(live.json);
+        assert_eq!(live.log.as_deref(), Some(std::path::Path::new("/tmp/x.jsonl")));
+    }
+
+    #[test]
+    fn live_subcommand_takes_the_same_flags() {
+        let cli = parse(&["live", "--pid", "7", "--coredump-hook", "kprobe"]).unwrap();
+        let live = cli.live_args().unwrap();
+        assert_eq!(live.pid, Some(7));
+        assert_eq!(live.coredump_hook, CoredumpHook::Kprobe);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(parse(&["--pid", "abc"]).is_err());
+        assert!(parse(&["--pid", "-3"]).is_err());
+        assert!(parse(&["--ring-buffer-size", "5000"]).is_err());
+        assert!(parse(&["--ring-buffer-size", "1024"]).is_err());
+        assert!(parse(&["--coredump-hook", "magic"]).is_err());
+        assert!(parse(&["--no-such-flag"]).is_err());
+    }
+}

@@ -1,0 +1,521 @@
+//! The correlator: a pure state machine that turns events into crash chains
+//! and ends each chain with a verdict. It knows nothing of aya or tokio; time
+//! is the events' own monotonic clock, passed to [`Correlator::tick`].
+//!
+//! Order of evidence for one crash (kernel/signal.c get_signal()):
+//! signal_generate -> signal_deliver (SIG_DFL) -> [dump entry] -> helper exec
+//! -> helper connect(s) -> crasher exit -> parent's SIGCHLD -> helper exit.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use tracer_common::signal::{
+    is_core_signal, is_fatal_by_default, CLD_DUMPED, CLD_KILLED, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL, SIG_IGN,
+    SI_QUEUE, SI_TKILL, SI_USER, TRACE_SIGNAL_ALREADY_PENDING, TRACE_SIGNAL_IGNORED,
+};
+
+use crate::{
+    chain::{describe_exit, Chain, Collector, Connect, Dump},
+    core_pattern::{CoreSettings, DumpMode},
+    event::{code_name, errno_name, signal_name, Body, DumpHook, Event, Proc},
+    verdict::{decide, Verdict},
+};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a complete chain waits for late evidence (the parent's
+    /// SIGCHLD comes after the exit) before its verdict.
+    pub grace_ns: u64,
+    /// A chain with no new evidence for this long is ended with what it has.
+    pub idle_timeout_ns: u64,
+    /// Chains in flight at most; the oldest is ended when a new one needs room.
+    pub max_open: usize,
+    /// A crash in a child of a process whose handler caught a fatal signal
+    /// this recently is linked to that crash.
+    pub link_window_ns: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { grace_ns: 100_000_000, idle_timeout_ns: 15_000_000_000, max_open: 4096, link_window_ns: 30_000_000_000 }
+    }
+}
+
+/// Counts for the exit summary and the benchmarks.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Stats {
+    pub events: u64,
+    pub chains_opened: u64,
+    pub chains_evicted: u64,
+    pub verdicts: BTreeMap<String, u64>,
+    pub kernel_said_dumped_but_dropped: u64,
+}
+
+struct Open {
+    chain: Chain,
+    complete_at: Option<u64>,
+}
+
+pub struct Correlator {
+    cfg: Config,
+    settings: Option<CoreSettings>,
+    next_id: u64,
+    /// Open chains by id; ids grow, so the first entry is the oldest.
+    open: BTreeMap<u64, Open>,
+    by_tgid: HashMap<u32, u64>,
+    by_helper: HashMap<u32, u64>,
+    /// Processes whose own handler caught a fatal signal: tgid -> (chain, ts).
+    handled: HashMap<u32, (u64, u64)>,
+    stats: Stats,
+    now_ns: u64,
+}
+
+impl Correlator {
+    pub fn new(cfg: Config) -> Self {
+        Correlator {
+            cfg,
+            settings: None,
+            next_id: 1,
+            open: BTreeMap::new(),
+            by_tgid: HashMap::new(),
+            by_helper: HashMap::new(),
+            handled: HashMap::new(),
+            stats: Stats::default(),
+            now_ns: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Chains in flight: the correlation state's size.
+    pub fn open_chains(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Size of all state maps together (bounded: see the benchmarks).
+    pub fn state_size(&self) -> usize {
+        self.open.len() + self.by_tgid.len() + self.by_helper.len() + self.handled.len()
+    }
+
+    /// The open chain a collector (helper) belongs to.
+    pub fn helper_chain(&self, helper_tgid: u32) -> Option<&Chain> {
+        self.by_helper.get(&helper_tgid).and_then(|id| self.open.get(id)).map(|o| &o.chain)
+    }
+
+    pub fn settings(&self) -> Option<&CoreSettings> {
+        self.settings.as_ref()
+    }
+
+    /// Feeds one event; returns the chains it ended (by eviction).
+    pub fn feed(&mut self, ev: &Event) -> Vec<Chain> {
+        self.stats.events += 1;
+        self.now_ns = self.now_ns.max(ev.ts_ns);
+        let mut done = Vec::new();
+        match &ev.body {
+            Body::CoreSettings(s) => self.settings = Some(s.clone()),
+            Body::SignalGenerate { sig, code, result, target, target_ppid, target_handler, fault_addr, si_pid, .. } => {
+                self.on_generate(ev, *sig, *code, *result, target, *target_ppid, *target_handler, *fault_addr, *si_pid, &mut done)
+            }
+            Body::SignalDeliver { sig, code, sa_handler, fault_addr, rlimit_core, ppid, dumpable, .. } => {
+                self.on_deliver(ev, *sig, *code, *sa_handler, *fault_addr, *rlimit_core, *ppid, *dumpable, &mut done)
+            }
+            Body::DumpStart { sig, hook, rlimit_core, dumpable, fault_addr, code } => {
+                let id = self.chain_for(ev.task.clone(), *sig, ev.ts_ns, &mut done);
+                if let Some(open) = self.open.get_mut(&id) {
+                    let c = &mut open.chain;
+                    if c.fault_addr.is_none() {
+                        c.fault_addr = *fault_addr;
+                        c.code = *code;
+                    }
+                    if c.disposition.is_none() {
+                        c.disposition = Some("default".into());
+                    }
+                    let settings = self.settings.clone();
+                    let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), *hook, *rlimit_core, *dumpable));
+                    dump.hook = *hook;
+                    c.step(ev.ts_ns, format!("dump started (seen by {} on the kernel's dump entry)", hook.as_str()));
+                }
+            }
+            Body::HelperExec { filename, argv, .. } => self.on_helper_exec(ev, filename, argv),
+            Body::HelperConnect { path, ret, .. } => {
+                if let Some(id) = self.by_helper.get(&ev.task.tgid).copied() {
+                    if let Some(open) = self.open.get_mut(&id) {
+                        let what = if *ret == 0 {
+                            format!("collector connect {path}: ok")
+                        } else {
+                            format!("collector connect {path}: {}", errno_name(-*ret))
+                        };
+                        open.chain.step(ev.ts_ns, what);
+                        if let Some(c) = open.chain.collector.as_mut() {
+                            c.connects.push(Connect { path: path.clone(), ret: *ret });
+                        }
+                    }
+                }
+            }
+            Body::ProcessExit { exit_code, roles, .. } => self.on_exit(ev, *exit_code, roles),
+            Body::ProcessFork { .. } => {}
+        }
+        done
+    }
+
+    /// Ends chains whose grace or idle time has passed at `now_ns`.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Chain> {
+        self.now_ns = self.now_ns.max(now_ns);
+        let now = self.now_ns;
+        let due: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| match o.complete_at {
+                Some(at) => now >= at.saturating_add(self.cfg.grace_ns),
+                None => now >= o.chain.last_ts_ns.saturating_add(self.cfg.idle_timeout_ns),
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut done: Vec<Chain> = due.into_iter().filter_map(|id| self.finish(id)).collect();
+        let window = self.cfg.link_window_ns;
+        self.handled.retain(|_, (_, ts)| now < ts.saturating_add(window));
+        done.sort_by_key(|c| c.id);
+        done
+    }
+
+    /// Ends every open chain (end of input, or shutdown).
+    pub fn flush(&mut self) -> Vec<Chain> {
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.into_iter().filter_map(|id| self.finish(id)).collect()
+    }
+
+    fn finish(&mut self, id: u64) -> Option<Chain> {
+        let open = self.open.remove(&id)?;
+        let mut chain = open.chain;
+        if self.by_tgid.get(&chain.crasher.tgid) == Some(&id) {
+            self.by_tgid.remove(&chain.crasher.tgid);
+        }
+        if let Some(c) = &chain.collector {
+            if self.by_helper.get(&c.pid) == Some(&id) {
+                self.by_helper.remove(&c.pid);
+            }
+        }
+        let decision = decide(&chain);
+        chain.verdict = Some(decision.verdict);
+        chain.reason = decision.reason;
+        chain.missing = decision.missing;
+        *self.stats.verdicts.entry(decision.verdict.as_str().to_string()).or_default() += 1;
+        if chain.misleading_core_dumped() {
+            self.stats.kernel_said_dumped_but_dropped += 1;
+        }
+        if decision.verdict == Verdict::Handled {
+            self.handled.insert(chain.crasher.tgid, (chain.id, chain.last_ts_ns));
+        }
+        Some(chain)
+    }
+
+    /// The open chain of `task`'s process, opened if there is none.
+    fn chain_for(&mut self, task: Proc, sig: i32, ts_ns: u64, done: &mut Vec<Chain>) -> u64 {
+        if let Some(id) = self.by_tgid.get(&task.tgid) {
+            return *id;
+        }
+        if self.open.len() >= self.cfg.max_open {
+            if let Some(oldest) = self.open.keys().next().copied() {
+                self.stats.chains_evicted += 1;
+                if let Some(mut c) = self.finish(oldest) {
+                    c.reason = format!("{} (ended early: more than {} chains in flight)", c.reason, self.cfg.max_open);
+                    done.push(c);
+                }
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.chains_opened += 1;
+        let tgid = task.tgid;
+        self.open.insert(id, Open { chain: Chain::new(id, task, sig, ts_ns), complete_at: None });
+        self.by_tgid.insert(tgid, id);
+        id
+    }
+
+    fn link(&mut self, id: u64, ppid: u32) {
+        let Some(&(parent_chain, ts)) = self.handled.get(&ppid) else { return };
+        let window = self.cfg.link_window_ns;
+        if let Some(open) = self.open.get_mut(&id) {
+            if open.chain.linked_to.is_none() && open.chain.first_ts_ns < ts.saturating_add(window) {
+                open.chain.linked_to = Some(parent_chain);
+                open.chain.step(open.chain.first_ts_ns, format!("forked by crash handler of pid {ppid} (chain #{parent_chain})"));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_generate(
+        &mut self,
+        ev: &Event,
+        sig: i32,
+        code: i32,
+        result: i32,
+        target: &Proc,
+        target_ppid: u32,
+        target_handler: u64,
+        fault_addr: Option<u64>,
+        si_pid: Option<u32>,
+        done: &mut Vec<Chain>,
+    ) {
+        if sig == SIGCHLD {
+            // The parent learns how its child died; si_pid is the child.
+            let child = si_pid.unwrap_or(0);
+            if let Some(id) = self.by_tgid.get(&child).copied() {
+                if let Some(open) = self.open.get_mut(&id) {
+                    let name = code_name(sig, code);
+                    if code == CLD_DUMPED {
+                        open.chain.kernel_said_dumped = true;
+                    }
+                    if code == CLD_DUMPED || code == CLD_KILLED {
+                        open.chain.sigchld = Some(name.clone());
+                        open.chain.step(ev.ts_ns, format!("parent {target} got SIGCHLD {name}"));
+                    }
+                }
+            }
+            return;
+        }
+        if sig == SIGPIPE {
+            if let Some(id) = self.by_tgid.get(&target.tgid).copied() {
+                if let Some(open) = self.open.get_mut(&id) {
+                    if open.chain.dump.is_some() && open.chain.exit_code.is_none() {
+                        open.chain.sigpipe_during_dump = true;
+                        open.chain.step(ev.ts_ns, "SIGPIPE while dumping: the core's reader went away");
+                        return;
+                    }
+                }
+            }
+        }
+        if !is_fatal_by_default(sig) || result == TRACE_SIGNAL_IGNORED || result == TRACE_SIGNAL_ALREADY_PENDING {
+            return;
+        }
+        // A terminating (non-core) signal with a handler is ordinary life
+        // (SIGTERM to a daemon), not a crash.
+        if !is_core_signal(sig) && sig != SIGKILL && target_handler != SIG_DFL {
+            return;
+        }
+        if let Some(id) = self.by_tgid.get(&target.tgid).copied() {
+            // A second fatal signal while the first is acted on.
+            if let Some(open) = self.open.get_mut(&id) {
+                if open.chain.disposition.is_some() || open.chain.sig != sig {
+                    open.chain.step(ev.ts_ns, format!("also {} from {}", signal_name(sig), ev.task));
+                    return;
+                }
+            }
+        }
+        let id = self.chain_for(target.clone(), sig, ev.ts_ns, done);
+        let origin = origin(sig, code, &ev.task, target);
+        if let Some(open) = self.open.get_mut(&id) {
+            let c = &mut open.chain;
+            c.code = code;
+            c.fault_addr = fault_addr;
+            c.ppid = Some(target_ppid);
+            c.origin = origin.to_string();
+            if ev.task.tgid == target.tgid && origin == "fault" {
+                c.cgroup_id = ev.cgroup_id;
+            }
+            c.sender = Some(ev.task.clone());
+            let how = match (origin, fault_addr) {
+                ("fault", Some(addr)) => format!("{} at {addr:#x}", code_name(sig, code)),
+                _ => code_name(sig, code),
+            };
+            let from = match si_pid {
+                Some(p) if p != ev.task.tgid && p != 0 => format!("{} (si_pid {p})", ev.task),
+                _ => ev.task.to_string(),
+            };
+            c.step(ev.ts_ns, format!("{} {how} to {target}, {origin} by {from}", signal_name(sig)));
+        }
+        self.link(id, target_ppid);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_deliver(
+        &mut self,
+        ev: &Event,
+        sig: i32,
+        code: i32,
+        sa_handler: u64,
+        fault_addr: Option<u64>,
+        rlimit_core: Option<u64>,
+        ppid: u32,
+        dumpable: Option<u32>,
+        done: &mut Vec<Chain>,
+    ) {
+        if !is_fatal_by_default(sig) {
+            return;
+        }
+        if sa_handler != SIG_DFL && !is_core_signal(sig) {
+            return;
+        }
+        if let Some(id) = self.by_tgid.get(&ev.task.tgid).copied() {
+            if let Some(open) = self.open.get(&id) {
+                // SIGKILL reaching the other threads of a process already
+                // dying of its first signal adds nothing.
+                if sig == SIGKILL && open.chain.disposition.is_some() {
+                    return;
+                }
+            }
+        }
+        let id = self.chain_for(ev.task.clone(), sig, ev.ts_ns, done);
+        let settings = self.settings.clone();
+        let in_flight = self.pipe_dumps_in_flight();
+        let Some(open) = self.open.get_mut(&id) else { return };
+        let c = &mut open.chain;
+        if c.sig != sig && c.disposition.is_none() {
+            // The signal acted on is not the first one generated (e.g. a
+            // SIGKILL overtook a SIGTERM): the acted-on one decides.
+            c.sig = sig;
+            c.signal = signal_name(sig);
+        }
+        c.crasher = ev.task.clone();
+        c.ppid = Some(ppid);
+        c.cgroup_id = ev.cgroup_id;
+        if c.fault_addr.is_none() {
+            c.fault_addr = fault_addr;
+        }
+        if c.origin == "unknown" {
+            c.code = code;
+            c.origin = origin(sig, code, &ev.task, &ev.task).into();
+        }
+        let limit = match rlimit_core {
+            None => "unlimited".to_string(),
+            Some(v) => v.to_string(),
+        };
+        let dumpable_s = dumpable.map(|d| d.to_string()).unwrap_or_else(|| "?".into());
+        if sa_handler == SIG_IGN {
+            c.disposition = Some("ignored".into());
+            c.step(ev.ts_ns, format!("{} delivered to {}: ignored", c.signal, ev.task));
+            open.complete_at = Some(ev.ts_ns);
+        } else if sa_handler != SIG_DFL {
+            c.disposition = Some("handler".into());
+            c.handler = Some(sa_handler);
+            c.step(ev.ts_ns, format!("{} caught by handler {sa_handler:#x} in {}", c.signal, ev.task));
+            open.complete_at = Some(ev.ts_ns);
+        } else if is_core_signal(sig) {
+            c.disposition = Some("default".into());
+            let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), DumpHook::Inferred, rlimit_core, dumpable));
+            dump.rlimit_core = rlimit_core;
+            dump.dumpable = dumpable;
+            if matches!(dump.mode, DumpMode::Pipe { .. }) {
+                let limit = settings.as_ref().map(|s| s.core_pipe_limit).unwrap_or(0);
+                dump.over_pipe_limit = limit > 0 && in_flight >= limit as usize;
+            }
+            c.core_pattern_set_by = settings.as_ref().and_then(|s| s.set_by.clone());
+            let pattern = dump.core_pattern.clone();
+            c.step(
+                ev.ts_ns,
+                format!("{} default action in {}: core dump (pattern {pattern:?}, RLIMIT_CORE={limit}, dumpable={dumpable_s})", c.signal, ev.task),
+            );
+        } else {
+            c.disposition = Some("default".into());
+            c.step(ev.ts_ns, format!("{} default action in {}: terminate, no core", c.signal, ev.task));
+        }
+        self.link(id, ppid);
+    }
+
+    fn pipe_dumps_in_flight(&self) -> usize {
+        self.open
+            .values()
+            .filter(|o| {
+                o.chain.exit_code.is_none()
+                    && o.chain.dump.as_ref().map(|d| matches!(d.mode, DumpMode::Pipe { .. })).unwrap_or(false)
+            })
+            .count()
+    }
+
+    fn on_helper_exec(&mut self, ev: &Event, filename: &str, argv: &[String]) {
+        // The helper's argv names the crasher where the pattern has %P/%p/%i/%I;
+        // otherwise the oldest dump waiting for a helper gets it (the kernel
+        // starts helpers in dump order, and the dumper blocks until exec).
+        let waiting = |o: &Open| {
+            o.chain.collector.is_none()
+                && o.chain.exit_code.is_none()
+                && o.chain.dump.as_ref().map(|d| matches!(d.mode, DumpMode::Pipe { .. })).unwrap_or(false)
+        };
+        let by_argv = self
+            .open
+            .iter()
+            .find(|(_, o)| {
+                waiting(o) && argv.iter().skip(1).any(|a| {
+                    let n = a.parse::<u32>().ok();
+                    n == Some(o.chain.crasher.tgid) || n == Some(o.chain.crasher.pid)
+                })
+            })
+            .map(|(id, _)| *id);
+        let (id, matched_by) = match by_argv {
+            Some(id) => (id, "argv"),
+            None => match self.open.iter().find(|(_, o)| waiting(o)).map(|(id, _)| *id) {
+                Some(id) => (id, "timing"),
+                None => return,
+            },
+        };
+        self.by_helper.insert(ev.task.tgid, id);
+        if let Some(open) = self.open.get_mut(&id) {
+            open.chain.step(ev.ts_ns, format!("collector {} exec'd: {}", ev.task, argv.join(" ")));
+            open.chain.collector = Some(Collector {
+                pid: ev.task.tgid,
+                comm: ev.task.comm.clone(),
+                filename: filename.to_string(),
+                argv: argv.to_vec(),
+                matched_by: matched_by.into(),
+                connects: Vec::new(),
+                exit_code: None,
+            });
+        }
+    }
+
+    fn on_exit(&mut self, ev: &Event, exit_code: i32, roles: &[String]) {
+        let tgid = ev.task.tgid;
+        if roles.iter().any(|r| r == "helper") {
+            if let Some(id) = self.by_helper.get(&tgid).copied() {
+                if let Some(open) = self.open.get_mut(&id) {
+                    open.chain.step(ev.ts_ns, format!("collector {} exited: {}", ev.task, describe_exit(exit_code)));
+                    if let Some(c) = open.chain.collector.as_mut() {
+                        c.exit_code = Some(exit_code);
+                    }
+                    if open.chain.exit_code.is_some() {
+                        open.complete_at = Some(ev.ts_ns);
+                    }
+                }
+            }
+        }
+        if let Some(id) = self.by_tgid.get(&tgid).copied() {
+            if let Some(open) = self.open.get_mut(&id) {
+                let c = &mut open.chain;
+                c.exit_code = Some(exit_code);
+                if exit_code & 0x80 != 0 {
+                    c.kernel_said_dumped = true;
+                }
+                c.step(ev.ts_ns, format!("{} exited: {}", ev.task, describe_exit(exit_code)));
+                let waits_for_collector = c.collector.as_ref().map(|h| h.exit_code.is_none()).unwrap_or(false);
+                if !waits_for_collector || c.disposition.as_deref() != Some("default") {
+                    open.complete_at = Some(ev.ts_ns);
+                }
+            }
+        }
+    }
+}
+
+fn new_dump(settings: Option<&CoreSettings>, hook: DumpHook, rlimit_core: Option<u64>, dumpable: Option<u32>) -> Dump {
+    let (mode, pattern, helper_executable) = match settings {
+        Some(s) => (s.mode(), s.core_pattern.clone(), s.helper_executable),
+        None => (DumpMode::Empty, String::new(), None),
+    };
+    Dump { hook, mode, core_pattern: pattern, rlimit_core, dumpable, helper_executable, over_pipe_limit: false }
+}
+
+/// How a signal arose, from its si_code and who sent it.
+fn origin(sig: i32, code: i32, sender: &Proc, target: &Proc) -> &'static str {
+    match code {
+        SI_USER => "kill",
+        SI_TKILL => "tkill",
+        SI_QUEUE => "queue",
+        c if c > 0 && sender.tgid == target.tgid && matches!(sig, 4 | 5 | 7 | 8 | 11) => "fault",
+        c if c > 0 => "kernel",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests;

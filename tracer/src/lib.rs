@@ -1,0 +1,19 @@
+//! crashtrace: an eBPF tracer of crashes, core dumps and their collectors.
+//!
+//! Pure modules (no aya, no tokio): `event`, `decode`, `chain`, `correlate`,
+//! `verdict`, `core_pattern`, `record`, `output`, `cli`, `layout`'s parsers.
+//! Kernel-facing: `loader`. The live loop: `runtime`.
+
+pub mod chain;
+pub mod cli;
+pub mod core_pattern;
+pub mod correlate;
+pub mod decode;
+pub mod event;
+pub mod layout;
+pub mod loader;
+pub mod log;
+pub mod output;
+pub mod record;
+pub mod runtime;
+pub mod verdict;

@@ -1,0 +1,324 @@
+//! Loading and attaching the eBPF programs: privilege checks, kernel layout,
+//! tracefs, and the core-dump hook ladder (fentry -> kprobe -> inference).
+//! Every failure names the hook, the reason, and what the user can do.
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use tracer_common::{
+    config::{Settings, SETTING_NAIVE_ALL_SIGNALS},
+    maps, EventKind,
+};
+
+use crate::{cli::CoredumpHook, layout, record::Hook};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "crashtrace needs root, or CAP_BPF and CAP_PERFMON, to load eBPF programs; try: sudo crashtrace"
+    )]
+    NotPrivileged,
+    #[error("{0}")]
+    Layout(#[from] layout::LayoutError),
+    #[error("cannot parse kernel BTF for the loader: {0}; the kernel needs CONFIG_DEBUG_INFO_BTF=y")]
+    AyaBtf(#[source] aya::BtfError),
+    #[error("this crashtrace binary was built without its eBPF object; build it with `cargo xtask build`, or pass --bpf-object PATH")]
+    NoObject,
+    #[error("cannot read the eBPF object {path}: {source}")]
+    ReadObject { path: PathBuf, source: std::io::Error },
+    #[error("loading the eBPF object failed: {0}; check `dmesg` and that the kernel allows BPF (kernel.unprivileged_bpf_disabled, lockdown)")]
+    Load(#[source] aya::EbpfError),
+    #[error("hook {hook}: {what} failed: {detail}; {hint}")]
+    Hook { hook: String, what: &'static str, detail: String, hint: String },
+    #[error("map {0} is missing from the eBPF object; rebuild it with `cargo xtask build`")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+}
+
+pub struct LoadOptions<'a> {
+    pub object: &'a [u8],
+    pub coredump_hook: CoredumpHook,
+    pub ring_buffer_size: u32,
+    pub naive_all_signals: bool,
+    pub watched: Option<u32>,
+}
+
+/// What is attached, and how the core dump is seen.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+    pub hooks: Vec<Hook>,
+    pub dump_mode: String,
+    pub dump_mode_reason: String,
+}
+
+/// Effective capabilities from /proc/self/status.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn check_privileges() -> Result<(), LoadError> {
+    const CAP_SYS_ADMIN: u64 = 21;
+    const CAP_PERFMON: u64 = 38;
+    const CAP_BPF: u64 = 39;
+    let caps = effective_caps();
+    let has = |c: u64| caps & (1 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(LoadError::NotPrivileged)
+    }
+}
+
+/// Finds tracefs, mounting it at /sys/kernel/tracing if it is not mounted.
+/// Returns why not, when it cannot be had.
+pub fn ensure_tracefs() -> Result<PathBuf, String> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(dir).join("events").is_dir() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: plain mount(2) with static NUL-terminated strings.
+    let rc = unsafe { libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 && Path::new("/sys/kernel/tracing/events").is_dir() {
+        return Ok(PathBuf::from("/sys/kernel/tracing"));
+    }
+    Err(format!(
+        "tracefs is not mounted and mounting it failed ({}); mount it with `mount -t tracefs nodev /sys/kernel/tracing`",
+        std::io::Error::last_os_error()
+    ))
+}
+
+fn hook(name: &str, state: &str, detail: Option<String>) -> Hook {
+    Hook { name: name.into(), state: state.into(), detail }
+}
+
+fn btf_tracepoint(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
+    let fail = |what: &'static str, detail: String| LoadError::Hook {
+        hook: format!("tp_btf/{tracepoint}"),
+        what,
+        detail,
+        hint: "this tracepoint is required; check that the kernel has BTF and tracepoint support (CONFIG_DEBUG_INFO_BTF, CONFIG_TRACEPOINTS)".into(),
+    };
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| fail("lookup", format!("program {program} is missing from the object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| fail("lookup", e.to_string()))?;
+    prog.load(tracepoint, btf).map_err(|e| fail("load", error_chain(&e)))?;
+    prog.attach().map_err(|e| fail("attach", error_chain(&e)))?;
+    Ok(())
+}
+
+fn classic_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} is missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| error_chain(&e))?;
+    prog.attach(category, name).map_err(|e| error_chain(&e))?;
+    Ok(())
+}
+
+/// Error text with its sources, so the kernel's errno is not hidden.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    check_privileges()?;
+    // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+
+    let kbtf = layout::KernelBtf::open(Path::new(layout::VMLINUX_BTF))?;
+    let mut offsets = kbtf.kernel_offsets()?;
+    let mut hooks = Vec::new();
+
+    let tracefs = ensure_tracefs();
+    let mut connect_ok = false;
+    match &tracefs {
+        Ok(dir) => {
+            let enter = layout::tracepoint_field_offset(dir, "syscalls", "sys_enter_connect", "uservaddr");
+            let exit = layout::tracepoint_field_offset(dir, "syscalls", "sys_exit_connect", "ret");
+            match (enter, exit) {
+                (Ok(a), Ok(r)) => {
+                    offsets.connect_enter_uservaddr = a;
+                    offsets.connect_exit_ret = r;
+                    connect_ok = true;
+                }
+                (Err(e), _) | (_, Err(e)) => hooks.push(hook(
+                    "tracepoint/syscalls/sys_{enter,exit}_connect",
+                    "unavailable",
+                    Some(format!("{e}; collector connect() results will not be seen (needs CONFIG_FTRACE_SYSCALLS)")),
+                )),
+            }
+        }
+        Err(why) => hooks.push(hook(
+            "tracepoint/syscalls/sys_{enter,exit}_connect",
+            "unavailable",
+            Some(format!("{why}; collector connect() results will not be seen")),
+        )),
+    }
+
+    let settings = Settings { flags: if opts.naive_all_signals { SETTING_NAIVE_ALL_SIGNALS } else { 0 }, _pad0: 0 };
+    let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global(maps::OFFSETS, &offsets, true)
+        .override_global(maps::SETTINGS, &settings, true)
+        .map_max_entries(maps::EVENTS, opts.ring_buffer_size)
+        .load(opts.object)
+        .map_err(LoadError::Load)?;
+
+    for (program, tp) in [
+        ("signal_generate", "signal_generate"),
+        ("signal_deliver", "signal_deliver"),
+        ("helper_exec", "sched_process_exec"),
+        ("process_exit", "sched_process_exit"),
+        ("process_fork", "sched_process_fork"),
+    ] {
+        btf_tracepoint(&mut ebpf, &btf, program, tp)?;
+        hooks.push(hook(&format!("tp_btf/{tp}"), "attached", None));
+    }
+
+    if connect_ok {
+        for (program, name) in [("helper_connect_enter", "sys_enter_connect"), ("helper_connect_exit", "sys_exit_connect")] {
+            match classic_tracepoint(&mut ebpf, program, "syscalls", name) {
+                Ok(()) => hooks.push(hook(&format!("tracepoint/syscalls/{name}"), "attached", None)),
+                Err(e) => hooks.push(hook(
+                    &format!("tracepoint/syscalls/{name}"),
+                    "unavailable",
+                    Some(format!("{e}; collector connect() results will not be seen")),
+                )),
+            }
+        }
+    }
+
+    let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, &kbtf, opts.coredump_hook, &mut hooks);
+
+    if let Some(pid) = opts.watched {
+        let map = ebpf.map_mut(maps::WATCHED).ok_or(LoadError::MissingMap(maps::WATCHED))?;
+        let mut watched: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name: maps::WATCHED, source })?;
+        watched.insert(pid, 1, 0).map_err(|source| LoadError::Map { name: maps::WATCHED, source })?;
+    }
+
+    let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
+    let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
+    let lost = ebpf.take_map(maps::LOST).ok_or(LoadError::MissingMap(maps::LOST))?;
+    let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map { name: maps::LOST, source })?;
+    Ok(Loaded { ebpf, events, lost, hooks, dump_mode, dump_mode_reason })
+}
+
+/// The ladder: fentry, else kprobe, on the kernel's dump entry; else infer.
+fn attach_dump_hook(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    kbtf: &layout::KernelBtf,
+    choice: CoredumpHook,
+    hooks: &mut Vec<Hook>,
+) -> (String, String) {
+    // Linux 6.17 renamed do_coredump to vfs_coredump, same signature.
+    let function = ["vfs_coredump", "do_coredump"].into_iter().find(|f| kbtf.has_function(f));
+    let Some(function) = function else {
+        return ("inferred".into(), "the kernel's BTF has neither vfs_coredump nor do_coredump".into());
+    };
+    if choice == CoredumpHook::Infer {
+        hooks.push(hook(&format!("fentry/{function}"), "disabled", Some("--coredump-hook=infer".into())));
+        return ("inferred".into(), "direct hooks switched off with --coredump-hook=infer".into());
+    }
+    let mut failures = Vec::new();
+    if matches!(choice, CoredumpHook::Auto | CoredumpHook::Fentry) {
+        let name = format!("fentry/{function}");
+        let result = (|| -> Result<(), String> {
+            let prog: &mut FEntry = ebpf
+                .program_mut("coredump_fentry")
+                .ok_or("program coredump_fentry is missing")?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            prog.load(function, btf).map_err(|e| error_chain(&e))?;
+            prog.attach().map_err(|e| error_chain(&e))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                hooks.push(hook(&name, "attached", None));
+                return (name, "fentry attached to the kernel's dump entry".into());
+            }
+            Err(e) => {
+                hooks.push(hook(&name, "unavailable", Some(e.clone())));
+                failures.push(format!("fentry: {e}"));
+            }
+        }
+    } else {
+        hooks.push(hook(&format!("fentry/{function}"), "disabled", Some("--coredump-hook=kprobe".into())));
+    }
+    if matches!(choice, CoredumpHook::Auto | CoredumpHook::Kprobe) {
+        let name = format!("kprobe/{function}");
+        let result = (|| -> Result<(), String> {
+            if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                return Err("the kernel has no kprobe PMU (CONFIG_KPROBES off)".into());
+            }
+            let prog: &mut KProbe = ebpf
+                .program_mut("coredump_kprobe")
+                .ok_or("program coredump_kprobe is missing")?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            prog.load().map_err(|e| error_chain(&e))?;
+            prog.attach(function, 0).map_err(|e| error_chain(&e))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                hooks.push(hook(&name, "attached", None));
+                return (name, format!("kprobe attached to the kernel's dump entry{}", if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) }));
+            }
+            Err(e) => {
+                hooks.push(hook(&name, "unavailable", Some(e.clone())));
+                failures.push(format!("kprobe: {e}"));
+            }
+        }
+    }
+    (
+        "inferred".into(),
+        format!(
+            "no direct hook on {function} ({}); dumps are inferred from signal_deliver (SIG_DFL + core signal), the helper's exec and the exit status",
+            failures.join("; ")
+        ),
+    )
+}
+
+/// Sums the per-CPU loss counters: (event kind name, total) for every kind.
+pub fn read_lost(lost: &PerCpuArray<MapData, u64>) -> Vec<(&'static str, u64)> {
+    EventKind::ALL
+        .iter()
+        .map(|k| {
+            let total = lost.get(&(*k as u32), 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+            (k.name(), total)
+        })
+        .collect()
+}

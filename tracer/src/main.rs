@@ -1,0 +1,29 @@
+//! Entry point: parse, dispatch, and turn errors into one line and exit 2.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crashtrace::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crashtrace: {}", crashtrace::loader::error_chain(e.as_ref()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match cli.live_args() {
+        Some(args) => {
+            let args = args.clone();
+            runtime.block_on(crashtrace::runtime::run_live(&args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

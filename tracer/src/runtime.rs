@@ -1,0 +1,354 @@
+//! The live tracer: ring buffer -> decode -> correlate -> output, on a tokio
+//! current-thread runtime. This is the only module that ties aya, tokio and
+//! the pure modules together.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io::Write,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
+use tracer_common::signal::{is_core_signal, SIG_DFL};
+
+use crate::{
+    chain::Chain,
+    cli::{ColorChoice, LiveArgs},
+    core_pattern::CoreSettings,
+    correlate::{Config, Correlator},
+    decode,
+    event::{Body, Event, Proc},
+    loader::{self, LoadOptions},
+    log::LogWriter,
+    output::{self, Style},
+    record::{EventRecord, Header, Line, Loss, Record, Summary},
+    verdict::Verdict,
+};
+
+/// The eBPF object built into this binary by `cargo xtask build`, if any.
+#[cfg(crashtrace_embedded_ebpf)]
+pub const EMBEDDED_OBJECT: Option<&[u8]> = Some(include_bytes!(env!("CRASHTRACE_EBPF_OBJECT_PATH")));
+#[cfg(not(crashtrace_embedded_ebpf))]
+pub const EMBEDDED_OBJECT: Option<&[u8]> = None;
+
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Where output goes, with the --pid filter applied.
+struct Outputs {
+    json: bool,
+    verdicts_only: bool,
+    style: Style,
+    log: Option<LogWriter>,
+    watched: Option<u32>,
+    /// The watched pid and the children it forked.
+    followed: HashSet<u32>,
+    mono_to_wall: i128,
+    stdout_closed: bool,
+}
+
+impl Outputs {
+    fn print(&mut self, text: &str) {
+        if self.stdout_closed {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            // A closed pipe (crashtrace | head) ends output, not the tracer's duty to log.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.stdout_closed = true;
+            }
+        }
+    }
+
+    fn emit(&mut self, record: Record, text: Option<String>) {
+        let line = Line::new(record);
+        let json = line.to_json();
+        if let Some(log) = self.log.as_mut() {
+            log.write_line(&json);
+            if matches!(line.record, Record::Verdict(_) | Record::Summary(_) | Record::Header(_)) {
+                // The verdict is on disk before it is shown.
+                log.sync();
+            }
+        }
+        if self.json {
+            self.print(&(json + "\n"));
+        } else if let Some(t) = text {
+            self.print(&t);
+        }
+    }
+
+    fn wall(&self, ts_ns: u64) -> u64 {
+        (ts_ns as i128 + self.mono_to_wall).max(0) as u64
+    }
+
+    fn event_wanted(&mut self, ev: &Event, correlator: &Correlator) -> bool {
+        let Some(pid) = self.watched else { return true };
+        if let Body::ProcessFork { child } = &ev.body {
+            if self.followed.contains(&ev.task.tgid) {
+                self.followed.insert(*child);
+            }
+        }
+        let _ = pid;
+        let involved = |p: u32| self.followed.contains(&p);
+        match &ev.body {
+            Body::SignalGenerate { target, .. } => involved(ev.task.tgid) || involved(target.tgid),
+            Body::ProcessExit { ppid, .. } => involved(ev.task.tgid) || involved(*ppid),
+            Body::CoreSettings(_) => true,
+            Body::HelperExec { .. } | Body::HelperConnect { .. } => {
+                correlator.helper_chain(ev.task.tgid).map(|c| self.chain_wanted(c)).unwrap_or(false)
+            }
+            _ => involved(ev.task.tgid),
+        }
+    }
+
+    fn chain_wanted(&self, chain: &Chain) -> bool {
+        let Some(pid) = self.watched else { return true };
+        self.followed.iter().any(|p| chain.involves(*p))
+            // For PID 1, a collector that cannot reach PID 1 is PID 1's story.
+            || (pid == 1 && chain.verdict == Some(Verdict::CollectorUnreachablePid1))
+    }
+
+    fn event(&mut self, ev: &Event, correlator: &Correlator) {
+        if !self.event_wanted(ev, correlator) {
+            return;
+        }
+        let wall_ns = self.wall(ev.ts_ns);
+        let text = if self.verdicts_only { None } else { Some(output::event_line(ev, wall_ns, self.style) + "\n") };
+        self.emit(Record::Event(EventRecord { wall_ns, event: ev.clone() }), text);
+    }
+
+    fn verdict(&mut self, chain: Chain) {
+        if !self.chain_wanted(&chain) {
+            return;
+        }
+        let text = output::verdict_block(&chain, self.mono_to_wall, self.style);
+        self.emit(Record::Verdict(Box::new(chain)), Some(text));
+    }
+}
+
+/// Runs the live tracer until Ctrl-C, SIGTERM or --duration.
+pub async fn run_live(args: &LiveArgs) -> Result<()> {
+    if let Some(pid) = args.pid {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            anyhow::bail!("no process with pid {pid}; check the number with `ps -p {pid}`");
+        }
+    }
+    let log = match &args.log {
+        Some(path) => Some(LogWriter::open(path)?),
+        None => None,
+    };
+    let object_bytes;
+    let object: &[u8] = match (&args.bpf_object, EMBEDDED_OBJECT) {
+        (Some(path), _) => {
+            object_bytes = std::fs::read(path).map_err(|source| loader::LoadError::ReadObject { path: path.clone(), source })?;
+            &object_bytes
+        }
+        (None, Some(bytes)) => bytes,
+        (None, None) => return Err(loader::LoadError::NoObject.into()),
+    };
+
+    let attach_started = monotonic_ns();
+    let loaded = loader::load(&LoadOptions {
+        object,
+        coredump_hook: args.coredump_hook,
+        ring_buffer_size: args.ring_buffer_size,
+        naive_all_signals: args.naive_all_signals,
+        watched: args.pid,
+    })?;
+    let attach_ns = monotonic_ns() - attach_started;
+    let loader::Loaded { ebpf: _ebpf, events, lost, hooks, dump_mode, dump_mode_reason } = loaded;
+
+    let start_mono = monotonic_ns();
+    let start_wall = realtime_ns();
+    let settings = CoreSettings::read().ok();
+    let color = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => !args.json && unsafe { libc::isatty(1) } == 1 && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let mut out = Outputs {
+        json: args.json,
+        verdicts_only: args.verdicts_only,
+        style: Style { color },
+        log,
+        watched: args.pid,
+        followed: args.pid.into_iter().collect(),
+        mono_to_wall: start_wall as i128 - start_mono as i128,
+        stdout_closed: false,
+    };
+    let header = Header {
+        tracer_version: env!("CARGO_PKG_VERSION").into(),
+        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        hostname: read_trimmed("/proc/sys/kernel/hostname"),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        start_wall_ns: start_wall,
+        start_mono_ns: start_mono,
+        dump_mode,
+        dump_mode_reason,
+        hooks,
+        core_settings: settings.clone(),
+        watched_pid: args.pid,
+    };
+    let text = output::header_text(&header);
+    out.emit(Record::Header(header), Some(text));
+    if !args.json {
+        out.print(&format!("all hooks attached in {:.1} ms; tracing (Ctrl-C to stop)\n", attach_ns as f64 / 1e6));
+    }
+    // Machine-readable readiness for scripts and tests, on stderr.
+    eprintln!("crashtrace: attached in {attach_ns} ns");
+
+    let mut correlator = Correlator::new(Config::default());
+    let mut current_settings = settings;
+    if let Some(s) = &current_settings {
+        correlator.feed(&settings_event(s.clone(), start_mono));
+    }
+
+    // SAFETY: the ring buffer owns its fd and keeps it open for as long as
+    // the AsyncFd holds it.
+    let mut ring = unsafe { AsyncFd::register(events) }
+        .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let deadline = args.duration.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut decode_errors = 0u64;
+    let mut lost_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut lost_total = 0u64;
+
+    loop {
+        let sleep_until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting on the ring buffer")?;
+                let rb = guard.get_inner_mut();
+                drain(rb, &mut correlator, &mut out, &mut current_settings, &mut decode_errors);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                for chain in correlator.tick(monotonic_ns()) {
+                    out.verdict(chain);
+                }
+                report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out);
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sleep_until => break,
+        }
+    }
+
+    // Detach cleanly: take what is still in the ring, then end every chain.
+    drain(ring.get_mut(), &mut correlator, &mut out, &mut current_settings, &mut decode_errors);
+    report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out);
+    for chain in correlator.flush() {
+        out.verdict(chain);
+    }
+    let stats = correlator.stats().clone();
+    let summary = Summary {
+        events: stats.events,
+        chains: stats.chains_opened,
+        verdicts: stats.verdicts.clone(),
+        kernel_said_dumped_but_dropped: stats.kernel_said_dumped_but_dropped,
+        lost_kernel: lost_total,
+        decode_errors,
+        log_write_failures: out.log.as_ref().map(|l| l.failures).unwrap_or(0),
+    };
+    let text = output::summary_text(&summary);
+    if out.json {
+        out.emit(Record::Summary(summary), None);
+    } else {
+        out.emit(Record::Summary(summary), None);
+        eprint!("{text}");
+    }
+    Ok(())
+}
+
+fn settings_event(s: CoreSettings, ts_ns: u64) -> Event {
+    Event { ts_ns, cpu: 0, task: Proc::default(), cgroup_id: 0, body: Body::CoreSettings(s) }
+}
+
+fn drain(
+    rb: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    correlator: &mut Correlator,
+    out: &mut Outputs,
+    current_settings: &mut Option<CoreSettings>,
+    decode_errors: &mut u64,
+) {
+    while let Some(item) = rb.next() {
+        let ev = match decode::decode(&item) {
+            Ok(ev) => ev,
+            Err(e) => {
+                *decode_errors += 1;
+                if *decode_errors <= 10 {
+                    eprintln!("crashtrace: undecodable event ({e}); counted in the summary");
+                }
+                continue;
+            }
+        };
+        drop(item);
+        // A core dump is about to use the settings: record them if they
+        // changed since last seen, so the chain (and the log) has them.
+        if let Body::SignalDeliver { sig, sa_handler, .. } = &ev.body {
+            if is_core_signal(*sig) && *sa_handler == SIG_DFL {
+                if let Ok(now) = CoreSettings::read() {
+                    if current_settings.as_ref() != Some(&now) {
+                        let sev = settings_event(now.clone(), ev.ts_ns);
+                        correlator.feed(&sev);
+                        out.event(&sev, correlator);
+                        *current_settings = Some(now);
+                    }
+                }
+            }
+        }
+        let ended = correlator.feed(&ev);
+        out.event(&ev, correlator);
+        for chain in ended {
+            out.verdict(chain);
+        }
+    }
+}
+
+fn report_loss(
+    lost: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    seen: &mut BTreeMap<&'static str, u64>,
+    total: &mut u64,
+    out: &mut Outputs,
+) {
+    let mut counts = BTreeMap::new();
+    let mut delta_total = 0;
+    for (kind, n) in loader::read_lost(lost) {
+        let before = seen.insert(kind, n).unwrap_or(0);
+        if n > before {
+            counts.insert(kind.to_string(), n - before);
+            delta_total += n - before;
+        }
+    }
+    if delta_total > 0 {
+        *total += delta_total;
+        let loss = Loss { ts_ns: monotonic_ns(), source: "kernel".into(), counts, total: delta_total };
+        let text = output::loss_text(&loss, out.style) + "\n";
+        out.emit(Record::Loss(loss), Some(text));
+    }
+}

@@ -1,0 +1,239 @@
+//! Verdicts: the stable identifiers crashtrace ends every chain with, and the
+//! rules that pick one from a chain's evidence. Pure; see the README for the
+//! meaning of each identifier.
+
+use serde::{Deserialize, Serialize};
+use tracer_common::signal::is_core_signal;
+
+use crate::{
+    chain::Chain,
+    core_pattern::{is_discarding_file, is_discarding_helper, DumpMode, SYSTEMD_COREDUMP_SOCKET},
+    event::errno_name,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Verdict {
+    #[serde(rename = "stored")]
+    Stored,
+    #[serde(rename = "dropped:collector-unreachable-pid1")]
+    CollectorUnreachablePid1,
+    #[serde(rename = "dropped:core-pattern-discards")]
+    CorePatternDiscards,
+    #[serde(rename = "dropped:collector-failed")]
+    CollectorFailed,
+    #[serde(rename = "dropped:reader-vanished")]
+    ReaderVanished,
+    #[serde(rename = "dropped:rlimit-core")]
+    RlimitCore,
+    #[serde(rename = "dropped:not-dumpable")]
+    NotDumpable,
+    #[serde(rename = "dropped:pipe-limit")]
+    PipeLimit,
+    #[serde(rename = "dropped:socket-unreachable")]
+    SocketUnreachable,
+    #[serde(rename = "no-dump")]
+    NoDump,
+    #[serde(rename = "handled")]
+    Handled,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 12] = [
+        Verdict::Stored,
+        Verdict::CollectorUnreachablePid1,
+        Verdict::CorePatternDiscards,
+        Verdict::CollectorFailed,
+        Verdict::ReaderVanished,
+        Verdict::RlimitCore,
+        Verdict::NotDumpable,
+        Verdict::PipeLimit,
+        Verdict::SocketUnreachable,
+        Verdict::NoDump,
+        Verdict::Handled,
+        Verdict::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Stored => "stored",
+            Verdict::CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
+            Verdict::CorePatternDiscards => "dropped:core-pattern-discards",
+            Verdict::CollectorFailed => "dropped:collector-failed",
+            Verdict::ReaderVanished => "dropped:reader-vanished",
+            Verdict::RlimitCore => "dropped:rlimit-core",
+            Verdict::NotDumpable => "dropped:not-dumpable",
+            Verdict::PipeLimit => "dropped:pipe-limit",
+            Verdict::SocketUnreachable => "dropped:socket-unreachable",
+            Verdict::NoDump => "no-dump",
+            Verdict::Handled => "handled",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_dropped(self) -> bool {
+        self.as_str().starts_with("dropped:")
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A verdict with the words that justify it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: String,
+    /// For `unknown`: the step of the chain whose evidence is missing.
+    pub missing: Option<String>,
+}
+
+fn decided(verdict: Verdict, reason: impl Into<String>) -> Decision {
+    Decision { verdict, reason: reason.into(), missing: None }
+}
+
+fn unknown(reason: impl Into<String>, missing: impl Into<String>) -> Decision {
+    Decision { verdict: Verdict::Unknown, reason: reason.into(), missing: Some(missing.into()) }
+}
+
+/// The smallest RLIMIT_CORE for which the kernel writes a core file: the ELF
+/// binfmt's min_coredump, one page.
+pub const MIN_COREDUMP: u64 = 4096;
+
+/// Picks the verdict for a chain from its evidence.
+pub fn decide(chain: &Chain) -> Decision {
+    match chain.disposition.as_deref() {
+        Some("handler") => {
+            return decided(
+                Verdict::Handled,
+                format!("a user handler at {:#x} caught {}", chain.handler.unwrap_or(0), chain.signal),
+            );
+        }
+        Some("ignored") => return decided(Verdict::Handled, format!("{} is ignored (SIG_IGN)", chain.signal)),
+        Some(_) => {}
+        None => {
+            // No signal_deliver seen. An exit by this signal still shows the
+            // default action was taken; without it, evidence ran out.
+            let killed_by_it = chain.exit_code.map(|c| c & 0x7f == chain.sig).unwrap_or(false);
+            if !killed_by_it {
+                return unknown(
+                    format!("{} was generated but its delivery was not seen", chain.signal),
+                    "signal-deliver",
+                );
+            }
+        }
+    }
+    if !is_core_signal(chain.sig) {
+        return decided(Verdict::NoDump, format!("the default action of {} terminates without a core dump", chain.signal));
+    }
+    let Some(dump) = &chain.dump else {
+        if chain.kernel_said_dumped {
+            return unknown("the kernel reported a core dump but the dump's settings were not recorded", "dump-start");
+        }
+        return unknown("no dump start was seen for a core-dumping signal", "dump-start");
+    };
+    if dump.dumpable == Some(0) {
+        return decided(Verdict::NotDumpable, "the process is not dumpable (prctl PR_SET_DUMPABLE 0, or a setuid exec with suid_dumpable=0)");
+    }
+    match &dump.mode {
+        DumpMode::Empty => decided(Verdict::CorePatternDiscards, "core_pattern is empty: the kernel writes no core"),
+        DumpMode::File { path } => decide_file(chain, path, dump.rlimit_core),
+        DumpMode::Socket { path, .. } => {
+            if chain.kernel_said_dumped {
+                decided(Verdict::Stored, format!("the kernel sent the core to socket {path}"))
+            } else if chain.exit_code.is_some() {
+                decided(Verdict::SocketUnreachable, format!("the kernel could not hand the core to socket {path}"))
+            } else {
+                unknown(format!("the dump to socket {path} did not finish"), "process-exit")
+            }
+        }
+        DumpMode::Pipe { helper, .. } => decide_pipe(chain, helper, dump),
+    }
+}
+
+fn decide_file(chain: &Chain, path: &str, rlimit_core: Option<u64>) -> Decision {
+    if is_discarding_file(path) {
+        return decided(Verdict::CorePatternDiscards, format!("core_pattern writes cores to {path}"));
+    }
+    if let Some(limit) = rlimit_core {
+        if limit < MIN_COREDUMP {
+            return decided(
+                Verdict::RlimitCore,
+                format!("RLIMIT_CORE is {limit} bytes, below the {MIN_COREDUMP}-byte minimum for a core file"),
+            );
+        }
+    }
+    if chain.kernel_said_dumped {
+        return decided(Verdict::Stored, format!("the kernel wrote the core file ({path})"));
+    }
+    match chain.exit_code {
+        Some(_) => unknown(
+            format!("the kernel wrote no core file for pattern {path}: check that the directory exists, is writable, and has space"),
+            "core-file-write",
+        ),
+        None => unknown("the crashing process's exit was not seen", "process-exit"),
+    }
+}
+
+fn decide_pipe(chain: &Chain, helper: &str, dump: &crate::chain::Dump) -> Decision {
+    let who_set = chain
+        .core_pattern_set_by
+        .as_ref()
+        .map(|s| format!(" (set by {s})"))
+        .unwrap_or_default();
+    if is_discarding_helper(helper) {
+        return decided(Verdict::CorePatternDiscards, format!("core_pattern pipes cores to {helper}, which discards them{who_set}"));
+    }
+    if dump.rlimit_core == Some(1) {
+        return decided(Verdict::RlimitCore, "RLIMIT_CORE is 1: the kernel refuses to pipe a core from such a process (recursion guard)");
+    }
+    let Some(collector) = &chain.collector else {
+        if dump.helper_executable == Some(false) {
+            return decided(
+                Verdict::CorePatternDiscards,
+                format!("core_pattern pipes to {helper}, which is missing or not executable{who_set}"),
+            );
+        }
+        if dump.over_pipe_limit {
+            return decided(Verdict::PipeLimit, "more dumps were in flight than core_pipe_limit allows");
+        }
+        return match chain.exit_code {
+            Some(_) => unknown(format!("the kernel started no helper ({helper}) for this dump"), "helper-exec"),
+            None => unknown("neither the helper's exec nor the crasher's exit was seen", "helper-exec"),
+        };
+    };
+    if let Some(failed) = collector.connects.iter().rev().find(|c| c.ret < 0) {
+        let err = errno_name(-failed.ret);
+        if failed.path == SYSTEMD_COREDUMP_SOCKET {
+            return decided(
+                Verdict::CollectorUnreachablePid1,
+                format!(
+                    "{} could not connect to {} ({err}): PID 1 does not serve the coredump socket",
+                    collector.comm, failed.path
+                ),
+            );
+        }
+        if collector.exit_failed() {
+            return decided(
+                Verdict::CollectorFailed,
+                format!("{} failed to connect to {} ({err}) and exited with {}", collector.comm, failed.path, collector.exit_description()),
+            );
+        }
+    }
+    if chain.sigpipe_during_dump {
+        return decided(Verdict::ReaderVanished, format!("{} stopped reading the core: the dumper got SIGPIPE", collector.comm));
+    }
+    match collector.exit_code {
+        Some(_) if !collector.exit_failed() => decided(Verdict::Stored, format!("{} took the core and exited 0", collector.comm)),
+        Some(_) => decided(Verdict::CollectorFailed, format!("{} exited with {}", collector.comm, collector.exit_description())),
+        None => unknown(format!("{} did not exit while crashtrace watched", collector.comm), "helper-exit"),
+    }
+}

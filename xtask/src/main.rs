@@ -1,0 +1,163 @@
+//! Project tasks: toolchain set-up, the eBPF build, running, and every test
+//! tier. `cargo xtask --help` lists them.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "crashtrace's build, run and test tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the eBPF build needs: nightly's rust-src and bpf-linker.
+    Setup,
+    /// Build the eBPF object and crashtrace with the object built in.
+    Build {
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build, then run crashtrace as root; arguments after `--` go to it.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test tier: unit, privileged (root, real BPF), VM.
+    Test {
+        /// Only the unprivileged tier.
+        #[arg(long)]
+        unit_only: bool,
+    },
+}
+
+const NIGHTLY: &str = "nightly";
+/// bpf-linker 0.10.4 links with rustc's own LLVM; later versions want a
+/// system LLVM that these machines lack.
+const BPF_LINKER_VERSION: &str = "0.10.4";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn setup() -> Result<()> {
+    let has_rust_src = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")))
+        .unwrap_or(false);
+    if !has_rust_src {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+            .context("installing rust-src for the nightly toolchain (needed to build core for the BPF target)")?;
+    }
+    let linker_ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false);
+    if !linker_ok {
+        run(Command::new("cargo").args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--force"]))
+            .context("installing bpf-linker")?;
+    }
+    Ok(())
+}
+
+/// Path of the eBPF object `build_ebpf` produces.
+fn ebpf_object() -> PathBuf {
+    root().join("target/bpfel-unknown-none/release/tracer-ebpf")
+}
+
+fn build_ebpf() -> Result<PathBuf> {
+    setup()?;
+    run(Command::new("cargo")
+        .current_dir(root().join("tracer-ebpf"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .args([
+            &format!("+{NIGHTLY}"),
+            "build",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+            "--release",
+        ]))
+    .context("building the eBPF object")?;
+    let object = ebpf_object();
+    if !object.is_file() {
+        bail!("the eBPF build succeeded but {} is missing", object.display());
+    }
+    Ok(object)
+}
+
+fn build(debug: bool) -> Result<PathBuf> {
+    let object = build_ebpf()?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root()).env("CRASHTRACE_EBPF_OBJECT", &object).args(["build", "-p", "crashtrace"]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    Ok(root().join(if debug { "target/debug/crashtrace" } else { "target/release/crashtrace" }))
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup(),
+        Task::Build { debug } => build(debug).map(|p| eprintln!("xtask: built {}", p.display())),
+        Task::Run { args } => {
+            let binary = build(false)?;
+            let mut cmd = if is_root() {
+                Command::new(&binary)
+            } else {
+                let mut c = Command::new("sudo");
+                c.arg(&binary);
+                c
+            };
+            cmd.args(&args);
+            run(&mut cmd)
+        }
+        Task::Test { unit_only } => test(unit_only),
+    }
+}
+
+fn test(unit_only: bool) -> Result<()> {
+    eprintln!("xtask: tier 1 (unprivileged): decode, correlator, verdicts, CLI, log reading");
+    run(Command::new("cargo").current_dir(root()).args(["test", "--workspace"]))?;
+    if unit_only {
+        eprintln!("xtask: tiers 2 and 3 NOT RUN (--unit-only)");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("tier 2 (privileged) needs root: it loads real BPF programs and changes core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
+    }
+    eprintln!("xtask: tier 2 (privileged, serial): real BPF programs, real crashes, real collectors");
+    let object = build_ebpf()?;
+    run(Command::new("cargo")
+        .current_dir(root())
+        .env("CRASHTRACE_EBPF_OBJECT", &object)
+        .args(["test", "-p", "crashtrace", "--test", "privileged", "--", "--ignored", "--test-threads=1"]))?;
+    Ok(())
+}
