@@ -118,6 +118,11 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
         return;
     }
 
+    // Follow a process that is sent a fatal signal to its exit, even if it
+    // never acts on the signal (blocked, or it exits first).
+    if result == 0 && (is_core_signal(sig) || (is_terminating_signal(sig) && handler == SIG_DFL)) {
+        let _ = CRASHING.insert(&target_tgid, &sig, 0);
+    }
     let Some(mut entry) = reserve::<SignalGenerate>(EventKind::SignalGenerate) else {
         return;
     };

@@ -52,6 +52,15 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// The helper's name for messages: its program's file name (comm is cut
+    /// to 15 bytes by the kernel).
+    pub fn name(&self) -> &str {
+        match self.filename.rsplit('/').next() {
+            Some(base) if !base.is_empty() => base,
+            _ => &self.comm,
+        }
+    }
+
     /// Exited non-zero or by a signal.
     pub fn exit_failed(&self) -> bool {
         self.exit_code.map(|c| c != 0).unwrap_or(false)

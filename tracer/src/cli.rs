@@ -23,6 +23,48 @@ pub struct Cli {
 pub enum Command {
     /// Trace live (the default when no command is given).
     Live(LiveArgs),
+    /// Read crashtrace event logs after the fact: timelines, verdicts, summary.
+    Report(ReportArgs),
+    /// Check this host, without tracing, for whatever would drop or hide cores.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// Log files written by `crashtrace --log` (rotated sets included).
+    #[arg(required = true, value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// Only chains involving this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only chains that started at or after this time (RFC 3339, or Unix seconds).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only chains that started before this time (RFC 3339, or Unix seconds).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only chains with this verdict; `dropped` matches every dropped:* verdict.
+    #[arg(long, value_name = "VERDICT")]
+    pub verdict: Option<String>,
+    /// JSON Lines output instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Another directory where collectors store cores, for reconciliation.
+    #[arg(long, value_name = "DIR")]
+    pub store: Vec<PathBuf>,
+    /// Stop at the first bad line instead of reporting it and going on.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DoctorArgs {
+    /// JSON output with the same findings.
+    #[arg(long)]
+    pub json: bool,
+    /// Also check this process (its RLIMIT_CORE and dumpability).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -101,6 +143,7 @@ impl Cli {
         match &self.command {
             None => Some(&self.live),
             Some(Command::Live(a)) => Some(a),
+            Some(_) => None,
         }
     }
 }

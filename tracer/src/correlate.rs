@@ -18,7 +18,7 @@ use crate::{
     chain::{describe_exit, Chain, Collector, Connect, Dump},
     core_pattern::{CoreSettings, DumpMode},
     event::{code_name, errno_name, signal_name, Body, DumpHook, Event, Proc},
-    verdict::{decide, Verdict},
+    verdict::decide,
 };
 
 #[derive(Clone, Debug)]
@@ -205,9 +205,6 @@ impl Correlator {
         if chain.misleading_core_dumped() {
             self.stats.kernel_said_dumped_but_dropped += 1;
         }
-        if decision.verdict == Verdict::Handled {
-            self.handled.insert(chain.crasher.tgid, (chain.id, chain.last_ts_ns));
-        }
         Some(chain)
     }
 
@@ -392,6 +389,8 @@ impl Correlator {
             c.handler = Some(sa_handler);
             c.step(ev.ts_ns, format!("{} caught by handler {sa_handler:#x} in {}", c.signal, ev.task));
             open.complete_at = Some(ev.ts_ns);
+            // Remember it now: the handler may fork its crash child at once.
+            self.handled.insert(ev.task.tgid, (id, ev.ts_ns));
         } else if is_core_signal(sig) {
             c.disposition = Some("default".into());
             let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), DumpHook::Inferred, rlimit_core, dumpable));

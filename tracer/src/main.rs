@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use crashtrace::cli::Cli;
+use crashtrace::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,6 +24,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(crashtrace::runtime::run_live(&args))?;
             Ok(ExitCode::SUCCESS)
         }
-        None => Ok(ExitCode::SUCCESS),
+        None => match cli.command {
+            Some(Command::Report(args)) => crashtrace::report::run(&args),
+            Some(Command::Doctor(args)) => crashtrace::doctor::run(&args),
+            Some(Command::Live(_)) | None => unreachable!("live_args covers these"),
+        },
     }
 }

@@ -123,6 +123,16 @@ pub fn decide(chain: &Chain) -> Decision {
             // No signal_deliver seen. An exit by this signal still shows the
             // default action was taken; without it, evidence ran out.
             let killed_by_it = chain.exit_code.map(|c| c & 0x7f == chain.sig).unwrap_or(false);
+            if let (false, Some(code)) = (killed_by_it, chain.exit_code) {
+                return unknown(
+                    format!(
+                        "the process exited ({}) without acting on {}: it was blocked or still pending",
+                        crate::chain::describe_exit(code),
+                        chain.signal
+                    ),
+                    "signal-deliver",
+                );
+            }
             if !killed_by_it {
                 return unknown(
                     format!("{} was generated but its delivery was not seen", chain.signal),
@@ -217,23 +227,23 @@ fn decide_pipe(chain: &Chain, helper: &str, dump: &crate::chain::Dump) -> Decisi
                 Verdict::CollectorUnreachablePid1,
                 format!(
                     "{} could not connect to {} ({err}): PID 1 does not serve the coredump socket",
-                    collector.comm, failed.path
+                    collector.name(), failed.path
                 ),
             );
         }
         if collector.exit_failed() {
             return decided(
                 Verdict::CollectorFailed,
-                format!("{} failed to connect to {} ({err}) and exited with {}", collector.comm, failed.path, collector.exit_description()),
+                format!("{} failed to connect to {} ({err}) and exited with {}", collector.name(), failed.path, collector.exit_description()),
             );
         }
     }
     if chain.sigpipe_during_dump {
-        return decided(Verdict::ReaderVanished, format!("{} stopped reading the core: the dumper got SIGPIPE", collector.comm));
+        return decided(Verdict::ReaderVanished, format!("{} stopped reading the core: the dumper got SIGPIPE", collector.name()));
     }
     match collector.exit_code {
-        Some(_) if !collector.exit_failed() => decided(Verdict::Stored, format!("{} took the core and exited 0", collector.comm)),
-        Some(_) => decided(Verdict::CollectorFailed, format!("{} exited with {}", collector.comm, collector.exit_description())),
-        None => unknown(format!("{} did not exit while crashtrace watched", collector.comm), "helper-exit"),
+        Some(_) if !collector.exit_failed() => decided(Verdict::Stored, format!("{} took the core and exited 0", collector.name())),
+        Some(_) => decided(Verdict::CollectorFailed, format!("{} exited with {}", collector.name(), collector.exit_description())),
+        None => unknown(format!("{} did not exit while crashtrace watched", collector.name()), "helper-exit"),
     }
 }
