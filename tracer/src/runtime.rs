@@ -218,7 +218,10 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
     let mut correlator = Correlator::new(Config::default());
     let mut current_settings = settings;
     if let Some(s) = &current_settings {
-        correlator.feed(&settings_event(s.clone(), start_mono));
+        // Also an event record, so a log replays on its own.
+        let sev = settings_event(s.clone(), start_mono);
+        correlator.feed(&sev);
+        out.event(&sev, &correlator);
     }
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as

@@ -1,1 +1,499 @@
+//! The correlator fed with sequences recorded from real crashes on this
+//! machine (tests/fixtures, re-recorded by tests/fixtures/record.sh), and with
+//! hand-built sequences for the verdicts a single host cannot produce on
+//! demand (a collector that succeeds, a vanished reader, a full pipe limit).
 
+use super::*;
+use crate::{
+    record::{Line, Record},
+    verdict::Verdict,
+};
+
+const MS: u64 = 1_000_000;
+
+fn fixture(name: &str) -> Vec<Line> {
+    let path = format!("{}/tests/fixtures/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1)))
+        .collect()
+}
+
+/// Replays the fixture's events the way `crashtrace report` does and returns
+/// (rebuilt chains, verdict records the live tracer printed).
+fn replay(name: &str) -> (Vec<Chain>, Vec<Chain>) {
+    let mut c = Correlator::new(Config::default());
+    let mut rebuilt = Vec::new();
+    let mut recorded = Vec::new();
+    for line in fixture(name) {
+        match line.record {
+            Record::Event(e) => {
+                rebuilt.extend(c.feed(&e.event));
+                rebuilt.extend(c.tick(e.event.ts_ns));
+            }
+            Record::Verdict(chain) => recorded.push(*chain),
+            _ => {}
+        }
+    }
+    rebuilt.extend(c.flush());
+    (rebuilt, recorded)
+}
+
+/// The chain of the test's own crashing program (the fixtures also hold
+/// other processes' deaths: this machine is shared).
+fn chain_of<'a>(chains: &'a [Chain], comm: &str) -> &'a Chain {
+    chains
+        .iter()
+        .find(|c| c.crasher.comm == comm)
+        .unwrap_or_else(|| panic!("no chain for {comm} in {:?}", chains.iter().map(|c| &c.crasher).collect::<Vec<_>>()))
+}
+
+/// Replay gives the verdict the live tracer printed, and the one expected.
+fn check_fixture(name: &str, comm: &str, expected: Verdict) -> Chain {
+    let (rebuilt, recorded) = replay(name);
+    for live in &recorded {
+        let again = rebuilt
+            .iter()
+            .find(|c| c.crasher.tgid == live.crasher.tgid)
+            .unwrap_or_else(|| panic!("{name}: live chain for {} not rebuilt", live.crasher));
+        assert_eq!(again.verdict, live.verdict, "{name}: {} verdict differs from live", live.crasher);
+    }
+    let chain = chain_of(&rebuilt, comm).clone();
+    assert_eq!(chain.verdict, Some(expected), "{name}: reason {:?}", chain.reason);
+    chain
+}
+
+#[test]
+fn recorded_file_pattern_fault_is_stored() {
+    let c = check_fixture("file-stored", "crash", Verdict::Stored);
+    assert_eq!(c.origin, "fault");
+    assert_eq!(c.fault_addr, Some(0));
+    assert!(c.kernel_said_dumped);
+    assert_eq!(c.disposition.as_deref(), Some("default"));
+    assert_eq!(c.sigchld.as_deref(), Some("CLD_DUMPED"));
+}
+
+#[test]
+fn recorded_rlimit_zero_abort_is_dropped_rlimit_core() {
+    let c = check_fixture("rlimit-core", "crash", Verdict::RlimitCore);
+    assert_eq!(c.origin, "tkill");
+    assert!(!c.kernel_said_dumped);
+    assert_eq!(c.dump.as_ref().unwrap().rlimit_core, Some(0));
+}
+
+#[test]
+fn recorded_systemd_coredump_without_pid1_is_unreachable_pid1() {
+    let c = check_fixture("systemd-no-pid1", "crash", Verdict::CollectorUnreachablePid1);
+    assert!(c.kernel_said_dumped, "the kernel said core dumped");
+    assert!(c.misleading_core_dumped());
+    let collector = c.collector.as_ref().expect("collector");
+    assert_eq!(collector.filename, "/lib/systemd/systemd-coredump");
+    assert_eq!(collector.matched_by, "argv");
+    assert_eq!(collector.argv[1], c.crasher.tgid.to_string());
+    assert!(collector.connects.iter().any(|k| k.path == "/run/systemd/coredump" && k.ret == -2));
+    assert_eq!(collector.exit_code, Some(1 << 8));
+}
+
+#[test]
+fn recorded_bin_false_discards() {
+    let c = check_fixture("bin-false", "crash", Verdict::CorePatternDiscards);
+    assert!(c.misleading_core_dumped());
+    assert_eq!(c.collector.as_ref().unwrap().filename, "/bin/false");
+}
+
+#[test]
+fn recorded_kill_segv_names_the_sender() {
+    let c = check_fixture("kill-segv", "crash", Verdict::Stored);
+    assert_eq!(c.origin, "kill");
+    let sender = c.sender.as_ref().expect("sender");
+    assert_ne!(sender.tgid, c.crasher.tgid);
+    assert_eq!(sender.comm, "bash");
+}
+
+#[test]
+fn recorded_sigkill_is_no_dump() {
+    let c = check_fixture("sigkill", "crash", Verdict::NoDump);
+    assert!(!c.kernel_said_dumped);
+}
+
+#[test]
+fn recorded_missing_helper_discards() {
+    let c = check_fixture("missing-helper", "crash", Verdict::CorePatternDiscards);
+    assert!(c.collector.is_none());
+    assert!(c.reason.contains("missing"), "{}", c.reason);
+}
+
+#[test]
+fn recorded_crash_handler_reraise_links_child_to_parent() {
+    let (rebuilt, _) = replay("handled-reraise");
+    let parent = rebuilt.iter().find(|c| c.verdict == Some(Verdict::Handled)).expect("handled chain");
+    let child = rebuilt
+        .iter()
+        .find(|c| c.crasher.comm == "handler" && c.verdict == Some(Verdict::Stored))
+        .expect("re-raised child chain");
+    assert_eq!(child.linked_to, Some(parent.id));
+    assert_eq!(child.ppid, Some(parent.crasher.tgid));
+    assert_eq!(child.origin, "kill");
+}
+
+// ---- hand-built sequences ----------------------------------------------
+
+fn proc(pid: u32, comm: &str) -> Proc {
+    Proc { pid, tgid: pid, comm: comm.into() }
+}
+
+fn ev(ts_ms: u64, task: Proc, body: Body) -> Event {
+    Event { ts_ns: ts_ms * MS, cpu: 0, task, cgroup_id: 1, body }
+}
+
+fn settings(pattern: &str, pipe_limit: u32, helper_executable: Option<bool>) -> Event {
+    ev(
+        0,
+        Proc::default(),
+        Body::CoreSettings(CoreSettings {
+            core_pattern: pattern.into(),
+            core_pipe_limit: pipe_limit,
+            core_uses_pid: false,
+            helper_executable,
+            set_by: None,
+        }),
+    )
+}
+
+fn fault(ts: u64, pid: u32, sig: i32) -> Event {
+    ev(
+        ts,
+        proc(pid, "app"),
+        Body::SignalGenerate {
+            sig,
+            code: 1,
+            errno: 0,
+            group: 0,
+            result: 0,
+            info: "full".into(),
+            target: proc(pid, "app"),
+            target_ppid: 1,
+            target_handler: 0,
+            fault_addr: Some(0x10),
+            si_pid: None,
+            si_uid: None,
+        },
+    )
+}
+
+fn deliver(ts: u64, pid: u32, sig: i32, handler: u64, rlimit: Option<u64>, dumpable: Option<u32>) -> Event {
+    ev(
+        ts,
+        proc(pid, "app"),
+        Body::SignalDeliver {
+            sig,
+            code: 1,
+            errno: 0,
+            info: "full".into(),
+            sa_handler: handler,
+            sa_flags: 0,
+            fault_addr: Some(0x10),
+            si_pid: None,
+            rlimit_core: rlimit,
+            ppid: 1,
+            dumpable,
+        },
+    )
+}
+
+fn exit(ts: u64, p: Proc, code: i32, role: &str) -> Event {
+    ev(ts, p, Body::ProcessExit { exit_code: code, ppid: 1, roles: vec![role.into()] })
+}
+
+fn helper_exec(ts: u64, pid: u32, argv: &[&str]) -> Event {
+    ev(
+        ts,
+        proc(pid, "collector"),
+        Body::HelperExec {
+            filename: argv[0].into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            args_truncated: false,
+        },
+    )
+}
+
+fn run(events: &[Event]) -> Vec<Chain> {
+    let mut c = Correlator::new(Config::default());
+    let mut out = Vec::new();
+    for e in events {
+        out.extend(c.feed(e));
+        out.extend(c.tick(e.ts_ns));
+    }
+    out.extend(c.flush());
+    out
+}
+
+fn only(chains: Vec<Chain>) -> Chain {
+    assert_eq!(chains.len(), 1, "{chains:?}");
+    chains.into_iter().next().unwrap()
+}
+
+const SEGV: i32 = tracer_common::signal::SIGSEGV;
+const PIPE: &str = "|/usr/lib/collector %P";
+
+#[test]
+fn pipe_collector_that_exits_zero_stores() {
+    let c = only(run(&[
+        settings(PIPE, 0, Some(true)),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        helper_exec(3, 200, &["/usr/lib/collector", "100"]),
+        exit(5, proc(100, "app"), 0x8b, "crasher"),
+        exit(6, proc(200, "collector"), 0, "helper"),
+    ]));
+    assert_eq!(c.verdict, Some(Verdict::Stored));
+    assert!(!c.misleading_core_dumped());
+}
+
+#[test]
+fn pipe_collector_exit_nonzero_is_collector_failed() {
+    let c = only(run(&[
+        settings(PIPE, 0, Some(true)),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        helper_exec(3, 200, &["/usr/lib/collector", "100"]),
+        exit(5, proc(200, "collector"), 3 << 8, "helper"),
+        exit(6, proc(100, "app"), 0x8b, "crasher"),
+    ]));
+    assert_eq!(c.verdict, Some(Verdict::CollectorFailed));
+    assert!(c.reason.contains("status 3"), "{}", c.reason);
+    assert!(c.misleading_core_dumped());
+}
+
+#[test]
+fn sigpipe_during_dump_is_reader_vanished() {
+    let c = only(run(&[
+        settings(PIPE, 0, Some(true)),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        helper_exec(3, 200, &["/usr/lib/collector", "100"]),
+        ev(
+            4,
+            proc(100, "app"),
+            Body::SignalGenerate {
+                sig: tracer_common::signal::SIGPIPE,
+                code: 0,
+                errno: 0,
+                group: 0,
+                result: 1,
+                info: "full".into(),
+                target: proc(100, "app"),
+                target_ppid: 1,
+                target_handler: 0,
+                fault_addr: None,
+                si_pid: Some(100),
+                si_uid: Some(0),
+            },
+        ),
+        exit(5, proc(200, "collector"), 0, "helper"),
+        exit(6, proc(100, "app"), 0x8b, "crasher"),
+    ]));
+    assert_eq!(c.verdict, Some(Verdict::ReaderVanished));
+    assert!(c.sigpipe_during_dump);
+}
+
+#[test]
+fn not_dumpable_wins_over_the_pattern() {
+    let c = only(run(&[
+        settings("/var/crash/core.%p", 0, None),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(0)),
+        exit(3, proc(100, "app"), SEGV, "crasher"),
+    ]));
+    assert_eq!(c.verdict, Some(Verdict::NotDumpable));
+}
+
+#[test]
+fn rlimit_one_refuses_a_pipe() {
+    let c = only(run(&[
+        settings(PIPE, 0, Some(true)),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, Some(1), Some(1)),
+        exit(3, proc(100, "app"), SEGV, "crasher"),
+    ]));
+    assert_eq!(c.verdict, Some(Verdict::RlimitCore));
+}
+
+#[test]
+fn dumps_over_core_pipe_limit_are_dropped_pipe_limit() {
+    // Limit 1: the first dump is in flight (no exit yet) when the second starts.
+    let chains = run(&[
+        settings(PIPE, 1, Some(true)),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        helper_exec(3, 200, &["/usr/lib/collector", "100"]),
+        fault(4, 101, SEGV),
+        deliver(5, 101, SEGV, 0, None, Some(1)),
+        exit(6, proc(101, "app"), SEGV, "crasher"),
+        exit(7, proc(200, "collector"), 0, "helper"),
+        exit(8, proc(100, "app"), 0x8b, "crasher"),
+    ]);
+    let second = chains.iter().find(|c| c.crasher.tgid == 101).unwrap();
+    assert_eq!(second.verdict, Some(Verdict::PipeLimit), "{}", second.reason);
+    let first = chains.iter().find(|c| c.crasher.tgid == 100).unwrap();
+    assert_eq!(first.verdict, Some(Verdict::Stored));
+}
+
+#[test]
+fn socket_pattern_without_core_dumped_is_socket_unreachable() {
+    let c = only(run(&[
+        settings("@/run/cores.sock", 0, None),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        exit(3, proc(100, "app"), SEGV, "crasher"),
+    ]));
+    assert_eq!(c.verdict, Some(Verdict::SocketUnreachable));
+}
+
+#[test]
+fn missing_delivery_is_unknown_and_names_the_step() {
+    let c = only(run(&[settings("core", 0, None), fault(1, 100, SEGV)]));
+    assert_eq!(c.verdict, Some(Verdict::Unknown));
+    assert_eq!(c.missing.as_deref(), Some("signal-deliver"));
+}
+
+#[test]
+fn exit_without_acting_on_the_signal_is_unknown_with_reason() {
+    let c = only(run(&[settings("core", 0, None), fault(1, 100, SEGV), exit(2, proc(100, "app"), 1 << 8, "crasher")]));
+    assert_eq!(c.verdict, Some(Verdict::Unknown));
+    assert!(c.reason.contains("blocked or still pending"), "{}", c.reason);
+}
+
+#[test]
+fn helper_matched_by_timing_when_argv_has_no_pid() {
+    let c = only(run(&[
+        settings("|/usr/lib/collector", 0, Some(true)),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        helper_exec(3, 200, &["/usr/lib/collector"]),
+        exit(4, proc(200, "collector"), 0, "helper"),
+        exit(5, proc(100, "app"), 0x8b, "crasher"),
+    ]));
+    assert_eq!(c.collector.as_ref().unwrap().matched_by, "timing");
+    assert_eq!(c.verdict, Some(Verdict::Stored));
+}
+
+#[test]
+fn terminating_signal_caught_by_a_handler_opens_no_chain() {
+    let chains = run(&[
+        settings("core", 0, None),
+        ev(
+            1,
+            proc(5, "sender"),
+            Body::SignalGenerate {
+                sig: tracer_common::signal::SIGTERM,
+                code: 0,
+                errno: 0,
+                group: 1,
+                result: 0,
+                info: "full".into(),
+                target: proc(100, "daemon"),
+                target_ppid: 1,
+                target_handler: 0x4000,
+                fault_addr: None,
+                si_pid: Some(5),
+                si_uid: Some(0),
+            },
+        ),
+    ]);
+    assert!(chains.is_empty(), "{chains:?}");
+}
+
+#[test]
+fn a_complete_chain_waits_for_the_grace_period() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("core", 0, None));
+    c.feed(&fault(1, 100, SEGV));
+    c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
+    c.feed(&exit(3, proc(100, "app"), 0x8b, "crasher"));
+    assert!(c.tick(3 * MS).is_empty(), "ended before the parent's SIGCHLD could arrive");
+    let done = c.tick(3 * MS + Config::default().grace_ns);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].verdict, Some(Verdict::Stored));
+    assert_eq!(c.state_size(), 0);
+}
+
+#[test]
+fn an_idle_chain_times_out_as_unknown() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings(PIPE, 0, Some(true)));
+    c.feed(&fault(1, 100, SEGV));
+    c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
+    assert!(c.tick(1_000 * MS).is_empty());
+    let done = c.tick(2 * MS + Config::default().idle_timeout_ns);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].verdict, Some(Verdict::Unknown));
+    assert_eq!(done[0].missing.as_deref(), Some("helper-exec"));
+}
+
+#[test]
+fn state_stays_bounded_under_a_storm_of_unfinished_crashes() {
+    let cfg = Config { max_open: 64, ..Config::default() };
+    let mut c = Correlator::new(cfg);
+    c.feed(&settings("core", 0, None));
+    let mut ended = 0;
+    for pid in 1000..11000u32 {
+        ended += c.feed(&fault(1, pid, SEGV)).len();
+        assert!(c.open_chains() <= 64);
+    }
+    assert_eq!(ended, 10_000 - 64);
+    assert_eq!(c.stats().chains_evicted, 10_000 - 64);
+    let rest = c.flush();
+    assert_eq!(rest.len(), 64);
+    assert_eq!(c.state_size(), 0);
+}
+
+#[test]
+fn timeline_is_bounded() {
+    let mut events = vec![settings("core", 0, None), fault(1, 100, SEGV)];
+    for i in 0..200 {
+        events.push(ev(
+            2 + i,
+            proc(7, "killer"),
+            Body::SignalGenerate {
+                sig: tracer_common::signal::SIGKILL,
+                code: 0,
+                errno: 0,
+                group: 1,
+                result: 0,
+                info: "full".into(),
+                target: proc(100, "app"),
+                target_ppid: 1,
+                target_handler: 0,
+                fault_addr: None,
+                si_pid: Some(7),
+                si_uid: Some(0),
+            },
+        ));
+    }
+    let c = only(run(&events));
+    assert_eq!(c.timeline.len(), crate::chain::TIMELINE_MAX);
+    assert!(c.timeline_dropped > 0);
+}
+
+#[test]
+fn every_verdict_round_trips_through_its_identifier() {
+    for v in Verdict::ALL {
+        assert_eq!(Verdict::parse(v.as_str()), Some(v));
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, format!("\"{}\"", v.as_str()));
+    }
+}
+
+#[test]
+fn records_round_trip_through_json() {
+    for name in ["systemd-no-pid1", "handled-reraise", "file-stored"] {
+        for line in fixture(name) {
+            let json = line.to_json();
+            let back: Line = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, line, "{name}: {json}");
+        }
+    }
+}
