@@ -32,6 +32,12 @@ pub struct KernelOffsets {
     /// sys_exit_connect tracepoints, from their tracefs `format` files.
     pub connect_enter_uservaddr: u32,
     pub connect_exit_ret: u32,
+    /// cgroup.root, cgroup_root.hierarchy_id, cgroup.kn, kernfs_node.id, cgroup.level
+    pub cgroup_root: u32,
+    pub cgroup_root_hierarchy_id: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    pub cgroup_level: u32,
     /// 1 once user space filled the struct in; programs do nothing until then.
     pub valid: u32,
 }
@@ -58,6 +64,11 @@ impl KernelOffsets {
             bprm_filename: 0,
             connect_enter_uservaddr: 0,
             connect_exit_ret: 0,
+            cgroup_root: 0,
+            cgroup_root_hierarchy_id: 0,
+            cgroup_kn: 0,
+            kernfs_node_id: 0,
+            cgroup_level: 0,
             valid: 0,
         }
     }
@@ -65,11 +76,14 @@ impl KernelOffsets {
 
 /// Run-time switches for the programs.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// `SETTING_*` bits.
     pub flags: u32,
-    pub _pad0: u32,
+    /// Bytes of `cgroup_prefix` in use; 0 = every cgroup.
+    pub cgroup_prefix_len: u32,
+    /// `--cgroup PATH`: only cgroup events under this path are sent.
+    pub cgroup_prefix: [u8; crate::cgroup::CGROUP_FILTER_MAX],
 }
 
 /// Ship every signal_generate event, unfiltered: the naive baseline the
@@ -78,7 +92,7 @@ pub const SETTING_NAIVE_ALL_SIGNALS: u32 = 1;
 
 impl Settings {
     pub const fn zeroed() -> Self {
-        Settings { flags: 0, _pad0: 0 }
+        Settings { flags: 0, cgroup_prefix_len: 0, cgroup_prefix: [0; crate::cgroup::CGROUP_FILTER_MAX] }
     }
 }
 

@@ -14,10 +14,12 @@ pub enum EventKind {
     HelperConnect = 5,
     ProcessExit = 6,
     ProcessFork = 7,
+    SysctlWrite = 8,
+    Cgroup = 9,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::SignalGenerate,
         EventKind::SignalDeliver,
         EventKind::DumpStart,
@@ -25,6 +27,8 @@ impl EventKind {
         EventKind::HelperConnect,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
+        EventKind::SysctlWrite,
+        EventKind::Cgroup,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -36,6 +40,8 @@ impl EventKind {
             5 => EventKind::HelperConnect,
             6 => EventKind::ProcessExit,
             7 => EventKind::ProcessFork,
+            8 => EventKind::SysctlWrite,
+            9 => EventKind::Cgroup,
             _ => return None,
         })
     }
@@ -52,6 +58,8 @@ impl EventKind {
             EventKind::HelperConnect => size_of::<crate::collector::HelperConnect>(),
             EventKind::ProcessExit => size_of::<crate::process::ProcessExit>(),
             EventKind::ProcessFork => size_of::<crate::process::ProcessFork>(),
+            EventKind::SysctlWrite => size_of::<crate::sysctl::SysctlWrite>(),
+            EventKind::Cgroup => size_of::<crate::cgroup::CgroupEvent>(),
         }
     }
 
@@ -64,6 +72,8 @@ impl EventKind {
             EventKind::HelperConnect => "helper-connect",
             EventKind::ProcessExit => "process-exit",
             EventKind::ProcessFork => "process-fork",
+            EventKind::SysctlWrite => "sysctl-write",
+            EventKind::Cgroup => "cgroup",
         }
     }
 }

@@ -6,12 +6,14 @@
 //! buffer. Each type is defined here once and nowhere else.
 #![no_std]
 
+pub mod cgroup;
 pub mod collector;
 pub mod config;
 pub mod coredump;
 pub mod header;
 pub mod process;
 pub mod signal;
+pub mod sysctl;
 
 pub use header::{EventHeader, EventKind, COMM_LEN};
 

@@ -6,12 +6,14 @@
 #![no_std]
 #![no_main]
 
+mod cgroups;
 mod collector;
 mod coredump;
 mod emit;
 mod maps;
 mod process;
 mod signals;
+mod sysctl;
 mod task;
 
 #[cfg(not(test))]

@@ -86,6 +86,27 @@ pub fn describe_exit(code: i32) -> String {
     }
 }
 
+/// A write to core_pattern seen by the tracer: who set the pattern in force.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatternWrite {
+    pub writer: Proc,
+    pub ts_ns: u64,
+    pub old_value: String,
+    pub new_value: String,
+}
+
+/// A cgroup event shown in a crash's timeline as a possible cause.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CgroupNote {
+    pub ts_ns: u64,
+    pub op: String,
+    pub id: u64,
+    pub path: String,
+    pub actor: Proc,
+    /// Why it is shown: "removed by the crasher", "crasher's cgroup emptied", ...
+    pub why: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Chain {
     pub id: u64,
@@ -93,6 +114,12 @@ pub struct Chain {
     pub crasher: Proc,
     pub ppid: Option<u32>,
     pub cgroup_id: u64,
+    /// The crasher's cgroup v2 path, from cgroup events or /proc.
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
+    /// cgroup events shortly before the crash that may explain it (a hint).
+    #[serde(default)]
+    pub cgroup_context: Vec<CgroupNote>,
     pub sig: i32,
     pub signal: String,
     pub code: i32,
@@ -112,7 +139,7 @@ pub struct Chain {
     pub kernel_said_dumped: bool,
     /// The chain of the crash handler this process was forked from.
     pub linked_to: Option<u64>,
-    pub core_pattern_set_by: Option<String>,
+    pub core_pattern_set_by: Option<PatternWrite>,
     pub verdict: Option<Verdict>,
     pub reason: String,
     pub missing: Option<String>,
@@ -130,6 +157,8 @@ impl Chain {
             crasher,
             ppid: None,
             cgroup_id: 0,
+            cgroup_path: None,
+            cgroup_context: Vec::new(),
             sig,
             signal: crate::event::signal_name(sig),
             code: 0,

@@ -74,6 +74,11 @@ pub struct LiveArgs {
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
 
+    /// Only cgroup events under this cgroup path (e.g. /system.slice), so a
+    /// host churning cgroups elsewhere does not flood the output.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+
     /// Print JSON Lines (schema in the README) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +86,20 @@ pub struct LiveArgs {
     /// Also append the JSON Lines records to this file.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
+
+    /// When the log is fsynced: `verdict` (before each verdict is shown),
+    /// `event` (after every record) or `none`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::log::SyncPolicy::Verdict)]
+    pub log_sync: crate::log::SyncPolicy,
+
+    /// Rotate the log before it grows past this size (bytes, or with a K, M
+    /// or G suffix): PATH becomes PATH.1, PATH.1 becomes PATH.2, ...
+    #[arg(long, value_name = "BYTES", requires = "log", value_parser = crate::log::parse_size)]
+    pub log_max_size: Option<u64>,
+
+    /// Rotated log files kept (PATH.1 ... PATH.N); older ones are deleted.
+    #[arg(long, value_name = "N", default_value_t = crate::log::DEFAULT_KEEP)]
+    pub log_keep: u32,
 
     /// Colour for text output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]

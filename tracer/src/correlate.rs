@@ -6,7 +6,7 @@
 //! signal_generate -> signal_deliver (SIG_DFL) -> [dump entry] -> helper exec
 //! -> helper connect(s) -> crasher exit -> parent's SIGCHLD -> helper exit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 use tracer_common::signal::{
@@ -15,7 +15,7 @@ use tracer_common::signal::{
 };
 
 use crate::{
-    chain::{describe_exit, Chain, Collector, Connect, Dump},
+    chain::{describe_exit, CgroupNote, Chain, Collector, Connect, Dump, PatternWrite},
     core_pattern::{CoreSettings, DumpMode},
     event::{code_name, errno_name, signal_name, Body, DumpHook, Event, Proc},
     verdict::decide,
@@ -33,11 +33,19 @@ pub struct Config {
     /// A crash in a child of a process whose handler caught a fatal signal
     /// this recently is linked to that crash.
     pub link_window_ns: u64,
+    /// cgroup events this long before a crash are shown as its context.
+    pub cgroup_window_ns: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { grace_ns: 100_000_000, idle_timeout_ns: 15_000_000_000, max_open: 4096, link_window_ns: 30_000_000_000 }
+        Config {
+            grace_ns: 100_000_000,
+            idle_timeout_ns: 15_000_000_000,
+            max_open: 4096,
+            link_window_ns: 30_000_000_000,
+            cgroup_window_ns: 10_000_000_000,
+        }
     }
 }
 
@@ -68,7 +76,18 @@ pub struct Correlator {
     handled: HashMap<u32, (u64, u64)>,
     stats: Stats,
     now_ns: u64,
+    /// The last write to core_pattern seen.
+    pattern_write: Option<PatternWrite>,
+    /// Recent cgroup removals and emptyings, oldest first (bounded).
+    recent_cgroups: VecDeque<CgroupNote>,
+    /// cgroup v2 id -> path, learned from events and /proc (bounded).
+    cgroup_paths: HashMap<u64, String>,
 }
+
+/// Bounds on the cgroup caches: a host churning cgroups must not grow them.
+const RECENT_CGROUPS_MAX: usize = 1024;
+const CGROUP_PATHS_MAX: usize = 16384;
+const CGROUP_CONTEXT_MAX: usize = 8;
 
 impl Correlator {
     pub fn new(cfg: Config) -> Self {
@@ -82,6 +101,29 @@ impl Correlator {
             handled: HashMap::new(),
             stats: Stats::default(),
             now_ns: 0,
+            pattern_write: None,
+            recent_cgroups: VecDeque::new(),
+            cgroup_paths: HashMap::new(),
+        }
+    }
+
+    /// Records a cgroup v2 id's path learned outside the event stream
+    /// (/proc/PID/cgroup), so chains can name cgroups created before start.
+    pub fn learn_cgroup_path(&mut self, id: u64, path: String) {
+        if self.cgroup_paths.len() >= CGROUP_PATHS_MAX && !self.cgroup_paths.contains_key(&id) {
+            // Forget an arbitrary entry: a cache, not a record.
+            if let Some(k) = self.cgroup_paths.keys().next().copied() {
+                self.cgroup_paths.remove(&k);
+            }
+        }
+        self.cgroup_paths.insert(id, path);
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        for cid in ids {
+            if let Some(o) = self.open.get_mut(&cid) {
+                if o.chain.cgroup_id == id && o.chain.cgroup_path.is_none() {
+                    o.chain.cgroup_path = self.cgroup_paths.get(&id).cloned();
+                }
+            }
         }
     }
 
@@ -96,7 +138,12 @@ impl Correlator {
 
     /// Size of all state maps together (bounded: see the benchmarks).
     pub fn state_size(&self) -> usize {
-        self.open.len() + self.by_tgid.len() + self.by_helper.len() + self.handled.len()
+        self.open.len()
+            + self.by_tgid.len()
+            + self.by_helper.len()
+            + self.handled.len()
+            + self.recent_cgroups.len()
+            + self.cgroup_paths.len()
     }
 
     /// The open chain a collector (helper) belongs to.
@@ -156,8 +203,68 @@ impl Correlator {
             }
             Body::ProcessExit { exit_code, roles, .. } => self.on_exit(ev, *exit_code, roles),
             Body::ProcessFork { .. } => {}
+            Body::SysctlWrite { name, old_value, new_value } => {
+                if name == "kernel/core_pattern" {
+                    self.pattern_write = Some(PatternWrite {
+                        writer: ev.task.clone(),
+                        ts_ns: ev.ts_ns,
+                        old_value: old_value.clone(),
+                        new_value: new_value.clone(),
+                    });
+                }
+            }
+            Body::Cgroup { op, root, id, path, populated, .. } => self.on_cgroup(ev, op, *root, *id, path, *populated),
         }
         done
+    }
+
+    fn on_cgroup(&mut self, ev: &Event, op: &str, root: u32, id: u64, path: &str, populated: Option<bool>) {
+        if root == 0 && op != "release" {
+            self.learn_cgroup_path(id, path.to_string());
+        }
+        let why = match (op, populated) {
+            ("rmdir", _) => "cgroup removed",
+            ("populated", Some(false)) => "cgroup became empty",
+            _ => return,
+        };
+        if self.recent_cgroups.len() >= RECENT_CGROUPS_MAX {
+            self.recent_cgroups.pop_front();
+        }
+        self.recent_cgroups.push_back(CgroupNote {
+            ts_ns: ev.ts_ns,
+            op: op.to_string(),
+            id,
+            path: path.to_string(),
+            actor: ev.task.clone(),
+            why: why.to_string(),
+        });
+    }
+
+    /// cgroup events before the crash that may explain it: removals by the
+    /// crasher itself, and its own cgroup (or an ancestor) emptied or removed.
+    fn cgroup_context(&self, chain: &Chain) -> Vec<CgroupNote> {
+        let since = chain.first_ts_ns.saturating_sub(self.cfg.cgroup_window_ns);
+        let own_path = chain.cgroup_path.clone().unwrap_or_default();
+        self.recent_cgroups
+            .iter()
+            .filter(|n| n.ts_ns >= since && n.ts_ns <= chain.first_ts_ns)
+            .filter_map(|n| {
+                let by_crasher = n.actor.tgid == chain.crasher.tgid;
+                let own = n.id == chain.cgroup_id
+                    || (!n.path.is_empty() && own_path.starts_with(&n.path) && (own_path.len() == n.path.len() || own_path[n.path.len()..].starts_with('/')));
+                let why = match (by_crasher, own) {
+                    (true, _) => format!("{} by the crashing process", n.why),
+                    (false, true) => format!("{}: the crashing process's own cgroup", n.why),
+                    _ => return None,
+                };
+                Some(CgroupNote { why, ..n.clone() })
+            })
+            .rev()
+            .take(CGROUP_CONTEXT_MAX)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
     }
 
     /// Ends chains whose grace or idle time has passed at `now_ns`.
@@ -197,6 +304,14 @@ impl Correlator {
                 self.by_helper.remove(&c.pid);
             }
         }
+        if chain.cgroup_path.is_none() {
+            chain.cgroup_path = self.cgroup_paths.get(&chain.cgroup_id).cloned();
+        }
+        chain.cgroup_context = self.cgroup_context(&chain);
+        for note in chain.cgroup_context.clone() {
+            chain.step(note.ts_ns, format!("possible cause: {} {} by {} ({})", note.op, note.path, note.actor, note.why));
+        }
+        chain.timeline.sort_by_key(|s| s.ts_ns);
         let decision = decide(&chain);
         chain.verdict = Some(decision.verdict);
         chain.reason = decision.reason;
@@ -357,6 +472,7 @@ impl Correlator {
         let id = self.chain_for(ev.task.clone(), sig, ev.ts_ns, done);
         let settings = self.settings.clone();
         let in_flight = self.pipe_dumps_in_flight();
+        let pattern_write = self.pattern_write.clone();
         let Some(open) = self.open.get_mut(&id) else { return };
         let c = &mut open.chain;
         if c.sig != sig && c.disposition.is_none() {
@@ -400,7 +516,10 @@ impl Correlator {
                 let limit = settings.as_ref().map(|s| s.core_pipe_limit).unwrap_or(0);
                 dump.over_pipe_limit = limit > 0 && in_flight >= limit as usize;
             }
-            c.core_pattern_set_by = settings.as_ref().and_then(|s| s.set_by.clone());
+            c.core_pattern_set_by = match (pattern_write, settings.as_ref()) {
+                (Some(w), Some(s)) if w.new_value == s.core_pattern => Some(w),
+                _ => None,
+            };
             let pattern = dump.core_pattern.clone();
             c.step(
                 ev.ts_ns,

@@ -3,6 +3,8 @@
 //! never a panic.
 
 use tracer_common::{
+    cgroup::{CgroupEvent, CGROUP_MKDIR, CGROUP_POPULATED, CGROUP_RELEASE, CGROUP_RMDIR},
+    sysctl::SysctlWrite,
     collector::{HelperConnect, HelperExec},
     coredump::{DumpStart, HOOK_FENTRY, HOOK_KPROBE, HOOK_TRACEPOINT},
     process::{ProcessExit, ProcessFork, ROLE_CRASHER, ROLE_HELPER, ROLE_WATCHED, ROLE_WATCHED_CHILD},
@@ -22,6 +24,8 @@ pub enum DecodeError {
     Short { kind: &'static str, len: usize, need: usize },
     #[error("dump-start with unknown hook {0}")]
     UnknownHook(u32),
+    #[error("cgroup event with unknown operation {0}")]
+    UnknownCgroupOp(u32),
 }
 
 /// Reads a `T` from the front of `bytes`; `T` must be plain data.
@@ -169,6 +173,32 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::ProcessFork => {
             let e: ProcessFork = read(bytes).expect("length checked");
             Body::ProcessFork { child: e.child_tgid }
+        }
+        EventKind::SysctlWrite => {
+            let e: SysctlWrite = read(bytes).expect("length checked");
+            Body::SysctlWrite {
+                name: c_str(&e.name),
+                old_value: c_str(&e.old_value).trim_end_matches('\n').to_string(),
+                new_value: c_str(&e.new_value).trim_end_matches('\n').to_string(),
+            }
+        }
+        EventKind::Cgroup => {
+            let e: CgroupEvent = read(bytes).expect("length checked");
+            let op = match e.op {
+                CGROUP_MKDIR => "mkdir",
+                CGROUP_RMDIR => "rmdir",
+                CGROUP_RELEASE => "release",
+                CGROUP_POPULATED => "populated",
+                other => return Err(DecodeError::UnknownCgroupOp(other)),
+            };
+            Body::Cgroup {
+                op: op.to_string(),
+                root: e.root,
+                id: e.id,
+                level: e.level,
+                populated: if e.op == CGROUP_POPULATED { Some(e.val != 0) } else { None },
+                path: c_str(&e.path),
+            }
         }
     };
     Ok(Event {
@@ -395,6 +425,49 @@ mod tests {
         }
         d.hook = 9;
         assert_eq!(decode(&as_bytes(&d)), Err(DecodeError::UnknownHook(9)));
+    }
+
+    #[test]
+    fn decodes_sysctl_write_and_cgroup() {
+        let mut w = SysctlWrite {
+            header: header(EventKind::SysctlWrite, 9, "sh"),
+            name: [0; 32],
+            old_value: [0; 128],
+            new_value: [0; 128],
+        };
+        w.name[..19].copy_from_slice(b"kernel/core_pattern");
+        w.old_value[..5].copy_from_slice(b"core\n");
+        w.new_value[..12].copy_from_slice(b"|/bin/false\n");
+        match decode(&as_bytes(&w)).unwrap().body {
+            Body::SysctlWrite { name, old_value, new_value } => {
+                assert_eq!(name, "kernel/core_pattern");
+                assert_eq!(old_value, "core");
+                assert_eq!(new_value, "|/bin/false");
+            }
+            other => panic!("wrong body {other:?}"),
+        }
+        let mut c = CgroupEvent {
+            header: header(EventKind::Cgroup, 9, "rmdir"),
+            op: CGROUP_POPULATED,
+            root: 0,
+            id: 1234,
+            level: 2,
+            val: 0,
+            path: [0; 256],
+        };
+        c.path[..6].copy_from_slice(b"/a/b/c");
+        match decode(&as_bytes(&c)).unwrap().body {
+            Body::Cgroup { op, id, populated, path, level, .. } => {
+                assert_eq!(op, "populated");
+                assert_eq!(id, 1234);
+                assert_eq!(level, 2);
+                assert_eq!(populated, Some(false));
+                assert_eq!(path, "/a/b/c");
+            }
+            other => panic!("wrong body {other:?}"),
+        }
+        c.op = 77;
+        assert_eq!(decode(&as_bytes(&c)), Err(DecodeError::UnknownCgroupOp(77)));
     }
 
     #[test]

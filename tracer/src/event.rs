@@ -128,6 +128,21 @@ pub enum Body {
     ProcessFork { child: u32 },
     /// The core-dump settings in force (read from /proc by user space).
     CoreSettings(crate::core_pattern::CoreSettings),
+    /// A write to a core-dump sysctl; the event's task is the writer.
+    SysctlWrite { name: String, old_value: String, new_value: String },
+    /// A cgroup changed; the event's task is the one acting.
+    Cgroup {
+        /// "mkdir", "rmdir", "release" or "populated".
+        op: String,
+        /// Hierarchy id; 0 is cgroup v2.
+        root: u32,
+        id: u64,
+        level: u32,
+        /// For "populated": 1 populated, 0 empty.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        populated: Option<bool>,
+        path: String,
+    },
 }
 
 impl Body {
@@ -141,6 +156,8 @@ impl Body {
             Body::ProcessExit { .. } => "process-exit",
             Body::ProcessFork { .. } => "process-fork",
             Body::CoreSettings(_) => "core-settings",
+            Body::SysctlWrite { .. } => "sysctl-write",
+            Body::Cgroup { .. } => "cgroup",
         }
     }
 }

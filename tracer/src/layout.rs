@@ -132,6 +132,11 @@ impl KernelBtf {
             bprm_filename: self.member_offset("linux_binprm", "filename")?,
             connect_enter_uservaddr: 0,
             connect_exit_ret: 0,
+            cgroup_root: self.member_offset("cgroup", "root")?,
+            cgroup_root_hierarchy_id: self.member_offset("cgroup_root", "hierarchy_id")?,
+            cgroup_kn: self.member_offset("cgroup", "kn")?,
+            kernfs_node_id: self.member_offset("kernfs_node", "id")?,
+            cgroup_level: self.member_offset("cgroup", "level")?,
             valid: 1,
         })
     }

@@ -46,6 +46,8 @@ pub struct LoadOptions<'a> {
     pub ring_buffer_size: u32,
     pub naive_all_signals: bool,
     pub watched: Option<u32>,
+    /// `--cgroup PATH`: only cgroup events under this path.
+    pub cgroup_prefix: Option<String>,
 }
 
 /// What is attached, and how the core dump is seen.
@@ -135,7 +137,9 @@ fn classic_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str
     Ok(())
 }
 
-/// Error text with its sources, so the kernel's errno is not hidden.
+/// Error text with its sources, so the kernel's errno is not hidden. A
+/// verifier log is cut to its first and last lines: the full log can be
+/// thousands of lines, and its end says why the program was rejected.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -143,6 +147,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(": ");
         s.push_str(&inner.to_string());
         src = inner.source();
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    if lines.len() > 6 {
+        let tail = lines[lines.len() - 3..].join(" | ");
+        s = format!("{} | … {} verifier lines … | {tail}", lines[0], lines.len() - 4);
     }
     s
 }
@@ -184,7 +193,23 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         )),
     }
 
-    let settings = Settings { flags: if opts.naive_all_signals { SETTING_NAIVE_ALL_SIGNALS } else { 0 }, _pad0: 0 };
+    let mut settings = Settings::zeroed();
+    if opts.naive_all_signals {
+        settings.flags |= SETTING_NAIVE_ALL_SIGNALS;
+    }
+    if let Some(prefix) = &opts.cgroup_prefix {
+        let bytes = prefix.as_bytes();
+        if bytes.len() > settings.cgroup_prefix.len() {
+            return Err(LoadError::Hook {
+                hook: "cgroup filter".into(),
+                what: "setup",
+                detail: format!("--cgroup path is {} bytes long", bytes.len()),
+                hint: format!("give a path of at most {} bytes", settings.cgroup_prefix.len()),
+            });
+        }
+        settings.cgroup_prefix[..bytes.len()].copy_from_slice(bytes);
+        settings.cgroup_prefix_len = bytes.len() as u32;
+    }
     let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
@@ -218,6 +243,27 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     }
 
+    // cgroup events give crashes their context; without them chains still work.
+    for (program, tp) in [
+        ("cgroup_mkdir", "cgroup_mkdir"),
+        ("cgroup_rmdir", "cgroup_rmdir"),
+        ("cgroup_release", "cgroup_release"),
+        ("cgroup_populated", "cgroup_notify_populated"),
+    ] {
+        match btf_tracepoint(&mut ebpf, &btf, program, tp) {
+            Ok(()) => hooks.push(hook(&format!("tp_btf/{tp}"), "attached", None)),
+            Err(e) => hooks.push(hook(&format!("tp_btf/{tp}"), "unavailable", Some(format!("{e}; crashes will show no cgroup events")))),
+        }
+    }
+    match attach_sysctl(&mut ebpf) {
+        Ok(root) => hooks.push(hook("cgroup_sysctl", "attached", Some(format!("on {}", root.display())))),
+        Err(e) => hooks.push(hook(
+            "cgroup_sysctl",
+            "unavailable",
+            Some(format!("{e}; writes to core_pattern will not be attributed to their writer")),
+        )),
+    }
+
     let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, &kbtf, opts.coredump_hook, &mut hooks);
 
     if let Some(pid) = opts.watched {
@@ -232,6 +278,32 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let lost = ebpf.take_map(maps::LOST).ok_or(LoadError::MissingMap(maps::LOST))?;
     let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map { name: maps::LOST, source })?;
     Ok(Loaded { ebpf, events, lost, hooks, dump_mode, dump_mode_reason })
+}
+
+/// The cgroup v2 mount, from /proc/self/mounts.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
+
+/// Attaches the sysctl-write watcher to the cgroup v2 root, which every task
+/// on the host is under. It attaches as a bpf link, and links always coexist
+/// with other programs on the same hook, so nobody else's is displaced.
+fn attach_sysctl(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
+    let root = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified)")?;
+    let dir = std::fs::File::open(&root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+    let prog: &mut aya::programs::CgroupSysctl = ebpf
+        .program_mut("sysctl_write")
+        .ok_or("program sysctl_write is missing")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| error_chain(&e))?;
+    prog.attach(&dir, aya::programs::CgroupAttachMode::Single).map_err(|e| error_chain(&e))?;
+    Ok(root)
 }
 
 /// The ladder: fentry, else kprobe, on the kernel's dump entry; else infer.

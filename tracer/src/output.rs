@@ -94,6 +94,18 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
         Body::ProcessExit { exit_code, roles, .. } => format!("{} exited: {} [{}]", ev.task, describe_exit(*exit_code), roles.join(",")),
         Body::ProcessFork { child } => format!("{} forked {child}", ev.task),
         Body::CoreSettings(s) => format!("core_pattern={:?} core_pipe_limit={}", s.core_pattern, s.core_pipe_limit),
+        Body::SysctlWrite { name, old_value, new_value } => {
+            format!("{} wrote {name}: {old_value:?} -> {new_value:?}", ev.task)
+        }
+        Body::Cgroup { op, root, id, path, populated, .. } => {
+            let v = if *root == 0 { "v2".to_string() } else { format!("v1#{root}") };
+            let pop = match populated {
+                Some(true) => " populated",
+                Some(false) => " empty",
+                None => "",
+            };
+            format!("{op}{pop} {path} (id {id}, {v}) by {}", ev.task)
+        }
     };
     format!("{} {:<15} {what}", style.dim(&clock(wall_ns)), ev.body.name())
 }
@@ -154,8 +166,24 @@ pub fn verdict_block(chain: &Chain, mono_to_wall: i128, style: Style) -> String 
     if let Some(p) = chain.linked_to {
         let _ = writeln!(s, "   linked to  crash #{p} (its crash handler forked this process)");
     }
-    if let Some(by) = &chain.core_pattern_set_by {
-        let _ = writeln!(s, "   pattern by {by}");
+    if let Some(w) = &chain.core_pattern_set_by {
+        let wall = (w.ts_ns as i128 + mono_to_wall).max(0) as u64;
+        let _ = writeln!(s, "   pattern    set to {:?} by {} at {} (was {:?})", w.new_value, w.writer, clock(wall), w.old_value);
+    }
+    if let Some(p) = &chain.cgroup_path {
+        let _ = writeln!(s, "   cgroup     {p} (id {})", chain.cgroup_id);
+    }
+    for note in &chain.cgroup_context {
+        let wall = (note.ts_ns as i128 + mono_to_wall).max(0) as u64;
+        let _ = writeln!(
+            s,
+            "   possible cause  {} cgroup {} {} by {} ({})",
+            clock(wall),
+            note.op,
+            note.path,
+            note.actor,
+            note.why
+        );
     }
     let _ = writeln!(s, "   timeline");
     for step in &chain.timeline {

@@ -94,4 +94,13 @@ pub struct Summary {
     pub lost_kernel: u64,
     pub decode_errors: u64,
     pub log_write_failures: u64,
+    /// Correlation state entries (open chains and their indexes) right after
+    /// attach, at the largest seen, and just before the final flush: the
+    /// evidence that the state stays bounded however many processes come and go.
+    #[serde(default)]
+    pub state_size_start: u64,
+    #[serde(default)]
+    pub state_size_peak: u64,
+    #[serde(default)]
+    pub state_size_end: u64,
 }

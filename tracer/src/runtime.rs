@@ -20,7 +20,7 @@ use crate::{
     decode,
     event::{Body, Event, Proc},
     loader::{self, LoadOptions},
-    log::LogWriter,
+    log::{LogOptions, LogWriter},
     output::{self, Style},
     record::{EventRecord, Header, Line, Loss, Record, Summary},
     verdict::Verdict,
@@ -82,11 +82,9 @@ impl Outputs {
         let line = Line::new(record);
         let json = line.to_json();
         if let Some(log) = self.log.as_mut() {
-            log.write_line(&json);
-            if matches!(line.record, Record::Verdict(_) | Record::Summary(_) | Record::Header(_)) {
-                // The verdict is on disk before it is shown.
-                log.sync();
-            }
+            // Synced as --log-sync says (by default: a verdict is on disk
+            // before it is shown).
+            log.write_record(&line.record, &json);
         }
         if self.json {
             self.print(&(json + "\n"));
@@ -152,7 +150,10 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         }
     }
     let log = match &args.log {
-        Some(path) => Some(LogWriter::open(path)?),
+        Some(path) => Some(LogWriter::open(
+            path,
+            LogOptions { sync: args.log_sync, max_size: args.log_max_size, keep: args.log_keep },
+        )?),
         None => None,
     };
     let object_bytes;
@@ -172,6 +173,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         ring_buffer_size: args.ring_buffer_size,
         naive_all_signals: args.naive_all_signals,
         watched: args.pid,
+        cgroup_prefix: args.cgroup.clone(),
     })?;
     let attach_ns = monotonic_ns() - attach_started;
     let loader::Loaded { ebpf: _ebpf, events, lost, hooks, dump_mode, dump_mode_reason } = loaded;
@@ -235,6 +237,8 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
     let mut decode_errors = 0u64;
     let mut lost_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut lost_total = 0u64;
+    let state_size_start = correlator.state_size() as u64;
+    let mut state_size_peak = state_size_start;
 
     loop {
         let sleep_until = async {
@@ -249,6 +253,8 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
                 let rb = guard.get_inner_mut();
                 drain(rb, &mut correlator, &mut out, &mut current_settings, &mut decode_errors);
                 guard.clear_ready();
+                // The state only grows while draining; ticks shrink it.
+                state_size_peak = state_size_peak.max(correlator.state_size() as u64);
             }
             _ = tick.tick() => {
                 for chain in correlator.tick(monotonic_ns()) {
@@ -265,6 +271,8 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
     // Detach cleanly: take what is still in the ring, then end every chain.
     drain(ring.get_mut(), &mut correlator, &mut out, &mut current_settings, &mut decode_errors);
     report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out);
+    let state_size_end = correlator.state_size() as u64;
+    state_size_peak = state_size_peak.max(state_size_end);
     for chain in correlator.flush() {
         out.verdict(chain);
     }
@@ -277,6 +285,9 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         lost_kernel: lost_total,
         decode_errors,
         log_write_failures: out.log.as_ref().map(|l| l.failures).unwrap_or(0),
+        state_size_start,
+        state_size_peak,
+        state_size_end,
     };
     let text = output::summary_text(&summary);
     if out.json {
@@ -286,6 +297,12 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         eprint!("{text}");
     }
     Ok(())
+}
+
+/// The cgroup v2 path of a process, from the "0::" line of /proc/PID/cgroup.
+fn proc_cgroup_v2(tgid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
 }
 
 fn settings_event(s: CoreSettings, ts_ns: u64) -> Event {
@@ -326,6 +343,13 @@ fn drain(
             }
         }
         let ended = correlator.feed(&ev);
+        if let Body::SignalDeliver { .. } = &ev.body {
+            // The crasher is still alive here (it is acting on the signal):
+            // name its cgroup now, before the group can be removed.
+            if let Some(path) = proc_cgroup_v2(ev.task.tgid) {
+                correlator.learn_cgroup_path(ev.cgroup_id, path);
+            }
+        }
         out.event(&ev, correlator);
         for chain in ended {
             out.verdict(chain);

@@ -197,7 +197,7 @@ fn decide_pipe(chain: &Chain, helper: &str, dump: &crate::chain::Dump) -> Decisi
     let who_set = chain
         .core_pattern_set_by
         .as_ref()
-        .map(|s| format!(" (set by {s})"))
+        .map(|w| format!(" (set by {})", w.writer))
         .unwrap_or_default();
     if is_discarding_helper(helper) {
         return decided(Verdict::CorePatternDiscards, format!("core_pattern pipes cores to {helper}, which discards them{who_set}"));

@@ -9,6 +9,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod vm;
+
 #[derive(Parser)]
 #[command(name = "xtask", about = "crashtrace's build, run and test tasks")]
 struct Cli {
@@ -36,6 +39,12 @@ enum Task {
         #[arg(long)]
         unit_only: bool,
     },
+    /// Tier 3: boot Debian kernels under qemu (TCG) and run the crash
+    /// scenarios under every core-dump hook mode.
+    VmTest(vm::Args),
+    /// Performance benchmarks (root): overhead, crash storms, memory under
+    /// pid churn, start-up, report speed. Writes BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 const NIGHTLY: &str = "nightly";
@@ -140,6 +149,11 @@ fn main() -> Result<()> {
             run(&mut cmd)
         }
         Task::Test { unit_only } => test(unit_only),
+        Task::VmTest(args) => vm::run(&args),
+        Task::Bench(args) => {
+            let binary = build(false)?;
+            bench::run(&root(), &binary, &args)
+        }
     }
 }
 
@@ -159,5 +173,7 @@ fn test(unit_only: bool) -> Result<()> {
         .current_dir(root())
         .env("CRASHTRACE_EBPF_OBJECT", &object)
         .args(["test", "-p", "crashtrace", "--test", "privileged", "--", "--ignored", "--test-threads=1"]))?;
+    eprintln!("xtask: tier 3 (VM): Debian kernels under qemu (TCG), direct core-dump hooks, every hook mode");
+    vm::run(&vm::Args::full_matrix())?;
     Ok(())
 }

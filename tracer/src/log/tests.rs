@@ -1,0 +1,320 @@
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use clap::Parser;
+
+use super::*;
+use crate::{
+    cli::Cli,
+    core_pattern::CoreSettings,
+    event::{Event, Proc},
+    record::{EventRecord, Header, Line, Summary},
+};
+
+/// A fresh directory under the target dir's temp area, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("crashtrace-log-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn header() -> Record {
+    Record::Header(Header {
+        tracer_version: "0.1.0".into(),
+        kernel: "6.18.0".into(),
+        hostname: "vm".into(),
+        boot_id: "b".into(),
+        start_wall_ns: 1_000,
+        start_mono_ns: 10,
+        dump_mode: "inferred".into(),
+        dump_mode_reason: "test".into(),
+        hooks: vec![],
+        core_settings: None,
+        watched_pid: None,
+    })
+}
+
+fn settings_event(pattern: &str) -> Record {
+    Record::Event(EventRecord {
+        wall_ns: 2_000,
+        event: Event {
+            ts_ns: 20,
+            cpu: 0,
+            task: Proc::default(),
+            cgroup_id: 0,
+            body: Body::CoreSettings(CoreSettings {
+                core_pattern: pattern.into(),
+                core_pipe_limit: 0,
+                core_uses_pid: false,
+                helper_executable: None,
+                set_by: None,
+            }),
+        },
+    })
+}
+
+fn fork_event(n: u32) -> Record {
+    Record::Event(EventRecord {
+        wall_ns: 3_000 + n as u64,
+        event: Event {
+            ts_ns: 30 + n as u64,
+            cpu: 0,
+            task: Proc { pid: 7, tgid: 7, comm: "padding-padding".into() },
+            cgroup_id: 1,
+            body: Body::ProcessFork { child: n },
+        },
+    })
+}
+
+fn write(w: &mut LogWriter, r: Record) {
+    let json = Line::new(r.clone()).to_json();
+    w.write_record(&r, &json);
+}
+
+fn lines(path: &Path) -> Vec<Line> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Line>(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display())))
+        .collect()
+}
+
+#[test]
+fn creates_0600_and_appends_whole_lines() {
+    let dir = TempDir::new("create");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions::default()).unwrap();
+    write(&mut w, header());
+    write(&mut w, fork_event(1));
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    drop(w);
+    // A second run appends.
+    let mut w = LogWriter::open(&path, LogOptions::default()).unwrap();
+    write(&mut w, header());
+    let got = lines(&path);
+    assert_eq!(got.len(), 3);
+    assert!(matches!(got[0].record, Record::Header(_)));
+    assert!(matches!(got[2].record, Record::Header(_)));
+    assert_eq!(w.failures, 0);
+}
+
+#[test]
+fn refuses_symlink() {
+    let dir = TempDir::new("symlink");
+    let target = dir.path("target");
+    std::fs::write(&target, "keep\n").unwrap();
+    let link = dir.path("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = LogWriter::open(&link, LogOptions::default()).err().expect("a symlink must be refused");
+    assert!(matches!(err, LogError::Symlink { .. }), "{err}");
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+    // A dangling symlink too (O_CREAT would otherwise create its target).
+    let dangling = dir.path("dangling.jsonl");
+    std::os::unix::fs::symlink(dir.path("nowhere"), &dangling).unwrap();
+    assert!(matches!(LogWriter::open(&dangling, LogOptions::default()), Err(LogError::Symlink { .. })));
+    assert!(!dir.path("nowhere").exists());
+}
+
+#[test]
+fn refuses_non_regular_file() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(matches!(LogWriter::open(&fifo, LogOptions::default()), Err(LogError::NotRegular { .. })));
+    assert!(matches!(LogWriter::open(&dir.0, LogOptions::default()), Err(LogError::NotRegular { .. })));
+}
+
+#[test]
+fn refuses_file_owned_by_someone_else() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Only root can give a file away; as another user, check the other
+        // direction: a root-owned file is not ours.
+        let err = LogWriter::open(Path::new("/etc/passwd"), LogOptions::default()).err().expect("refused");
+        assert!(matches!(err, LogError::NotOwned { .. } | LogError::Open { .. }), "{err}");
+        return;
+    }
+    let dir = TempDir::new("owner");
+    let path = dir.path("theirs.jsonl");
+    std::fs::write(&path, "").unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let err = LogWriter::open(&path, LogOptions::default()).err().expect("refused");
+    assert!(matches!(err, LogError::NotOwned { owner: 65534, .. }), "{err}");
+    assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+}
+
+#[test]
+fn sync_policy_decides_which_records_are_synced() {
+    let dir = TempDir::new("sync");
+    for (policy, want) in [(SyncPolicy::Verdict, 2), (SyncPolicy::Event, 5), (SyncPolicy::None, 0)] {
+        let path = dir.path(&format!("{policy:?}.jsonl"));
+        let mut w = LogWriter::open(&path, LogOptions { sync: policy, ..LogOptions::default() }).unwrap();
+        write(&mut w, header());
+        write(&mut w, fork_event(1));
+        write(&mut w, fork_event(2));
+        write(&mut w, fork_event(3));
+        write(&mut w, Record::Summary(Summary::default()));
+        assert_eq!(w.syncs, want, "{policy:?}");
+    }
+}
+
+#[test]
+fn rotation_names_keep_and_preamble() {
+    let dir = TempDir::new("rotate");
+    let path = dir.path("log.jsonl");
+    let max = 4096;
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(max), keep: 2 }).unwrap();
+    write(&mut w, header());
+    write(&mut w, settings_event("/tmp/core.%p"));
+    for n in 0..200 {
+        write(&mut w, fork_event(n));
+    }
+    write(&mut w, settings_event("|/bin/false"));
+    for n in 200..400 {
+        write(&mut w, fork_event(n));
+    }
+    assert_eq!(w.failures, 0);
+    assert!(w.rotations >= 4, "{} rotations", w.rotations);
+    assert_eq!(rotated_path(&path, 1), dir.path("log.jsonl.1"));
+    assert!(path.exists() && dir.path("log.jsonl.1").exists() && dir.path("log.jsonl.2").exists());
+    assert!(!dir.path("log.jsonl.3").exists(), "keep=2 keeps two rotated files");
+    let mut last_child = None;
+    for p in [dir.path("log.jsonl.2"), dir.path("log.jsonl.1"), path.clone()] {
+        assert!(std::fs::metadata(&p).unwrap().len() <= max, "{} is over the cap", p.display());
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        let got = lines(&p);
+        assert!(matches!(got[0].record, Record::Header(_)), "{} starts with a header", p.display());
+        // The latest settings follow the header, so the file replays alone.
+        match &got[1].record {
+            Record::Event(e) => match &e.event.body {
+                Body::CoreSettings(s) => assert_eq!(s.core_pattern, "|/bin/false"),
+                other => panic!("{}: second record {other:?}", p.display()),
+            },
+            other => panic!("{}: second record {other:?}", p.display()),
+        }
+        // Oldest first: the fork children keep growing across the set.
+        for l in &got[2..] {
+            if let Record::Event(e) = &l.record {
+                if let Body::ProcessFork { child } = e.event.body {
+                    assert!(last_child.map(|c| child == c + 1).unwrap_or(true), "{child} after {last_child:?}");
+                    last_child = Some(child);
+                }
+            }
+        }
+    }
+    assert_eq!(last_child, Some(399));
+}
+
+#[test]
+fn rotation_with_keep_zero_starts_over() {
+    let dir = TempDir::new("keep0");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 0 }).unwrap();
+    write(&mut w, header());
+    for n in 0..100 {
+        write(&mut w, fork_event(n));
+    }
+    assert!(w.rotations > 0);
+    assert!(!dir.path("log.jsonl.1").exists());
+    let got = lines(&path);
+    assert!(matches!(got[0].record, Record::Header(_)));
+}
+
+#[test]
+fn a_record_larger_than_the_cap_does_not_rotate_forever() {
+    let dir = TempDir::new("huge");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 1 }).unwrap();
+    write(&mut w, header());
+    let big = format!("{{\"v\":1,\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(10_000));
+    w.write_line(&big);
+    w.write_line(&big);
+    assert_eq!(w.failures, 0);
+    assert_eq!(w.rotations, 2);
+}
+
+#[test]
+fn a_torn_last_line_is_ended_before_appending() {
+    let dir = TempDir::new("torn");
+    let path = dir.path("log.jsonl");
+    std::fs::write(&path, "{\"v\":1,\"type\":\"event\",\"wall_").unwrap();
+    let mut w = LogWriter::open(&path, LogOptions::default()).unwrap();
+    write(&mut w, header());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut it = text.lines();
+    assert_eq!(it.next(), Some("{\"v\":1,\"type\":\"event\",\"wall_"));
+    let second: Line = serde_json::from_str(it.next().unwrap()).unwrap();
+    assert!(matches!(second.record, Record::Header(_)));
+}
+
+#[test]
+fn write_failures_are_counted_and_output_goes_on() {
+    // /dev/full fails every write with ENOSPC, like a full disk.
+    let file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+    let mut w = LogWriter {
+        path: "/dev/full".into(),
+        opts: LogOptions::default(),
+        file: Some(file),
+        len: 0,
+        preamble_len: 0,
+        header: None,
+        settings: None,
+        needs_newline: false,
+        failures: 0,
+        sync_failures: 0,
+        syncs: 0,
+        rotations: 0,
+        reported: false,
+    };
+    for n in 0..5 {
+        write(&mut w, fork_event(n));
+    }
+    assert_eq!(w.failures, 5);
+    assert!(w.reported);
+}
+
+#[test]
+fn cli_log_flags() {
+    let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("crashtrace").chain(args.iter().copied()));
+    let cli = parse(&["--log", "/tmp/x", "--log-sync", "event", "--log-max-size", "10M", "--log-keep", "3"]).unwrap();
+    let live = cli.live_args().unwrap();
+    assert_eq!(live.log_sync, SyncPolicy::Event);
+    assert_eq!(live.log_max_size, Some(10 << 20));
+    assert_eq!(live.log_keep, 3);
+    let cli = parse(&["--log", "/tmp/x"]).unwrap();
+    let live = cli.live_args().unwrap();
+    assert_eq!(live.log_sync, SyncPolicy::Verdict);
+    assert_eq!(live.log_max_size, None);
+    assert_eq!(live.log_keep, DEFAULT_KEEP);
+    assert!(parse(&["--log", "/tmp/x", "--log-sync", "sometimes"]).is_err());
+    assert!(parse(&["--log", "/tmp/x", "--log-max-size", "100"]).is_err(), "below the minimum");
+    assert!(parse(&["--log-max-size", "1M"]).is_err(), "a cap needs a log");
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("4096"), Ok(4096));
+    assert_eq!(parse_size("64k"), Ok(65536));
+    assert_eq!(parse_size("2G"), Ok(2 << 30));
+    assert!(parse_size("").is_err());
+    assert!(parse_size("K").is_err());
+    assert!(parse_size("-5M").is_err());
+    assert!(parse_size("99999999999999999999G").is_err());
+    assert!(parse_size("18014398509481984K").is_err(), "overflow");
+}

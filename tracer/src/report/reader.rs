@@ -1,0 +1,200 @@
+//! Reading logs: the files of a rotated set in order, lines with a length
+//! cap (a 1 GB line costs no more memory than the cap), and each line parsed
+//! into a record or an error that says what is wrong with it.
+
+use std::{
+    io::{self, BufRead},
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::{event::SCHEMA_VERSION, log::rotated_path, record::Line};
+
+/// Longest line kept. A verdict record with a full timeline and long helper
+/// argv is a few KiB; anything near this is not a record crashtrace wrote.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Record types of schema version 1.
+const KNOWN_TYPES: [&str; 5] = ["header", "event", "verdict", "loss", "summary"];
+
+/// What [`LineReader::next`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawLine {
+    /// A line, now in [`LineReader::line`]; `terminated` is false for a last
+    /// line with no newline.
+    Line { terminated: bool },
+    /// A line longer than the cap: skipped, `len` bytes without the newline.
+    TooLong { len: u64, terminated: bool },
+    Eof,
+}
+
+/// Lines of a [`BufRead`], at most `cap` bytes each held in memory.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    cap: usize,
+    /// Number of the line last returned (1-based).
+    pub line_no: u64,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, cap: usize) -> LineReader<R> {
+        LineReader { inner, buf: Vec::new(), cap, line_no: 0 }
+    }
+
+    /// The bytes of the last [`RawLine::Line`], without its newline.
+    pub fn line(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Bytes held for the line buffer (bounded by the cap).
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub fn next_line(&mut self) -> io::Result<RawLine> {
+        self.buf.clear();
+        let mut total: u64 = 0;
+        let mut too_long = false;
+        loop {
+            let avail = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if avail.is_empty() {
+                if total == 0 && self.buf.is_empty() {
+                    return Ok(RawLine::Eof);
+                }
+                self.line_no += 1;
+                return Ok(if too_long {
+                    RawLine::TooLong { len: total, terminated: false }
+                } else {
+                    RawLine::Line { terminated: false }
+                });
+            }
+            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (avail.len(), false),
+            };
+            if !too_long {
+                if self.buf.len() + take > self.cap {
+                    too_long = true;
+                    self.buf = Vec::new();
+                } else {
+                    self.buf.extend_from_slice(&avail[..take]);
+                }
+            }
+            total += take as u64;
+            self.inner.consume(if done { take + 1 } else { take });
+            if done {
+                self.line_no += 1;
+                return Ok(if too_long {
+                    RawLine::TooLong { len: total, terminated: true }
+                } else {
+                    RawLine::Line { terminated: true }
+                });
+            }
+        }
+    }
+}
+
+/// Why a line is not a record crashtrace can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLine {
+    #[error("empty line")]
+    Empty,
+    #[error("not UTF-8 text (bad byte at column {column}): binary junk, not a crashtrace record")]
+    NotUtf8 { column: usize },
+    #[error("line of {len} bytes is longer than the {cap}-byte limit: not a crashtrace record, skipped")]
+    TooLong { len: u64, cap: usize },
+    #[error("not a JSON record: {0}")]
+    NotJson(String),
+    #[error("truncated record ({len} bytes): its write was cut off (tracer killed, or disk full)")]
+    Truncated { len: usize },
+    #[error("no schema version \"v\": not a crashtrace record")]
+    NoVersion,
+    #[error("schema version {0}, but this crashtrace reads version {SCHEMA_VERSION}: read it with the crashtrace that wrote it")]
+    Version(String),
+    #[error("unknown record type {0:?} for schema version {SCHEMA_VERSION}")]
+    UnknownType(String),
+    #[error("bad {kind} record: {msg}")]
+    BadRecord { kind: String, msg: String },
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    v: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    kind: Option<serde_json::Value>,
+}
+
+/// Parses one line (without its newline) into a record.
+pub fn parse_line(bytes: &[u8]) -> Result<Line, BadLine> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(BadLine::Empty);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| BadLine::NotUtf8 { column: e.valid_up_to() + 1 })?;
+    match serde_json::from_str::<Line>(text) {
+        Ok(line) if line.v == SCHEMA_VERSION => Ok(line),
+        Ok(line) => Err(BadLine::Version(line.v.to_string())),
+        Err(e) => Err(diagnose(text, e)),
+    }
+}
+
+/// Says why a line did not parse: the cheap typed parse failed, so look at
+/// it again loosely.
+fn diagnose(text: &str, typed: serde_json::Error) -> BadLine {
+    match serde_json::from_str::<Probe>(text) {
+        Err(e) if e.classify() == serde_json::error::Category::Eof => BadLine::Truncated { len: text.len() },
+        Err(e) => BadLine::NotJson(e.to_string()),
+        Ok(probe) => match probe.v {
+            None => BadLine::NoVersion,
+            Some(v) if v.as_u64() != Some(SCHEMA_VERSION as u64) => BadLine::Version(short(&v.to_string())),
+            Some(_) => match probe.kind {
+                Some(serde_json::Value::String(k)) if !KNOWN_TYPES.contains(&k.as_str()) => BadLine::UnknownType(short(&k)),
+                Some(serde_json::Value::String(k)) => BadLine::BadRecord { kind: k, msg: typed.to_string() },
+                _ => BadLine::BadRecord { kind: "untyped".into(), msg: "no string \"type\" field".into() },
+            },
+        },
+    }
+}
+
+/// At most 40 characters of something quoted from the input.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The files of the set named `path`, oldest first: PATH.N ... PATH.1, PATH.
+/// Only rotated names with a plain number are taken. `path` itself comes
+/// last even if missing, so that its absence is reported.
+pub fn rotated_set(path: &Path) -> Vec<PathBuf> {
+    let mut numbered: Vec<(u64, PathBuf)> = Vec::new();
+    if let (Some(name), dir) = (path.file_name(), path.parent()) {
+        let dir = match dir {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let prefix = format!("{}.", name.to_string_lossy());
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let entry_name = entry.file_name();
+                let Some(entry_name) = entry_name.to_str() else { continue };
+                let Some(num) = entry_name.strip_prefix(&prefix) else { continue };
+                if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) || num.len() > 9 {
+                    continue;
+                }
+                // PATH.01 is not a name the writer makes.
+                if let Ok(n) = num.parse::<u32>().map_err(|_| ()).and_then(|n| if n.to_string() == num { Ok(n) } else { Err(()) }) {
+                    numbered.push((n as u64, rotated_path(path, n)));
+                }
+            }
+        }
+    }
+    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.into_iter().map(|(_, p)| p).chain(std::iter::once(path.to_path_buf())).collect()
+}

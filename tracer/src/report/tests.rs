@@ -1,0 +1,667 @@
+use std::{
+    io::{Cursor, Read},
+    path::PathBuf,
+};
+
+use serde_json::Value;
+
+use super::*;
+use crate::core_pattern::CoreSettings;
+
+const FIXTURES: [&str; 8] = [
+    "bin-false",
+    "file-stored",
+    "handled-reraise",
+    "kill-segv",
+    "missing-helper",
+    "rlimit-core",
+    "sigkill",
+    "systemd-no-pid1",
+];
+
+fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.jsonl"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn opts() -> Options {
+    Options {
+        pid: None,
+        since_ns: None,
+        until_ns: None,
+        verdict: None,
+        json: true,
+        strict: false,
+        color: false,
+        systemd_dir: None,
+        stores: Vec::new(),
+    }
+}
+
+/// What a report printed and said.
+struct Ran {
+    records: Vec<Value>,
+    text: String,
+    stderr: String,
+    totals: Totals,
+    stopped: bool,
+}
+
+impl Ran {
+    fn of_type(&self, t: &str) -> Vec<&Value> {
+        self.records.iter().filter(|r| r["type"] == t).collect()
+    }
+
+    fn verdicts(&self) -> Vec<(u64, String)> {
+        let mut v: Vec<(u64, String)> = self
+            .of_type("verdict")
+            .iter()
+            .map(|c| (c["crasher"]["tgid"].as_u64().unwrap(), c["verdict"].as_str().unwrap_or("unknown").to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Runs a report over in-memory files, each its own log set.
+fn report(opts: Options, files: &[(&str, &[u8])]) -> Ran {
+    let json = opts.json;
+    let mut r = Report::new(opts, Vec::new(), Vec::new());
+    let mut stopped = false;
+    for (name, bytes) in files {
+        r.begin_set();
+        if r.read(name, Cursor::new(bytes.to_vec())).unwrap() {
+            stopped = true;
+            break;
+        }
+    }
+    let totals = if stopped { r.totals().clone() } else { r.finish().unwrap().totals };
+    let text = String::from_utf8(r.out.clone()).unwrap();
+    let records = if json {
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("report printed bad JSON {l:?}: {e}"))).collect()
+    } else {
+        Vec::new()
+    };
+    Ran { records, text, stderr: String::from_utf8(r.err.clone()).unwrap(), totals, stopped }
+}
+
+fn recorded_verdicts(text: &str) -> Vec<(u64, String)> {
+    let mut v: Vec<(u64, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter_map(|l| match l.record {
+            Record::Verdict(c) => Some((c.crasher.tgid as u64, c.verdict.unwrap().as_str().to_string())),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn kind(line: &str) -> String {
+    let l: Line = serde_json::from_str(line).unwrap();
+    match l.record {
+        Record::Event(e) => e.event.body.name().to_string(),
+        Record::Header(_) => "header".into(),
+        Record::Verdict(_) => "verdict".into(),
+        Record::Loss(_) => "loss".into(),
+        Record::Summary(_) => "summary".into(),
+    }
+}
+
+/// The fixture without records of these kinds (record types, or event kinds).
+fn without(text: &str, kinds: &[&str]) -> String {
+    text.lines().filter(|l| !kinds.contains(&kind(l).as_str())).map(|l| format!("{l}\n")).collect()
+}
+
+fn without_verdicts(text: &str) -> String {
+    without(text, &["verdict"])
+}
+
+/// Line number (1-based) of the first record of this kind.
+fn line_of(text: &str, k: &str) -> usize {
+    text.lines().position(|l| kind(l) == k).unwrap() + 1
+}
+
+#[test]
+fn fixtures_give_their_recorded_verdicts() {
+    for name in FIXTURES {
+        let text = fixture(name);
+        let want = recorded_verdicts(&text);
+        assert!(!want.is_empty(), "{name} has verdict records");
+        let ran = report(opts(), &[(name, text.as_bytes())]);
+        assert_eq!(ran.verdicts(), want, "{name}");
+        assert_eq!(ran.totals.bad_lines, 0, "{name}: {}", ran.stderr);
+        for c in ran.of_type("verdict") {
+            assert_eq!(c["report"]["source"], "verdict-record", "{name}");
+        }
+        assert_eq!(ran.of_type("run").len(), 1, "{name}");
+        assert_eq!(ran.of_type("run")[0]["header"]["hostname"], "vm");
+        assert!(ran.of_type("gap").is_empty(), "{name}: {:?}", ran.of_type("gap"));
+
+        // Without header, settings and summary, the verdict records still
+        // hold; the run is announced as one without a header.
+        let bare = without(&text, &["header", "core-settings", "summary"]);
+        let ran = report(opts(), &[(name, bare.as_bytes())]);
+        assert_eq!(ran.verdicts(), want, "{name}: headerless");
+        assert_eq!(ran.of_type("run").len(), 1, "{name}");
+        assert!(ran.of_type("run")[0]["header"].is_null());
+    }
+}
+
+#[test]
+fn replayed_events_give_the_live_verdicts() {
+    // Replaying the events alone must rebuild what the tracer decided live.
+    for name in FIXTURES {
+        let text = fixture(name);
+        let want = recorded_verdicts(&text);
+        let ran = report(opts(), &[(name, text.as_bytes())]);
+        for c in ran.of_type("verdict") {
+            assert_eq!(c["report"]["rebuilt_verdict"], c["verdict"], "{name}: the replay differs: {c}");
+        }
+        assert_eq!(ran.totals.shown_rebuilt_differs, 0, "{name}");
+
+        let events_only = without_verdicts(&text);
+        let ran = report(opts(), &[(name, events_only.as_bytes())]);
+        assert_eq!(ran.verdicts(), want, "{name}: rebuilt from events alone");
+        for c in ran.of_type("verdict") {
+            assert_eq!(c["report"]["source"], "rebuilt", "{name}");
+        }
+        assert_eq!(ran.totals.shown_rebuilt_only as usize, want.len());
+    }
+}
+
+#[test]
+fn a_rebuild_without_core_settings_says_so() {
+    let text = without(&fixture("systemd-no-pid1"), &["header", "core-settings", "verdict"]);
+    let ran = report(opts(), &[("f", text.as_bytes())]);
+    let chains = ran.of_type("verdict");
+    assert_eq!(chains.len(), 1);
+    assert_eq!(chains[0]["verdict"], "unknown");
+    assert_eq!(chains[0]["missing"], "core-settings");
+}
+
+#[test]
+fn text_output_has_timelines_sources_and_summary() {
+    let text = fixture("systemd-no-pid1");
+    let mut o = opts();
+    o.json = false;
+    let ran = report(o, &[("systemd.jsonl", text.as_bytes())]);
+    let out = &ran.text;
+    assert!(out.contains("━━ crash #1: crash[") && out.contains("] SIGSEGV (SEGV_MAPERR at 0x0, fault)"), "{out}");
+    assert!(out.contains("verdict    dropped:collector-unreachable-pid1"), "{out}");
+    let at = format!("source     verdict record (systemd.jsonl:{})", line_of(&text, "verdict"));
+    assert!(out.contains(&at), "{out}");
+    assert!(out.contains("   timeline\n"), "{out}");
+    assert!(out.contains("━━ summary"), "{out}");
+    assert!(out.contains("dropped:collector-unreachable-pid1"));
+    let row = out.lines().find(|l| l.trim_start().starts_with("SIGSEGV")).expect("a table row");
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["SIGSEGV", "crash", "1", "dropped:collector-unreachable-pid1", "1"]);
+    assert!(out.contains("1 of them were reported \"core dumped\" by the kernel"), "{out}");
+}
+
+#[test]
+fn a_torn_last_line_is_reported_and_the_rest_kept() {
+    let text = fixture("systemd-no-pid1");
+    let lines: Vec<&str> = text.lines().collect();
+    // The tracer died while writing the verdict: half a line, no newline.
+    let v = line_of(&text, "verdict");
+    let last = lines[v - 1];
+    let torn = format!("{}\n{}", lines[..v - 1].join("\n"), &last[..last.len() / 2]);
+    let ran = report(opts(), &[("torn.jsonl", torn.as_bytes())]);
+    assert_eq!(ran.totals.torn_lines, 1);
+    assert_eq!(ran.totals.bad_lines, 0, "a torn last line is not bad input");
+    assert!(ran.stderr.contains(&format!("torn.jsonl:{v}: torn last line")), "{}", ran.stderr);
+    assert_eq!(ran.of_type("gap").iter().filter(|g| g["kind"] == "torn").count(), 1);
+    // The chain is still there, rebuilt from the events before the tear.
+    let chains = ran.of_type("verdict");
+    assert_eq!(chains.len(), 1);
+    assert_eq!(chains[0]["report"]["source"], "rebuilt");
+    assert_eq!(chains[0]["verdict"], "dropped:collector-unreachable-pid1");
+    // And the run is known to have ended without its summary.
+    assert_eq!(ran.of_type("gap").last().unwrap()["kind"], "no-summary");
+
+    // Torn inside a multi-byte character.
+    let mut bytes = lines[..v - 1].join("\n").into_bytes();
+    bytes.extend_from_slice(b"\n{\"v\":1,\"type\":\"event\",\"x\":\"\xc3");
+    let ran = report(opts(), &[("utf8.jsonl", &bytes)]);
+    assert_eq!((ran.totals.torn_lines, ran.totals.bad_lines), (1, 0), "{}", ran.stderr);
+}
+
+#[test]
+fn bad_input_is_reported_with_file_and_line_and_skipped() {
+    let text = fixture("file-stored");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(format!("{}\n", lines[0]).as_bytes());
+    bytes.extend_from_slice(b"this is not json\n"); // 2
+    bytes.extend_from_slice(b"\x00\x01\xff\xfe binary\x89PNG\n"); // 3
+    bytes.extend_from_slice(b"{\"v\":2,\"type\":\"event\",\"future\":true}\n"); // 4
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"telemetry\"}\n"); // 5
+    bytes.extend_from_slice(b"{\"type\":\"event\"}\n"); // 6
+    bytes.extend_from_slice(b"\n"); // 7
+    bytes.extend_from_slice(format!("{{\"v\":1,\"type\":\"event\",\"pad\":\"{}\"}}\n", "x".repeat(MAX_LINE + 10)).as_bytes()); // 8
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":\"soon\"}\n"); // 9
+    bytes.extend_from_slice(b"[1,2,3]\n"); // 10
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 11: cut, then a newline
+    for l in &lines[1..] {
+        bytes.extend_from_slice(format!("{l}\n").as_bytes());
+    }
+    let ran = report(opts(), &[("bad.jsonl", &bytes), ("empty.jsonl", b"")]);
+    let err = &ran.stderr;
+    for (line, what) in [
+        (2, "not a JSON record"),
+        (3, "not UTF-8 text"),
+        (4, "schema version 2, but this crashtrace reads version 1"),
+        (5, "unknown record type \"telemetry\""),
+        (6, "no schema version"),
+        (7, "empty line"),
+        (8, "line of 1048617 bytes is longer than the 1048576-byte limit"),
+        (9, "bad event record"),
+        (10, "not a JSON record"),
+    ] {
+        let want = format!("bad.jsonl:{line}: {what}");
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.contains("empty.jsonl:1: empty file"), "{err}");
+    // A record cut off mid-write, then ended by the next run: torn, not bad.
+    assert!(err.contains("bad.jsonl:11: torn record"), "{err}");
+    assert_eq!(ran.totals.torn_lines, 1);
+    assert_eq!(ran.totals.bad_lines, 10);
+    assert_eq!(ran.verdicts(), recorded_verdicts(&text), "the good lines still count");
+    assert!(!ran.stopped);
+}
+
+#[test]
+fn strict_stops_at_the_first_bad_line() {
+    let text = fixture("file-stored");
+    let bad = format!("{}garbage\n{}", text.lines().next().unwrap().to_string() + "\n", text);
+    let mut o = opts();
+    o.strict = true;
+    let ran = report(o, &[("bad.jsonl", bad.as_bytes())]);
+    assert!(ran.stopped);
+    assert_eq!(ran.totals.bad_lines, 1);
+    assert!(ran.stderr.contains("bad.jsonl:2: not a JSON record"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("stopping (--strict)"));
+}
+
+/// `len` bytes of 'a' with no newline, then `tail`: made on the fly, so a
+/// huge line costs the test no memory either.
+struct HugeLine {
+    left: u64,
+    tail: Cursor<Vec<u8>>,
+}
+
+impl Read for HugeLine {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return self.tail.read(buf);
+        }
+        let n = (buf.len() as u64).min(self.left) as usize;
+        buf[..n].fill(b'a');
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_huge_line_is_skipped_with_bounded_memory() {
+    let len = 256u64 << 20;
+    let tail = format!("\n{}", fixture("file-stored"));
+    let mut lines = LineReader::new(BufReader::new(HugeLine { left: len, tail: Cursor::new(tail.into_bytes()) }), MAX_LINE);
+    assert_eq!(lines.next_line().unwrap(), RawLine::TooLong { len, terminated: true });
+    assert!(lines.held() <= MAX_LINE, "held {} bytes", lines.held());
+    assert_eq!(lines.next_line().unwrap(), RawLine::Line { terminated: true });
+    assert!(parse_line(lines.line()).is_ok());
+    assert_eq!(lines.line_no, 2);
+
+    let tail = format!("\n{}", fixture("file-stored"));
+    let input = BufReader::new(HugeLine { left: 8 << 20, tail: Cursor::new(tail.into_bytes()) });
+    let mut r = Report::new(opts(), Vec::new(), Vec::new());
+    r.read("huge.jsonl", input).unwrap();
+    let totals = r.finish().unwrap().totals;
+    assert_eq!(totals.bad_lines, 1);
+    assert_eq!(totals.chains_shown, 1);
+    assert!(String::from_utf8_lossy(&r.err).contains("huge.jsonl:1: line of 8388608 bytes is longer than"));
+}
+
+#[test]
+fn line_reader_edges() {
+    let mut r = LineReader::new(Cursor::new(b"a\n\nbb".to_vec()), 4);
+    assert_eq!(r.next_line().unwrap(), RawLine::Line { terminated: true });
+    assert_eq!(r.line(), b"a");
+    assert_eq!(r.next_line().unwrap(), RawLine::Line { terminated: true });
+    assert_eq!(r.line(), b"");
+    assert_eq!(r.next_line().unwrap(), RawLine::Line { terminated: false });
+    assert_eq!(r.line(), b"bb");
+    assert_eq!(r.next_line().unwrap(), RawLine::Eof);
+    assert_eq!(r.line_no, 3);
+    // Exactly the cap fits; one more does not.
+    let mut r = LineReader::new(Cursor::new(b"abcd\nabcde".to_vec()), 4);
+    assert_eq!(r.next_line().unwrap(), RawLine::Line { terminated: true });
+    assert_eq!(r.next_line().unwrap(), RawLine::TooLong { len: 5, terminated: false });
+    assert_eq!(r.next_line().unwrap(), RawLine::Eof);
+}
+
+#[test]
+fn filters() {
+    let a = fixture("file-stored"); // stored
+    let b = fixture("systemd-no-pid1"); // dropped:collector-unreachable-pid1
+    let c = fixture("sigkill"); // no-dump
+    let files: [(&str, &[u8]); 3] = [("a", a.as_bytes()), ("b", b.as_bytes()), ("c", c.as_bytes())];
+    let ran = report(opts(), &files);
+    let all = ran.verdicts();
+    assert_eq!(all.len(), 5, "{all:?}");
+    let pid_of = |v: &str| all.iter().find(|(_, verdict)| verdict == v).unwrap().0;
+    let (stored, dropped) = (pid_of("stored"), pid_of("dropped:collector-unreachable-pid1"));
+    let start = |pid: u64| {
+        ran.of_type("verdict").iter().find(|c| c["crasher"]["tgid"] == pid).unwrap()["report"]["start_wall_ns"].as_u64().unwrap()
+    };
+
+    let mut o = opts();
+    o.pid = Some(dropped as u32);
+    assert_eq!(report(o, &files).verdicts(), vec![(dropped, "dropped:collector-unreachable-pid1".into())]);
+
+    let mut o = opts();
+    o.verdict = Some(VerdictFilter::parse("dropped").unwrap());
+    assert_eq!(report(o, &files).verdicts(), vec![(dropped, "dropped:collector-unreachable-pid1".into())]);
+    let mut o = opts();
+    o.verdict = Some(VerdictFilter::parse("stored").unwrap());
+    assert_eq!(report(o, &files).verdicts(), vec![(stored, "stored".into())]);
+    let mut o = opts();
+    o.verdict = Some(VerdictFilter::parse("no-dump").unwrap());
+    assert_eq!(report(o, &files).verdicts().len(), 3);
+    assert!(VerdictFilter::parse("dropped:nonsense").is_err());
+    assert!(VerdictFilter::parse("Stored").is_err());
+
+    // Since is inclusive, until exclusive, on the chain's first event.
+    let t = start(dropped);
+    let mut o = opts();
+    o.since_ns = Some(t);
+    let got = report(o, &files).verdicts();
+    assert!(got.contains(&(dropped, "dropped:collector-unreachable-pid1".into())), "{got:?}");
+    assert!(got.iter().all(|(_, v)| v != "stored") == (start(stored) < t), "{got:?}");
+    let mut o = opts();
+    o.until_ns = Some(t);
+    let got = report(o, &files).verdicts();
+    assert!(!got.iter().any(|(p, _)| *p == dropped), "{got:?}");
+    let mut o = opts();
+    o.since_ns = Some(t);
+    o.until_ns = Some(t + 1);
+    assert_eq!(report(o, &files).verdicts(), vec![(dropped, "dropped:collector-unreachable-pid1".into())]);
+}
+
+#[test]
+fn options_from_args_check_their_values() {
+    let args = |extra: &[&str]| {
+        let cli = crate::cli::Cli::try_parse_from(["crashtrace", "report", "x.jsonl"].iter().chain(extra.iter())).unwrap();
+        match cli.command {
+            Some(crate::cli::Command::Report(a)) => a,
+            _ => panic!("not a report"),
+        }
+    };
+    use clap::Parser;
+    let o = Options::from_args(&args(&["--since", "2026-05-20T00:00:00Z", "--until", "1800000000", "--verdict", "dropped"])).unwrap();
+    assert_eq!(o.since_ns, Some(1_779_235_200_000_000_000));
+    assert_eq!(o.verdict, Some(VerdictFilter::Dropped));
+    assert!(matches!(Options::from_args(&args(&["--since", "tuesday"])), Err(ReportError::Since(_))));
+    assert!(matches!(Options::from_args(&args(&["--since", "200", "--until", "100"])), Err(ReportError::EmptyRange)));
+    let e = Options::from_args(&args(&["--verdict", "dropped:pid1"])).unwrap_err().to_string();
+    assert!(e.contains("dropped:collector-unreachable-pid1"), "lists the verdicts: {e}");
+}
+
+fn header_line(boot: &str, mono: u64, wall: u64) -> String {
+    let h = Header {
+        tracer_version: "0.1.0".into(),
+        kernel: "6.18.0".into(),
+        hostname: "vm".into(),
+        boot_id: boot.into(),
+        start_wall_ns: wall,
+        start_mono_ns: mono,
+        dump_mode: "inferred".into(),
+        dump_mode_reason: "test".into(),
+        hooks: vec![],
+        core_settings: None,
+        watched_pid: None,
+    };
+    Line::new(Record::Header(h)).to_json()
+}
+
+#[test]
+fn restarts_losses_and_unwritten_records_are_gaps() {
+    let text = without(&fixture("file-stored"), &["header", "summary"]);
+    let first: Line = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let Record::Event(e) = first.record else { panic!("an event first") };
+    let (wall, mono) = (e.wall_ns - 1_000_000, e.event.ts_ns - 1_000_000);
+    let loss = Line::new(Record::Loss(Loss {
+        ts_ns: mono + 500_000_000,
+        source: "kernel".into(),
+        counts: [("signal-generate".to_string(), 7u64)].into_iter().collect(),
+        total: 7,
+    }))
+    .to_json();
+    let summary = Line::new(Record::Summary(Summary { log_write_failures: 3, ..Summary::default() })).to_json();
+    // Run 1 is killed (no summary); run 2 stops cleanly with unwritten records.
+    let log = format!(
+        "{}\n{text}{loss}\n{}\n{}\n",
+        header_line("boot", mono, wall),
+        header_line("boot", mono + 10_000_000_000, wall + 10_000_000_000),
+        summary
+    );
+    let ran = report(opts(), &[("log", log.as_bytes())]);
+    let gaps = ran.of_type("gap");
+    let kinds: Vec<&str> = gaps.iter().map(|g| g["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["loss", "restart", "unwritten"], "{gaps:?}");
+    assert_eq!(gaps[0]["lost"], 7);
+    assert!(gaps[1]["detail"].as_str().unwrap().contains("the tracer restarted: run 1 ended without a summary record"));
+    assert_eq!(gaps[1]["line"], text.lines().count() + 3);
+    assert_eq!((ran.totals.runs, ran.totals.restarts, ran.totals.runs_without_summary), (2, 1, 1));
+    assert_eq!((ran.totals.lost_kernel, ran.totals.log_write_failures), (7, 3));
+    assert_eq!(ran.of_type("run").len(), 2);
+
+    // Another boot is not a restart of the same tracer.
+    let log = format!("{}\n{text}{}\n", header_line("boot", mono, wall), header_line("other-boot", 5, wall + 1));
+    let ran = report(opts(), &[("log", log.as_bytes())]);
+    assert!(ran.of_type("gap")[0]["detail"].as_str().unwrap().contains("another boot or host"));
+    assert_eq!(ran.totals.restarts, 0);
+
+    // A log that ends without a summary says so at the end.
+    let killed = format!("{}\n{text}", header_line("boot", mono, wall));
+    let ran = report(opts(), &[("log", killed.as_bytes())]);
+    assert_eq!(ran.of_type("gap").last().unwrap()["kind"], "no-summary");
+}
+
+#[test]
+fn rotated_sets_are_read_oldest_first_as_one_run() {
+    let dir = std::env::temp_dir().join(format!("crashtrace-report-rot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let full = fixture("systemd-no-pid1");
+    let header = full.lines().next().unwrap().to_string();
+    assert_eq!(kind(&header), "header");
+    let text = without(&full, &["header"]);
+    let lines: Vec<&str> = text.lines().collect();
+    let path = dir.join("log.jsonl");
+    // Each rotated-in file starts with the run's header, as the writer does.
+    std::fs::write(crate::log::rotated_path(&path, 2), format!("{header}\n{}\n", lines[..3].join("\n"))).unwrap();
+    std::fs::write(crate::log::rotated_path(&path, 1), format!("{header}\n{}\n", lines[3..6].join("\n"))).unwrap();
+    std::fs::write(&path, format!("{header}\n{}\n", lines[6..].join("\n"))).unwrap();
+    std::fs::write(dir.join("log.jsonl.01"), "junk").unwrap();
+    std::fs::write(dir.join("log.jsonl.x"), "junk").unwrap();
+    std::fs::write(dir.join("log.jsonl.10"), "").unwrap();
+    assert_eq!(
+        rotated_set(&path),
+        vec![dir.join("log.jsonl.10"), dir.join("log.jsonl.2"), dir.join("log.jsonl.1"), path.clone()]
+    );
+    std::fs::remove_file(dir.join("log.jsonl.10")).unwrap();
+
+    let mut r = Report::new(opts(), Vec::new(), Vec::new());
+    // The set, and a rotated file named again, which is read once.
+    let stopped = r.run_all(&[path.clone(), crate::log::rotated_path(&path, 1)]).unwrap();
+    assert!(!stopped);
+    let totals = r.finish().unwrap().totals;
+    assert_eq!(totals.files, 3);
+    assert_eq!(totals.runs, 1, "one run across the set");
+    assert_eq!(totals.bad_lines, 0, "{}", String::from_utf8_lossy(&r.err));
+    assert_eq!(totals.chains_shown, 1);
+    assert_eq!(totals.shown_rebuilt_differs, 0);
+    assert_eq!(totals.verdicts.get("dropped:collector-unreachable-pid1"), Some(&1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_file_is_bad_input() {
+    let mut r = Report::new(opts(), Vec::new(), Vec::new());
+    r.run_all(&[PathBuf::from("/nonexistent/crashtrace.jsonl")]).unwrap();
+    let t = r.finish().unwrap();
+    assert_eq!(t.exit_status(), 1);
+    assert!(String::from_utf8_lossy(&r.err).contains("/nonexistent/crashtrace.jsonl: cannot read"));
+}
+
+#[test]
+fn stored_cores_are_reconciled() {
+    let dir = std::env::temp_dir().join(format!("crashtrace-report-cores-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("cores")).unwrap();
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    let text = fixture("file-stored");
+    let pattern = match serde_json::from_str::<Line>(text.lines().next().unwrap()).unwrap().record {
+        Record::Header(h) => h.core_settings.unwrap().core_pattern,
+        _ => panic!("a header first"),
+    };
+    assert!(pattern.ends_with("/core.%p"), "{pattern}");
+    let log = text.replace(&pattern, &format!("{}/cores/core.%p", dir.display()));
+    let (crash_ns, pid) = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .find_map(|l| match l.record {
+            Record::Event(e) if e.event.body.name() == "signal-generate" => Some((e.wall_ns, e.event.task.tgid)),
+            _ => None,
+        })
+        .unwrap();
+    let crash_wall = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(crash_ns);
+    let touch = |p: PathBuf| {
+        std::fs::write(&p, b"core").unwrap();
+        std::fs::File::options().write(true).open(&p).unwrap().set_modified(crash_wall).unwrap();
+    };
+
+    // No core: the stored chain is unaccounted.
+    let mut o = opts();
+    o.stores = vec![dir.join("store")];
+    let ran = report(o.clone(), &[("log", log.as_bytes())]);
+    let chains = ran.of_type("verdict");
+    assert_eq!(chains[0]["report"]["core"]["status"], "unaccounted");
+    assert_eq!(ran.totals.unaccounted, 1);
+
+    // The core where the pattern puts it; a core in the store no chain claims.
+    touch(dir.join(format!("cores/core.{pid}")));
+    touch(dir.join("store/core.31337"));
+    let ran = report(o.clone(), &[("log", log.as_bytes())]);
+    let chains = ran.of_type("verdict");
+    assert_eq!(chains[0]["report"]["core"]["status"], "found");
+    assert_eq!(chains[0]["report"]["core"]["path"], dir.join(format!("cores/core.{pid}")).display().to_string());
+    assert_eq!(ran.totals.unaccounted, 0);
+    assert_eq!(ran.totals.orphaned, 1);
+    let summary = ran.of_type("report-summary");
+    assert_eq!(summary[0]["orphaned_cores"][0]["path"], dir.join("store/core.31337").display().to_string());
+
+    let mut text_opts = o;
+    text_opts.json = false;
+    let ran = report(text_opts, &[("log", log.as_bytes())]);
+    assert!(ran.text.contains(&format!("core       {}/cores/core.{pid}", dir.display())), "{}", ran.text);
+    assert!(ran.text.contains("orphaned cores"), "{}", ran.text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes a log of `CRASHTRACE_BENCH_EVENTS` (default 1,000,000) events to
+/// `CRASHTRACE_BENCH_LOG` for timing `crashtrace report` (see the README of
+/// the benchmarks): the recorded fixtures replayed over and over with fresh
+/// pids and times, verdict records included, plus a loss every 100,000 events.
+#[test]
+#[ignore = "benchmark helper: writes a large log; run by hand"]
+fn bench_generate_log() {
+    use std::io::Write as _;
+    let events: u64 = std::env::var("CRASHTRACE_BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let path = std::env::var("CRASHTRACE_BENCH_LOG").unwrap_or_else(|_| "/tmp/crashtrace-bench.jsonl".into());
+    let with_verdicts = std::env::var_os("CRASHTRACE_BENCH_NO_VERDICTS").is_none();
+    let mut out = io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let templates: Vec<Vec<Line>> = FIXTURES
+        .iter()
+        .map(|n| fixture(n).lines().map(|l| serde_json::from_str::<Line>(l).unwrap()).collect())
+        .collect();
+    let settings = CoreSettings {
+        core_pattern: "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d".into(),
+        core_pipe_limit: 16,
+        core_uses_pid: false,
+        helper_executable: Some(true),
+        set_by: None,
+    };
+    let (wall0, mono0) = (1_795_723_000_000_000_000u64, 600_000_000_000u64);
+    let mut h: Header = match serde_json::from_str::<Line>(&header_line("bench", mono0, wall0)).unwrap().record {
+        Record::Header(h) => h,
+        _ => unreachable!(),
+    };
+    h.core_settings = Some(settings);
+    writeln!(out, "{}", Line::new(Record::Header(h)).to_json()).unwrap();
+    let (mut written, mut round, mut clock) = (0u64, 0u64, mono0 + 1_000_000);
+    while written < events {
+        for t in &templates {
+            let base = t.iter().find_map(|l| match &l.record {
+                Record::Event(e) => Some(e.event.ts_ns),
+                _ => None,
+            });
+            let Some(base) = base else { continue };
+            // Fresh pids per round, so chains stay apart.
+            let shift = |pid: u32| if pid > 1000 { pid + (round as u32 % 50_000) * 20 } else { pid };
+            for l in t {
+                let mut l = l.clone();
+                match &mut l.record {
+                    Record::Event(e) => {
+                        e.event.ts_ns = clock + (e.event.ts_ns - base);
+                        e.wall_ns = e.event.ts_ns - mono0 + wall0;
+                        e.event.task.pid = shift(e.event.task.pid);
+                        e.event.task.tgid = shift(e.event.task.tgid);
+                        match &mut e.event.body {
+                            Body::SignalGenerate { target, si_pid, .. } => {
+                                target.pid = shift(target.pid);
+                                target.tgid = shift(target.tgid);
+                                *si_pid = si_pid.map(shift);
+                            }
+                            Body::HelperExec { argv, .. } => {
+                                for a in argv.iter_mut().skip(1) {
+                                    if let Ok(n) = a.parse::<u32>() {
+                                        *a = shift(n).to_string();
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                        written += 1;
+                        if written % 100_000 == 0 {
+                            let loss = Loss { ts_ns: e.event.ts_ns, source: "kernel".into(), counts: BTreeMap::new(), total: 1 };
+                            writeln!(out, "{}", Line::new(Record::Loss(loss)).to_json()).unwrap();
+                        }
+                    }
+                    Record::Verdict(c) if with_verdicts => {
+                        let d = clock as i64 - base as i64;
+                        c.first_ts_ns = (c.first_ts_ns as i64 + d) as u64;
+                        c.last_ts_ns = (c.last_ts_ns as i64 + d) as u64;
+                        c.crasher.pid = shift(c.crasher.pid);
+                        c.crasher.tgid = shift(c.crasher.tgid);
+                        for s in &mut c.timeline {
+                            s.ts_ns = (s.ts_ns as i64 + d) as u64;
+                        }
+                    }
+                    _ => continue,
+                }
+                writeln!(out, "{}", l.to_json()).unwrap();
+            }
+            // 200 ms between crashes: past the grace time, as in real life.
+            clock += 200_000_000;
+        }
+        round += 1;
+    }
+    writeln!(out, "{}", Line::new(Record::Summary(Summary { events: written, ..Summary::default() })).to_json()).unwrap();
+    out.flush().unwrap();
+    eprintln!("wrote {written} events to {path}");
+}

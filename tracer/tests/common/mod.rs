@@ -1,0 +1,595 @@
+//! Shared helpers for crashtrace's privileged (tier 2) tests: the global
+//! lock, saving and restoring the kernel's core-dump settings, temporary
+//! directories, the crasher program, and a running crashtrace whose JSON
+//! Lines output is read as it arrives.
+//!
+//! Every wait here is bounded, and every failure panics with what was seen
+//! (crashtrace's stderr, the records about the process in question), so a
+//! failed run says why.
+
+// Each test file that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::{
+    ffi::CString,
+    fs::{File, OpenOptions},
+    io::{BufRead, BufReader, Read},
+    os::{
+        fd::AsRawFd,
+        unix::{fs::OpenOptionsExt, process::CommandExt},
+    },
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{
+        mpsc::{self, Receiver, RecvTimeoutError},
+        Arc, Mutex, OnceLock,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The lock every test that changes global machine state or crashes
+/// processes holds for its whole duration (see the project's coordination rules).
+pub const GLOBAL_LOCK: &str = "/tmp/crashtrace-global.lock";
+pub const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+pub const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
+pub const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
+
+/// The crashtrace binary Cargo built for this test run.
+pub const CRASHTRACE: &str = env!("CARGO_BIN_EXE_crashtrace");
+
+/// Attaching loads and verifies every program; on a busy 2-core machine
+/// that can take a while, so the bound is generous.
+pub const ATTACH_WAIT: Duration = Duration::from_secs(90);
+/// A chain with no new evidence is ended after 15 s by the correlator, so a
+/// verdict must come well within this.
+pub const VERDICT_WAIT: Duration = Duration::from_secs(45);
+/// SIGINT to exit, including the final flush and summary.
+pub const STOP_WAIT: Duration = Duration::from_secs(30);
+/// A crashing child, core dump and collector included.
+pub const CRASH_WAIT: Duration = Duration::from_secs(30);
+
+/// Panics unless this is root: the tier needs real BPF and writes /proc/sys.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "privileged tests need root (real BPF, /proc/sys writes); run them with `cargo xtask test` as root");
+}
+
+/// An exclusive flock on [`GLOBAL_LOCK`], released when dropped.
+pub struct GlobalLock {
+    _file: File,
+}
+
+impl GlobalLock {
+    pub fn acquire() -> GlobalLock {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .open(GLOBAL_LOCK)
+            .unwrap_or_else(|e| panic!("cannot open the global lock {GLOBAL_LOCK}: {e}"));
+        loop {
+            // SAFETY: flock on an fd this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                panic!("flock({GLOBAL_LOCK}) failed: {err}");
+            }
+        }
+        GlobalLock { _file: file }
+    }
+}
+
+/// core_pattern, core_pipe_limit and suid_dumpable as found, written back
+/// when dropped, also when the test panics.
+pub struct SavedSettings {
+    saved: Vec<(&'static str, String)>,
+}
+
+impl SavedSettings {
+    pub fn save() -> SavedSettings {
+        let saved = [CORE_PATTERN, CORE_PIPE_LIMIT, SUID_DUMPABLE]
+            .into_iter()
+            .map(|path| {
+                let value = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+                (path, value.trim_end_matches('\n').to_string())
+            })
+            .collect();
+        SavedSettings { saved }
+    }
+}
+
+impl Drop for SavedSettings {
+    fn drop(&mut self) {
+        let mut failed = Vec::new();
+        for (path, value) in &self.saved {
+            if let Err(e) = write_sysctl(path, value) {
+                failed.push(format!("{path} = {value:?}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let msg = format!("could not restore the core-dump settings; fix them by hand: {}", failed.join("; "));
+        // A second panic while unwinding would abort and hide the first.
+        if std::thread::panicking() {
+            eprintln!("{msg}");
+        } else {
+            panic!("{msg}");
+        }
+    }
+}
+
+/// Writes a /proc/sys value and reads it back. The trailing newline matters:
+/// writing no bytes at all would leave an old core_pattern in place.
+fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
+    std::fs::write(path, format!("{value}\n")).map_err(|e| e.to_string())?;
+    let now = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    if now.trim_end_matches('\n') != value {
+        return Err(format!("wrote {value:?} but it reads back as {:?}", now.trim_end_matches('\n')));
+    }
+    Ok(())
+}
+
+/// What a privileged test holds for its whole duration: the global lock and
+/// the saved settings. Fields drop in order, so the settings are restored
+/// before the lock is released.
+pub struct Exclusive {
+    _settings: SavedSettings,
+    _lock: GlobalLock,
+}
+
+impl Exclusive {
+    pub fn take() -> Exclusive {
+        require_root();
+        let lock = GlobalLock::acquire();
+        let settings = SavedSettings::save();
+        Exclusive { _settings: settings, _lock: lock }
+    }
+
+    pub fn set_core_pattern(&self, pattern: &str) {
+        write_sysctl(CORE_PATTERN, pattern).unwrap_or_else(|e| panic!("setting core_pattern: {e}"));
+    }
+
+    pub fn set_core_pipe_limit(&self, limit: u32) {
+        write_sysctl(CORE_PIPE_LIMIT, &limit.to_string()).unwrap_or_else(|e| panic!("setting core_pipe_limit: {e}"));
+    }
+}
+
+/// A directory under /tmp, removed with its contents when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let template = CString::new(format!("/tmp/{prefix}.XXXXXX")).expect("prefix has no NUL");
+        let mut bytes = template.into_bytes_with_nul();
+        // SAFETY: a writable, NUL-terminated template ending in XXXXXX.
+        let ret = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+        assert!(!ret.is_null(), "mkdtemp in /tmp failed: {}", std::io::Error::last_os_error());
+        bytes.pop();
+        TempDir { path: PathBuf::from(String::from_utf8(bytes).expect("mkdtemp keeps the template ASCII")) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The crasher (tests/crashers/crash.c), compiled with `cc` once per test run.
+pub fn crasher() -> &'static Path {
+    static CRASHER: OnceLock<PathBuf> = OnceLock::new();
+    CRASHER.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crashers/crash.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crashers");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        // Built under a private name, then renamed, so a concurrent run never
+        // executes a half-written binary.
+        let private = dir.join(format!("crash.{}", std::process::id()));
+        let out = Command::new("cc")
+            .args(["-O0", "-Wall", "-o"])
+            .arg(&private)
+            .arg(&source)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `cc` to build the crasher (install gcc): {e}"));
+        assert!(
+            out.status.success(),
+            "cc failed to build {}: {}\n{}",
+            source.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let binary = dir.join("crash");
+        std::fs::rename(&private, &binary).unwrap_or_else(|e| panic!("cannot move the crasher into place: {e}"));
+        binary
+    })
+}
+
+/// RLIMIT_CORE for a crasher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RlimitCore {
+    Unlimited,
+    Bytes(u64),
+}
+
+/// A crasher process; killed and reaped when dropped if the test did not
+/// reap it, so a failed test leaves no process behind.
+pub struct Crasher {
+    child: Option<Child>,
+    pub pid: u32,
+}
+
+impl Crasher {
+    /// Starts the crasher in `mode` (segv, abort, pause) in `cwd`, with
+    /// RLIMIT_CORE set (soft and hard) before exec.
+    pub fn spawn(mode: &str, rlimit: RlimitCore, cwd: &Path) -> Crasher {
+        let limit = match rlimit {
+            RlimitCore::Unlimited => libc::RLIM_INFINITY,
+            RlimitCore::Bytes(n) => n as libc::rlim_t,
+        };
+        let mut cmd = Command::new(crasher());
+        cmd.arg(mode).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // SAFETY: setrlimit is async-signal-safe and touches no parent state.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_CORE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start the crasher {}: {e}", crasher().display()));
+        let pid = child.id();
+        Crasher { child: Some(child), pid }
+    }
+
+    /// For `pause` mode: waits (bounded) until the crasher says it is ready.
+    pub fn wait_ready(&mut self) {
+        let stdout: &mut ChildStdout = self.child.as_mut().and_then(|c| c.stdout.as_mut()).expect("crasher stdout is piped");
+        let mut pfd = libc::pollfd { fd: stdout.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        assert!(n == 1, "crasher {} did not say ready within 10 s (poll returned {n})", self.pid);
+        let mut buf = [0u8; 64];
+        let got = stdout.read(&mut buf).expect("reading the crasher's stdout");
+        let said = String::from_utf8_lossy(&buf[..got]);
+        assert_eq!(said.trim(), "ready", "crasher {} said {said:?} instead of ready", self.pid);
+    }
+
+    /// Sends `sig` to the crasher, from this (the test) process.
+    pub fn kill(&self, sig: i32) {
+        // SAFETY: kill(2) on our own unreaped child.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed: {}", self.pid, std::io::Error::last_os_error());
+    }
+
+    /// Reaps the crasher (bounded wait) and returns its wait status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("crasher already reaped");
+        let deadline = Instant::now() + CRASH_WAIT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("crasher {} did not exit within {CRASH_WAIT:?}; killed it", self.pid);
+                }
+                Err(e) => panic!("waiting for crasher {}: {e}", self.pid),
+            }
+        }
+    }
+}
+
+impl Drop for Crasher {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running crashtrace, its JSON Lines stdout parsed as it arrives and its
+/// stderr kept. Killed when dropped if the test did not stop it.
+pub struct Tracer {
+    child: Option<Child>,
+    stdout_rx: Receiver<String>,
+    stderr_rx: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    /// Every record read so far, in order.
+    pub records: Vec<Value>,
+}
+
+/// What a stopped crashtrace left.
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub records: Vec<Value>,
+    pub stderr: String,
+}
+
+fn read_lines<R: Read + Send + 'static>(
+    from: R,
+    to: mpsc::Sender<String>,
+    keep: Option<Arc<Mutex<String>>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if let Some(keep) = &keep {
+                let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
+                k.push_str(&line);
+                k.push('\n');
+            }
+            if to.send(line).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+impl Tracer {
+    /// Starts crashtrace with `args` (add `--json`) and waits until it says
+    /// it is attached.
+    pub fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(CRASHTRACE)
+            .args(args)
+            // The object built into the binary is the one under test.
+            .env_remove("CRASHTRACE_BPF_OBJECT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CRASHTRACE}: {e}"));
+        let (out_tx, stdout_rx) = mpsc::channel();
+        let (err_tx, stderr_rx) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            read_lines(child.stdout.take().expect("piped"), out_tx, None),
+            read_lines(child.stderr.take().expect("piped"), err_tx, Some(stderr.clone())),
+        ];
+        let mut tracer = Tracer { child: Some(child), stdout_rx, stderr_rx, stderr, readers, records: Vec::new() };
+        tracer.wait_attached(args);
+        tracer
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("crashtrace is running")
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn wait_attached(&mut self, args: &[&str]) {
+        let deadline = Instant::now() + ATTACH_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_rx.recv_timeout(left) {
+                Ok(line) if line.contains("built without its eBPF object") => panic!(
+                    "{CRASHTRACE} was built without its eBPF object, so tier 2 cannot run: build the tests with \
+                     CRASHTRACE_EBPF_OBJECT pointing at the object (`cargo xtask test` does this). crashtrace said: {line}"
+                ),
+                Ok(line) if line.starts_with("crashtrace: attached") => return,
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                    panic!(
+                        "crashtrace {args:?} exited ({status:?}) without saying `crashtrace: attached`; its stderr:\n{}",
+                        self.stderr_text()
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "crashtrace {args:?} did not say `crashtrace: attached` within {ATTACH_WAIT:?}; its stderr so far:\n{}",
+                    self.stderr_text()
+                ),
+            }
+        }
+    }
+
+    fn take_line(&mut self, line: String) -> &Value {
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("crashtrace --json printed a line that is not JSON ({e}): {line}"));
+        self.records.push(value);
+        self.records.last().expect("just pushed")
+    }
+
+    /// Reads records until the verdict whose crasher is process `tgid`
+    /// arrives, and returns it.
+    pub fn wait_verdict(&mut self, tgid: u32) -> Value {
+        let deadline = Instant::now() + VERDICT_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_rx.recv_timeout(left) {
+                Ok(line) => {
+                    let record = self.take_line(line);
+                    if is_verdict_for(record, tgid) {
+                        return record.clone();
+                    }
+                }
+                Err(e) => {
+                    let why = match e {
+                        RecvTimeoutError::Timeout => format!("no verdict for pid {tgid} within {VERDICT_WAIT:?}"),
+                        RecvTimeoutError::Disconnected => format!("crashtrace closed stdout before a verdict for pid {tgid}"),
+                    };
+                    panic!(
+                        "{why}.\nrecords about pid {tgid}:\n{}\ncrashtrace stderr:\n{}",
+                        about(&self.records, tgid).join("\n"),
+                        self.stderr_text()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops crashtrace with SIGINT (bounded wait) and returns every record
+    /// it printed, its exit status and its stderr.
+    pub fn stop(mut self) -> Stopped {
+        let mut child = self.child.take().expect("crashtrace is running");
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + STOP_WAIT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "crashtrace did not exit within {STOP_WAIT:?} of SIGINT; killed it. stderr:\n{}",
+                        self.stderr_text()
+                    );
+                }
+                Err(e) => panic!("waiting for crashtrace: {e}"),
+            }
+        };
+        // The readers end at EOF, which follows the exit.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        while let Ok(line) = self.stdout_rx.try_recv() {
+            self.take_line(line);
+        }
+        Stopped { status, records: std::mem::take(&mut self.records), stderr: self.stderr_text() }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Stopped {
+    /// Exit status 0, no panic text, and a `summary` as the last record.
+    /// Returns the summary.
+    #[track_caller]
+    pub fn assert_clean_exit(&self) -> &Value {
+        assert!(
+            self.status.success(),
+            "crashtrace exited with {} after SIGINT; stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "crashtrace panicked; stderr:\n{}", self.stderr);
+        let first = self.records.first().unwrap_or_else(|| panic!("crashtrace printed no records; stderr:\n{}", self.stderr));
+        assert_eq!(first["type"], "header", "the first record is not the header: {first}");
+        let last = self.records.last().expect("not empty");
+        assert_eq!(last["type"], "summary", "the last record is not the summary: {last}\nstderr:\n{}", self.stderr);
+        for record in &self.records {
+            assert_eq!(record["v"], 1, "a record without schema version 1: {record}");
+        }
+        last
+    }
+
+    /// Verdict records whose crasher is process `tgid`.
+    pub fn verdicts_for(&self, tgid: u32) -> Vec<&Value> {
+        self.records.iter().filter(|r| is_verdict_for(r, tgid)).collect()
+    }
+}
+
+pub fn is_verdict_for(record: &Value, tgid: u32) -> bool {
+    record["type"] == "verdict" && record.pointer("/crasher/tgid").and_then(Value::as_u64) == Some(tgid as u64)
+}
+
+/// Records that mention process `tgid` as a task, target, crasher or
+/// collector: the evidence to show when a check about it fails.
+pub fn about(records: &[Value], tgid: u32) -> Vec<String> {
+    let t = Some(tgid as u64);
+    records
+        .iter()
+        .filter(|r| {
+            ["/task/tgid", "/target/tgid", "/crasher/tgid", "/collector/pid", "/sender/tgid"]
+                .iter()
+                .any(|p| r.pointer(p).and_then(Value::as_u64) == t)
+                || r.pointer("/argv/1").and_then(Value::as_str) == Some(tgid.to_string().as_str())
+        })
+        .map(|r| r.to_string())
+        .collect()
+}
+
+/// Output of a crashtrace run that is expected to end by itself.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to its end, bounded by `limit`; it is killed, and the test
+/// fails, if it runs longer.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Finished {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let collect = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = collect(Box::new(child.stdout.take().expect("piped")));
+    let err = collect(Box::new(child.stderr.take().expect("piped")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{cmd:?} still ran after {limit:?}; killed it. stderr:\n{}", err.join().unwrap_or_default());
+            }
+            Err(e) => panic!("waiting for {cmd:?}: {e}"),
+        }
+    };
+    Finished { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
+
+impl Finished {
+    /// The shape of every crashtrace usage error: exit status 2, exactly one
+    /// line on stderr starting `crashtrace:` and containing each of `needles`,
+    /// no panic, and nothing on stdout (no header: it never started tracing).
+    #[track_caller]
+    pub fn assert_usage_error(&self, needles: &[&str]) {
+        assert!(
+            !self.stderr.contains("built without its eBPF object"),
+            "{CRASHTRACE} was built without its eBPF object, so this check cannot run: build the tests with \
+             CRASHTRACE_EBPF_OBJECT set (`cargo xtask test` does this). stderr:\n{}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "crashtrace panicked:\n{}", self.stderr);
+        assert_eq!(self.status.code(), Some(2), "want exit status 2, got {}; stderr:\n{}", self.status, self.stderr);
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "want exactly one line on stderr, got {}:\n{}", lines.len(), self.stderr);
+        assert!(lines[0].starts_with("crashtrace: "), "the error line does not start with `crashtrace: `: {}", lines[0]);
+        for needle in needles {
+            assert!(lines[0].contains(needle), "the error line does not mention {needle:?}: {}", lines[0]);
+        }
+        assert!(self.stdout.is_empty(), "crashtrace printed to stdout before failing:\n{}", self.stdout);
+    }
+}

@@ -1,0 +1,136 @@
+//! Reading back what crashtrace printed with `--json`: which of the crashes a
+//! benchmark made ended in a verdict record, and with which verdict; what the
+//! `loss` records and the summary said.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io::{BufRead, BufReader},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub struct Stream {
+    pub event_records: u64,
+    /// Verdicts whose crasher is one of ours, by verdict.
+    pub ours: BTreeMap<String, u64>,
+    /// Our crashes with no verdict record at all.
+    pub missing: u64,
+    /// Our crashes with more than one verdict record (should never happen).
+    pub duplicated: u64,
+    /// Verdicts for processes the benchmark did not make (background noise).
+    pub others: u64,
+    pub loss_records: u64,
+    /// Sum of the `total` of every loss record.
+    pub lost_in_records: u64,
+    pub summary: Option<Value>,
+}
+
+impl Stream {
+    pub fn correct(&self, expected: &str) -> u64 {
+        self.ours.get(expected).copied().unwrap_or(0)
+    }
+
+    /// Our verdicts other than `expected`, as "verdict ×n" words.
+    pub fn wrong(&self, expected: &str) -> String {
+        let w: Vec<String> = self.ours.iter().filter(|(v, _)| *v != expected).map(|(v, n)| format!("{v} ×{n}")).collect();
+        w.join(", ")
+    }
+
+    pub fn summary_u64(&self, key: &str) -> Option<u64> {
+        self.summary.as_ref()?.get(key)?.as_u64()
+    }
+}
+
+/// The record type of a JSON line, without parsing the whole line: every
+/// record starts `{"v":N,"type":"..."`.
+fn record_type(line: &str) -> Option<&str> {
+    let mut end = line.len().min(48);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &line[..end];
+    let start = head.find("\"type\":\"")? + 8;
+    let len = head[start..].find('"')?;
+    Some(&head[start..start + len])
+}
+
+/// Reads a `--json` stream; `ours` are the crasher pids the benchmark made.
+pub fn read(path: &Path, ours: &HashSet<u32>) -> Result<Stream> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut s = Stream::default();
+    let mut seen: HashSet<u32> = HashSet::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        match record_type(&line) {
+            Some("event") => s.event_records += 1,
+            Some("verdict") => {
+                let v: Value = serde_json::from_str(&line).with_context(|| format!("a verdict record that is not JSON: {line}"))?;
+                let tgid = v.pointer("/crasher/tgid").and_then(Value::as_u64).map(|t| t as u32);
+                let verdict = v.get("verdict").and_then(Value::as_str).unwrap_or("(none)").to_string();
+                match tgid {
+                    Some(t) if ours.contains(&t) => {
+                        if !seen.insert(t) {
+                            s.duplicated += 1;
+                        }
+                        *s.ours.entry(verdict).or_default() += 1;
+                    }
+                    _ => s.others += 1,
+                }
+            }
+            Some("loss") => {
+                let v: Value = serde_json::from_str(&line).with_context(|| format!("a loss record that is not JSON: {line}"))?;
+                s.loss_records += 1;
+                s.lost_in_records += v.get("total").and_then(Value::as_u64).unwrap_or(0);
+            }
+            Some("summary") => s.summary = serde_json::from_str(&line).ok(),
+            _ => {}
+        }
+    }
+    s.missing = ours.iter().filter(|p| !seen.contains(p)).count() as u64;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_our_verdicts_and_loss() {
+        let dir = std::env::temp_dir().join(format!("xtask-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"v\":1,\"type\":\"header\",\"kernel\":\"x\"}\n",
+                "{\"v\":1,\"type\":\"event\",\"ts_ns\":1}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":10,\"tgid\":10},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":11,\"tgid\":11},\"verdict\":\"unknown\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":99,\"tgid\":99},\"verdict\":\"no-dump\"}\n",
+                "{\"v\":1,\"type\":\"loss\",\"ts_ns\":5,\"source\":\"kernel\",\"counts\":{\"signal-generate\":3},\"total\":3}\n",
+                "{\"v\":1,\"type\":\"summary\",\"events\":4,\"lost_kernel\":3}\n",
+            ),
+        )
+        .unwrap();
+        let ours: HashSet<u32> = [10, 11, 12].into();
+        let s = read(&path, &ours).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(s.event_records, 1);
+        assert_eq!(s.correct("dropped:rlimit-core"), 1);
+        assert_eq!(s.wrong("dropped:rlimit-core"), "unknown ×1");
+        assert_eq!(s.missing, 1);
+        assert_eq!(s.others, 1);
+        assert_eq!((s.loss_records, s.lost_in_records), (1, 3));
+        assert_eq!(s.summary_u64("lost_kernel"), Some(3));
+    }
+
+    #[test]
+    fn record_type_reads_the_head_only() {
+        assert_eq!(record_type("{\"v\":1,\"type\":\"verdict\",\"x\":1}"), Some("verdict"));
+        assert_eq!(record_type("{\"v\":1}"), None);
+        assert_eq!(record_type(""), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! Running crashtrace under a benchmark: start it, wait for "attached",
+//! sample its memory while the workload runs, stop it with SIGINT the way a
+//! user would, and collect what it cost (CPU from wait4's rusage).
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+/// Longest wait for "crashtrace: attached"; start-up is normally well under
+/// a few seconds, even on a loaded machine.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a clean exit after SIGINT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+pub enum Output {
+    Null,
+    File(PathBuf),
+}
+
+/// One memory sample of the tracer, from /proc/PID/status.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Since the tracer printed "attached".
+    pub at: Duration,
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+pub struct Tracer {
+    child: Child,
+    pid: i32,
+    /// From just before spawn to reading "attached" on its stderr.
+    pub spawn_to_attached: Duration,
+    /// The figure crashtrace prints itself: loading and attaching only.
+    pub self_reported_attach: Duration,
+    /// When "attached" was read.
+    pub attached_at: Instant,
+    /// CPU used by then: loading, verifying (in the kernel, on its behalf)
+    /// and attaching.
+    cpu_at_attach: Duration,
+    stderr: Option<JoinHandle<Vec<String>>>,
+    stop_sampling: Arc<AtomicBool>,
+    sampler: Option<JoinHandle<Vec<Sample>>>,
+}
+
+pub struct Finished {
+    pub stderr: Vec<String>,
+    /// User + system CPU the tracer used after it attached: the cost of
+    /// tracing, without start-up.
+    pub cpu: Duration,
+    pub samples: Vec<Sample>,
+    /// Peak RSS over the whole life, start-up and shut-down included
+    /// (wait4's ru_maxrss, which is VmHWM at exit).
+    pub hwm_kib: u64,
+}
+
+fn status_kib(pid: i32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU of a live process so far, from /proc/PID/stat.
+fn cpu_so_far(pid: i32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends comm: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+fn parse_attached(line: &str) -> Option<u64> {
+    line.strip_prefix("crashtrace: attached in ")?.strip_suffix(" ns")?.trim().parse().ok()
+}
+
+impl Tracer {
+    pub fn start(binary: &Path, args: &[String], output: &Output) -> Result<Tracer> {
+        let stdout: Stdio = match output {
+            Output::Null => Stdio::null(),
+            Output::File(p) => File::create(p).with_context(|| format!("creating {}", p.display()))?.into(),
+        };
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let pid = child.id() as i32;
+        let stderr = child.stderr.take().context("crashtrace's stderr was not piped")?;
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(ns) = parse_attached(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send((Instant::now(), ns));
+                    }
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let (attached_at, ns) = match rx.recv_timeout(ATTACH_TIMEOUT) {
+            Ok(v) => v,
+            Err(e) => {
+                // SAFETY: signalling the child this function started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = child.wait();
+                let lines = reader.join().unwrap_or_default();
+                bail!(
+                    "crashtrace did not attach ({}): {}",
+                    if matches!(e, mpsc::RecvTimeoutError::Timeout) { "timed out" } else { "it exited" },
+                    lines.join(" / ")
+                );
+            }
+        };
+        let stop_sampling = Arc::new(AtomicBool::new(false));
+        let stop = stop_sampling.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (Some(rss_kib), Some(hwm_kib)) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:")) else { break };
+                samples.push(Sample { at: attached_at.elapsed(), rss_kib, hwm_kib });
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+            samples
+        });
+        Ok(Tracer {
+            child,
+            pid,
+            spawn_to_attached: attached_at - started,
+            self_reported_attach: Duration::from_nanos(ns),
+            attached_at,
+            cpu_at_attach: cpu_so_far(pid).unwrap_or_default(),
+            stderr: Some(reader),
+            stop_sampling,
+            sampler: Some(sampler),
+        })
+    }
+
+    pub fn rss_kib(&self) -> Option<u64> {
+        status_kib(self.pid, "VmRSS:")
+    }
+
+    /// SIGINT, then a clean exit within [`STOP_TIMEOUT`].
+    pub fn stop(mut self) -> Result<Finished> {
+        let hwm_kib = status_kib(self.pid, "VmHWM:").unwrap_or(0);
+        self.stop_sampling.store(true, Ordering::Relaxed);
+        let samples = self.sampler.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        // SAFETY: signalling our own child, which has not been reaped.
+        unsafe { libc::kill(self.pid, libc::SIGINT) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut status = 0;
+        // SAFETY: rusage is plain old data; zeroed is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: valid out-pointers; our own child.
+            let r = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut usage) };
+            if r == self.pid {
+                break;
+            }
+            if r < 0 {
+                bail!("wait4 on crashtrace: {}", std::io::Error::last_os_error());
+            }
+            if Instant::now() > deadline {
+                // SAFETY: as above.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                let _ = self.child.wait();
+                bail!("crashtrace did not exit within {STOP_TIMEOUT:?} of SIGINT; killed it");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            bail!("crashtrace exited with status {status:#x}: {}", stderr.join(" / "));
+        }
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        let hwm_kib = samples.last().map(|s| s.hwm_kib).unwrap_or(0).max(hwm_kib).max(usage.ru_maxrss.max(0) as u64);
+        let cpu = (tv(usage.ru_utime) + tv(usage.ru_stime)).saturating_sub(self.cpu_at_attach);
+        Ok(Finished { stderr, cpu, samples, hwm_kib })
+    }
+}
+
+/// Counts from the text summary crashtrace prints on stderr.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextSummary {
+    pub events: u64,
+    pub lost: u64,
+}
+
+impl Finished {
+    /// "summary: N events, C crash chains, L events lost in the kernel, ..."
+    pub fn text_summary(&self) -> Option<TextSummary> {
+        let line = self.stderr.iter().find_map(|l| l.strip_prefix("summary: "))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let number_before = |pred: &dyn Fn(&[&str]) -> bool| {
+            (1..words.len()).find(|&i| pred(&words[i..])).and_then(|i| words[i - 1].parse::<u64>().ok())
+        };
+        let events = number_before(&|w| w[0] == "events,")?;
+        let lost = number_before(&|w| w[0] == "events" && w.get(1) == Some(&"lost"))?;
+        Some(TextSummary { events, lost })
+    }
+
+    /// Largest RSS sampled between `from` and `until` (while the workload ran).
+    pub fn peak_rss_between(&self, from: Duration, until: Duration) -> u64 {
+        self.samples.iter().filter(|s| s.at >= from && s.at <= until).map(|s| s.rss_kib).max().unwrap_or(0)
+    }
+
+    /// The first sample at or after `at`.
+    pub fn rss_at(&self, at: Duration) -> Option<u64> {
+        self.samples.iter().find(|s| s.at >= at).map(|s| s.rss_kib)
+    }
+
+    /// The last sample at or before `at`.
+    pub fn rss_before(&self, at: Duration) -> Option<u64> {
+        self.samples.iter().rev().find(|s| s.at <= at).map(|s| s.rss_kib)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_attached_line() {
+        assert_eq!(parse_attached("crashtrace: attached in 152484879 ns"), Some(152484879));
+        assert_eq!(parse_attached("crashtrace: attached in x ns"), None);
+        assert_eq!(parse_attached("something else"), None);
+    }
+
+    #[test]
+    fn reads_the_text_summary() {
+        let f = Finished {
+            stderr: vec![
+                "crashtrace: attached in 1 ns".into(),
+                "summary: 80005 events, 20004 crash chains, 7 events lost in the kernel, 0 undecodable".into(),
+            ],
+            cpu: Duration::ZERO,
+            samples: vec![],
+            hwm_kib: 0,
+        };
+        let s = f.text_summary().unwrap();
+        assert_eq!((s.events, s.lost), (80005, 7));
+    }
+}

@@ -1,0 +1,136 @@
+//! The workload program (xtask/workloads/storm.c): built with `cc` at bench
+//! time, run for a fixed amount of work, its own timing read back.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+
+pub struct Storm {
+    pub path: PathBuf,
+}
+
+/// What `storm spawn` did.
+pub struct Spawned {
+    pub elapsed: Duration,
+    pub children: u64,
+    /// Children killed by SIGSEGV.
+    pub segv: u64,
+    /// Children that neither crashed by SIGSEGV nor exited 0.
+    pub other: u64,
+    /// Pids of the children made to crash.
+    pub crash_pids: HashSet<u32>,
+}
+
+impl Spawned {
+    pub fn crashes_per_sec(&self) -> f64 {
+        self.segv as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn procs_per_sec(&self) -> f64 {
+        self.children as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `key=value` words of the last line that has them all.
+fn fields(stdout: &str, keys: &[&str]) -> Option<Vec<u64>> {
+    stdout.lines().rev().find_map(|line| {
+        keys.iter()
+            .map(|k| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .collect::<Option<Vec<u64>>>()
+    })
+}
+
+impl Storm {
+    /// Compiles the workload into `dir`.
+    pub fn build(source: &Path, dir: &Path) -> Result<Storm> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("storm");
+        let out = Command::new("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-o"])
+            .arg(&path)
+            .arg(source)
+            .output()
+            .context("running cc (install gcc or clang to build the benchmark workload)")?;
+        if !out.status.success() {
+            bail!("cc failed to build {}:\n{}", source.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Storm { path })
+    }
+
+    fn run(&self, args: &[String]) -> Result<String> {
+        let out = Command::new(&self.path)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", self.path.display()))?;
+        if !out.status.success() {
+            bail!(
+                "`{} {}` failed ({}): {}",
+                self.path.display(),
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn busy_args(&self, forks: u64, rounds: u64) -> Vec<String> {
+        vec!["busy".into(), forks.to_string(), rounds.to_string()]
+    }
+
+    /// The fork/exit + SIGUSR1 ping-pong storm; its own elapsed time.
+    pub fn busy(&self, forks: u64, rounds: u64) -> Result<Duration> {
+        let out = self.run(&self.busy_args(forks, rounds))?;
+        let f = fields(&out, &["elapsed_ns"]).with_context(|| format!("storm busy printed no elapsed_ns: {out:?}"))?;
+        Ok(Duration::from_nanos(f[0]))
+    }
+
+    pub fn spawn_args(&self, count: u64, jobs: u32, crash_every: u64, rlimit_core: &str, pidfile: &Path) -> Vec<String> {
+        vec![
+            "spawn".into(),
+            count.to_string(),
+            jobs.to_string(),
+            crash_every.to_string(),
+            rlimit_core.into(),
+            pidfile.display().to_string(),
+        ]
+    }
+
+    /// `count` children over `jobs` spawners, every `crash_every`-th crashing.
+    pub fn spawn(&self, count: u64, jobs: u32, crash_every: u64, rlimit_core: &str, pidfile: &Path) -> Result<Spawned> {
+        let out = self.run(&self.spawn_args(count, jobs, crash_every, rlimit_core, pidfile))?;
+        let f = fields(&out, &["elapsed_ns", "children", "segv", "other"])
+            .with_context(|| format!("storm spawn printed no counts: {out:?}"))?;
+        let pids = std::fs::read_to_string(pidfile).with_context(|| format!("reading {}", pidfile.display()))?;
+        let crash_pids: HashSet<u32> = pids.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        Ok(Spawned { elapsed: Duration::from_nanos(f[0]), children: f[1], segv: f[2], other: f[3], crash_pids })
+    }
+
+    /// The core_pattern that pipes cores to `storm sink`, which reads them to
+    /// the end and exits 0. `%P` names the crash, as real collectors do.
+    pub fn sink_pattern(&self) -> String {
+        format!("|{} sink %P", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields;
+
+    #[test]
+    fn reads_key_values() {
+        let out = "worker segv=1\nelapsed_ns=100 children=5 segv=5 other=0\n";
+        assert_eq!(fields(out, &["elapsed_ns", "segv"]), Some(vec![100, 5]));
+        assert_eq!(fields(out, &["missing"]), None);
+        assert_eq!(fields("elapsed_ns=x", &["elapsed_ns"]), None);
+    }
+}

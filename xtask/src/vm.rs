@@ -1,0 +1,269 @@
+//! The VM test tier (`cargo xtask vm-test`): boots Debian cloud kernels
+//! under qemu's TCG emulator with a busybox initramfs holding crashtrace,
+//! runs the crash scenarios under every core-dump hook mode in the guest,
+//! and judges the results on the host.
+//!
+//! It exists because the development hosts have no kprobes and refuse
+//! fentry, so the direct hooks on do_coredump/vfs_coredump only run here.
+//! It fails, never skips: a missing qemu, a kernel that cannot be fetched,
+//! a guest that does not report, all make it fail with the reason.
+
+mod check;
+mod cpio;
+mod initramfs;
+mod kernels;
+mod qemu;
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+/// `cargo xtask vm-test` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Kernels to boot: `all` (the matrix), a matrix row (5.10, 6.1, 6.12,
+    /// 6.18, newest) or any other kernel series such as 6.6.
+    #[arg(long, default_value = "all", value_name = "VERSION|all")]
+    pub kernel: String,
+    /// Hard limit for one guest, boot to power-off, in seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Use the crashtrace binary already built at target/release/crashtrace
+    /// instead of running `cargo xtask build` first.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Also write the matrix into README.md, between the lines
+    /// `<!-- vm-matrix:begin -->` and `<!-- vm-matrix:end -->`.
+    #[arg(long)]
+    pub update_readme: bool,
+}
+
+impl Args {
+    /// What `cargo xtask test` runs: every kernel, with a fresh build.
+    pub fn full_matrix() -> Args {
+        Args { kernel: "all".into(), timeout: 900, no_build: false, update_readme: false }
+    }
+}
+
+/// The result of one kernel of the matrix.
+struct KernelRun {
+    label: String,
+    covers: &'static str,
+    kernel: Option<kernels::Kernel>,
+    elapsed: Option<Duration>,
+    outcome: Result<check::Outcome, String>,
+    work: PathBuf,
+}
+
+impl KernelRun {
+    fn passed(&self) -> bool {
+        self.outcome.as_ref().map(check::Outcome::passed).unwrap_or(false)
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let root = crate::root();
+    let vm_dir = root.join("target/vm");
+    fs::create_dir_all(&vm_dir)?;
+    let specs = kernels::select(&args.kernel)?;
+    qemu::check_available()?;
+
+    let crashtrace = if args.no_build {
+        let p = root.join("target/release/crashtrace");
+        if !p.is_file() {
+            bail!("--no-build: {} does not exist; run `cargo xtask build`", p.display());
+        }
+        p
+    } else {
+        crate::build(false).context("building crashtrace for the guest")?
+    };
+    let vmtool = initramfs::build_vmtool(&vm_dir)?;
+    let initrd = vm_dir.join("initramfs.cpio");
+    let size = initramfs::build(&crashtrace, &vmtool, &initrd)?;
+    eprintln!("xtask: vm: initramfs {} ({:.1} MiB)", initrd.display(), size as f64 / (1 << 20) as f64);
+
+    let apt = kernels::Apt::new(&vm_dir.join("apt"))?;
+    apt.update_if_stale()?;
+    let candidates = apt.cloud_images()?;
+
+    let mut runs = Vec::new();
+    for spec in specs {
+        let work = vm_dir.join("runs").join(&spec.label);
+        let mut run =
+            KernelRun { label: spec.label.clone(), covers: spec.covers, kernel: None, elapsed: None, outcome: Err(String::new()), work: work.clone() };
+        let Some(candidate) = kernels::choose(&spec, &candidates) else {
+            run.outcome = Err(format!(
+                "no linux-image-{}*-cloud-amd64 package in {}",
+                spec.series.as_deref().unwrap_or(""),
+                if spec.suites.is_empty() { "any suite".to_string() } else { spec.suites.join(", ") }
+            ));
+            report_one(&run);
+            runs.push(run);
+            continue;
+        };
+        let kernel = match kernels::fetch(&apt, &candidate, &vm_dir) {
+            Ok(k) => k,
+            Err(e) => {
+                run.outcome = Err(format!("fetching {} {}: {e:#}", candidate.package, candidate.version));
+                report_one(&run);
+                runs.push(run);
+                continue;
+            }
+        };
+        eprintln!("xtask: vm: booting {} ({} {}, {}) under TCG, limit {} s", kernel.release, candidate.package, candidate.version, candidate.suite, args.timeout);
+        match qemu::boot(&kernel.vmlinuz, &initrd, &work, Duration::from_secs(args.timeout)) {
+            Ok(boot) => {
+                let report = check::parse(&boot.results);
+                let end = check::BootEnd {
+                    timed_out: boot.exit.is_none(),
+                    exit: boot.exit.map(|s| s.to_string()),
+                    console: &boot.console,
+                };
+                let mut outcome = check::evaluate(&report, &end);
+                if let Some(config) = &kernel.config {
+                    let values = kernels::config_values(config, &["CONFIG_DEBUG_INFO_BTF", "CONFIG_KPROBES", "CONFIG_FUNCTION_TRACER", "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "CONFIG_FTRACE_SYSCALLS", "CONFIG_BPF_LSM"]);
+                    outcome.notes.push(values.iter().map(|(k, v)| format!("{}={v}", k.trim_start_matches("CONFIG_"))).collect::<Vec<_>>().join(" "));
+                }
+                outcome.notes.push(format!("guest output: {} and {}", boot.results_path.display(), boot.console_path.display()));
+                run.elapsed = Some(boot.elapsed);
+                run.outcome = Ok(outcome);
+            }
+            Err(e) => run.outcome = Err(format!("booting {}: {e:#}", kernel.release)),
+        }
+        run.kernel = Some(kernel);
+        report_one(&run);
+        runs.push(run);
+    }
+
+    let table = matrix_table(&runs);
+    let summary_path = vm_dir.join("matrix.md");
+    fs::write(&summary_path, &table).with_context(|| format!("writing {}", summary_path.display()))?;
+    eprintln!("\n{table}\nxtask: vm: matrix written to {}; total {:.0} s", summary_path.display(), started.elapsed().as_secs_f64());
+    if args.update_readme {
+        update_readme(&root.join("README.md"), &table)?;
+    }
+    let failed: Vec<&str> = runs.iter().filter(|r| !r.passed()).map(|r| r.label.as_str()).collect();
+    if !failed.is_empty() {
+        bail!("VM tier failed on kernel(s) {}; details above, guest logs under {}", failed.join(", "), vm_dir.join("runs").display());
+    }
+    Ok(())
+}
+
+/// Prints one kernel's results: version, hook modes, pass/fail per check.
+fn report_one(run: &KernelRun) {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n== kernel {} ({})", run.label, run.covers);
+    if let Some(k) = &run.kernel {
+        let _ = writeln!(s, "   image    {} {} ({}), uname -r {}", k.candidate.package, k.candidate.version, k.candidate.suite, k.release);
+    }
+    if let Some(t) = run.elapsed {
+        let _ = writeln!(s, "   time     {:.1} s under TCG, boot to power-off", t.as_secs_f64());
+    }
+    match &run.outcome {
+        Err(e) => {
+            let _ = writeln!(s, "   FAIL     {e}");
+        }
+        Ok(o) => {
+            for m in &o.modes {
+                let attach = m.attach_secs.map(|t| format!(", attached after {t:.1} s")).unwrap_or_default();
+                let what = match (&m.dump_mode, &m.error) {
+                    (Some(d), _) => format!("dump_mode {d}{attach}"),
+                    (None, Some(e)) => format!("did not start: {}", e.trim()),
+                    (None, None) => "no header".into(),
+                };
+                let _ = writeln!(s, "   mode     --coredump-hook {:<6} {what}", m.mode);
+                for h in &m.unavailable_hooks {
+                    let _ = writeln!(s, "            unavailable: {h}");
+                }
+            }
+            for c in &o.checks {
+                let mode = c.mode.as_deref().map(|m| format!("[{m}]")).unwrap_or_default();
+                let _ = writeln!(s, "   {}  {:<27} {:<9} {}", if c.pass { "pass" } else { "FAIL" }, c.subject, mode, c.detail);
+            }
+            for n in &o.notes {
+                let _ = writeln!(s, "   note     {n}");
+            }
+        }
+    }
+    let _ = writeln!(s, "   result   {}", if run.passed() { "PASS" } else { "FAIL" });
+    eprint!("{s}");
+    let _ = fs::create_dir_all(&run.work);
+    let _ = fs::write(run.work.join("report.txt"), s);
+}
+
+const README_BEGIN: &str = "<!-- vm-matrix:begin -->";
+const README_END: &str = "<!-- vm-matrix:end -->";
+
+/// Replaces the README's generated matrix block, so the table there is the
+/// last run's and cannot go stale by hand.
+fn update_readme(readme: &std::path::Path, table: &str) -> Result<()> {
+    let text = fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
+    let (Some(begin), Some(end)) = (text.find(README_BEGIN), text.find(README_END)) else {
+        bail!("--update-readme: {} has no `{README_BEGIN}` ... `{README_END}` block to fill", readme.display());
+    };
+    if end < begin {
+        bail!("--update-readme: `{README_END}` comes before `{README_BEGIN}` in {}", readme.display());
+    }
+    let generated = format!(
+        "{README_BEGIN}\n<!-- generated by `cargo xtask vm-test --update-readme`; edits here are overwritten -->\n\n{table}\n"
+    );
+    let updated = format!("{}{generated}{}", &text[..begin], &text[end..]);
+    fs::write(readme, updated).with_context(|| format!("writing {}", readme.display()))?;
+    eprintln!("xtask: vm: matrix written into {}", readme.display());
+    Ok(())
+}
+
+/// The kernels × hook modes × tests table, generated from this run.
+fn matrix_table(runs: &[KernelRun]) -> String {
+    let mut s = String::from(
+        "| kernel | image | dump entry | `auto` picks | fentry | kprobe | infer | checks passed | time (TCG) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in runs {
+        let (release, image) = match &r.kernel {
+            Some(k) => (k.release.clone(), format!("{} ({})", k.candidate.version, k.candidate.suite)),
+            None => (r.label.clone(), "-".into()),
+        };
+        let time = r.elapsed.map(|t| format!("{:.0} s", t.as_secs_f64())).unwrap_or_else(|| "-".into());
+        match &r.outcome {
+            Err(e) => {
+                let _ = writeln!(s, "| {release} | {image} | - | - | - | - | - | FAILED: {} | {time} |", e.replace('|', "/"));
+            }
+            Ok(o) => {
+                let entry = o
+                    .kernel
+                    .as_deref()
+                    .and_then(check::kernel_version)
+                    .map(check::dump_function)
+                    .unwrap_or("?");
+                let mode_cell = |mode: &str| -> String {
+                    let ok = o.checks.iter().filter(|c| c.mode.as_deref() == Some(mode));
+                    let (n, pass) = ok.fold((0, 0), |(n, p), c| (n + 1, p + usize::from(c.pass)));
+                    match o.modes.iter().find(|m| m.mode == mode) {
+                        Some(m) if m.attached => format!("{pass}/{n}"),
+                        Some(_) => "did not start".into(),
+                        None => "-".into(),
+                    }
+                };
+                let auto = o.modes.iter().find(|m| m.mode == "auto").and_then(|m| m.dump_mode.clone()).unwrap_or_else(|| "-".into());
+                let passed = o.checks.iter().filter(|c| c.pass).count();
+                let _ = writeln!(
+                    s,
+                    "| {release} | {image} | {entry} | {auto} | {} | {} | {} | {passed}/{} {} | {time} |",
+                    mode_cell("fentry"),
+                    mode_cell("kprobe"),
+                    mode_cell("infer"),
+                    o.checks.len(),
+                    if o.passed() { "pass" } else { "FAIL" }
+                );
+            }
+        }
+    }
+    s
+}
