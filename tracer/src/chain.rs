@@ -49,6 +49,8 @@ pub struct Collector {
     pub connects: Vec<Connect>,
     /// Raw wait status of the helper (status << 8, or the killing signal).
     pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub exit_ts_ns: Option<u64>,
 }
 
 impl Collector {
@@ -140,6 +142,12 @@ pub struct Chain {
     /// The chain of the crash handler this process was forked from.
     pub linked_to: Option<u64>,
     pub core_pattern_set_by: Option<PatternWrite>,
+    /// The collector is gone but the crasher never finished its dump.
+    #[serde(default)]
+    pub stalled: bool,
+    /// What the host showed when the chain ended (kernel waits from /proc).
+    #[serde(default)]
+    pub evidence: Vec<String>,
     pub verdict: Option<Verdict>,
     pub reason: String,
     pub missing: Option<String>,
@@ -175,6 +183,8 @@ impl Chain {
             kernel_said_dumped: false,
             linked_to: None,
             core_pattern_set_by: None,
+            stalled: false,
+            evidence: Vec::new(),
             verdict: None,
             reason: String::new(),
             missing: None,

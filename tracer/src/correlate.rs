@@ -35,6 +35,9 @@ pub struct Config {
     pub link_window_ns: u64,
     /// cgroup events this long before a crash are shown as its context.
     pub cgroup_window_ns: u64,
+    /// A crasher still alive this long after its collector exited is stuck:
+    /// nobody is reading the rest of its core.
+    pub stall_ns: u64,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             max_open: 4096,
             link_window_ns: 30_000_000_000,
             cgroup_window_ns: 10_000_000_000,
+            stall_ns: 3_000_000_000,
         }
     }
 }
@@ -271,6 +275,20 @@ impl Correlator {
     pub fn tick(&mut self, now_ns: u64) -> Vec<Chain> {
         self.now_ns = self.now_ns.max(now_ns);
         let now = self.now_ns;
+        let stall_ns = self.cfg.stall_ns;
+        for open in self.open.values_mut() {
+            let c = &mut open.chain;
+            let collector_gone_at = c.collector.as_ref().and_then(|h| h.exit_ts_ns);
+            if let (None, Some(gone), None) = (open.complete_at, collector_gone_at, c.exit_code) {
+                if now >= gone.saturating_add(stall_ns) {
+                    // Reported now, while it is happening: waiting longer
+                    // cannot bring the core back.
+                    c.stalled = true;
+                    c.step(now, format!("still dumping {} ms after the collector exited: stalled", stall_ns / 1_000_000));
+                    open.complete_at = Some(now.saturating_sub(self.cfg.grace_ns));
+                }
+            }
+        }
         let due: Vec<u64> = self
             .open
             .iter()
@@ -579,6 +597,7 @@ impl Correlator {
                 matched_by: matched_by.into(),
                 connects: Vec::new(),
                 exit_code: None,
+                exit_ts_ns: None,
             });
         }
     }
@@ -591,6 +610,7 @@ impl Correlator {
                     open.chain.step(ev.ts_ns, format!("collector {} exited: {}", ev.task, describe_exit(exit_code)));
                     if let Some(c) = open.chain.collector.as_mut() {
                         c.exit_code = Some(exit_code);
+                        c.exit_ts_ns = Some(ev.ts_ns);
                     }
                     if open.chain.exit_code.is_some() {
                         open.complete_at = Some(ev.ts_ns);

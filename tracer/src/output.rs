@@ -138,6 +138,12 @@ pub fn verdict_block(chain: &Chain, mono_to_wall: i128, style: Style) -> String 
     if let Some(m) = &chain.missing {
         let _ = writeln!(s, "   missing    {m}");
     }
+    if chain.stalled {
+        let _ = writeln!(s, "   {}", style.red("STALLED    the collector is gone but the dump never finished"));
+    }
+    for e in &chain.evidence {
+        let _ = writeln!(s, "   evidence   {e}");
+    }
     if chain.misleading_core_dumped() {
         let _ = writeln!(s, "   {}", style.red("WARNING    the kernel reported \"core dumped\", but the core was not stored"));
     }
@@ -213,6 +219,16 @@ pub fn header_text(h: &Header) -> String {
     }
     if let Some(p) = h.watched_pid {
         let _ = writeln!(s, "watching pid {p}");
+    }
+    s
+}
+
+pub fn watched_text(w: &crate::record::Watched, mono_to_wall: i128, style: Style) -> String {
+    let wall = (w.ts_ns as i128 + mono_to_wall).max(0) as u64;
+    let state = if w.state == "frozen-in-crash-handler" { style.red(&w.state) } else { style.bold(&w.state) };
+    let mut s = format!("{} watched pid {} is {state}\n", style.dim(&clock(wall)), w.pid);
+    for e in &w.evidence {
+        let _ = writeln!(s, "   - {e}");
     }
     s
 }

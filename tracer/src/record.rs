@@ -38,6 +38,17 @@ pub enum Record {
     Loss(Loss),
     /// Last record, at a clean stop.
     Summary(Summary),
+    /// The watched pid's state changed (`--pid`).
+    Watched(Watched),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Watched {
+    pub ts_ns: u64,
+    pub pid: u32,
+    /// "running", "handling-crash", "frozen-in-crash-handler" or "exited".
+    pub state: String,
+    pub evidence: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

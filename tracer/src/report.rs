@@ -437,6 +437,7 @@ impl<W: Write, E: Write> Report<W, E> {
             let raw = match lines.next_line() {
                 Ok(raw) => raw,
                 Err(e) => {
+                    any = true;
                     self.bad_input(name, Some(lines.line_no + 1), &format!("read error: {e}; the rest of the file is skipped"))?;
                     break;
                 }
@@ -566,6 +567,8 @@ impl<W: Write, E: Write> Report<W, E> {
             Record::Verdict(c) => self.on_verdict(*c, place),
             Record::Loss(l) => self.on_loss(l, place),
             Record::Summary(s) => self.on_summary(s, place),
+            // Watched-pid states are live diagnostics; chains carry the crash facts.
+            Record::Watched(_) => Ok(()),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::{
     loader::{self, LoadOptions},
     log::{LogOptions, LogWriter},
     output::{self, Style},
-    record::{EventRecord, Header, Line, Loss, Record, Summary},
+    record::{EventRecord, Header, Line, Loss, Record, Summary, Watched},
     verdict::Verdict,
 };
 
@@ -62,6 +62,12 @@ struct Outputs {
     followed: HashSet<u32>,
     mono_to_wall: i128,
     stdout_closed: bool,
+    /// The watched pid is PID 1 of some pid namespace: the one systemd-coredump
+    /// hands cores to, so a collector that cannot reach it is its story too.
+    watched_is_init: bool,
+    /// The watched pid's own handler caught a fatal signal: (chain, signal).
+    watched_handled: Option<(u64, String)>,
+    watched_state: Option<crate::watched::State>,
 }
 
 impl Outputs {
@@ -119,9 +125,29 @@ impl Outputs {
 
     fn chain_wanted(&self, chain: &Chain) -> bool {
         let Some(pid) = self.watched else { return true };
+        let _ = pid;
         self.followed.iter().any(|p| chain.involves(*p))
-            // For PID 1, a collector that cannot reach PID 1 is PID 1's story.
-            || (pid == 1 && chain.verdict == Some(Verdict::CollectorUnreachablePid1))
+            || chain.linked_to.map(|id| self.watched_handled.as_ref().map(|(h, _)| *h == id).unwrap_or(false)).unwrap_or(false)
+            // For a PID 1, a collector that cannot reach PID 1 is PID 1's story.
+            || (self.watched_is_init && chain.verdict == Some(Verdict::CollectorUnreachablePid1))
+    }
+
+    /// Re-checks the watched pid and reports a state change.
+    fn check_watched(&mut self, now_ns: u64) {
+        let Some(pid) = self.watched else { return };
+        let (handled, signal) = match &self.watched_handled {
+            Some((id, sig)) => (Some(*id), Some(sig.clone())),
+            None => (None, None),
+        };
+        let facts = crate::watched::Facts::gather(pid, handled, signal);
+        let (state, evidence) = crate::watched::assess(&facts);
+        if self.watched_state == Some(state) {
+            return;
+        }
+        self.watched_state = Some(state);
+        let record = Watched { ts_ns: now_ns, pid, state: state.as_str().into(), evidence };
+        let text = output::watched_text(&record, self.mono_to_wall, self.style);
+        self.emit(Record::Watched(record), Some(text));
     }
 
     fn event(&mut self, ev: &Event, correlator: &Correlator) {
@@ -133,7 +159,25 @@ impl Outputs {
         self.emit(Record::Event(EventRecord { wall_ns, event: ev.clone() }), text);
     }
 
-    fn verdict(&mut self, chain: Chain) {
+    fn verdict(&mut self, mut chain: Chain) {
+        if let (Some(pid), Some(Verdict::Handled)) = (self.watched, chain.verdict) {
+            if chain.crasher.tgid == pid {
+                self.watched_handled = Some((chain.id, chain.signal.clone()));
+            }
+        }
+        if chain.stalled {
+            // The evidence of a stall is where the tasks sleep right now.
+            if let Some(w) = crate::watched::kernel_wait(chain.crasher.pid) {
+                chain.evidence.push(format!("crashing process {}: {w}", chain.crasher));
+            }
+            let waiter = self.watched.or(chain.ppid);
+            if let Some(w) = waiter.and_then(crate::watched::kernel_wait) {
+                chain.evidence.push(format!("pid {} (its crash handler's process): {w}", waiter.unwrap_or(0)));
+            }
+            if chain.collector.as_ref().map(|c| c.connects.iter().any(|k| k.ret == 0)).unwrap_or(false) {
+                chain.evidence.push("the collector's connect succeeded, yet no process accepted and read the core".into());
+            }
+        }
         if !self.chain_wanted(&chain) {
             return;
         }
@@ -195,6 +239,9 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         followed: args.pid.into_iter().collect(),
         mono_to_wall: start_wall as i128 - start_mono as i128,
         stdout_closed: false,
+        watched_is_init: args.pid.map(crate::watched::is_namespace_init).unwrap_or(false),
+        watched_handled: None,
+        watched_state: None,
     };
     let header = Header {
         tracer_version: env!("CARGO_PKG_VERSION").into(),
@@ -233,6 +280,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut next_watch_check = 0u64;
     let deadline = args.duration.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut decode_errors = 0u64;
     let mut lost_seen: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -257,8 +305,13 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
                 state_size_peak = state_size_peak.max(correlator.state_size() as u64);
             }
             _ = tick.tick() => {
-                for chain in correlator.tick(monotonic_ns()) {
+                let now = monotonic_ns();
+                for chain in correlator.tick(now) {
                     out.verdict(chain);
+                }
+                if now >= next_watch_check {
+                    out.check_watched(now);
+                    next_watch_check = now + 1_000_000_000;
                 }
                 report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out);
             }

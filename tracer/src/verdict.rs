@@ -238,6 +238,26 @@ fn decide_pipe(chain: &Chain, helper: &str, dump: &crate::chain::Dump) -> Decisi
             );
         }
     }
+    if chain.stalled {
+        let handed_to_pid1 = collector.connects.iter().any(|c| c.ret == 0 && c.path == SYSTEMD_COREDUMP_SOCKET);
+        if handed_to_pid1 {
+            let handler = chain
+                .linked_to
+                .map(|id| format!(" (its crash handler, crash #{id}, waits for this process)"))
+                .unwrap_or_default();
+            return decided(
+                Verdict::CollectorUnreachablePid1,
+                format!(
+                    "deadlock: {} handed the core to PID 1's socket {SYSTEMD_COREDUMP_SOCKET}, but PID 1 never accepts it{handler}; the dump cannot finish",
+                    collector.name()
+                ),
+            );
+        }
+        return unknown(
+            format!("the dump stalled: {} exited but the crasher is still writing its core", collector.name()),
+            "process-exit",
+        );
+    }
     if chain.sigpipe_during_dump {
         return decided(Verdict::ReaderVanished, format!("{} stopped reading the core: the dumper got SIGPIPE", collector.name()));
     }

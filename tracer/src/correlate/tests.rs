@@ -497,3 +497,106 @@ fn records_round_trip_through_json() {
         }
     }
 }
+
+#[test]
+fn collector_gone_but_dump_unfinished_is_a_stall_reported_while_it_happens() {
+    // The incident's deadlock: the collector hands the core to PID 1's socket
+    // and exits; PID 1 is in its crash handler and never accepts; the crash
+    // child blocks writing its core. No exit ever comes.
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("|/lib/systemd/systemd-coredump %P", 16, Some(true)));
+    // PID 1's own handler catches the fault...
+    c.feed(&fault(1, 1, SEGV));
+    c.feed(&deliver(2, 1, SEGV, 0x5555, None, Some(1)));
+    let parent = c.tick(200 * MS);
+    assert_eq!(parent.len(), 1);
+    assert_eq!(parent[0].verdict, Some(Verdict::Handled));
+    // ...and its crash child re-raises.
+    let mut child_fault = fault(300, 50, SEGV);
+    if let Body::SignalGenerate { target_ppid, code, .. } = &mut child_fault.body {
+        *target_ppid = 1;
+        *code = 0;
+    }
+    c.feed(&child_fault);
+    let mut child_deliver = deliver(301, 50, SEGV, 0, None, Some(1));
+    if let Body::SignalDeliver { ppid, .. } = &mut child_deliver.body {
+        *ppid = 1;
+    }
+    c.feed(&child_deliver);
+    c.feed(&helper_exec(302, 60, &["/lib/systemd/systemd-coredump", "50"]));
+    c.feed(&ev(303, proc(60, "systemd-coredum"), Body::HelperConnect { family: 1, path: "/run/systemd/coredump".into(), ret: 0 }));
+    c.feed(&exit(304, proc(60, "systemd-coredum"), 0, "helper"));
+    assert!(c.tick(304 * MS + Config::default().stall_ns - MS).is_empty(), "too early for a stall");
+    let done = c.tick(304 * MS + Config::default().stall_ns + Config::default().grace_ns);
+    assert_eq!(done.len(), 1, "the stall is reported without waiting for an exit");
+    let child = &done[0];
+    assert!(child.stalled);
+    assert_eq!(child.linked_to, Some(parent[0].id));
+    assert_eq!(child.verdict, Some(Verdict::CollectorUnreachablePid1));
+    assert!(child.reason.contains("deadlock"), "{}", child.reason);
+}
+
+#[test]
+fn a_stall_without_pid1s_socket_is_unknown() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings(PIPE, 0, Some(true)));
+    c.feed(&fault(1, 100, SEGV));
+    c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
+    c.feed(&helper_exec(3, 200, &["/usr/lib/collector", "100"]));
+    c.feed(&exit(4, proc(200, "collector"), 0, "helper"));
+    let done = c.tick(4 * MS + Config::default().stall_ns + Config::default().grace_ns);
+    assert_eq!(done.len(), 1);
+    assert!(done[0].stalled);
+    assert_eq!(done[0].verdict, Some(Verdict::Unknown));
+    assert_eq!(done[0].missing.as_deref(), Some("process-exit"));
+}
+
+#[test]
+fn core_pattern_writer_is_attributed() {
+    let chains = run(&[
+        settings("core", 0, None),
+        ev(
+            1,
+            proc(77, "sh"),
+            Body::SysctlWrite { name: "kernel/core_pattern".into(), old_value: "core".into(), new_value: "|/bin/false".into() },
+        ),
+        settings("|/bin/false", 0, Some(true)),
+        fault(2, 100, SEGV),
+        deliver(3, 100, SEGV, 0, None, Some(1)),
+        exit(4, proc(100, "app"), 0x8b, "crasher"),
+    ]);
+    let c = only(chains);
+    assert_eq!(c.verdict, Some(Verdict::CorePatternDiscards));
+    let w = c.core_pattern_set_by.as_ref().expect("writer");
+    assert_eq!(w.writer.tgid, 77);
+    assert_eq!(w.old_value, "core");
+    assert!(c.reason.contains("set by sh[77]"), "{}", c.reason);
+}
+
+#[test]
+fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
+    let cg = |ts: u64, actor: Proc, op: &str, id: u64, path: &str, populated: Option<bool>| {
+        ev(ts, actor, Body::Cgroup { op: op.into(), root: 0, id, level: 2, populated, path: path.into() })
+    };
+    let mut crash = fault(10, 100, SEGV);
+    crash.cgroup_id = 42;
+    let mut d = deliver(11, 100, SEGV, 0, None, Some(1));
+    d.cgroup_id = 42;
+    let chains = run(&[
+        settings("core", 0, None),
+        cg(1, proc(5, "mkdir"), "mkdir", 42, "/init.scope", None),
+        cg(2, proc(100, "app"), "mkdir", 43, "/app.slice/unit", None),
+        cg(3, proc(100, "app"), "populated", 43, "/app.slice/unit", Some(false)),
+        cg(4, proc(100, "app"), "rmdir", 43, "/app.slice/unit", None),
+        cg(5, proc(9, "other"), "rmdir", 77, "/unrelated", None),
+        crash,
+        d,
+        exit(12, proc(100, "app"), 0x8b, "crasher"),
+    ]);
+    let c = only(chains);
+    assert_eq!(c.cgroup_path.as_deref(), Some("/init.scope"));
+    let ops: Vec<(&str, &str)> = c.cgroup_context.iter().map(|n| (n.op.as_str(), n.path.as_str())).collect();
+    assert_eq!(ops, vec![("populated", "/app.slice/unit"), ("rmdir", "/app.slice/unit")]);
+    assert!(c.cgroup_context.iter().all(|n| n.why.contains("by the crashing process")));
+    assert!(c.timeline.iter().any(|s| s.what.starts_with("possible cause: rmdir /app.slice/unit")));
+}

@@ -106,6 +106,7 @@ fn kind(line: &str) -> String {
         Record::Verdict(_) => "verdict".into(),
         Record::Loss(_) => "loss".into(),
         Record::Summary(_) => "summary".into(),
+        Record::Watched(_) => "watched".into(),
     }
 }
 

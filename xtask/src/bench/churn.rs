@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     drop(guard);
     drop(lock);
     let spawned = spawned?;
-    let s = stream::read(&json, &spawned.crash_pids)?;
+    let s = stream::read(&json, &spawned.crash_pids, "dropped:rlimit-core")?;
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&pidfile);
 
@@ -76,7 +76,6 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let rss_end = fin.rss_before(until).unwrap_or(0);
     let rss_peak = fin.peak_rss_between(from, until);
     let state = |k: &str| s.summary_u64(k).map(|v| v.to_string()).unwrap_or_else(|| "not in the summary".into());
-    let correct = s.correct("dropped:rlimit-core");
     let lost = s.lost_in_records;
 
     let mut t = Table::new(&["measure", "value"]);
@@ -93,9 +92,10 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         ("correlation state at start", state("state_size_start")),
         ("correlation state, peak", state("state_size_peak")),
         ("correlation state at end (before the final flush)", state("state_size_end")),
-        ("verdicts dropped:rlimit-core for the crashes", format!("{}/{}", correct, spawned.crash_pids.len())),
+        ("verdicts dropped:rlimit-core for the crashes", format!("{}/{}", s.correct, spawned.crash_pids.len())),
         ("other verdicts for the crashes", if s.wrong("dropped:rlimit-core").is_empty() { "none".into() } else { s.wrong("dropped:rlimit-core") }),
         ("crashes with no verdict", s.missing.to_string()),
+        ("verdict records beyond the crashes made", s.extra.to_string()),
         ("events lost (loss records / summary)", format!("{} / {}", lost, s.summary_u64("lost_kernel").map(|v| v.to_string()).unwrap_or_else(|| "?".into()))),
         ("tracer CPU", format!("{:.2} s", fin.cpu.as_secs_f64())),
     ] {

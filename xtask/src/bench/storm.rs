@@ -46,7 +46,7 @@ struct Traced {
     made: u64,
     wrong: String,
     missing: u64,
-    duplicated: u64,
+    extra: u64,
     lost_records: u64,
     lost_summary: Option<u64>,
     decode_errors: u64,
@@ -85,7 +85,8 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
              children back to back and reap them. {} rounds per setup; each round runs the storm once without \
              and once with crashtrace (`--json` to a file on tmpfs), alternating which goes first. Crashes/s is \
              crashes made over the workload's own elapsed time. A verdict is correct when crashtrace's verdict \
-             record for that crasher pid has the expected verdict; the pids come from the workload. Events lost \
+             record for that crasher pid has the expected verdict; the pids come from the workload (a pid reused \
+             within a run is owed one verdict per crash). Events lost \
              are the sum of the `loss` records, checked against the summary's `lost_kernel`. core_pipe_limit is \
              {} for the pipe setup. Both settings are restored afterwards.",
             sc.storm_rounds, PIPE_LIMIT
@@ -151,7 +152,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                         setup.name, spawned.segv, setup.crashes, spawned.other
                     ));
                 }
-                let s = stream::read(&json, &spawned.crash_pids)?;
+                let s = stream::read(&json, &spawned.crash_pids, setup.expected)?;
                 let _ = std::fs::remove_file(&json);
                 let lost_summary = s.summary_u64("lost_kernel");
                 if s.summary.is_none() {
@@ -159,11 +160,11 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 }
                 round_traced = Some(Traced {
                     rate: spawned.crashes_per_sec(),
-                    correct: s.correct(setup.expected),
+                    correct: s.correct,
                     made: spawned.crash_pids.len() as u64,
                     wrong: s.wrong(setup.expected),
                     missing: s.missing,
-                    duplicated: s.duplicated,
+                    extra: s.extra,
                     lost_records: s.lost_in_records,
                     lost_summary,
                     decode_errors: s.summary_u64("decode_errors").unwrap_or(0),
@@ -204,7 +205,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         let lost_summary: Option<u64> = traced.iter().map(|t| t.lost_summary).sum();
         let worst = traced.iter().min_by(|a, b| (a.correct * b.made).cmp(&(b.correct * a.made))).expect("at least one round");
         let wrong_or_missing: u64 = traced.iter().map(|t| t.made - t.correct.min(t.made)).sum();
-        let all_right = traced.iter().all(|t| t.correct == t.made && t.made == setup.crashes && t.duplicated == 0);
+        let all_right = traced.iter().all(|t| t.correct == t.made && t.made == setup.crashes && t.extra == 0);
         let decode_errors: u64 = traced.iter().map(|t| t.decode_errors).sum();
         let rate = median(&rates).unwrap_or(0.0);
         let bare_rate = median(&bare).unwrap_or(0.0);
@@ -227,8 +228,8 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         if decode_errors > 0 {
             notes.push(format!("{}: {decode_errors} undecodable events", setup.name));
         }
-        if let Some(t) = traced.iter().find(|t| t.duplicated > 0) {
-            notes.push(format!("{}: {} crashers got more than one verdict record", setup.name, t.duplicated));
+        if let Some(t) = traced.iter().find(|t| t.extra > 0) {
+            notes.push(format!("{}: {} verdict records more than crashes made for the same pids", setup.name, t.extra));
         }
         section.notes.extend(notes);
 

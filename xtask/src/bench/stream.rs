@@ -3,7 +3,7 @@
 //! `loss` records and the summary said.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap},
     io::{BufRead, BufReader},
     path::Path,
 };
@@ -14,12 +14,15 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub struct Stream {
     pub event_records: u64,
-    /// Verdicts whose crasher is one of ours, by verdict.
+    /// Verdict records whose crasher is one of ours, by verdict.
     pub ours: BTreeMap<String, u64>,
+    /// Our crashes that ended with the expected verdict. Pids are reused in
+    /// a long storm, so a pid crashed n times is owed n verdicts.
+    pub correct: u64,
     /// Our crashes with no verdict record at all.
     pub missing: u64,
-    /// Our crashes with more than one verdict record (should never happen).
-    pub duplicated: u64,
+    /// Verdict records for our pids beyond the crashes made (should never happen).
+    pub extra: u64,
     /// Verdicts for processes the benchmark did not make (background noise).
     pub others: u64,
     pub loss_records: u64,
@@ -29,10 +32,6 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn correct(&self, expected: &str) -> u64 {
-        self.ours.get(expected).copied().unwrap_or(0)
-    }
-
     /// Our verdicts other than `expected`, as "verdict ×n" words.
     pub fn wrong(&self, expected: &str) -> String {
         let w: Vec<String> = self.ours.iter().filter(|(v, _)| *v != expected).map(|(v, n)| format!("{v} ×{n}")).collect();
@@ -57,11 +56,17 @@ fn record_type(line: &str) -> Option<&str> {
     Some(&head[start..start + len])
 }
 
-/// Reads a `--json` stream; `ours` are the crasher pids the benchmark made.
-pub fn read(path: &Path, ours: &HashSet<u32>) -> Result<Stream> {
+/// Reads a `--json` stream. `ours` lists the pids of the crashes the
+/// benchmark made, once per crash; `expected` is the verdict each should get.
+pub fn read(path: &Path, ours: &[u32], expected: &str) -> Result<Stream> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut owed: HashMap<u32, u64> = HashMap::new();
+    for p in ours {
+        *owed.entry(*p).or_default() += 1;
+    }
+    // Per pid: verdict records seen, and how many had the expected verdict.
+    let mut got: HashMap<u32, (u64, u64)> = HashMap::new();
     let mut s = Stream::default();
-    let mut seen: HashSet<u32> = HashSet::new();
     for line in BufReader::new(file).lines() {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
         match record_type(&line) {
@@ -71,10 +76,10 @@ pub fn read(path: &Path, ours: &HashSet<u32>) -> Result<Stream> {
                 let tgid = v.pointer("/crasher/tgid").and_then(Value::as_u64).map(|t| t as u32);
                 let verdict = v.get("verdict").and_then(Value::as_str).unwrap_or("(none)").to_string();
                 match tgid {
-                    Some(t) if ours.contains(&t) => {
-                        if !seen.insert(t) {
-                            s.duplicated += 1;
-                        }
+                    Some(t) if owed.contains_key(&t) => {
+                        let e = got.entry(t).or_default();
+                        e.0 += 1;
+                        e.1 += u64::from(verdict == expected);
                         *s.ours.entry(verdict).or_default() += 1;
                     }
                     _ => s.others += 1,
@@ -89,7 +94,12 @@ pub fn read(path: &Path, ours: &HashSet<u32>) -> Result<Stream> {
             _ => {}
         }
     }
-    s.missing = ours.iter().filter(|p| !seen.contains(p)).count() as u64;
+    for (pid, n) in &owed {
+        let (seen, right) = got.get(pid).copied().unwrap_or((0, 0));
+        s.correct += right.min(*n);
+        s.missing += n.saturating_sub(seen);
+        s.extra += seen.saturating_sub(*n);
+    }
     Ok(s)
 }
 
@@ -109,19 +119,26 @@ mod tests {
                 "{\"v\":1,\"type\":\"event\",\"ts_ns\":1}\n",
                 "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":10,\"tgid\":10},\"verdict\":\"dropped:rlimit-core\"}\n",
                 "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":11,\"tgid\":11},\"verdict\":\"unknown\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":13,\"tgid\":13},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":13,\"tgid\":13},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":14,\"tgid\":14},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":14,\"tgid\":14},\"verdict\":\"dropped:rlimit-core\"}\n",
                 "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":99,\"tgid\":99},\"verdict\":\"no-dump\"}\n",
                 "{\"v\":1,\"type\":\"loss\",\"ts_ns\":5,\"source\":\"kernel\",\"counts\":{\"signal-generate\":3},\"total\":3}\n",
                 "{\"v\":1,\"type\":\"summary\",\"events\":4,\"lost_kernel\":3}\n",
             ),
         )
         .unwrap();
-        let ours: HashSet<u32> = [10, 11, 12].into();
-        let s = read(&path, &ours).unwrap();
+        // 13 crashed twice (a reused pid) and got two verdicts; 14 crashed
+        // once and got two.
+        let ours = [10, 11, 12, 13, 13, 14];
+        let s = read(&path, &ours, "dropped:rlimit-core").unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(s.event_records, 1);
-        assert_eq!(s.correct("dropped:rlimit-core"), 1);
+        assert_eq!(s.correct, 4);
         assert_eq!(s.wrong("dropped:rlimit-core"), "unknown ×1");
         assert_eq!(s.missing, 1);
+        assert_eq!(s.extra, 1);
         assert_eq!(s.others, 1);
         assert_eq!((s.loss_records, s.lost_in_records), (1, 3));
         assert_eq!(s.summary_u64("lost_kernel"), Some(3));

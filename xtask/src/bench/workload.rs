@@ -2,7 +2,6 @@
 //! time, run for a fixed amount of work, its own timing read back.
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -22,8 +21,9 @@ pub struct Spawned {
     pub segv: u64,
     /// Children that neither crashed by SIGSEGV nor exited 0.
     pub other: u64,
-    /// Pids of the children made to crash.
-    pub crash_pids: HashSet<u32>,
+    /// Pids of the children made to crash, once per crash (pids are reused
+    /// when a run makes more processes than pid_max).
+    pub crash_pids: Vec<u32>,
 }
 
 impl Spawned {
@@ -111,7 +111,7 @@ impl Storm {
         let f = fields(&out, &["elapsed_ns", "children", "segv", "other"])
             .with_context(|| format!("storm spawn printed no counts: {out:?}"))?;
         let pids = std::fs::read_to_string(pidfile).with_context(|| format!("reading {}", pidfile.display()))?;
-        let crash_pids: HashSet<u32> = pids.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let crash_pids: Vec<u32> = pids.lines().filter_map(|l| l.trim().parse().ok()).collect();
         Ok(Spawned { elapsed: Duration::from_nanos(f[0]), children: f[1], segv: f[2], other: f[3], crash_pids })
     }
 

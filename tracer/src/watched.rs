@@ -1,0 +1,200 @@
+//! The state of a watched pid (`--pid N`): above all, whether it is frozen in
+//! its crash handler, as systemd's PID 1 is after a crash. The decision is a
+//! pure function of [`Facts`]; [`Facts::gather`] is the one place that reads
+//! /proc.
+
+use serde::{Deserialize, Serialize};
+
+/// System call numbers that mean "sleeping until a signal" (x86_64).
+/// https://elixir.bootlin.com/linux/v6.18/source/arch/x86/entry/syscalls/syscall_64.tbl
+const SYS_PAUSE: i64 = 34;
+const SYS_RT_SIGSUSPEND: i64 = 130;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Running,
+    /// Caught a fatal signal and is waiting for its crash child.
+    HandlingCrash,
+    /// Caught a fatal signal and now sleeps forever: services, reaping and the
+    /// coredump socket are all gone.
+    FrozenInCrashHandler,
+    Exited,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::HandlingCrash => "handling-crash",
+            State::FrozenInCrashHandler => "frozen-in-crash-handler",
+            State::Exited => "exited",
+        }
+    }
+}
+
+/// What /proc shows of the watched pid, plus what the tracer saw.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facts {
+    pub alive: bool,
+    /// The chain id of a fatal signal its own handler caught, if any.
+    pub handled_crash: Option<u64>,
+    pub handled_signal: Option<String>,
+    /// Kernel function it sleeps in (/proc/PID/wchan).
+    pub wchan: String,
+    /// Current system call number (/proc/PID/syscall), if sleeping in one.
+    pub syscall: Option<i64>,
+    pub open_fds: Option<usize>,
+    /// Zombie children (state Z, PPID = the watched pid).
+    pub zombies: usize,
+}
+
+pub fn assess(f: &Facts) -> (State, Vec<String>) {
+    if !f.alive {
+        return (State::Exited, vec!["the process is gone".into()]);
+    }
+    let Some(chain) = f.handled_crash else {
+        return (State::Running, Vec::new());
+    };
+    let mut evidence = vec![format!(
+        "its handler caught fatal {} (crash #{chain}) and it did not exit",
+        f.handled_signal.as_deref().unwrap_or("signal")
+    )];
+    let pausing = matches!(f.syscall, Some(SYS_PAUSE) | Some(SYS_RT_SIGSUSPEND));
+    if pausing {
+        evidence.push(format!("sleeps in pause (syscall {}, wchan {})", f.syscall.unwrap_or(-1), f.wchan));
+    } else if !f.wchan.is_empty() && f.wchan != "0" {
+        evidence.push(format!("waits in the kernel at {}", f.wchan));
+    }
+    if let Some(0) = f.open_fds {
+        evidence.push("no file descriptors left: its sockets, the coredump socket included, are closed".into());
+    } else if let Some(n) = f.open_fds {
+        evidence.push(format!("{n} file descriptors open"));
+    }
+    if f.zombies > 0 {
+        evidence.push(format!("{} zombie children not reaped", f.zombies));
+    }
+    let frozen = pausing || f.open_fds == Some(0);
+    if frozen {
+        (State::FrozenInCrashHandler, evidence)
+    } else {
+        (State::HandlingCrash, evidence)
+    }
+}
+
+fn read(path: String) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+impl Facts {
+    /// Reads the pid's state from /proc; `handled` comes from the tracer.
+    pub fn gather(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>) -> Facts {
+        let alive = std::path::Path::new(&format!("/proc/{pid}/stat")).exists() && !is_zombie(pid);
+        let wchan = read(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let syscall = read(format!("/proc/{pid}/syscall"))
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()));
+        let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count());
+        Facts { alive, handled_crash, handled_signal, wchan, syscall, open_fds, zombies: zombie_children(pid) }
+    }
+}
+
+/// (state, ppid) from /proc/PID/stat; the comm may hold spaces and parens.
+pub fn stat_state(pid: u32) -> Option<(char, u32)> {
+    let text = read(format!("/proc/{pid}/stat"))?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+fn is_zombie(pid: u32) -> bool {
+    matches!(stat_state(pid), Some(('Z', _)))
+}
+
+fn zombie_children(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| matches!(stat_state(*p), Some(('Z', ppid)) if ppid == pid))
+        .count()
+}
+
+/// Whether the pid is PID 1 of some pid namespace (the last NSpid is 1).
+pub fn is_namespace_init(pid: u32) -> bool {
+    pid == 1
+        || read(format!("/proc/{pid}/status"))
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().last() == Some("1")))
+            .unwrap_or(false)
+}
+
+/// One line on where a task sleeps in the kernel, for a chain's evidence.
+pub fn kernel_wait(pid: u32) -> Option<String> {
+    let wchan = read(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let (state, _) = stat_state(pid)?;
+    let stack: Vec<String> = read(format!("/proc/{pid}/stack"))
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.split_whitespace().nth(1).map(|f| f.split('+').next().unwrap_or(f).to_string()))
+                .take(4)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "state {state}, wchan {}{}",
+        if wchan.is_empty() { "?" } else { &wchan },
+        if stack.is_empty() { String::new() } else { format!(", stack {}", stack.join(" < ")) }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handled() -> Facts {
+        Facts { alive: true, handled_crash: Some(3), handled_signal: Some("SIGSEGV".into()), ..Facts::default() }
+    }
+
+    #[test]
+    fn no_crash_is_running() {
+        let f = Facts { alive: true, wchan: "do_epoll_wait".into(), open_fds: Some(12), ..Facts::default() };
+        assert_eq!(assess(&f).0, State::Running);
+    }
+
+    #[test]
+    fn gone_is_exited() {
+        assert_eq!(assess(&Facts::default()).0, State::Exited);
+    }
+
+    #[test]
+    fn waiting_for_its_crash_child_is_handling() {
+        let f = Facts { wchan: "do_wait".into(), syscall: Some(61), open_fds: Some(5), ..handled() };
+        let (state, evidence) = assess(&f);
+        assert_eq!(state, State::HandlingCrash);
+        assert!(evidence.iter().any(|e| e.contains("do_wait")), "{evidence:?}");
+    }
+
+    #[test]
+    fn pause_with_no_fds_and_zombies_is_frozen() {
+        let f = Facts { wchan: "do_sys_pause".into(), syscall: Some(SYS_PAUSE), open_fds: Some(0), zombies: 3, ..handled() };
+        let (state, evidence) = assess(&f);
+        assert_eq!(state, State::FrozenInCrashHandler);
+        assert!(evidence.iter().any(|e| e.contains("pause")));
+        assert!(evidence.iter().any(|e| e.contains("no file descriptors")));
+        assert!(evidence.iter().any(|e| e.contains("3 zombie")));
+        assert!(evidence.iter().any(|e| e.contains("SIGSEGV")));
+    }
+
+    #[test]
+    fn pause_without_a_caught_crash_is_just_running() {
+        let f = Facts { alive: true, syscall: Some(SYS_PAUSE), open_fds: Some(0), ..Facts::default() };
+        assert_eq!(assess(&f).0, State::Running);
+    }
+
+    #[test]
+    fn parses_stat_with_parens_in_comm() {
+        // stat_state reads the real file; check our own process.
+        let (state, ppid) = stat_state(std::process::id()).unwrap();
+        assert!(matches!(state, 'R' | 'S' | 'D'));
+        assert!(ppid > 0);
+    }
+}
