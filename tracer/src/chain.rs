@@ -119,6 +119,12 @@ pub struct Chain {
     /// The crasher's cgroup v2 path, from cgroup events or /proc.
     #[serde(default)]
     pub cgroup_path: Option<String>,
+    /// The crasher's pid namespace (inode of /proc/PID/ns/pid) and its pid
+    /// as seen inside that namespace.
+    #[serde(default)]
+    pub pidns: Option<u64>,
+    #[serde(default)]
+    pub ns_pid: Option<u32>,
     /// cgroup events shortly before the crash that may explain it (a hint).
     #[serde(default)]
     pub cgroup_context: Vec<CgroupNote>,
@@ -166,6 +172,8 @@ impl Chain {
             ppid: None,
             cgroup_id: 0,
             cgroup_path: None,
+            pidns: None,
+            ns_pid: None,
             cgroup_context: Vec::new(),
             sig,
             signal: crate::event::signal_name(sig),

@@ -86,6 +86,8 @@ pub struct Correlator {
     recent_cgroups: VecDeque<CgroupNote>,
     /// cgroup v2 id -> path, learned from events and /proc (bounded).
     cgroup_paths: HashMap<u64, String>,
+    /// cgroups of ended chains, newest last: (cgroup id, chain id).
+    finished_cgroups: VecDeque<(u64, u64)>,
 }
 
 /// Bounds on the cgroup caches: a host churning cgroups must not grow them.
@@ -108,6 +110,33 @@ impl Correlator {
             pattern_write: None,
             recent_cgroups: VecDeque::new(),
             cgroup_paths: HashMap::new(),
+            finished_cgroups: VecDeque::new(),
+        }
+    }
+
+    /// The chain a cgroup event belongs to: the removal or emptying of a
+    /// crashed process's own cgroup (its unit's teardown).
+    pub fn chain_of_cgroup_event(&self, ev: &Event) -> Option<u64> {
+        let Body::Cgroup { op, id, populated, .. } = &ev.body else { return None };
+        if !(op == "rmdir" || op == "release" || *populated == Some(false)) {
+            return None;
+        }
+        if let Some(open) = self.open.values().find(|o| o.chain.cgroup_id == *id) {
+            return Some(open.chain.id);
+        }
+        self.finished_cgroups.iter().rev().find(|(cg, _)| cg == id).map(|(_, chain)| *chain)
+    }
+
+    /// A cgroup v2 id's path, if known.
+    pub fn cgroup_path(&self, id: u64) -> Option<&str> {
+        self.cgroup_paths.get(&id).map(String::as_str)
+    }
+
+    /// Records the crasher's pid namespace, read from /proc while it lives.
+    pub fn learn_pid_namespace(&mut self, tgid: u32, pidns: u64, ns_pid: u32) {
+        if let Some(open) = self.by_tgid.get(&tgid).and_then(|id| self.open.get_mut(id)) {
+            open.chain.pidns = Some(pidns);
+            open.chain.ns_pid = Some(ns_pid);
         }
     }
 
@@ -148,6 +177,7 @@ impl Correlator {
             + self.handled.len()
             + self.recent_cgroups.len()
             + self.cgroup_paths.len()
+            + self.finished_cgroups.len()
     }
 
     /// The open chain a collector (helper) belongs to.
@@ -326,6 +356,13 @@ impl Correlator {
             chain.cgroup_path = self.cgroup_paths.get(&chain.cgroup_id).cloned();
         }
         chain.cgroup_context = self.cgroup_context(&chain);
+        // The root cgroup (id 1) is everyone's: its events say nothing of this crash.
+        if chain.cgroup_id > 1 {
+            if self.finished_cgroups.len() >= RECENT_CGROUPS_MAX {
+                self.finished_cgroups.pop_front();
+            }
+            self.finished_cgroups.push_back((chain.cgroup_id, chain.id));
+        }
         for note in chain.cgroup_context.clone() {
             chain.step(note.ts_ns, format!("possible cause: {} {} by {} ({})", note.op, note.path, note.actor, note.why));
         }

@@ -179,6 +179,11 @@ pub fn verdict_block(chain: &Chain, mono_to_wall: i128, style: Style) -> String 
     if let Some(p) = &chain.cgroup_path {
         let _ = writeln!(s, "   cgroup     {p} (id {})", chain.cgroup_id);
     }
+    if let (Some(ns), Some(pid)) = (chain.pidns, chain.ns_pid) {
+        if pid != chain.crasher.tgid {
+            let _ = writeln!(s, "   pid ns     pid:[{ns}], where it is pid {pid}");
+        }
+    }
     for note in &chain.cgroup_context {
         let wall = (note.ts_ns as i128 + mono_to_wall).max(0) as u64;
         let _ = writeln!(

@@ -55,6 +55,10 @@ pub struct Watched {
 pub struct EventRecord {
     /// Wall-clock time, ns since the Unix epoch (from the monotonic stamp).
     pub wall_ns: u64,
+    /// The crash chain this event belongs to after the fact, e.g. the
+    /// teardown of a crashed process's cgroup.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub chain: Option<u64>,
     #[serde(flatten)]
     pub event: Event,
 }

@@ -68,6 +68,14 @@ struct Outputs {
     /// The watched pid's own handler caught a fatal signal: (chain, signal).
     watched_handled: Option<(u64, String)>,
     watched_state: Option<crate::watched::State>,
+    /// `--cgroup PATH`: only crashes and events in this cgroup subtree.
+    cgroup_filter: Option<String>,
+}
+
+/// Whether cgroup `path` is `prefix` or below it.
+pub fn cgroup_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).map(|r| r.starts_with('/')).unwrap_or(false)
 }
 
 impl Outputs {
@@ -104,6 +112,18 @@ impl Outputs {
     }
 
     fn event_wanted(&mut self, ev: &Event, correlator: &Correlator) -> bool {
+        if let Some(prefix) = &self.cgroup_filter {
+            let path = match &ev.body {
+                Body::Cgroup { path, .. } => Some(path.clone()),
+                Body::CoreSettings(_) | Body::SysctlWrite { .. } => None,
+                _ => correlator.cgroup_path(ev.cgroup_id).map(str::to_string).or_else(|| proc_cgroup_v2(ev.task.tgid)),
+            };
+            if let Some(path) = path {
+                if !cgroup_under(&path, prefix) {
+                    return false;
+                }
+            }
+        }
         let Some(pid) = self.watched else { return true };
         if let Body::ProcessFork { child } = &ev.body {
             if self.followed.contains(&ev.task.tgid) {
@@ -124,6 +144,11 @@ impl Outputs {
     }
 
     fn chain_wanted(&self, chain: &Chain) -> bool {
+        if let Some(prefix) = &self.cgroup_filter {
+            if !chain.cgroup_path.as_deref().map(|p| cgroup_under(p, prefix)).unwrap_or(false) {
+                return false;
+            }
+        }
         let Some(pid) = self.watched else { return true };
         let _ = pid;
         self.followed.iter().any(|p| chain.involves(*p))
@@ -155,8 +180,14 @@ impl Outputs {
             return;
         }
         let wall_ns = self.wall(ev.ts_ns);
-        let text = if self.verdicts_only { None } else { Some(output::event_line(ev, wall_ns, self.style) + "\n") };
-        self.emit(Record::Event(EventRecord { wall_ns, event: ev.clone() }), text);
+        let chain = correlator.chain_of_cgroup_event(ev);
+        let text = if self.verdicts_only {
+            None
+        } else {
+            let link = chain.map(|id| format!(" [cgroup of crash #{id}]")).unwrap_or_default();
+            Some(output::event_line(ev, wall_ns, self.style) + &link + "\n")
+        };
+        self.emit(Record::Event(EventRecord { wall_ns, chain, event: ev.clone() }), text);
     }
 
     fn verdict(&mut self, mut chain: Chain) {
@@ -242,6 +273,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         watched_is_init: args.pid.map(crate::watched::is_namespace_init).unwrap_or(false),
         watched_handled: None,
         watched_state: None,
+        cgroup_filter: args.cgroup.clone(),
     };
     let header = Header {
         tracer_version: env!("CARGO_PKG_VERSION").into(),
@@ -358,6 +390,15 @@ fn proc_cgroup_v2(tgid: u32) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
 }
 
+/// The pid namespace's inode and the innermost pid of a process.
+fn proc_pid_namespace(tgid: u32) -> Option<(u64, u32)> {
+    let link = std::fs::read_link(format!("/proc/{tgid}/ns/pid")).ok()?;
+    let inode = link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{tgid}/status")).ok()?;
+    let ns_pid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()?;
+    Some((inode, ns_pid))
+}
+
 fn settings_event(s: CoreSettings, ts_ns: u64) -> Event {
     Event { ts_ns, cpu: 0, task: Proc::default(), cgroup_id: 0, body: Body::CoreSettings(s) }
 }
@@ -401,6 +442,9 @@ fn drain(
             // name its cgroup now, before the group can be removed.
             if let Some(path) = proc_cgroup_v2(ev.task.tgid) {
                 correlator.learn_cgroup_path(ev.cgroup_id, path);
+            }
+            if let Some((pidns, ns_pid)) = proc_pid_namespace(ev.task.tgid) {
+                correlator.learn_pid_namespace(ev.task.tgid, pidns, ns_pid);
             }
         }
         out.event(&ev, correlator);

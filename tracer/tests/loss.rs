@@ -142,6 +142,10 @@ impl Tracer {
 
 /// Forks `n` children that each set RLIMIT_CORE to 0 and fault on a
 /// PROT_NONE page (a real SIGSEGV); reaps them. Returns their pids.
+///
+/// The children put SIGSEGV back to SIG_DFL first: Rust's runtime installs
+/// a SIGSEGV handler (for stack overflows) that returns and lets the fault
+/// repeat, which would make each crash two SIGSEGVs, one of them handled.
 fn crash_burst(n: u64) -> Vec<u32> {
     // SAFETY: an anonymous private mapping with no access; never unmapped.
     let page = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
@@ -157,6 +161,7 @@ fn crash_burst(n: u64) -> Vec<u32> {
             // SAFETY: valid pointer; the page is mapped PROT_NONE, so the
             // store faults with SIGSEGV (SEGV_ACCERR) and the child dies.
             unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
                 libc::setrlimit(libc::RLIMIT_CORE, &zero);
                 std::ptr::write_volatile(page as *mut u32, 1);
                 libc::_exit(0);
@@ -258,4 +263,5 @@ fn ring_buffer_overflow_is_counted_and_reported() {
             "{kind}: {n} made, {seen} seen + {lost} reported lost: more loss reported than there were events; {report}"
         );
     }
+    eprintln!("loss accounting: {report}");
 }

@@ -600,3 +600,34 @@ fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
     assert!(c.cgroup_context.iter().all(|n| n.why.contains("by the crashing process")));
     assert!(c.timeline.iter().any(|s| s.what.starts_with("possible cause: rmdir /app.slice/unit")));
 }
+
+#[test]
+fn teardown_of_the_crashed_process_cgroup_is_linked_to_its_chain() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("core", 0, None));
+    let mut f = fault(1, 100, SEGV);
+    f.cgroup_id = 42;
+    let mut d = deliver(2, 100, SEGV, 0, None, Some(1));
+    d.cgroup_id = 42;
+    c.feed(&f);
+    c.feed(&d);
+    c.feed(&exit(3, proc(100, "app"), 0x8b, "crasher"));
+    let done = c.tick(3 * MS + Config::default().grace_ns);
+    assert_eq!(done.len(), 1);
+    let rmdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into() });
+    assert_eq!(c.chain_of_cgroup_event(&rmdir), Some(done[0].id));
+    let other = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 43, level: 2, populated: None, path: "/y".into() });
+    assert_eq!(c.chain_of_cgroup_event(&other), None);
+    let mkdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "mkdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into() });
+    assert_eq!(c.chain_of_cgroup_event(&mkdir), None);
+}
+
+#[test]
+fn cgroup_prefix_matches_whole_components() {
+    use crate::runtime::cgroup_under;
+    assert!(cgroup_under("/system.slice/foo.service", "/system.slice"));
+    assert!(cgroup_under("/system.slice", "/system.slice/"));
+    assert!(!cgroup_under("/system.slicer", "/system.slice"));
+    assert!(cgroup_under("/anything", "/"));
+    assert!(!cgroup_under("/user.slice", "/system.slice"));
+}

@@ -49,6 +49,7 @@ fn header() -> Record {
 
 fn settings_event(pattern: &str) -> Record {
     Record::Event(EventRecord {
+        chain: None,
         wall_ns: 2_000,
         event: Event {
             ts_ns: 20,
@@ -68,6 +69,7 @@ fn settings_event(pattern: &str) -> Record {
 
 fn fork_event(n: u32) -> Record {
     Record::Event(EventRecord {
+        chain: None,
         wall_ns: 3_000 + n as u64,
         event: Event {
             ts_ns: 30 + n as u64,
