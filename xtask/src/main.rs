@@ -157,6 +157,24 @@ fn main() -> Result<()> {
     }
 }
 
+/// Names of tracer/tests/*.rs.
+fn privileged_test_files() -> Result<Vec<String>> {
+    let dir = root().join("tracer/tests");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                out.push(stem.to_string());
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("no privileged test files in {}", dir.display());
+    }
+    Ok(out)
+}
+
 fn test(unit_only: bool) -> Result<()> {
     eprintln!("xtask: tier 1 (unprivileged): decode, correlator, verdicts, CLI, log reading");
     run(Command::new("cargo").current_dir(root()).args(["test", "--workspace"]))?;
@@ -169,10 +187,19 @@ fn test(unit_only: bool) -> Result<()> {
     }
     eprintln!("xtask: tier 2 (privileged, serial): real BPF programs, real crashes, real collectors");
     let object = build_ebpf()?;
-    run(Command::new("cargo")
-        .current_dir(root())
-        .env("CRASHTRACE_EBPF_OBJECT", &object)
-        .args(["test", "-p", "crashtrace", "--test", "privileged", "--", "--ignored", "--test-threads=1"]))?;
+    // Every integration test file holds privileged tests (marked #[ignore] so
+    // plain `cargo test` skips them); run them all, one test at a time,
+    // because they share the host's core_pattern and cgroups.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root()).env("CRASHTRACE_EBPF_OBJECT", &object).args(["test", "-p", "crashtrace"]);
+    let mut files = privileged_test_files()?;
+    files.sort();
+    for name in &files {
+        cmd.args(["--test", name]);
+    }
+    cmd.args(["--", "--ignored", "--test-threads=1"]);
+    eprintln!("xtask: privileged test files: {}", files.join(", "));
+    run(&mut cmd)?;
     eprintln!("xtask: tier 3 (VM): Debian kernels under qemu (TCG), direct core-dump hooks, every hook mode");
     vm::run(&vm::Args::full_matrix())?;
     Ok(())

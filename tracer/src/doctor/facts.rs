@@ -138,6 +138,7 @@ pub enum SocketFile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DirFacts {
     pub path: String,
+    #[serde(flatten)]
     pub state: DirState,
     /// Writable by every user (mode o+w), so any crasher can create its core there.
     pub world_writable: bool,
