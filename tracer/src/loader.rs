@@ -19,7 +19,7 @@ use crate::{cli::CoredumpHook, layout, record::Hook};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "crashtrace needs root, or CAP_BPF and CAP_PERFMON, to load eBPF programs; try: sudo crashtrace"
+        "root, or CAP_BPF and CAP_PERFMON, is needed to load eBPF programs; try: sudo crashtrace"
     )]
     NotPrivileged,
     #[error("{0}")]
@@ -144,8 +144,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        // Messages that already quote their source (`{source}`) say it once.
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = inner.source();
     }
     let lines: Vec<&str> = s.lines().collect();

@@ -297,10 +297,9 @@ fn render(ctx: &Ctx, machine: &machine::Machine, sections: &[Section], elapsed: 
         md += &s.markdown();
     }
     // Keep the hand-written analysis of an earlier run.
-    if let Ok(old) = std::fs::read_to_string(out) {
-        if let Some(at) = old.find(&format!("\n{ANALYSIS_HEADING}\n")) {
-            md += &old[at + 1..];
-        }
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    if let Some(at) = old.find(&format!("\n{ANALYSIS_HEADING}\n")) {
+        md += &old[at + 1..];
     }
     Ok(md)
 }

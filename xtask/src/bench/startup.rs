@@ -69,7 +69,7 @@ fn parse_line(line: &str) -> Option<(String, f64)> {
     let secs: f64 = rest.rsplit_once('<')?.1.strip_suffix('>')?.parse().ok()?;
     let mut key = name.to_string();
     if name == "bpf" {
-        let cmd = rest[4..].split(|c| c == ',' || c == ')').next().unwrap_or("");
+        let cmd = rest[4..].split([',', ')']).next().unwrap_or("");
         key = format!("bpf {cmd}");
         if let Some(at) = rest.find("prog_name=\"") {
             let pn = &rest[at + 11..];
@@ -79,9 +79,12 @@ fn parse_line(line: &str) -> Option<(String, f64)> {
     Some((key, secs))
 }
 
-/// Time per system call (bpf by command and program) before "attached",
-/// slowest first; the total; and the attach time crashtrace printed.
-fn summarise(text: &str) -> (Vec<(String, (u32, f64))>, f64, Option<f64>) {
+/// System call (bpf by command and program) -> (calls, seconds), slowest first.
+type Breakdown = Vec<(String, (u32, f64))>;
+
+/// Time per system call before "attached", slowest first; the total; and
+/// the attach time crashtrace printed.
+fn summarise(text: &str) -> (Breakdown, f64, Option<f64>) {
     let mut by: BTreeMap<String, (u32, f64)> = BTreeMap::new();
     let mut total = 0.0;
     let mut reported = None;
@@ -103,7 +106,7 @@ fn summarise(text: &str) -> (Vec<(String, (u32, f64))>, f64, Option<f64>) {
             total += secs;
         }
     }
-    let mut rows: Vec<(String, (u32, f64))> = by.into_iter().collect();
+    let mut rows: Breakdown = by.into_iter().collect();
     rows.sort_by(|a, b| b.1 .1.partial_cmp(&a.1 .1).unwrap_or(std::cmp::Ordering::Equal));
     (rows, total, reported)
 }

@@ -109,7 +109,7 @@ impl Tracer {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(ns) = parse_attached(&line) {
+                if let (Some(ns), true) = (parse_attached(&line), tx.is_some()) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send((Instant::now(), ns));
                     }
