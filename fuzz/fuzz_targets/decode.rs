@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(event) = decode(data) else { return };
-    let line = Line::new(Record::Event(EventRecord { wall_ns: 1, event }));
+    let line = Line::new(Record::Event(EventRecord { wall_ns: 1, chain: None, event }));
     let json = line.to_json();
     match parse_line(json.as_bytes()) {
         Ok(back) => assert_eq!(back, line, "the event changed through the log: {json}"),

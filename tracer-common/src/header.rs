@@ -16,10 +16,11 @@ pub enum EventKind {
     ProcessFork = 7,
     SysctlWrite = 8,
     Cgroup = 9,
+    StackCapture = 10,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::SignalGenerate,
         EventKind::SignalDeliver,
         EventKind::DumpStart,
@@ -29,6 +30,7 @@ impl EventKind {
         EventKind::ProcessFork,
         EventKind::SysctlWrite,
         EventKind::Cgroup,
+        EventKind::StackCapture,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -42,6 +44,7 @@ impl EventKind {
             7 => EventKind::ProcessFork,
             8 => EventKind::SysctlWrite,
             9 => EventKind::Cgroup,
+            10 => EventKind::StackCapture,
             _ => return None,
         })
     }
@@ -60,6 +63,7 @@ impl EventKind {
             EventKind::ProcessFork => size_of::<crate::process::ProcessFork>(),
             EventKind::SysctlWrite => size_of::<crate::sysctl::SysctlWrite>(),
             EventKind::Cgroup => size_of::<crate::cgroup::CgroupEvent>(),
+            EventKind::StackCapture => size_of::<crate::stack::StackCapture>(),
         }
     }
 
@@ -74,6 +78,7 @@ impl EventKind {
             EventKind::ProcessFork => "process-fork",
             EventKind::SysctlWrite => "sysctl-write",
             EventKind::Cgroup => "cgroup",
+            EventKind::StackCapture => "stack-capture",
         }
     }
 }

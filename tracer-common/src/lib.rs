@@ -13,6 +13,7 @@ pub mod coredump;
 pub mod header;
 pub mod process;
 pub mod signal;
+pub mod stack;
 pub mod sysctl;
 
 pub use header::{EventHeader, EventKind, COMM_LEN};

@@ -24,6 +24,8 @@ mod process;
 #[cfg(target_arch = "bpf")]
 mod signals;
 #[cfg(target_arch = "bpf")]
+mod stacks;
+#[cfg(target_arch = "bpf")]
 mod sysctl;
 #[cfg(target_arch = "bpf")]
 mod task;

@@ -154,6 +154,9 @@ pub struct Chain {
     /// What the host showed when the chain ended (kernel waits from /proc).
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// The crashing thread's stack, captured at the fatal signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<crate::stack::Stack>,
     pub verdict: Option<Verdict>,
     pub reason: String,
     pub missing: Option<String>,
@@ -193,6 +196,7 @@ impl Chain {
             core_pattern_set_by: None,
             stalled: false,
             evidence: Vec::new(),
+            stack: None,
             verdict: None,
             reason: String::new(),
             missing: None,

@@ -248,8 +248,22 @@ impl Correlator {
                 }
             }
             Body::Cgroup { op, root, id, path, populated, .. } => self.on_cgroup(ev, op, *root, *id, path, *populated),
+            Body::StackCapture { .. } => self.on_stack(ev),
         }
         done
+    }
+
+    /// The dying thread's stack joins its process's open chain. The first
+    /// one is kept: a later one (a re-raise, another thread) is noted only.
+    fn on_stack(&mut self, ev: &Event) {
+        let Some(open) = self.by_tgid.get(&ev.task.tgid).and_then(|id| self.open.get_mut(id)) else { return };
+        let Some(stack) = crate::stack::Stack::from_event(ev) else { return };
+        if open.chain.stack.is_none() {
+            open.chain.step(ev.ts_ns, format!("stack of {} captured: {} user frames", ev.task, stack.user.len()));
+            open.chain.stack = Some(stack);
+        } else {
+            open.chain.step(ev.ts_ns, format!("another stack of {} captured (not kept)", ev.task));
+        }
     }
 
     fn on_cgroup(&mut self, ev: &Event, op: &str, root: u32, id: u64, path: &str, populated: Option<bool>) {

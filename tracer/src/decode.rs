@@ -200,6 +200,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 path: c_str(&e.path),
             }
         }
+        EventKind::StackCapture => crate::stack::decode_capture(&read(bytes).expect("length checked")),
     };
     Ok(Event {
         ts_ns: header.ts_ns,

@@ -143,6 +143,30 @@ pub enum Body {
         populated: Option<bool>,
         path: String,
     },
+    /// The stack of the thread acting on a fatal signal (the event's task),
+    /// taken in the kernel at delivery. Raw addresses; see [`crate::stack`].
+    StackCapture {
+        sig: i32,
+        /// User frames: the IP, then return addresses (frame-pointer walk).
+        user: Vec<u64>,
+        kernel: Vec<u64>,
+        /// The user frames as build-id + file offset, where the kernel
+        /// could read the build-id; same order as `user`.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        build_ids: Vec<Option<crate::stack::BuildIdRef>>,
+        /// User registers when the thread entered the kernel.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        ip: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        sp: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        bp: Option<u64>,
+        /// Why a walk gave nothing: the errno `bpf_get_stack` returned.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        user_errno: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        kernel_errno: Option<i32>,
+    },
 }
 
 impl Body {
@@ -158,6 +182,7 @@ impl Body {
             Body::CoreSettings(_) => "core-settings",
             Body::SysctlWrite { .. } => "sysctl-write",
             Body::Cgroup { .. } => "cgroup",
+            Body::StackCapture { .. } => "stack-capture",
         }
     }
 }

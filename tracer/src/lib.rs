@@ -18,5 +18,7 @@ pub mod output;
 pub mod record;
 pub mod report;
 pub mod runtime;
+pub mod stack;
+pub mod symbolize;
 pub mod verdict;
 pub mod watched;

@@ -106,6 +106,10 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
             };
             format!("{op}{pop} {path} (id {id}, {v}) by {}", ev.task)
         }
+        Body::StackCapture { sig, user, kernel, ip, .. } => {
+            let ip = ip.map(|ip| format!(" ip={ip:#x}")).unwrap_or_default();
+            format!("{} {} stack: {} user frames, {} kernel frames{ip}", ev.task, signal_name(*sig), user.len(), kernel.len())
+        }
     };
     format!("{} {:<15} {what}", style.dim(&clock(wall_ns)), ev.body.name())
 }
@@ -203,6 +207,9 @@ pub fn verdict_block(chain: &Chain, mono_to_wall: i128, style: Style) -> String 
     }
     if chain.timeline_dropped > 0 {
         let _ = writeln!(s, "     … {} more steps not kept", chain.timeline_dropped);
+    }
+    if let Some(stack) = &chain.stack {
+        s.push_str(&crate::stack::text(stack));
     }
     s
 }

@@ -22,7 +22,8 @@
 //!
 //! Gaps: `loss` records, tracer restarts (a new header), a run with no
 //! `summary` record (killed), records the tracer could not write (from its
-//! summary) and a torn last line are shown where they happened.
+//! summary) and a torn last line are shown where they happened, as are the
+//! watched pid's states (`watched` records, e.g. frozen in its crash handler).
 //!
 //! Bad input (garbage, binary junk, over-long lines, an unknown schema
 //! version, an empty or unreadable file) is reported on stderr with file and
@@ -52,7 +53,7 @@ use crate::{
     correlate::{Config, Correlator},
     event::{Body, Event, Proc},
     output::{self, Style},
-    record::{EventRecord, Header, Line, Loss, Record, Summary},
+    record::{EventRecord, Header, Line, Loss, Record, Summary, Watched},
     verdict::Verdict,
 };
 
@@ -567,8 +568,7 @@ impl<W: Write, E: Write> Report<W, E> {
             Record::Verdict(c) => self.on_verdict(*c, place),
             Record::Loss(l) => self.on_loss(l, place),
             Record::Summary(s) => self.on_summary(s, place),
-            // Watched-pid states are live diagnostics; chains carry the crash facts.
-            Record::Watched(_) => Ok(()),
+            Record::Watched(w) => self.on_watched(w, place),
         }
     }
 
@@ -732,6 +732,24 @@ impl<W: Write, E: Write> Report<W, E> {
             line: place.line,
         };
         self.push_gap(self.watermark, gap)
+    }
+
+    /// A watched pid's state (`--pid`), e.g. frozen in its crash handler:
+    /// shown in time order among the chains.
+    fn on_watched(&mut self, w: Watched, place: Place) -> io::Result<()> {
+        if self.opts.pid.is_some_and(|p| p != w.pid) {
+            return Ok(());
+        }
+        let evidence = if w.evidence.is_empty() { String::new() } else { format!(": {}", w.evidence.join("; ")) };
+        let item = Gap {
+            kind: "watched",
+            wall_ns: self.run.mono_to_wall.map(|_| self.run.wall(w.ts_ns)),
+            detail: format!("watched pid {} is {}{evidence}", w.pid, w.state),
+            lost: None,
+            file: place.file.to_string(),
+            line: place.line,
+        };
+        self.push_gap(w.ts_ns, item)
     }
 
     fn push_gap(&mut self, ts: u64, gap: Gap) -> io::Result<()> {
@@ -935,6 +953,9 @@ impl<W: Write, E: Write> Report<W, E> {
             return self.json_line(&Tagged { v: crate::event::SCHEMA_VERSION, kind: "gap", body: gap });
         }
         let when = gap.wall_ns.map(|w| format!(" {}", format_utc(w))).unwrap_or_default();
+        if gap.kind == "watched" {
+            return writeln!(self.out, "── STATE{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
+        }
         let text = format!("── GAP{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
         writeln!(self.out, "{}", self.style_red(&text))
     }

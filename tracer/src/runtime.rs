@@ -70,6 +70,8 @@ struct Outputs {
     watched_state: Option<crate::watched::State>,
     /// `--cgroup PATH`: only crashes and events in this cgroup subtree.
     cgroup_filter: Option<String>,
+    /// Names the frames of captured stacks when their chains end.
+    symbolizer: crate::symbolize::Symbolizer,
 }
 
 /// Whether cgroup `path` is `prefix` or below it.
@@ -212,6 +214,10 @@ impl Outputs {
         if !self.chain_wanted(&chain) {
             return;
         }
+        if let Some(stack) = chain.stack.as_mut() {
+            // Off the event path: the chain is over, its maps were read at delivery.
+            self.symbolizer.symbolize(chain.crasher.tgid, stack);
+        }
         let text = output::verdict_block(&chain, self.mono_to_wall, self.style);
         self.emit(Record::Verdict(Box::new(chain)), Some(text));
     }
@@ -274,6 +280,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         watched_handled: None,
         watched_state: None,
         cgroup_filter: args.cgroup.clone(),
+        symbolizer: crate::symbolize::Symbolizer::new(),
     };
     let header = Header {
         tracer_version: env!("CARGO_PKG_VERSION").into(),
@@ -422,6 +429,11 @@ fn drain(
             }
         };
         drop(item);
+        if let Body::StackCapture { .. } = &ev.body {
+            // The thread is acting on its fatal signal: its maps are still
+            // there to read, and may not be by the time its chain ends.
+            out.symbolizer.remember_maps(ev.task.tgid);
+        }
         // A core dump is about to use the settings: record them if they
         // changed since last seen, so the chain (and the log) has them.
         if let Body::SignalDeliver { sig, sa_handler, .. } = &ev.body {

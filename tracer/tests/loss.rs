@@ -35,14 +35,17 @@ const BURST: u64 = 400;
 /// far (the burst loses well over a thousand events).
 const NOISE_ALLOWANCE: u64 = BURST / 10;
 
-struct Lock(File);
+/// Held for its flock; released when the file closes.
+struct Lock {
+    _file: File,
+}
 
 impl Lock {
     fn take() -> Lock {
         let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(GLOBAL_LOCK).expect("open the global lock");
         // SAFETY: flock on a descriptor we own.
         assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock {GLOBAL_LOCK}");
-        Lock(f)
+        Lock { _file: f }
     }
 }
 
@@ -91,10 +94,10 @@ impl Tracer {
             let mut lines = Vec::new();
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.starts_with("crashtrace: attached") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
+                if line.starts_with("crashtrace: attached")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
                 }
                 lines.push(line);
             }

@@ -16,7 +16,7 @@ use crate::{event::SCHEMA_VERSION, log::rotated_path, record::Line};
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Record types of schema version 1.
-const KNOWN_TYPES: [&str; 5] = ["header", "event", "verdict", "loss", "summary"];
+const KNOWN_TYPES: [&str; 6] = ["header", "event", "verdict", "loss", "summary", "watched"];
 
 /// What [`LineReader::next`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

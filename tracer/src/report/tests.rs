@@ -473,6 +473,42 @@ fn restarts_losses_and_unwritten_records_are_gaps() {
 }
 
 #[test]
+fn watched_pid_states_are_shown_in_time_order() {
+    let text = without(&fixture("file-stored"), &["summary"]);
+    let first_ts = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .find_map(|l| match l.record {
+            Record::Event(e) if e.event.body.name() == "signal-generate" => Some(e.event.ts_ns),
+            _ => None,
+        })
+        .unwrap();
+    let watched = |pid: u32| {
+        Line::new(Record::Watched(Watched {
+            ts_ns: first_ts + 1,
+            pid,
+            state: "frozen-in-crash-handler".into(),
+            evidence: vec!["3 zombie children".into()],
+        }))
+        .to_json()
+    };
+    let log = format!("{text}{}\n{}\n", watched(1), watched(77));
+    let ran = report(opts(), &[("log", log.as_bytes())]);
+    let states: Vec<&str> = ran.of_type("gap").iter().filter(|g| g["kind"] == "watched").map(|g| g["detail"].as_str().unwrap()).collect();
+    assert_eq!(
+        states,
+        ["watched pid 1 is frozen-in-crash-handler: 3 zombie children", "watched pid 77 is frozen-in-crash-handler: 3 zombie children"]
+    );
+    let mut o = opts();
+    o.pid = Some(1);
+    o.json = false;
+    let ran = report(o, &[("log", log.as_bytes())]);
+    assert!(ran.text.contains("── STATE "), "{}", ran.text);
+    assert!(ran.text.contains("watched pid 1 is frozen-in-crash-handler") && !ran.text.contains("watched pid 77"), "{}", ran.text);
+    assert_eq!(ran.totals.bad_lines, 0);
+}
+
+#[test]
 fn rotated_sets_are_read_oldest_first_as_one_run() {
     let dir = std::env::temp_dir().join(format!("crashtrace-report-rot-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

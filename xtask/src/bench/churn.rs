@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     drop(guard);
     drop(lock);
     let spawned = spawned?;
-    let s = stream::read(&json, &spawned.crash_pids, "dropped:rlimit-core")?;
+    let s = stream::read(&json, &spawned.crash_pids, &ctx.storm.comm(), "dropped:rlimit-core")?;
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&pidfile);
 
@@ -104,6 +104,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     section.tables.push(t);
     if spawned.other != 0 {
         section.notes.push(format!("{} children neither crashed by SIGSEGV nor exited 0", spawned.other));
+    }
+    for sample in &s.wrong_samples {
+        section.notes.push(format!("A wrong verdict: `{sample}`"));
     }
     if s.summary.is_none() {
         section.notes.push("crashtrace's stream had no summary record".into());

@@ -152,9 +152,12 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                         setup.name, spawned.segv, setup.crashes, spawned.other
                     ));
                 }
-                let s = stream::read(&json, &spawned.crash_pids, setup.expected)?;
+                let s = stream::read(&json, &spawned.crash_pids, &ctx.storm.comm(), setup.expected)?;
                 let _ = std::fs::remove_file(&json);
                 let lost_summary = s.summary_u64("lost_kernel");
+                for sample in &s.wrong_samples {
+                    notes.push(format!("{}: a wrong verdict: `{sample}`", setup.name));
+                }
                 if s.summary.is_none() {
                     notes.push(format!("{}: crashtrace's stream had no summary record", setup.name));
                 }

@@ -25,6 +25,8 @@ pub struct Stream {
     pub extra: u64,
     /// Verdicts for processes the benchmark did not make (background noise).
     pub others: u64,
+    /// The first few of our verdict records with another verdict, cut short.
+    pub wrong_samples: Vec<String>,
     pub loss_records: u64,
     /// Sum of the `total` of every loss record.
     pub lost_in_records: u64,
@@ -56,9 +58,15 @@ fn record_type(line: &str) -> Option<&str> {
     Some(&head[start..start + len])
 }
 
+/// How many wrong verdict records to keep, and how much of each.
+const SAMPLES: usize = 3;
+const SAMPLE_CHARS: usize = 600;
+
 /// Reads a `--json` stream. `ours` lists the pids of the crashes the
-/// benchmark made, once per crash; `expected` is the verdict each should get.
-pub fn read(path: &Path, ours: &[u32], expected: &str) -> Result<Stream> {
+/// benchmark made, once per crash, all with command name `comm` (pids are
+/// reused, so the name tells our crashers from other processes that had the
+/// same pid); `expected` is the verdict each should get.
+pub fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Result<Stream> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut owed: HashMap<u32, u64> = HashMap::new();
     for p in ours {
@@ -74,12 +82,16 @@ pub fn read(path: &Path, ours: &[u32], expected: &str) -> Result<Stream> {
             Some("verdict") => {
                 let v: Value = serde_json::from_str(&line).with_context(|| format!("a verdict record that is not JSON: {line}"))?;
                 let tgid = v.pointer("/crasher/tgid").and_then(Value::as_u64).map(|t| t as u32);
+                let their_comm = v.pointer("/crasher/comm").and_then(Value::as_str).unwrap_or("");
                 let verdict = v.get("verdict").and_then(Value::as_str).unwrap_or("(none)").to_string();
                 match tgid {
-                    Some(t) if owed.contains_key(&t) => {
+                    Some(t) if owed.contains_key(&t) && their_comm == comm => {
                         let e = got.entry(t).or_default();
                         e.0 += 1;
                         e.1 += u64::from(verdict == expected);
+                        if verdict != expected && s.wrong_samples.len() < SAMPLES {
+                            s.wrong_samples.push(line.chars().take(SAMPLE_CHARS).collect());
+                        }
                         *s.ours.entry(verdict).or_default() += 1;
                     }
                     _ => s.others += 1,
@@ -117,13 +129,14 @@ mod tests {
             concat!(
                 "{\"v\":1,\"type\":\"header\",\"kernel\":\"x\"}\n",
                 "{\"v\":1,\"type\":\"event\",\"ts_ns\":1}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":10,\"tgid\":10},\"verdict\":\"dropped:rlimit-core\"}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":11,\"tgid\":11},\"verdict\":\"unknown\"}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":13,\"tgid\":13},\"verdict\":\"dropped:rlimit-core\"}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":13,\"tgid\":13},\"verdict\":\"dropped:rlimit-core\"}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":14,\"tgid\":14},\"verdict\":\"dropped:rlimit-core\"}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":14,\"tgid\":14},\"verdict\":\"dropped:rlimit-core\"}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":99,\"tgid\":99},\"verdict\":\"no-dump\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":10,\"tgid\":10,\"comm\":\"storm\"},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":11,\"tgid\":11,\"comm\":\"storm\"},\"verdict\":\"unknown\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":13,\"tgid\":13,\"comm\":\"storm\"},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":13,\"tgid\":13,\"comm\":\"storm\"},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":14,\"tgid\":14,\"comm\":\"storm\"},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":14,\"tgid\":14,\"comm\":\"storm\"},\"verdict\":\"dropped:rlimit-core\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":99,\"tgid\":99,\"comm\":\"storm\"},\"verdict\":\"no-dump\"}\n",
+                "{\"v\":1,\"type\":\"verdict\",\"crasher\":{\"pid\":12,\"tgid\":12,\"comm\":\"cargo\"},\"verdict\":\"no-dump\"}\n",
                 "{\"v\":1,\"type\":\"loss\",\"ts_ns\":5,\"source\":\"kernel\",\"counts\":{\"signal-generate\":3},\"total\":3}\n",
                 "{\"v\":1,\"type\":\"summary\",\"events\":4,\"lost_kernel\":3}\n",
             ),
@@ -132,14 +145,16 @@ mod tests {
         // 13 crashed twice (a reused pid) and got two verdicts; 14 crashed
         // once and got two.
         let ours = [10, 11, 12, 13, 13, 14];
-        let s = read(&path, &ours, "dropped:rlimit-core").unwrap();
+        let s = read(&path, &ours, "storm", "dropped:rlimit-core").unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(s.event_records, 1);
         assert_eq!(s.correct, 4);
         assert_eq!(s.wrong("dropped:rlimit-core"), "unknown ×1");
         assert_eq!(s.missing, 1);
         assert_eq!(s.extra, 1);
-        assert_eq!(s.others, 1);
+        // 99 is not ours; 12 is, but that record is another process's.
+        assert_eq!(s.others, 2);
+        assert_eq!(s.wrong_samples.len(), 1);
         assert_eq!((s.loss_records, s.lost_in_records), (1, 3));
         assert_eq!(s.summary_u64("lost_kernel"), Some(3));
     }

@@ -23,6 +23,8 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a clean exit after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+/// Longest wait, after "attached", for the SIGINT handler to be in place.
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub enum Output {
     Null,
@@ -109,10 +111,10 @@ impl Tracer {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let (Some(ns), true) = (parse_attached(&line), tx.is_some()) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send((Instant::now(), ns));
-                    }
+                if let Some(ns) = parse_attached(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send((Instant::now(), ns));
                 }
                 lines.push(line);
             }
@@ -160,8 +162,23 @@ impl Tracer {
         status_kib(self.pid, "VmRSS:")
     }
 
+    /// Whether the tracer has a handler for SIGINT yet (SigCgt in /proc).
+    fn catches_sigint(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else { return false };
+        text.lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0)
+    }
+
     /// SIGINT, then a clean exit within [`STOP_TIMEOUT`].
     pub fn stop(mut self) -> Result<Finished> {
+        // crashtrace prints "attached" before it installs its SIGINT handler;
+        // a SIGINT in between would kill it without its summary.
+        let deadline = Instant::now() + HANDLER_TIMEOUT;
+        while !self.catches_sigint() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let hwm_kib = status_kib(self.pid, "VmHWM:").unwrap_or(0);
         self.stop_sampling.store(true, Ordering::Relaxed);
         let samples = self.sampler.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
@@ -189,8 +206,11 @@ impl Tracer {
             std::thread::sleep(Duration::from_millis(10));
         }
         let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            bail!("crashtrace exited with status {status:#x}: {}", stderr.join(" / "));
+        if libc::WIFSIGNALED(status) {
+            bail!("crashtrace was killed by signal {}: {}", libc::WTERMSIG(status), stderr.join(" / "));
+        }
+        if libc::WEXITSTATUS(status) != 0 {
+            bail!("crashtrace exited with {}: {}", libc::WEXITSTATUS(status), stderr.join(" / "));
         }
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         let hwm_kib = samples.last().map(|s| s.hwm_kib).unwrap_or(0).max(hwm_kib).max(usage.ru_maxrss.max(0) as u64);

@@ -13,6 +13,12 @@ pub struct Storm {
     pub path: PathBuf,
 }
 
+/// What `storm busy` took.
+pub struct Busy {
+    pub elapsed: Duration,
+    pub cpu: Duration,
+}
+
 /// What `storm spawn` did.
 pub struct Spawned {
     pub elapsed: Duration,
@@ -87,11 +93,12 @@ impl Storm {
         vec!["busy".into(), forks.to_string(), rounds.to_string()]
     }
 
-    /// The fork/exit + SIGUSR1 ping-pong storm; its own elapsed time.
-    pub fn busy(&self, forks: u64, rounds: u64) -> Result<Duration> {
+    /// The fork/exit + SIGUSR1 ping-pong storm: its own elapsed time, and the
+    /// CPU (user + system) its processes used.
+    pub fn busy(&self, forks: u64, rounds: u64) -> Result<Busy> {
         let out = self.run(&self.busy_args(forks, rounds))?;
-        let f = fields(&out, &["elapsed_ns"]).with_context(|| format!("storm busy printed no elapsed_ns: {out:?}"))?;
-        Ok(Duration::from_nanos(f[0]))
+        let f = fields(&out, &["elapsed_ns", "cpu_ns"]).with_context(|| format!("storm busy printed no elapsed_ns/cpu_ns: {out:?}"))?;
+        Ok(Busy { elapsed: Duration::from_nanos(f[0]), cpu: Duration::from_nanos(f[1]) })
     }
 
     pub fn spawn_args(&self, count: u64, jobs: u32, crash_every: u64, rlimit_core: &str, pidfile: &Path) -> Vec<String> {
@@ -113,6 +120,13 @@ impl Storm {
         let pids = std::fs::read_to_string(pidfile).with_context(|| format!("reading {}", pidfile.display()))?;
         let crash_pids: Vec<u32> = pids.lines().filter_map(|l| l.trim().parse().ok()).collect();
         Ok(Spawned { elapsed: Duration::from_nanos(f[0]), children: f[1], segv: f[2], other: f[3], crash_pids })
+    }
+
+    /// The command name (comm) its processes have: the file name, cut to 15
+    /// bytes as the kernel does.
+    pub fn comm(&self) -> String {
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name.chars().take(15).collect()
     }
 
     /// The core_pattern that pipes cores to `storm sink`, which reads them to

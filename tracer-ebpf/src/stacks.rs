@@ -1,0 +1,86 @@
+//! The dying thread's stack, taken in `signal_deliver` right after its
+//! `SignalDeliver` event: what a core would have shown first, kept even when
+//! the core is lost.
+//!
+//! Everything is written straight into the ring-buffer reservation: the
+//! event is far larger than the 512-byte BPF stack. `bpf_get_stack` zeroes
+//! what it does not fill, and every other field is written, so no byte of
+//! the event is left uninitialised.
+
+use aya_ebpf::{
+    bindings::{pt_regs, BPF_F_USER_BUILD_ID, BPF_F_USER_STACK},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
+    },
+    programs::BtfTracePointContext,
+    EbpfContext,
+};
+use tracer_common::{
+    stack::{BuildIdFrame, StackCapture, KERNEL_FRAMES_MAX, STACK_REGS_VALID, USER_FRAMES_MAX},
+    EventKind,
+};
+
+use crate::emit::reserve;
+
+const USER_BYTES: u32 = (USER_FRAMES_MAX * core::mem::size_of::<u64>()) as u32;
+const KERNEL_BYTES: u32 = (KERNEL_FRAMES_MAX * core::mem::size_of::<u64>()) as u32;
+const BUILD_ID_BYTES: u32 = (USER_FRAMES_MAX * core::mem::size_of::<BuildIdFrame>()) as u32;
+
+/// Sends a `StackCapture` for the current thread, which is acting on `sig`.
+/// Must run in the receiving thread's context: both walks and the registers
+/// are the current task's.
+#[inline(always)]
+pub fn capture(ctx: &BtfTracePointContext, sig: i32) {
+    let Some(mut entry) = reserve::<StackCapture>(EventKind::StackCapture) else {
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    let raw = ctx.as_ptr();
+    unsafe {
+        (*event).sig = sig;
+        (*event)._pad0 = 0;
+        // User frames through the frame-pointer chain, starting at the
+        // user IP; the kernel reads the user stack without faulting.
+        (*event).user_ret =
+            bpf_get_stack(raw, (*event).user.as_mut_ptr().cast(), USER_BYTES, BPF_F_USER_STACK as u64) as i32;
+        // The same walk resolved to build-id + file offset in the kernel, so
+        // the frames can be symbolised even when the process (and its
+        // /proc/PID/maps) is gone before user space looks.
+        (*event).build_id_ret = bpf_get_stack(
+            raw,
+            (*event).build_ids.as_mut_ptr().cast(),
+            BUILD_ID_BYTES,
+            (BPF_F_USER_STACK | BPF_F_USER_BUILD_ID) as u64,
+        ) as i32;
+        // The kernel path that raised the signal (a page fault, a syscall).
+        (*event).kernel_ret = bpf_get_stack(raw, (*event).kernel.as_mut_ptr().cast(), KERNEL_BYTES, 0) as i32;
+
+        let (ip, sp, bp, ok) = user_regs();
+        (*event).ip = ip;
+        (*event).sp = sp;
+        (*event).bp = bp;
+        (*event).flags = if ok { STACK_REGS_VALID } else { 0 };
+    }
+    entry.submit(0);
+}
+
+/// The user registers saved when the thread entered the kernel:
+/// (ip, sp, bp, valid). Valid only when the saved code segment is a user
+/// one (CPL 3): a kernel thread has no user registers to show.
+#[inline(always)]
+fn user_regs() -> (u64, u64, u64, bool) {
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+    if regs.is_null() {
+        return (0, 0, 0, false);
+    }
+    let field = |p: *const u64| unsafe { bpf_probe_read_kernel(p) }.ok();
+    let ip = field(unsafe { core::ptr::addr_of!((*regs).rip) });
+    let sp = field(unsafe { core::ptr::addr_of!((*regs).rsp) });
+    let bp = field(unsafe { core::ptr::addr_of!((*regs).rbp) });
+    let cs = field(unsafe { core::ptr::addr_of!((*regs).cs) });
+    match (ip, sp, bp, cs) {
+        (Some(ip), Some(sp), Some(bp), Some(cs)) if cs & 3 == 3 => (ip, sp, bp, true),
+        _ => (0, 0, 0, false),
+    }
+}

@@ -1,0 +1,562 @@
+//! Symbolisation of captured stacks, after the fact and off the event path.
+//!
+//! When a `StackCapture` arrives the process is still acting on its signal,
+//! so its executable mappings are read from /proc/PID/maps then
+//! ([`Symbolizer::remember_maps`], bounded cache by process). When the chain
+//! ends, each user frame is turned into module + file offset with those
+//! mappings, and the module's ELF symbols (and DWARF, where present) name
+//! it through `blazesym`. Kernel frames are named from /proc/kallsyms.
+//!
+//! If the process was gone before its maps could be read, the build-ids and
+//! file offsets the kernel resolved for each frame are used instead: the
+//! module is found through a build-id seen earlier or under
+//! /usr/lib/debug/.build-id. A module whose build-id on disk differs from
+//! the kernel's (replaced since the crash) is not named: a wrong name is
+//! worse than none.
+//!
+//! Results are cached by (module identity, file offset), so a crash storm of
+//! one bug symbolises once.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::{Path, PathBuf},
+};
+
+use blazesym::{
+    symbolize::{
+        source::{Elf, Kernel, Source},
+        Input, Symbolized, Symbolizer as Blaze,
+    },
+    MaybeDefault,
+};
+
+use crate::stack::{hex, Frame, Stack};
+
+/// Processes whose maps are kept while their chains are open.
+const MAPS_MAX: usize = 256;
+/// Symbolised frames kept, by (module, offset).
+const SYMBOLS_MAX: usize = 65_536;
+/// Build-ids remembered with a path that had them, and files whose
+/// build-id was read.
+const BUILD_IDS_MAX: usize = 4096;
+/// Distinct ELF files blazesym may hold open (mapped, parsed) before its
+/// caches are dropped and rebuilt.
+const OPEN_MODULES_MAX: usize = 64;
+
+/// One executable mapping of a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    /// File offset of `start`.
+    pub offset: u64,
+    pub inode: u64,
+    /// The file, or a special mapping such as `[vdso]`. A file deleted
+    /// since it was mapped ends in " (deleted)", as the kernel prints it.
+    pub path: String,
+}
+
+impl Mapping {
+    fn is_file(&self) -> bool {
+        self.path.starts_with('/') && !self.path.ends_with(" (deleted)")
+    }
+}
+
+/// The executable, named mappings in the text of /proc/PID/maps. Lines that
+/// do not parse are skipped: the file is the kernel's, its format stable.
+pub fn parse_maps(text: &str) -> Vec<Mapping> {
+    text.lines()
+        .filter_map(|line| {
+            // start-end perms offset dev inode [path]; the path may hold spaces.
+            let mut rest = line;
+            let mut field = || {
+                let s = rest.trim_start();
+                let end = s.find(char::is_whitespace).unwrap_or(s.len());
+                let (f, r) = s.split_at(end);
+                rest = r;
+                f
+            };
+            let range = field();
+            let perms = field();
+            let offset = field();
+            let _dev = field();
+            let inode = field();
+            let path = rest.trim();
+            if !perms.contains('x') || path.is_empty() {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                offset: u64::from_str_radix(offset, 16).ok()?,
+                inode: inode.parse().ok()?,
+                path: path.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// What reading a process's maps gave.
+#[derive(Clone, Debug)]
+enum Maps {
+    Read(Vec<Mapping>),
+    /// The reason they could not be read (usually: the process was gone).
+    Failed(String),
+}
+
+/// A name found for one (module, offset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Named {
+    function: String,
+    /// Offset of the looked-up address from the symbol's start.
+    offset: u64,
+    source: Option<String>,
+}
+
+/// What makes a module the same module: its build-id, else its path and
+/// inode (a rebuilt binary at the same path gets a new inode).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ModuleKey {
+    BuildId(String),
+    File(String, u64),
+    Kernel,
+}
+
+/// Counts for the summary and the benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub stacks: u64,
+    pub frames: u64,
+    /// Frames answered from the cache.
+    pub cache_hits: u64,
+    pub maps_read: u64,
+    pub maps_failed: u64,
+}
+
+/// The symboliser the live tracer keeps for its whole run.
+pub struct Symbolizer {
+    maps: HashMap<u32, Maps>,
+    maps_order: VecDeque<u32>,
+    /// build-id -> a file that had it.
+    build_id_paths: HashMap<String, String>,
+    /// (path, inode) -> the file's build-id, if it has one.
+    file_build_ids: HashMap<(String, u64), Option<String>>,
+    symbols: HashMap<(ModuleKey, u64), Option<Named>>,
+    blaze: Blaze,
+    /// Files blazesym has opened since it was last rebuilt.
+    opened: HashSet<String>,
+    pub stats: Stats,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Symbolizer::new()
+    }
+}
+
+fn new_blaze() -> Blaze {
+    Blaze::builder().enable_code_info(true).enable_inlined_fns(false).enable_demangling(true).build()
+}
+
+/// The file's build-id as the kernel reports it: 20 bytes, zero-padded.
+fn padded(build_id: &str) -> String {
+    let mut s = build_id.to_string();
+    while s.len() < 40 {
+        s.push('0');
+    }
+    s
+}
+
+impl Symbolizer {
+    pub fn new() -> Symbolizer {
+        Symbolizer {
+            maps: HashMap::new(),
+            maps_order: VecDeque::new(),
+            build_id_paths: HashMap::new(),
+            file_build_ids: HashMap::new(),
+            symbols: HashMap::new(),
+            blaze: new_blaze(),
+            opened: HashSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Reads /proc/TGID/maps now, while the process lives, for a later
+    /// [`Symbolizer::symbolize`]. Cheap: one read and a parse.
+    pub fn remember_maps(&mut self, tgid: u32) {
+        let maps = match std::fs::read_to_string(format!("/proc/{tgid}/maps")) {
+            Ok(text) => {
+                let maps = parse_maps(&text);
+                if maps.is_empty() {
+                    // An exiting process has already dropped its mm.
+                    Maps::Failed("the process had no mappings left (already exiting)".into())
+                } else {
+                    Maps::Read(maps)
+                }
+            }
+            Err(e) => Maps::Failed(format!("/proc/{tgid}/maps: {e}")),
+        };
+        match &maps {
+            Maps::Read(_) => self.stats.maps_read += 1,
+            Maps::Failed(_) => self.stats.maps_failed += 1,
+        }
+        self.insert_maps(tgid, maps);
+    }
+
+    /// Uses `mappings` for process `tgid`, as if read from its maps.
+    pub fn set_maps(&mut self, tgid: u32, mappings: Vec<Mapping>) {
+        self.insert_maps(tgid, Maps::Read(mappings));
+    }
+
+    fn insert_maps(&mut self, tgid: u32, maps: Maps) {
+        if self.maps.insert(tgid, maps).is_none() {
+            self.maps_order.push_back(tgid);
+        }
+        while self.maps_order.len() > MAPS_MAX {
+            if let Some(old) = self.maps_order.pop_front() {
+                self.maps.remove(&old);
+            }
+        }
+    }
+
+    fn forget_maps(&mut self, tgid: u32) -> Option<Maps> {
+        let maps = self.maps.remove(&tgid)?;
+        self.maps_order.retain(|t| *t != tgid);
+        Some(maps)
+    }
+
+    /// Processes whose maps are held.
+    pub fn held_maps(&self) -> usize {
+        self.maps.len()
+    }
+
+    /// Fills in modules, offsets, build-ids and names for `stack`, taken
+    /// from process `tgid`, and forgets that process's maps.
+    pub fn symbolize(&mut self, tgid: u32, stack: &mut Stack) {
+        self.stats.stacks += 1;
+        let maps = self.forget_maps(tgid);
+        let mappings = match &maps {
+            Some(Maps::Read(m)) => {
+                stack.symbolized_from = Some("proc-maps".into());
+                Some(m.as_slice())
+            }
+            Some(Maps::Failed(why)) => {
+                stack.notes.push(format!("no mappings: {why}"));
+                None
+            }
+            None => {
+                stack.notes.push("no mappings were read for this process".into());
+                None
+            }
+        };
+        if let Some(mappings) = mappings {
+            for m in mappings {
+                self.learn_build_id(m);
+            }
+        }
+        let mut notes = Vec::new();
+        let mut used_build_ids = false;
+        for i in 0..stack.user.len() {
+            // A return address points after its call; look up the call.
+            let adjust = if i == 0 { 0 } else { 1 };
+            let frame = &mut stack.user[i];
+            let located = match mappings {
+                Some(m) => self.locate_in_maps(frame, m, &mut notes),
+                None => {
+                    let found = self.locate_by_build_id(frame);
+                    used_build_ids |= frame.build_id.is_some();
+                    found
+                }
+            };
+            if let Some((key, path)) = located {
+                self.name_frame(frame, key, &path, adjust);
+            }
+        }
+        if mappings.is_none() && used_build_ids {
+            stack.symbolized_from = Some("build-id".into());
+        }
+        for i in 0..stack.kernel.len() {
+            let adjust = if i == 0 { 0 } else { 1 };
+            self.name_kernel_frame(&mut stack.kernel[i], adjust);
+        }
+        notes.dedup();
+        stack.notes.extend(notes);
+        if self.opened.len() > OPEN_MODULES_MAX {
+            // blazesym keeps every file it opened mapped; start afresh
+            // rather than grow without bound. Names already found stay cached.
+            self.blaze = new_blaze();
+            self.opened.clear();
+        }
+    }
+
+    fn learn_build_id(&mut self, m: &Mapping) {
+        if !m.is_file() {
+            return;
+        }
+        if let Some(Some(id)) = self.file_build_id(&m.path, m.inode) {
+            bounded_insert(&mut self.build_id_paths, padded(&id), m.path.clone(), BUILD_IDS_MAX);
+        }
+    }
+
+    /// The build-id of the file at `path` (cached by path and inode).
+    fn file_build_id(&mut self, path: &str, inode: u64) -> Option<Option<String>> {
+        let key = (path.to_string(), inode);
+        if let Some(id) = self.file_build_ids.get(&key) {
+            return Some(id.clone());
+        }
+        let id = match blazesym::helper::read_elf_build_id(Path::new(path)) {
+            Ok(id) => id.map(|b| hex(&b)),
+            // Unreadable now (gone, no permission): no answer, not "none".
+            Err(_) => return None,
+        };
+        bounded_insert(&mut self.file_build_ids, key, id.clone(), BUILD_IDS_MAX);
+        Some(id)
+    }
+
+    /// Module, file offset and build-id of `frame` from the process's
+    /// mappings. Returns the key and path to name it with, if it can be.
+    fn locate_in_maps(&mut self, frame: &mut Frame, mappings: &[Mapping], notes: &mut Vec<String>) -> Option<(ModuleKey, String)> {
+        let kernel_id = frame.build_id.take();
+        let m = mappings.iter().find(|m| m.start <= frame.addr && frame.addr < m.end)?;
+        frame.module = Some(m.path.clone());
+        if !m.path.starts_with('/') {
+            // [vdso] and the like: no file to read symbols from.
+            return None;
+        }
+        frame.file_offset = Some(frame.addr - m.start + m.offset);
+        if !m.is_file() {
+            frame.build_id = kernel_id;
+            notes.push(format!("{} was deleted after it was mapped; its frames are not named", m.path));
+            return None;
+        }
+        let disk_id = self.file_build_id(&m.path, m.inode).flatten();
+        frame.build_id = kernel_id.clone().or_else(|| disk_id.clone());
+        if let (Some(k), Some(d)) = (&kernel_id, &disk_id) {
+            if padded(d) != *k {
+                notes.push(format!("{} was replaced since the crash (build-id {d}, was {k}); its frames are not named", m.path));
+                return None;
+            }
+        }
+        let key = match &disk_id {
+            Some(id) => ModuleKey::BuildId(padded(id)),
+            None => ModuleKey::File(m.path.clone(), m.inode),
+        };
+        Some((key, m.path.clone()))
+    }
+
+    /// Module of `frame` from the kernel's build-id alone (the process was
+    /// gone): a file seen earlier with that build-id. A separate debug file
+    /// (/usr/lib/debug/.build-id) is not enough: its program headers do not
+    /// keep the file offsets the kernel's offset is relative to.
+    fn locate_by_build_id(&mut self, frame: &mut Frame) -> Option<(ModuleKey, String)> {
+        let id = frame.build_id.clone()?;
+        let path = self.build_id_paths.get(&id)?.clone();
+        // Only a file that still has this build-id may name the frame.
+        let inode = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()?;
+        match self.file_build_id(&path, inode).flatten() {
+            Some(d) if padded(&d) == id => {}
+            _ => return None,
+        }
+        frame.module = Some(path.clone());
+        Some((ModuleKey::BuildId(id), path))
+    }
+
+    fn name_frame(&mut self, frame: &mut Frame, key: ModuleKey, path: &str, adjust: u64) {
+        self.stats.frames += 1;
+        let Some(offset) = frame.file_offset else { return };
+        let lookup = offset.saturating_sub(adjust);
+        let cache_key = (key, lookup);
+        let named = match self.symbols.get(&cache_key) {
+            Some(n) => {
+                self.stats.cache_hits += 1;
+                n.clone()
+            }
+            None => {
+                let src = Source::Elf(Elf::new(PathBuf::from(path)));
+                let n = self.lookup(&src, Input::FileOffset(lookup));
+                self.opened.insert(path.to_string());
+                bounded_insert(&mut self.symbols, cache_key, n.clone(), SYMBOLS_MAX);
+                n
+            }
+        };
+        if let Some(n) = named {
+            frame.function = Some(n.function);
+            frame.function_offset = Some(n.offset + adjust);
+            frame.source = n.source;
+        }
+    }
+
+    fn name_kernel_frame(&mut self, frame: &mut Frame, adjust: u64) {
+        self.stats.frames += 1;
+        frame.module = Some("[kernel]".into());
+        let lookup = frame.addr.saturating_sub(adjust);
+        let cache_key = (ModuleKey::Kernel, lookup);
+        let named = match self.symbols.get(&cache_key) {
+            Some(n) => {
+                self.stats.cache_hits += 1;
+                n.clone()
+            }
+            None => {
+                let src = Source::Kernel(Kernel {
+                    kallsyms: MaybeDefault::Default,
+                    // Searching for and parsing a vmlinux image costs far more
+                    // than a crash report is worth; kallsyms names functions.
+                    vmlinux: MaybeDefault::None,
+                    debug_syms: false,
+                    ..Kernel::default()
+                });
+                let n = self.lookup(&src, Input::AbsAddr(lookup));
+                bounded_insert(&mut self.symbols, cache_key, n.clone(), SYMBOLS_MAX);
+                n
+            }
+        };
+        if let Some(n) = named {
+            frame.function = Some(n.function);
+            frame.function_offset = Some(n.offset + adjust);
+        }
+    }
+
+    fn lookup(&self, src: &Source, input: Input<u64>) -> Option<Named> {
+        let found = match self.blaze.symbolize_single(src, input) {
+            Ok(found) => found,
+            // Unreadable debug info (an unsupported compression, a broken
+            // debug link) must not cost the name the symbol table gives.
+            Err(_) => match src {
+                Source::Elf(elf) => {
+                    let plain = Source::Elf(Elf { debug_syms: false, ..Elf::new(elf.path.clone()) });
+                    self.blaze.symbolize_single(&plain, input).ok()?
+                }
+                _ => return None,
+            },
+        };
+        match found {
+            Symbolized::Sym(sym) => Some(Named {
+                function: sym.name.to_string(),
+                offset: sym.offset as u64,
+                source: sym.code_info.as_ref().map(|c| match c.line {
+                    Some(line) => format!("{}:{line}", c.file.to_string_lossy()),
+                    None => c.file.to_string_lossy().into_owned(),
+                }),
+            }),
+            Symbolized::Unknown(_) => None,
+        }
+    }
+}
+
+/// Inserts into a cache map, first dropping an arbitrary entry when full:
+/// a cache, not a record, so any entry may go.
+fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, key: K, value: V, max: usize) {
+    if map.len() >= max && !map.contains_key(&key) {
+        if let Some(k) = map.keys().next().cloned() {
+            map.remove(&k);
+        }
+    }
+    map.insert(key, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c9a1c000-55d0c9a1d000 r--p 00000000 fe:01 1234                       /tmp/dir with space/deep
+55d0c9a1d000-55d0c9a1e000 r-xp 00001000 fe:01 1234                       /tmp/dir with space/deep
+55d0c9a20000-55d0c9a41000 rw-p 00000000 00:00 0                          [heap]
+7f0000000000-7f0000028000 r--p 00000000 fe:01 99                         /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000028000-7f000019d000 r-xp 00028000 fe:01 99                         /usr/lib/x86_64-linux-gnu/libc.so.6
+7f00001a0000-7f00001a1000 r-xp 00000000 00:00 0 
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
+7ffd00010000-7ffd00011000 r-xp 00002000 fe:01 77                         /opt/old (deleted)
+garbage line
+";
+
+    #[test]
+    fn parses_executable_named_mappings() {
+        let m = parse_maps(MAPS);
+        let paths: Vec<&str> = m.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(paths, vec!["/tmp/dir with space/deep", "/usr/lib/x86_64-linux-gnu/libc.so.6", "[vdso]", "/opt/old (deleted)"]);
+        assert_eq!(m[0], Mapping { start: 0x55d0c9a1d000, end: 0x55d0c9a1e000, offset: 0x1000, inode: 1234, path: "/tmp/dir with space/deep".into() });
+        assert!(!m[3].is_file());
+    }
+
+    #[test]
+    fn frames_get_modules_and_file_offsets_from_maps() {
+        let mut s = Symbolizer::new();
+        s.set_maps(42, parse_maps(MAPS));
+        let mut stack = Stack {
+            user: vec![
+                Frame::raw(0x55d0c9a1d139),
+                Frame::raw(0x7f0000029000),
+                Frame::raw(0x7ffd00000100),
+                Frame::raw(0x7ffd00010010),
+                Frame::raw(0x1234),
+            ],
+            ..Stack::default()
+        };
+        s.symbolize(42, &mut stack);
+        assert_eq!(stack.symbolized_from.as_deref(), Some("proc-maps"));
+        let u = &stack.user;
+        assert_eq!(u[0].module.as_deref(), Some("/tmp/dir with space/deep"));
+        assert_eq!(u[0].file_offset, Some(0x1139));
+        // The files do not exist here: modules and offsets, but no names.
+        assert_eq!(u[0].function, None);
+        assert_eq!(u[1].file_offset, Some(0x29000));
+        assert_eq!(u[2].module.as_deref(), Some("[vdso]"));
+        assert_eq!(u[2].file_offset, None);
+        assert_eq!(u[3].module.as_deref(), Some("/opt/old (deleted)"));
+        assert_eq!(u[3].file_offset, Some(0x2010));
+        assert_eq!(u[4].module, None, "an address outside every mapping has no module");
+        assert!(stack.notes.iter().any(|n| n.contains("/opt/old (deleted) was deleted")), "{:?}", stack.notes);
+        assert_eq!(s.held_maps(), 0, "maps are forgotten once used");
+    }
+
+    #[test]
+    fn missing_maps_are_said_and_build_ids_kept() {
+        let mut s = Symbolizer::new();
+        let id = "ab".repeat(20);
+        let mut stack = Stack {
+            user: vec![Frame { addr: 0x55d0c9a1d139, build_id: Some(id.clone()), file_offset: Some(0x1139), ..Frame::default() }],
+            ..Stack::default()
+        };
+        s.symbolize(7, &mut stack);
+        assert_eq!(stack.user[0].build_id.as_deref(), Some(id.as_str()));
+        assert_eq!(stack.user[0].file_offset, Some(0x1139));
+        assert_eq!(stack.user[0].function, None);
+        assert_eq!(stack.symbolized_from.as_deref(), Some("build-id"));
+        assert!(stack.notes.iter().any(|n| n.contains("no mappings were read")), "{:?}", stack.notes);
+    }
+
+    #[test]
+    fn names_a_function_of_this_test_binary() {
+        // This test's own executable has symbols: map it as a process would
+        // and look up the address of a known function.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let addr = bounded_insert::<u8, u8> as *const () as u64;
+        assert!(maps.iter().any(|m| m.start <= addr && addr < m.end && Path::new(&m.path) == exe), "own code is mapped from {exe:?}");
+        let mut s = Symbolizer::new();
+        s.set_maps(1, maps);
+        let mut stack = Stack { user: vec![Frame::raw(addr)], ..Stack::default() };
+        s.symbolize(1, &mut stack);
+        let f = &stack.user[0];
+        assert!(f.function.as_deref().unwrap_or("").contains("bounded_insert"), "{f:?}");
+        assert_eq!(f.function_offset, Some(0));
+        assert!(f.build_id.is_some(), "cargo links with a build-id: {f:?}");
+        // The same frame again comes from the cache.
+        s.set_maps(1, parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap()));
+        let mut again = Stack { user: vec![Frame::raw(addr)], ..Stack::default() };
+        s.symbolize(1, &mut again);
+        assert_eq!(again.user[0], stack.user[0]);
+        assert_eq!(s.stats.cache_hits, 1);
+    }
+
+    #[test]
+    fn maps_cache_is_bounded() {
+        let mut s = Symbolizer::new();
+        for pid in 0..(MAPS_MAX as u32 + 50) {
+            s.set_maps(pid, Vec::new());
+        }
+        assert_eq!(s.held_maps(), MAPS_MAX);
+    }
+}
