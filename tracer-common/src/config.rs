@@ -38,6 +38,17 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
     pub cgroup_level: u32,
+    /// task_struct.group_leader, task_struct.thread_pid, pid.level,
+    /// pid.numbers, sizeof(struct upid), upid.nr, upid.ns,
+    /// pid_namespace.ns + ns_common.inum
+    pub task_group_leader: u32,
+    pub task_thread_pid: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    pub pidns_inum: u32,
     /// 1 once user space filled the struct in; programs do nothing until then.
     pub valid: u32,
 }
@@ -69,6 +80,14 @@ impl KernelOffsets {
             cgroup_kn: 0,
             kernfs_node_id: 0,
             cgroup_level: 0,
+            task_group_leader: 0,
+            task_thread_pid: 0,
+            pid_level: 0,
+            pid_numbers: 0,
+            upid_size: 0,
+            upid_nr: 0,
+            upid_ns: 0,
+            pidns_inum: 0,
             valid: 0,
         }
     }

@@ -126,6 +126,11 @@ pub struct SignalDeliver {
     pub ppid: u32,
     /// The mm's dumpable mode (0 off, 1 user, 2 root), or [`DUMPABLE_UNKNOWN`].
     pub dumpable: u32,
+    /// Inode of the receiver's pid namespace (what /proc/PID/ns/pid names),
+    /// and its process id as seen inside that namespace; 0 when unreadable.
+    /// Read here because /proc/PID/ns is gone by the time user space looks.
+    pub pidns_inum: u32,
+    pub ns_tgid: u32,
 }
 
 pub const DUMPABLE_UNKNOWN: u32 = u32::MAX;

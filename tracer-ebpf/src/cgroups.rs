@@ -4,7 +4,11 @@
 //! TP_PROTO(struct cgroup *cgrp, const char *path) (+ int val for populated)
 //! https://elixir.bootlin.com/linux/v6.18/source/include/trace/events/cgroup.h
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel_str_bytes, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 use tracer_common::{
     cgroup::{CgroupEvent, CGROUP_FILTER_MAX, CGROUP_MKDIR, CGROUP_PATH_MAX, CGROUP_POPULATED, CGROUP_RELEASE, CGROUP_RMDIR},
     EventKind,
@@ -12,7 +16,7 @@ use tracer_common::{
 
 use crate::{
     emit::reserve,
-    maps::{offsets_valid, SETTINGS},
+    maps::{offsets_valid, CGROUP_SCRATCH, SETTINGS},
     off,
     task::read,
 };
@@ -49,16 +53,23 @@ fn cgroup_event(ctx: &BtfTracePointContext, op: u32, val: i32) {
     }
     let cgrp: *const u8 = ctx.arg(0);
     let path: *const u8 = ctx.arg(1);
+    let Some(scratch) = CGROUP_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let scratch = unsafe { &mut *scratch };
+    if unsafe { bpf_probe_read_kernel_str_bytes(path, scratch) }.is_err() {
+        scratch[0] = 0;
+    }
+    if !under_prefix(scratch) {
+        return;
+    }
     let Some(mut entry) = reserve::<CgroupEvent>(EventKind::Cgroup) else {
         return;
     };
     let event = entry.as_mut_ptr();
     unsafe {
-        (*event).path = [0; CGROUP_PATH_MAX];
-        let _ = bpf_probe_read_kernel_str_bytes(path, &mut (*event).path);
-        if !under_prefix(&(*event).path) {
-            entry.discard(0);
-            return;
+        if bpf_probe_read_kernel_buf(scratch.as_ptr(), &mut (*event).path).is_err() {
+            (*event).path = [0; CGROUP_PATH_MAX];
         }
         let root = read::<*const u8>(cgrp, off!(cgroup_root)).unwrap_or(core::ptr::null());
         let kn = read::<*const u8>(cgrp, off!(cgroup_kn)).unwrap_or(core::ptr::null());
@@ -72,8 +83,6 @@ fn cgroup_event(ctx: &BtfTracePointContext, op: u32, val: i32) {
 }
 
 /// Whether `path` starts with the `--cgroup` prefix (always, without one).
-/// Filtering after the copy keeps the loop simple for the verifier; a
-/// discarded reservation costs no user-space wake-up.
 #[inline(always)]
 fn under_prefix(path: &[u8; CGROUP_PATH_MAX]) -> bool {
     let len = unsafe { core::ptr::read_volatile(&SETTINGS.cgroup_prefix_len) } as usize;

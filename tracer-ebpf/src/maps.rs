@@ -42,6 +42,12 @@ pub struct ConnectArgs {
     pub path: [u8; tracer_common::collector::SUN_PATH_MAX],
 }
 
+/// Per-CPU room for a cgroup path, so `--cgroup` can filter before a
+/// ring-buffer reservation: events outside the subtree then cost no ring
+/// space and are never counted as lost.
+#[map]
+pub static CGROUP_SCRATCH: PerCpuArray<[u8; tracer_common::cgroup::CGROUP_PATH_MAX]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Filled in by user space from the kernel's BTF before load.
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets::zeroed();

@@ -199,6 +199,9 @@ fn try_signal_deliver(ctx: &BtfTracePointContext) {
         (*event).rlimit_core = task.rlimit_core();
         (*event).ppid = task.ppid();
         (*event).dumpable = task.dumpable();
+        let (pidns, ns_tgid) = task.pid_namespace();
+        (*event).pidns_inum = pidns;
+        (*event).ns_tgid = ns_tgid;
     }
     entry.submit(0);
     // The dying thread's stack, while it is still the current task. A

@@ -92,6 +92,24 @@ impl Task {
         unsafe { read::<u64>(sighand, offset) }.unwrap_or(0)
     }
 
+    /// (pid namespace inode, process id inside it) from the group leader's
+    /// struct pid: numbers[level] is the innermost namespace's view.
+    #[inline(always)]
+    pub fn pid_namespace(self) -> (u32, u32) {
+        let leader = unsafe { read::<*const u8>(self.0, off!(task_group_leader)) }.unwrap_or(core::ptr::null());
+        let pid = unsafe { read::<*const u8>(leader, off!(task_thread_pid)) }.unwrap_or(core::ptr::null());
+        let Some(level) = (unsafe { read::<u32>(pid, off!(pid_level)) }) else {
+            return (0, 0);
+        };
+        // Pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL).
+        let level = level & 31;
+        let upid = off!(pid_numbers) + level * off!(upid_size);
+        let nr = unsafe { read::<i32>(pid, upid + off!(upid_nr)) }.unwrap_or(0) as u32;
+        let ns = unsafe { read::<*const u8>(pid, upid + off!(upid_ns)) }.unwrap_or(core::ptr::null());
+        let inum = unsafe { read::<u32>(ns, off!(pidns_inum)) }.unwrap_or(0);
+        (inum, nr)
+    }
+
     /// The mm's argv area: (arg_start, arg_end).
     #[inline(always)]
     pub fn arg_area(self) -> (u64, u64) {

@@ -107,6 +107,9 @@ pub struct CgroupNote {
     pub actor: Proc,
     /// Why it is shown: "removed by the crasher", "crasher's cgroup emptied", ...
     pub why: String,
+    /// Zombies the group still held at the time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zombies: Vec<Proc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -199,8 +199,11 @@ impl Correlator {
             Body::SignalGenerate { sig, code, result, target, target_ppid, target_handler, fault_addr, si_pid, .. } => {
                 self.on_generate(ev, *sig, *code, *result, target, *target_ppid, *target_handler, *fault_addr, *si_pid, &mut done)
             }
-            Body::SignalDeliver { sig, code, sa_handler, fault_addr, rlimit_core, ppid, dumpable, .. } => {
-                self.on_deliver(ev, *sig, *code, *sa_handler, *fault_addr, *rlimit_core, *ppid, *dumpable, &mut done)
+            Body::SignalDeliver { sig, code, sa_handler, fault_addr, rlimit_core, ppid, dumpable, pidns, ns_pid, .. } => {
+                self.on_deliver(ev, *sig, *code, *sa_handler, *fault_addr, *rlimit_core, *ppid, *dumpable, &mut done);
+                if let (Some(ns), Some(pid)) = (pidns, ns_pid) {
+                    self.learn_pid_namespace(ev.task.tgid, *ns, *pid);
+                }
             }
             Body::DumpStart { sig, hook, rlimit_core, dumpable, fault_addr, code } => {
                 let id = self.chain_for(ev.task.clone(), *sig, ev.ts_ns, &mut done);
@@ -247,7 +250,9 @@ impl Correlator {
                     });
                 }
             }
-            Body::Cgroup { op, root, id, path, populated, .. } => self.on_cgroup(ev, op, *root, *id, path, *populated),
+            Body::Cgroup { op, root, id, path, populated, zombies, .. } => {
+                self.on_cgroup(ev, op, *root, *id, path, *populated, zombies)
+            }
             Body::StackCapture { .. } => self.on_stack(ev),
         }
         done
@@ -266,7 +271,8 @@ impl Correlator {
         }
     }
 
-    fn on_cgroup(&mut self, ev: &Event, op: &str, root: u32, id: u64, path: &str, populated: Option<bool>) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_cgroup(&mut self, ev: &Event, op: &str, root: u32, id: u64, path: &str, populated: Option<bool>, zombies: &[Proc]) {
         if root == 0 && op != "release" {
             self.learn_cgroup_path(id, path.to_string());
         }
@@ -284,7 +290,13 @@ impl Correlator {
             id,
             path: path.to_string(),
             actor: ev.task.clone(),
-            why: why.to_string(),
+            why: if zombies.is_empty() {
+                why.to_string()
+            } else {
+                let z: Vec<String> = zombies.iter().map(|p| p.to_string()).collect();
+                format!("{why} while it still held zombie {}", z.join(", "))
+            },
+            zombies: zombies.to_vec(),
         });
     }
 
@@ -298,8 +310,11 @@ impl Correlator {
             .filter(|n| n.ts_ns >= since && n.ts_ns <= chain.first_ts_ns)
             .filter_map(|n| {
                 let by_crasher = n.actor.tgid == chain.crasher.tgid;
-                let own = n.id == chain.cgroup_id
-                    || (!n.path.is_empty() && own_path.starts_with(&n.path) && (own_path.len() == n.path.len() || own_path[n.path.len()..].starts_with('/')));
+                // A live crasher keeps its own groups populated, so an
+                // "emptied" of them predates it; only removals count there.
+                let own = n.op == "rmdir"
+                    && (n.id == chain.cgroup_id
+                    || (!n.path.is_empty() && own_path.starts_with(&n.path) && (own_path.len() == n.path.len() || own_path[n.path.len()..].starts_with('/'))));
                 let why = match (by_crasher, own) {
                     (true, _) => format!("{} by the crashing process", n.why),
                     (false, true) => format!("{}: the crashing process's own cgroup", n.why),

@@ -130,6 +130,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 rlimit_core: limit(e.rlimit_core),
                 ppid: e.ppid,
                 dumpable: dumpable(e.dumpable),
+                pidns: nonzero(e.pidns_inum as u64),
+                ns_pid: nonzero(e.ns_tgid),
             }
         }
         EventKind::DumpStart => {
@@ -198,6 +200,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 level: e.level,
                 populated: if e.op == CGROUP_POPULATED { Some(e.val != 0) } else { None },
                 path: c_str(&e.path),
+                zombies: Vec::new(),
             }
         }
         EventKind::StackCapture => crate::stack::decode_capture(&read(bytes).expect("length checked")),
@@ -403,6 +406,8 @@ mod tests {
             rlimit_core: u64::MAX,
             ppid: 1,
             dumpable: DUMPABLE_UNKNOWN,
+            pidns_inum: 0,
+            ns_tgid: 0,
         };
         match decode(&as_bytes(&d)).unwrap().body {
             Body::SignalDeliver { rlimit_core, dumpable, fault_addr, .. } => {

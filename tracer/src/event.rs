@@ -99,6 +99,11 @@ pub enum Body {
         ppid: u32,
         /// None: unknown (no mm).
         dumpable: Option<u32>,
+        /// The receiver's pid namespace inode and its pid inside it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pidns: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        ns_pid: Option<u32>,
     },
     /// A direct hook saw the kernel's core-dump entry.
     DumpStart {
@@ -142,6 +147,11 @@ pub enum Body {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         populated: Option<bool>,
         path: String,
+        /// Zombies still charged to the group when it was emptied or removed
+        /// (cgroup v2 keeps a zombie in its group until it is reaped). Filled
+        /// in by user space from /proc.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        zombies: Vec<Proc>,
     },
     /// The stack of the thread acting on a fatal signal (the event's task),
     /// taken in the kernel at delivery. Raw addresses; see [`crate::stack`].

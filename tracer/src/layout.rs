@@ -137,6 +137,14 @@ impl KernelBtf {
             cgroup_kn: self.member_offset("cgroup", "kn")?,
             kernfs_node_id: self.member_offset("kernfs_node", "id")?,
             cgroup_level: self.member_offset("cgroup", "level")?,
+            task_group_leader: self.member_offset("task_struct", "group_leader")?,
+            task_thread_pid: self.member_offset("task_struct", "thread_pid")?,
+            pid_level: self.member_offset("pid", "level")?,
+            pid_numbers: self.member_offset("pid", "numbers")?,
+            upid_size: self.struct_size("upid")?,
+            upid_nr: self.member_offset("upid", "nr")?,
+            upid_ns: self.member_offset("upid", "ns")?,
+            pidns_inum: self.member_offset("pid_namespace", "ns")? + self.member_offset("ns_common", "inum")?,
             valid: 1,
         })
     }

@@ -72,6 +72,26 @@ struct Outputs {
     cgroup_filter: Option<String>,
     /// Names the frames of captured stacks when their chains end.
     symbolizer: crate::symbolize::Symbolizer,
+    zombie_scans: RateLimit,
+}
+
+/// At most `max` actions per second of event time: a cgroup storm must not
+/// turn into a storm of /proc scans.
+struct RateLimit {
+    window_start: u64,
+    used: u32,
+    max: u32,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now_ns: u64) -> bool {
+        if now_ns.saturating_sub(self.window_start) >= 1_000_000_000 {
+            self.window_start = now_ns;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.max
+    }
 }
 
 /// Whether cgroup `path` is `prefix` or below it.
@@ -155,8 +175,15 @@ impl Outputs {
         let _ = pid;
         self.followed.iter().any(|p| chain.involves(*p))
             || chain.linked_to.map(|id| self.watched_handled.as_ref().map(|(h, _)| *h == id).unwrap_or(false)).unwrap_or(false)
-            // For a PID 1, a collector that cannot reach PID 1 is PID 1's story.
-            || (self.watched_is_init && chain.verdict == Some(Verdict::CollectorUnreachablePid1))
+            // A PID 1 owns the coredump socket: every collector that talks
+            // to it, or fails to, is part of its story.
+            || (self.watched_is_init
+                && (chain.verdict == Some(Verdict::CollectorUnreachablePid1)
+                    || chain
+                        .collector
+                        .as_ref()
+                        .map(|c| c.connects.iter().any(|k| k.path == crate::core_pattern::SYSTEMD_COREDUMP_SOCKET))
+                        .unwrap_or(false)))
     }
 
     /// Re-checks the watched pid and reports a state change.
@@ -279,6 +306,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         watched_is_init: args.pid.map(crate::watched::is_namespace_init).unwrap_or(false),
         watched_handled: None,
         watched_state: None,
+        zombie_scans: RateLimit { window_start: 0, used: 0, max: 20 },
         cgroup_filter: args.cgroup.clone(),
         symbolizer: crate::symbolize::Symbolizer::new(),
     };
@@ -397,15 +425,6 @@ fn proc_cgroup_v2(tgid: u32) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
 }
 
-/// The pid namespace's inode and the innermost pid of a process.
-fn proc_pid_namespace(tgid: u32) -> Option<(u64, u32)> {
-    let link = std::fs::read_link(format!("/proc/{tgid}/ns/pid")).ok()?;
-    let inode = link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{tgid}/status")).ok()?;
-    let ns_pid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()?;
-    Some((inode, ns_pid))
-}
-
 fn settings_event(s: CoreSettings, ts_ns: u64) -> Event {
     Event { ts_ns, cpu: 0, task: Proc::default(), cgroup_id: 0, body: Body::CoreSettings(s) }
 }
@@ -418,7 +437,7 @@ fn drain(
     decode_errors: &mut u64,
 ) {
     while let Some(item) = rb.next() {
-        let ev = match decode::decode(&item) {
+        let mut ev = match decode::decode(&item) {
             Ok(ev) => ev,
             Err(e) => {
                 *decode_errors += 1;
@@ -429,6 +448,13 @@ fn drain(
             }
         };
         drop(item);
+        if let Body::Cgroup { op, root: 0, populated, path, zombies, .. } = &mut ev.body {
+            // cgroup v2 keeps a zombie in its group until it is reaped: say
+            // so when a group is emptied or removed with one still in it.
+            if (op == "rmdir" || *populated == Some(false)) && out.zombie_scans.allow(ev.ts_ns) {
+                *zombies = crate::watched::zombies_in_cgroup(path);
+            }
+        }
         if let Body::StackCapture { .. } = &ev.body {
             // The thread is acting on its fatal signal: its maps are still
             // there to read, and may not be by the time its chain ends.
@@ -455,9 +481,7 @@ fn drain(
             if let Some(path) = proc_cgroup_v2(ev.task.tgid) {
                 correlator.learn_cgroup_path(ev.cgroup_id, path);
             }
-            if let Some((pidns, ns_pid)) = proc_pid_namespace(ev.task.tgid) {
-                correlator.learn_pid_namespace(ev.task.tgid, pidns, ns_pid);
-            }
+
         }
         out.event(&ev, correlator);
         for chain in ended {

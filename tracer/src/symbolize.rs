@@ -146,6 +146,9 @@ pub struct Symbolizer {
     blaze: Blaze,
     /// Files blazesym has opened since it was last rebuilt.
     opened: HashSet<String>,
+    /// Whether this process's own modules (the C library and loader most
+    /// crashers share) were added to `build_id_paths`.
+    learned_own: bool,
     pub stats: Stats,
 }
 
@@ -178,6 +181,7 @@ impl Symbolizer {
             symbols: HashMap::new(),
             blaze: new_blaze(),
             opened: HashSet::new(),
+            learned_own: false,
             stats: Stats::default(),
         }
     }
@@ -280,6 +284,10 @@ impl Symbolizer {
             let adjust = if i == 0 { 0 } else { 1 };
             self.name_kernel_frame(&mut stack.kernel[i], adjust);
         }
+        // The walk starts inside crashtrace's own program and the
+        // tracepoint's dispatch; those frames say nothing of the crash.
+        let ours = stack.kernel.iter().take_while(|f| f.function.as_deref().is_some_and(is_tracing_frame)).count();
+        stack.kernel.drain(..ours);
         notes.dedup();
         stack.notes.extend(notes);
         if self.opened.len() > OPEN_MODULES_MAX {
@@ -317,8 +325,10 @@ impl Symbolizer {
     /// Module, file offset and build-id of `frame` from the process's
     /// mappings. Returns the key and path to name it with, if it can be.
     fn locate_in_maps(&mut self, frame: &mut Frame, mappings: &[Mapping], notes: &mut Vec<String>) -> Option<(ModuleKey, String)> {
-        let kernel_id = frame.build_id.take();
+        // Outside every mapping, the kernel's build-id and offset (if any)
+        // are all there is, and stay.
         let m = mappings.iter().find(|m| m.start <= frame.addr && frame.addr < m.end)?;
+        let kernel_id = frame.build_id.take();
         frame.module = Some(m.path.clone());
         if !m.path.starts_with('/') {
             // [vdso] and the like: no file to read symbols from.
@@ -351,6 +361,15 @@ impl Symbolizer {
     /// keep the file offsets the kernel's offset is relative to.
     fn locate_by_build_id(&mut self, frame: &mut Frame) -> Option<(ModuleKey, String)> {
         let id = frame.build_id.clone()?;
+        if !self.build_id_paths.contains_key(&id) && !self.learned_own {
+            // Once, and only when needed: most crashers share libc and the
+            // loader with this process, so its own maps name those.
+            self.learned_own = true;
+            let own = std::fs::read_to_string("/proc/self/maps").map(|t| parse_maps(&t)).unwrap_or_default();
+            for m in &own {
+                self.learn_build_id(m);
+            }
+        }
         let path = self.build_id_paths.get(&id)?.clone();
         // Only a file that still has this build-id may name the frame.
         let inode = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()?;
@@ -417,6 +436,19 @@ impl Symbolizer {
         }
     }
 
+    /// Names `file_offset` in the ELF file at `path`: how a stack recorded
+    /// on one machine (module build-id + file offset) is symbolised on
+    /// another, against a copy of the module with the same build-id.
+    /// `return_address`: the offset is a return address (every frame but
+    /// the first), so the call before it is looked up. Returns the function
+    /// and the offset's distance from its start.
+    pub fn name_in_file(&mut self, path: &Path, file_offset: u64, return_address: bool) -> Option<(String, u64)> {
+        let adjust = u64::from(return_address);
+        let src = Source::Elf(Elf::new(path.to_path_buf()));
+        let named = self.lookup(&src, Input::FileOffset(file_offset.checked_sub(adjust)?))?;
+        Some((named.function, named.offset + adjust))
+    }
+
     fn lookup(&self, src: &Source, input: Input<u64>) -> Option<Named> {
         let found = match self.blaze.symbolize_single(src, input) {
             Ok(found) => found,
@@ -442,6 +474,16 @@ impl Symbolizer {
             Symbolized::Unknown(_) => None,
         }
     }
+}
+
+/// Frames of the BPF program and the tracepoint machinery that ran it.
+fn is_tracing_frame(function: &str) -> bool {
+    function.starts_with("bpf_prog_")
+        || function.starts_with("bpf_trace_run")
+        || function.starts_with("__bpf_trace_")
+        || function.starts_with("bpf_get_stack")
+        || function.starts_with("__traceiter_")
+        || function == "bpf_trampoline"
 }
 
 /// Inserts into a cache map, first dropping an arbitrary entry when full:
@@ -490,7 +532,7 @@ garbage line
                 Frame::raw(0x7f0000029000),
                 Frame::raw(0x7ffd00000100),
                 Frame::raw(0x7ffd00010010),
-                Frame::raw(0x1234),
+                Frame { addr: 0x1234, build_id: Some("cd".repeat(20)), file_offset: Some(0x40), ..Frame::default() },
             ],
             ..Stack::default()
         };
@@ -507,6 +549,8 @@ garbage line
         assert_eq!(u[3].module.as_deref(), Some("/opt/old (deleted)"));
         assert_eq!(u[3].file_offset, Some(0x2010));
         assert_eq!(u[4].module, None, "an address outside every mapping has no module");
+        assert_eq!(u[4].build_id, Some("cd".repeat(20)), "the kernel's build-id stays");
+        assert_eq!(u[4].file_offset, Some(0x40));
         assert!(stack.notes.iter().any(|n| n.contains("/opt/old (deleted) was deleted")), "{:?}", stack.notes);
         assert_eq!(s.held_maps(), 0, "maps are forgotten once used");
     }
@@ -549,6 +593,36 @@ garbage line
         s.symbolize(1, &mut again);
         assert_eq!(again.user[0], stack.user[0]);
         assert_eq!(s.stats.cache_hits, 1);
+    }
+
+    #[test]
+    fn build_id_alone_names_a_module_this_process_also_maps() {
+        // The crasher is gone (no maps), but the kernel gave build-id + file
+        // offset, and the module is one this process maps too.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let addr = bounded_insert::<u16, u16> as *const () as u64;
+        let m = maps.iter().find(|m| m.start <= addr && addr < m.end).expect("own code is mapped");
+        let id = hex(&blazesym::helper::read_elf_build_id(&exe).unwrap().expect("cargo links with a build-id"));
+        let offset = addr - m.start + m.offset;
+        let mut s = Symbolizer::new();
+        let mut stack = Stack {
+            user: vec![Frame { addr, build_id: Some(padded(&id)), file_offset: Some(offset), ..Frame::default() }],
+            ..Stack::default()
+        };
+        s.symbolize(99, &mut stack);
+        assert_eq!(stack.symbolized_from.as_deref(), Some("build-id"));
+        let f = &stack.user[0];
+        assert_eq!(f.module.as_deref(), exe.to_str());
+        assert!(f.function.as_deref().unwrap_or("").contains("bounded_insert"), "{f:?}");
+        // A build-id nobody has stays unnamed.
+        let mut other = Stack {
+            user: vec![Frame { addr, build_id: Some("ee".repeat(20)), file_offset: Some(offset), ..Frame::default() }],
+            ..Stack::default()
+        };
+        s.symbolize(98, &mut other);
+        assert_eq!(other.user[0].function, None);
+        assert_eq!(other.user[0].module, None);
     }
 
     #[test]

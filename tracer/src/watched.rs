@@ -119,6 +119,26 @@ fn zombie_children(pid: u32) -> usize {
         .count()
 }
 
+/// Zombies whose cgroup v2 path is `path` (a removed group reads
+/// "PATH (deleted)" in /proc/PID/cgroup).
+pub fn zombies_in_cgroup(path: &str) -> Vec<crate::event::Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let deleted = format!("{path} (deleted)");
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| matches!(stat_state(*p), Some(('Z', _))))
+        .filter(|p| {
+            read(format!("/proc/{p}/cgroup"))
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::")).map(|l| l == path || l == deleted))
+                .unwrap_or(false)
+        })
+        .map(|p| {
+            let comm = read(format!("/proc/{p}/comm")).unwrap_or_default().trim().to_string();
+            crate::event::Proc { pid: p, tgid: p, comm }
+        })
+        .take(16)
+        .collect()
+}
+
 /// Whether the pid is PID 1 of some pid namespace (the last NSpid is 1).
 pub fn is_namespace_init(pid: u32) -> bool {
     pid == 1

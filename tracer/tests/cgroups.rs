@@ -59,12 +59,9 @@ struct Cgroup2 {
 impl Cgroup2 {
     fn find_or_mount() -> Cgroup2 {
         let force_private = std::env::var_os("CRASHTRACE_TEST_PRIVATE_CGROUP2").is_some_and(|v| v == "1");
-        if !force_private {
-            if let Some((mount, mount_root)) = find_cgroup2_mount() {
-                if mount.join("cgroup.procs").exists() {
-                    return Cgroup2 { mount, mount_root, private: None };
-                }
-            }
+        let found = if force_private { None } else { find_cgroup2_mount() };
+        if let Some((mount, mount_root)) = found.filter(|(m, _)| m.join("cgroup.procs").exists()) {
+            return Cgroup2 { mount, mount_root, private: None };
         }
         let dir = TempDir::new("crashtrace-cgroup2");
         let target = CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("temp path has no NUL");
@@ -80,6 +77,7 @@ impl Cgroup2 {
             dir.path().display(),
             std::io::Error::last_os_error()
         );
+        eprintln!("cgroups test: using a private cgroup2 mount at {}", dir.path().display());
         Cgroup2 { mount: dir.path().to_path_buf(), mount_root: "/".into(), private: Some(dir) }
     }
 
@@ -199,6 +197,28 @@ fn remove_cgroup_tree(dir: &Path) {
     }
 }
 
+/// A `sleep` moved into a cgroup; killed and reaped when dropped.
+struct Sleeper {
+    child: Child,
+}
+
+impl Sleeper {
+    fn start_in(dir: &Path) -> Sleeper {
+        let child = Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn().expect("start sleep");
+        let sleeper = Sleeper { child };
+        std::fs::write(dir.join("cgroup.procs"), sleeper.child.id().to_string())
+            .unwrap_or_else(|e| panic!("moving sleep {} into {}: {e}", sleeper.child.id(), dir.display()));
+        sleeper
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The directory's inode: the cgroup v2 id.
 fn inode(dir: &Path) -> u64 {
     std::fs::metadata(dir).unwrap_or_else(|e| panic!("stat {}: {e}", dir.display())).ino()
@@ -223,7 +243,8 @@ const HELPER_C: &str = r#"
  *                                an actor; the actor forks a child that joins
  *                                UNIT and exits; with the child a zombie, the
  *                                actor removes UNIT and writes through NULL.
- *                                The runner then reaps both.
+ *                                The runner then reaps both, the zombie
+ *                                300 ms after the actor.
  * Facts are printed as key=value lines on stdout.
  * Crashes run with RLIMIT_CORE 0, so no core file is written. */
 #define _GNU_SOURCE
@@ -376,7 +397,10 @@ static int zombie(const char *manager, const char *unit)
     if (waitpid(a, &status, 0) != a)
         return 6;
     printf("actor_wait_status=%d\n", status);
-    /* The zombie was reparented to this subreaper when the actor died. */
+    /* The zombie was reparented to this subreaper when the actor died. It is
+     * left unreaped a while longer, so the group's release shows whether a
+     * zombie keeps a removed group alive. */
+    usleep(300000);
     while ((p = waitpid(-1, &status, 0)) > 0)
         printf("reaped_pid=%d\nreaped_ns=%llu\n", (int)p, mono_ns());
     fflush(stdout);
@@ -686,13 +710,11 @@ fn cgroup_life_on_v2() {
     let base_level = root_path.split('/').filter(|s| !s.is_empty()).count() as u64;
 
     // Populate: a sleeping child moved into b.
-    let mut sleeper = Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn().expect("start sleep");
-    let sleeper_pid = sleeper.id() as u64;
-    std::fs::write(b_dir.join("cgroup.procs"), sleeper_pid.to_string())
-        .unwrap_or_else(|e| panic!("moving sleep {sleeper_pid} into {}: {e}", b_dir.display()));
+    let mut sleeper = Sleeper::start_in(&b_dir);
+    let sleeper_pid = sleeper.child.id() as u64;
     // Depopulate: kill and reap it.
-    sleeper.kill().expect("kill sleep");
-    let status = wait_bounded(&mut sleeper, Duration::from_secs(10), "sleep");
+    sleeper.child.kill().expect("kill sleep");
+    let status = wait_bounded(&mut sleeper.child, Duration::from_secs(10), "sleep");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "sleep ended with {status}, not SIGKILL");
     rmdir(&b_dir);
     rmdir(&a_dir);
@@ -795,6 +817,12 @@ fn crash_in_cgroup_keeps_its_path() {
     let cg = Cgroup2::find_or_mount();
     let root = TestGroup::create(&cg, "crash");
     let root_path = cg.hierarchy_path(root.path());
+    // A process kept in the test root's subtree, so the root itself never
+    // becomes empty: the first crasher's exit must not empty an ancestor of
+    // the second one's group.
+    let keeper_dir = root.path().join("keeper");
+    mkdir(&keeper_dir);
+    let _keeper = Sleeper::start_in(&keeper_dir);
     let early = root.path().join("early");
     mkdir(&early);
     let mut trace = Trace::start(&["--cgroup", &root_path]);
@@ -802,6 +830,7 @@ fn crash_in_cgroup_keeps_its_path() {
     mkdir(&late);
 
     let pidns = own_pidns();
+    let mut wrong_pidns = Vec::new();
     for (dir, how) in [(&early, "made before crashtrace started"), (&late, "made after crashtrace started")] {
         let id = inode(dir);
         let path = cg.hierarchy_path(dir);
@@ -825,12 +854,18 @@ fn crash_in_cgroup_keeps_its_path() {
         assert_eq!(verdict["signal"], "SIGSEGV", "{verdict}");
         assert_eq!(verdict["cgroup_id"].as_u64(), Some(id), "the chain's cgroup_id is not the inode of {path} ({how}): {verdict}");
         assert_eq!(verdict["cgroup_path"].as_str(), Some(path.as_str()), "the chain's cgroup_path ({how}): {verdict}");
-        assert_eq!(verdict["pidns"].as_u64(), Some(pidns), "the crasher's pid namespace: {verdict}");
-        assert_eq!(verdict["ns_pid"].as_u64(), Some(pid as u64), "the crasher's pid in its namespace: {verdict}");
+        // Checked after everything else (below), so a miss here does not
+        // hide the cgroup checks.
+        if verdict["pidns"].as_u64() != Some(pidns) || verdict["ns_pid"].as_u64() != Some(pid as u64) {
+            wrong_pidns.push(format!(
+                "pid {pid}: pidns {} (want {pidns}), ns_pid {} (want {pid})",
+                verdict["pidns"], verdict["ns_pid"]
+            ));
+        }
         assert_eq!(
             verdict["cgroup_context"].as_array().map(Vec::len),
             Some(0),
-            "nothing before this crash removed or emptied its group: {verdict}"
+            "nothing before this crash removed or emptied its group or an ancestor: {verdict}"
         );
 
         // The rmdir was printed before the verdict, so the path above was
@@ -861,6 +896,12 @@ fn crash_in_cgroup_keeps_its_path() {
     }
     let stopped = trace.stop();
     stopped.assert_clean_exit();
+    assert!(
+        wrong_pidns.is_empty(),
+        "chains without the crasher's pid namespace (crashtrace reads /proc/PID/ns/pid and NSpid when it drains \
+         the signal_deliver event; a crasher that has already passed exit_task_namespaces() has no ns link left):\n{}",
+        wrong_pidns.join("\n")
+    );
 }
 
 /// The incident's shape on cgroup2: a child exits and stays a zombie in
@@ -971,15 +1012,19 @@ fn zombie_cgroup_rmdir_then_crash() {
     }
     match &release {
         Some(r) => eprintln!(
-            "  released at {} ns by {}: {} ns after the zombie was reaped (at {reaped_ns} ns)",
+            "  released at {} ns by {}: {} ns after the rmdir, {} ns after the zombie was reaped (at {reaped_ns} ns)",
             r["ts_ns"],
             r["task"]["comm"].as_str().unwrap_or("?"),
+            r["ts_ns"].as_u64().unwrap_or(0) as i128 - rmdir_ns as i128,
             r["ts_ns"].as_u64().unwrap_or(0) as i128 - reaped_ns as i128
         ),
         None => eprintln!("  not released: the rmdir failed"),
     }
     eprintln!("  context note: {note}");
 }
+
+/// (mkdirs, rmdirs, the mkdir's id, the rmdir's id) of one storm group.
+type PairSeen = (u64, u64, Option<u64>, Option<u64>);
 
 /// 10,000 mkdir/rmdir pairs in a test subtree, with `--cgroup` set to it and
 /// the default ring buffer. Every mkdir, rmdir and release is either seen or
@@ -1023,7 +1068,8 @@ fn cgroup_storm_loses_nothing_silently() {
 
     let prefix = format!("{root_path}/");
     let mut seen: std::collections::BTreeMap<&str, u64> = Default::default();
-    let mut per_name: std::collections::HashMap<&str, (u64, u64, Option<u64>, Option<u64>)> = Default::default();
+    // Per group name: mkdir and rmdir counts, and the ids they carried.
+    let mut per_name: std::collections::HashMap<&str, PairSeen> = Default::default();
     for r in stopped.records.iter().filter(|r| is_cgroup_event(r)) {
         let Some(path) = r["path"].as_str().filter(|p| p.starts_with(&prefix)) else { continue };
         let op = r["op"].as_str().unwrap_or("?");

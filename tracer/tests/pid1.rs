@@ -28,15 +28,15 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
-        mpsc::{self, Receiver, RecvTimeoutError},
         Arc, Mutex, OnceLock,
+        mpsc::{self, Receiver, RecvTimeoutError},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use common::{Crasher, Exclusive, RlimitCore, TempDir, ATTACH_WAIT, CRASHTRACE, STOP_WAIT, VERDICT_WAIT};
-use serde_json::{json, Value};
+use common::{ATTACH_WAIT, CRASHTRACE, Crasher, Exclusive, RlimitCore, STOP_WAIT, TempDir, VERDICT_WAIT};
+use serde_json::{Value, json};
 
 const SYSTEMD_COREDUMP: &str = "/lib/systemd/systemd-coredump";
 /// Debian's pattern and pipe limit, exactly as the package sets them.
@@ -166,7 +166,10 @@ impl Namespace {
             }
             if let Ok(Some(status)) = unshare.try_wait() {
                 let _ = reader.join();
-                panic!("unshare exited ({status}) before its child appeared; stderr:\n{}", stderr.lock().unwrap_or_else(|p| p.into_inner()));
+                panic!(
+                    "unshare exited ({status}) before its child appeared; stderr:\n{}",
+                    stderr.lock().unwrap_or_else(|p| p.into_inner())
+                );
             }
             if Instant::now() > deadline {
                 let _ = unshare.kill();
@@ -177,7 +180,10 @@ impl Namespace {
         };
         let mut ns = Namespace { unshare, init, lines, stderr, _reader: reader, made_socket_dir };
         if ns.wait_line("testinit: ready", SETUP_WAIT).is_none() {
-            panic!("the test init (host pid {init}) did not say ready within {SETUP_WAIT:?}; its stderr:\n{}", ns.stderr_text());
+            panic!(
+                "the test init (host pid {init}) did not say ready within {SETUP_WAIT:?}; its stderr:\n{}",
+                ns.stderr_text()
+            );
         }
         ns
     }
@@ -234,10 +240,11 @@ impl Namespace {
         loop {
             let c = Proc::read(crash_child);
             let init = Proc::read(self.init);
-            if let (Some(c), Some(init)) = (&c, &init) {
-                if c.wchan.contains("pipe") && init.wchan.contains("wait") {
-                    return (c.clone(), init.clone());
-                }
+            if let (Some(c), Some(init)) = (&c, &init)
+                && c.wchan.contains("pipe")
+                && init.wchan.contains("wait")
+            {
+                return (c.clone(), init.clone());
             }
             if Instant::now() > deadline {
                 panic!(
@@ -259,10 +266,12 @@ impl Namespace {
             let init = Proc::read(self.init);
             let zombies: Vec<Proc> =
                 children(self.init).into_iter().filter_map(Proc::read).filter(|p| p.state == "Z").collect();
-            if let Some(init) = &init {
-                if init.fds == Some(0) && init.wchan.contains("pause") && zombies.len() >= SERVICES {
-                    return (init.clone(), zombies);
-                }
+            if let Some(init) = &init
+                && init.fds == Some(0)
+                && init.wchan.contains("pause")
+                && zombies.len() >= SERVICES
+            {
+                return (init.clone(), zombies);
             }
             if Instant::now() > deadline {
                 panic!(
@@ -298,10 +307,10 @@ impl Drop for Namespace {
                 }
             }
         }
-        if std::fs::symlink_metadata(COREDUMP_SOCKET).is_ok_and(|m| m.file_type().is_socket()) {
-            if let Err(e) = std::fs::remove_file(COREDUMP_SOCKET) {
-                eprintln!("could not remove {COREDUMP_SOCKET}: {e}; remove it by hand");
-            }
+        if std::fs::symlink_metadata(COREDUMP_SOCKET).is_ok_and(|m| m.file_type().is_socket())
+            && let Err(e) = std::fs::remove_file(COREDUMP_SOCKET)
+        {
+            eprintln!("could not remove {COREDUMP_SOCKET}: {e}; remove it by hand");
         }
         if self.made_socket_dir {
             // Only if empty: something else may have put files there since.
@@ -323,7 +332,11 @@ fn seqpacket_connects(path: &str) -> bool {
         for (dst, src) in addr.sun_path.iter_mut().zip(path.as_bytes()) {
             *dst = *src as libc::c_char;
         }
-        let ok = libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), std::mem::size_of::<libc::sockaddr_un>() as u32) == 0;
+        let ok = libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        ) == 0;
         libc::close(fd);
         ok
     }
@@ -371,11 +384,8 @@ impl Proc {
             .find_map(|l| l.strip_prefix("NSpid:"))
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
             .unwrap_or_default();
-        let stack = read("stack")
-            .lines()
-            .map(|l| l.trim_start_matches("[<0>] ").to_string())
-            .collect::<Vec<_>>()
-            .join(" < ");
+        let stack =
+            read("stack").lines().map(|l| l.trim_start_matches("[<0>] ").to_string()).collect::<Vec<_>>().join(" < ");
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count());
         Some(Proc { pid, comm, state, ppid, wchan: read("wchan"), stack, fds, nspid })
     }
@@ -390,6 +400,32 @@ impl Proc {
 
 // ---------------------------------------------------------------------------
 // crashtrace
+
+/// The crashtrace Cargo built for this test run, pinned at first use by a
+/// hard link named for this test process: the target directory is shared,
+/// and a build elsewhere (one without the eBPF object, say) replaces the
+/// binary at its usual path while these slow scenarios run. Links left by
+/// test processes that have ended are removed.
+fn crashtrace() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pid1");
+    let pinned = dir.join(format!("crashtrace.{}", std::process::id()));
+    if pinned.is_file() {
+        return pinned;
+    }
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name.strip_prefix("crashtrace.").and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    if std::fs::hard_link(CRASHTRACE, &pinned).is_err() {
+        std::fs::copy(CRASHTRACE, &pinned)
+            .unwrap_or_else(|e| panic!("cannot copy {CRASHTRACE} to {}: {e}", pinned.display()));
+    }
+    pinned
+}
 
 /// A running `crashtrace --json`, its records read as they arrive. Unlike
 /// common::Tracer it waits for any record, not only a crasher's verdict,
@@ -411,7 +447,11 @@ struct Stopped {
     not_json: Vec<String>,
 }
 
-fn read_lines<R: Read + Send + 'static>(from: R, to: mpsc::Sender<String>, keep: Option<Arc<Mutex<String>>>) -> JoinHandle<()> {
+fn read_lines<R: Read + Send + 'static>(
+    from: R,
+    to: mpsc::Sender<String>,
+    keep: Option<Arc<Mutex<String>>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
@@ -427,14 +467,15 @@ fn read_lines<R: Read + Send + 'static>(from: R, to: mpsc::Sender<String>, keep:
 
 impl Live {
     fn start(args: &[&str]) -> Live {
-        let mut child = Command::new(CRASHTRACE)
+        let binary = crashtrace();
+        let mut child = Command::new(&binary)
             .args(args)
             .env_remove("CRASHTRACE_BPF_OBJECT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CRASHTRACE}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {} (pinned from {CRASHTRACE}): {e}", binary.display()));
         let (out_tx, stdout_rx) = mpsc::channel();
         let (err_tx, err_rx) = mpsc::channel();
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -448,7 +489,8 @@ impl Live {
             match err_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) if line.contains("built without its eBPF object") => panic!(
                     "{CRASHTRACE} was built without its eBPF object, so these tests cannot run: build them with \
-                     CRASHTRACE_EBPF_OBJECT set (`cargo xtask test` does this). crashtrace said: {line}"
+                     CRASHTRACE_EBPF_OBJECT set (`cargo xtask test` does this). crashtrace ({}) said: {line}",
+                    binary.display()
                 ),
                 Ok(line) if line.starts_with("crashtrace: attached") => return live,
                 Ok(_) => continue,
@@ -505,7 +547,10 @@ impl Live {
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("crashtrace did not exit within {STOP_WAIT:?} of SIGINT; killed it. stderr:\n{}", self.stderr_text());
+                    panic!(
+                        "crashtrace did not exit within {STOP_WAIT:?} of SIGINT; killed it. stderr:\n{}",
+                        self.stderr_text()
+                    );
                 }
                 Err(e) => panic!("waiting for crashtrace: {e}"),
             }
@@ -585,7 +630,10 @@ impl Findings {
                 items.iter().filter_map(Value::as_str).map(str::to_string).collect()
             }
             _ => {
-                self.failures.push(format!("{what}: `evidence` is not an array of strings: {}", record.get("evidence").unwrap_or(&Value::Null)));
+                self.failures.push(format!(
+                    "{what}: `evidence` is not an array of strings: {}",
+                    record.get("evidence").unwrap_or(&Value::Null)
+                ));
                 Vec::new()
             }
         }
@@ -626,13 +674,19 @@ impl Findings {
 fn check_clean_exit(findings: &mut Findings, stopped: &Stopped, watched: u32) {
     findings.check(stopped.status.success(), || format!("crashtrace exited with {} after SIGINT", stopped.status));
     findings.check(!stopped.stderr.contains("panicked"), || "crashtrace panicked".into());
-    findings.check(stopped.not_json.is_empty(), || format!("crashtrace --json printed lines that are not JSON: {:?}", stopped.not_json));
+    findings.check(stopped.not_json.is_empty(), || {
+        format!("crashtrace --json printed lines that are not JSON: {:?}", stopped.not_json)
+    });
     findings.check(stopped.records.iter().all(|r| r["v"] == 1), || "a record without schema version 1".into());
     let first = stopped.records.first();
-    findings.check(first.is_some_and(|r| r["type"] == "header"), || format!("the first record is not the header: {first:?}"));
+    findings.check(first.is_some_and(|r| r["type"] == "header"), || {
+        format!("the first record is not the header: {first:?}")
+    });
     findings.field("header", first, "/watched_pid", json!(watched));
     let last = stopped.records.last();
-    findings.check(last.is_some_and(|r| r["type"] == "summary"), || format!("the last record is not the summary: {last:?}"));
+    findings.check(last.is_some_and(|r| r["type"] == "summary"), || {
+        format!("the last record is not the summary: {last:?}")
+    });
 }
 
 /// The collector's connect to the coredump socket, if the chain shows one.
@@ -643,7 +697,7 @@ fn socket_connect(chain: &Value) -> Option<i64> {
         .iter()
         .filter(|c| c["path"] == COREDUMP_SOCKET)
         .filter_map(|c| c["ret"].as_i64())
-        .last()
+        .next_back()
 }
 
 /// The incident up to the deadlock: namespace, crashtrace watching its
@@ -686,7 +740,10 @@ fn release(ns: &mut Namespace, crash_child: u32, findings: &mut Findings) {
     let rc = unsafe { libc::kill(crash_child as libc::pid_t, libc::SIGKILL) };
     assert_eq!(rc, 0, "kill({crash_child}, SIGKILL) failed: {}", std::io::Error::last_os_error());
     let Some(caught) = ns.wait_line("Caught <SEGV>", SETUP_WAIT) else {
-        panic!("the test init did not log its crash within {SETUP_WAIT:?} of the crash child's kill; stderr:\n{}", ns.stderr_text())
+        panic!(
+            "the test init did not log its crash within {SETUP_WAIT:?} of the crash child's kill; stderr:\n{}",
+            ns.stderr_text()
+        )
     };
     findings.observe(format!("PID 1 logged: {caught}"));
 }
@@ -710,11 +767,19 @@ fn pid1_crash_deadlocks_its_collector() {
     let deadline = Instant::now() + STALL_WAIT;
     let handled = tracer.wait_for(deadline, |r| is_verdict_for(r, init));
     if let Some(h) = &handled {
-        f.observe(format!("PID 1's chain, {:.1} s after the trigger: {}", triggered.elapsed().as_secs_f64(), summarize(h)));
+        f.observe(format!(
+            "PID 1's chain, {:.1} s after the trigger: {}",
+            triggered.elapsed().as_secs_f64(),
+            summarize(h)
+        ));
     }
     let during = tracer.wait_for(deadline, |r| is_verdict_for(r, c));
     if let Some(v) = &during {
-        f.observe(format!("the crash child's chain, {:.1} s after the trigger: {}", triggered.elapsed().as_secs_f64(), summarize(v)));
+        f.observe(format!(
+            "the crash child's chain, {:.1} s after the trigger: {}",
+            triggered.elapsed().as_secs_f64(),
+            summarize(v)
+        ));
     }
     let c_now = Proc::read(c);
     f.observe(format!(
@@ -750,7 +815,10 @@ fn pid1_crash_deadlocks_its_collector() {
         format!(
             "no verdict for the crash child {c} while it was deadlocked (waited {STALL_WAIT:?}); after it was killed, \
              crashtrace said: {}",
-            after.as_ref().map(|v| format!("verdict {} ({})", v["verdict"], v["reason"])).unwrap_or_else(|| "nothing".into())
+            after
+                .as_ref()
+                .map(|v| format!("verdict {} ({})", v["verdict"], v["reason"]))
+                .unwrap_or_else(|| "nothing".into())
         )
     });
     // Linking and the collector are checked on whichever verdict came.
@@ -767,14 +835,18 @@ fn pid1_crash_deadlocks_its_collector() {
     f.field("the crash child's chain", chain, "/collector/argv/1", json!(c.to_string()));
     if let Some(chain) = chain {
         let ret = socket_connect(chain);
-        f.check(ret == Some(0), || format!("the collector's connect to {COREDUMP_SOCKET} returned {ret:?}, want Some(0)"));
+        f.check(ret == Some(0), || {
+            format!("the collector's connect to {COREDUMP_SOCKET} returned {ret:?}, want Some(0)")
+        });
     }
     if let Some(v) = during.as_ref() {
         let what = "the crash child's verdict during the deadlock";
         f.field(what, Some(v), "/verdict", json!("dropped:collector-unreachable-pid1"));
         f.field(what, Some(v), "/stalled", json!(true));
         let reason = v["reason"].as_str().unwrap_or_default().to_lowercase();
-        f.check(reason.contains("deadlock"), || format!("{what}: the reason does not name the deadlock: {:?}", v["reason"]));
+        f.check(reason.contains("deadlock"), || {
+            format!("{what}: the reason does not name the deadlock: {:?}", v["reason"])
+        });
         let evidence = f.evidence(what, v);
         f.mentions(what, &evidence, &["pipe"]);
         f.mentions(what, &evidence, &["wait"]);
@@ -797,7 +869,10 @@ fn frozen_pid1_drops_every_later_core() {
     let released = Instant::now();
     let (frozen, zombies) = ns.wait_frozen();
     f.observe(format!("frozen PID 1: {}", frozen.describe()));
-    f.observe(format!("zombie children of PID 1: {}", zombies.iter().map(|z| format!("{} ({})", z.pid, z.comm)).collect::<Vec<_>>().join(", ")));
+    f.observe(format!(
+        "zombie children of PID 1: {}",
+        zombies.iter().map(|z| format!("{} ({})", z.pid, z.comm)).collect::<Vec<_>>().join(", ")
+    ));
 
     let mut crasher = Crasher::spawn("segv", RlimitCore::Unlimited, dir.path());
     let status = crasher.wait();
@@ -808,7 +883,8 @@ fn frozen_pid1_drops_every_later_core() {
         "the kernel did not report a core dump for the host crasher {pid} ({status}), so this is not the incident"
     );
     let verdict = tracer.wait_for(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, pid));
-    let watched = tracer.wait_for(Instant::now() + VERDICT_WAIT, |r| is_watched(r, init) && r["state"] == "frozen-in-crash-handler");
+    let watched = tracer
+        .wait_for(Instant::now() + VERDICT_WAIT, |r| is_watched(r, init) && r["state"] == "frozen-in-crash-handler");
     if let Some(w) = &watched {
         f.observe(format!("by {:.1} s after the release: {}", released.elapsed().as_secs_f64(), summarize(w)));
     }
@@ -902,7 +978,9 @@ fn healthy_pid1_stores_cores() {
     f.field(what, verdict.as_ref(), "/collector/exit_code", json!(0));
     if let Some(v) = verdict.as_ref() {
         let ret = socket_connect(v);
-        f.check(ret == Some(0), || format!("{what}: the collector's connect to {COREDUMP_SOCKET} returned {ret:?}, want Some(0)"));
+        f.check(ret == Some(0), || {
+            format!("{what}: the collector's connect to {COREDUMP_SOCKET} returned {ret:?}, want Some(0)")
+        });
     }
     f.finish(&stopped, &[init, pid]);
 }

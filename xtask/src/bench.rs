@@ -17,6 +17,7 @@
 //! change core_pattern hold the machine's global lock and restore what they
 //! changed.
 
+mod bpfstats;
 mod churn;
 mod global;
 mod machine;
@@ -79,7 +80,7 @@ impl Scale {
     /// Sized so that the whole run stays near ten minutes on a 2-core machine.
     pub const FULL: Scale = Scale {
         name: "full",
-        overhead_rounds: 7,
+        overhead_rounds: 9,
         busy_forks: 20_000,
         busy_rounds: 250_000,
         storm_rounds: 3,

@@ -177,9 +177,18 @@ fn report_one(run: &KernelRun) {
                     (None, Some(e)) => format!("did not start: {}", e.trim()),
                     (None, None) => "no header".into(),
                 };
-                let _ = writeln!(s, "   mode     --coredump-hook {:<6} {what}", m.mode);
-                for h in &m.unavailable_hooks {
-                    let _ = writeln!(s, "            unavailable: {h}");
+                let names: Vec<&str> = m.unavailable_hooks.iter().map(|h| h.split(':').next().unwrap_or(h)).collect();
+                let unavailable = if names.is_empty() { String::new() } else { format!("; unavailable: {}", names.join(", ")) };
+                let _ = writeln!(s, "   mode     --coredump-hook {:<6} {what}{unavailable}", m.mode);
+            }
+            // Each unavailable hook's reason once, from the first mode that
+            // reported it.
+            let mut seen = Vec::new();
+            for h in o.modes.iter().flat_map(|m| &m.unavailable_hooks) {
+                let name = h.split(':').next().unwrap_or(h);
+                if !seen.contains(&name) {
+                    seen.push(name);
+                    let _ = writeln!(s, "   hook     {h}");
                 }
             }
             for c in &o.checks {

@@ -9,8 +9,10 @@
  *                             exit status 1
  *   collector-store OUT       a pipe helper that stores the core from stdin
  *                             in OUT and exits 0
- *   socket-listen PATH OUT    listens on the AF_UNIX stream socket PATH (for
- *                             an "@PATH" core_pattern), takes one connection
+ *   socket-listen PATH OUT READY
+ *                             listens on the AF_UNIX stream socket PATH (for
+ *                             an "@PATH" core_pattern), creates the file
+ *                             READY once it listens, takes one connection
  *                             and stores what it reads in OUT
  */
 #include <errno.h>
@@ -80,7 +82,7 @@ int main(int argc, char **argv)
     }
     if (argc >= 3 && strcmp(argv[1], "collector-store") == 0)
         return copy_fd(0, argv[2]);
-    if (argc >= 4 && strcmp(argv[1], "socket-listen") == 0) {
+    if (argc >= 5 && strcmp(argv[1], "socket-listen") == 0) {
         struct sockaddr_un sa;
         if (unix_addr(&sa, argv[2]) < 0)
             return 1;
@@ -90,6 +92,14 @@ int main(int argc, char **argv)
             perror(argv[2]);
             return 1;
         }
+        /* Only now may a crash be pointed at the socket: between bind() and
+         * listen() a connect() is refused. */
+        int ready = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (ready < 0) {
+            perror(argv[4]);
+            return 1;
+        }
+        close(ready);
         /* Never outlive a scenario that went wrong. */
         alarm(60);
         int conn = accept(fd, NULL, NULL);
@@ -99,6 +109,6 @@ int main(int argc, char **argv)
         }
         return copy_fd(conn, argv[3]);
     }
-    fprintf(stderr, "usage: vmtool crash | collector-unreachable | collector-store OUT | socket-listen PATH OUT\n");
+    fprintf(stderr, "usage: vmtool crash | collector-unreachable | collector-store OUT | socket-listen PATH OUT READY\n");
     return 2;
 }

@@ -199,6 +199,8 @@ fn deliver(ts: u64, pid: u32, sig: i32, handler: u64, rlimit: Option<u64>, dumpa
             rlimit_core: rlimit,
             ppid: 1,
             dumpable,
+            pidns: None,
+            ns_pid: None,
         },
     )
 }
@@ -576,7 +578,7 @@ fn core_pattern_writer_is_attributed() {
 #[test]
 fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
     let cg = |ts: u64, actor: Proc, op: &str, id: u64, path: &str, populated: Option<bool>| {
-        ev(ts, actor, Body::Cgroup { op: op.into(), root: 0, id, level: 2, populated, path: path.into() })
+        ev(ts, actor, Body::Cgroup { op: op.into(), root: 0, id, level: 2, populated, path: path.into(), zombies: vec![] })
     };
     let mut crash = fault(10, 100, SEGV);
     crash.cgroup_id = 42;
@@ -614,11 +616,11 @@ fn teardown_of_the_crashed_process_cgroup_is_linked_to_its_chain() {
     c.feed(&exit(3, proc(100, "app"), 0x8b, "crasher"));
     let done = c.tick(3 * MS + Config::default().grace_ns);
     assert_eq!(done.len(), 1);
-    let rmdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into() });
+    let rmdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });
     assert_eq!(c.chain_of_cgroup_event(&rmdir), Some(done[0].id));
-    let other = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 43, level: 2, populated: None, path: "/y".into() });
+    let other = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 43, level: 2, populated: None, path: "/y".into(), zombies: vec![] });
     assert_eq!(c.chain_of_cgroup_event(&other), None);
-    let mkdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "mkdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into() });
+    let mkdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "mkdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });
     assert_eq!(c.chain_of_cgroup_event(&mkdir), None);
 }
 

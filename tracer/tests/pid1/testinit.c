@@ -327,7 +327,7 @@ static void serve_connection(int conn, const char *core_dir, unsigned serial)
         fields++;
         field[n] = '\0';
         if (strncmp(field, "COREDUMP_PID=", 13) == 0)
-            snprintf(crashed_pid, sizeof crashed_pid, "%s", field + 13);
+            snprintf(crashed_pid, sizeof crashed_pid, "%.20s", field + 13);
     }
     if (core_fd < 0) {
         fprintf(stderr, "testinit: connection closed without a core fd (%u fields)\n", fields);

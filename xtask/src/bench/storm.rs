@@ -7,12 +7,12 @@
 //! with the expected verdict, and every lost event must show in `loss`
 //! records and the summary.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{bail, Result};
 
 use super::{
-    check_interrupted,
+    bpfstats, check_interrupted,
     global::{CoreGuard, GlobalLock},
     stats::{self, median},
     stream,
@@ -88,7 +88,10 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
              record for that crasher pid has the expected verdict; the pids come from the workload (a pid reused \
              within a run is owed one verdict per crash). Events lost \
              are the sum of the `loss` records, checked against the summary's `lost_kernel`. core_pipe_limit is \
-             {} for the pipe setup. Both settings are restored afterwards.",
+             {} for the pipe setup. kernel.bpf_stats_enabled is on during the storms, so the kernel times each BPF \
+             program run (the last table; it adds two clock reads per run). All three settings are restored \
+             afterwards. Recursion misses are runs the kernel skipped because the program was already running on \
+             that CPU: events lost before they reach the ring buffer.",
             sc.storm_rounds, PIPE_LIMIT
         ),
     );
@@ -98,6 +101,15 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
 
     let lock = GlobalLock::acquire()?;
     let guard = CoreGuard::save(&lock)?;
+    let stats_on = bpfstats::StatsOn::enable(&lock)?;
+    let mut hooks = Table::new(&[
+        "setup",
+        "hook",
+        "runs per crash",
+        "ns per run",
+        "µs per crash",
+        "recursion misses (all runs)",
+    ]);
     let mut table = Table::new(&[
         "setup",
         "crashes per run",
@@ -125,6 +137,8 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
 
         let mut bare = Vec::new();
         let mut traced = Vec::new();
+        let mut progs: BTreeMap<String, bpfstats::Prog> = BTreeMap::new();
+        let mut traced_crashes = 0u64;
         let mut notes = Vec::new();
         for round in 0..sc.storm_rounds {
             let mut round_bare = None;
@@ -144,8 +158,14 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 let spawned = ctx.storm.spawn(setup.crashes, setup.jobs, 1, setup.rlimit_core, &pidfile);
                 let until = tracer.attached_at.elapsed();
                 std::thread::sleep(SETTLE);
+                let fdinfo = bpfstats::read(tracer.pid());
                 let fin = tracer.stop()?;
                 let spawned = spawned?;
+                match fdinfo {
+                    Ok(p) => bpfstats::accumulate(&mut progs, &p),
+                    Err(e) => notes.push(format!("{}: could not read the tracer's BPF program stats: {e:#}", setup.name)),
+                }
+                traced_crashes += spawned.segv;
                 if spawned.segv != setup.crashes || spawned.other != 0 {
                     notes.push(format!(
                         "{}: a traced run made {} SIGSEGV crashes of {} ({} other exits)",
@@ -202,6 +222,20 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             traced.push(t);
         }
 
+        let per_crash = |n: u64| n as f64 / traced_crashes.max(1) as f64;
+        let mut in_kernel_ns = 0.0;
+        for p in progs.values().filter(|p| p.run_cnt > 0 || p.recursion_misses > 0) {
+            in_kernel_ns += per_crash(p.run_time_ns);
+            hooks.row(vec![
+                setup.name.into(),
+                p.name.clone(),
+                format!("{:.2}", per_crash(p.run_cnt)),
+                format!("{:.0}", p.run_time_ns as f64 / p.run_cnt.max(1) as f64),
+                format!("{:.2}", per_crash(p.run_time_ns) / 1e3),
+                p.recursion_misses.to_string(),
+            ]);
+        }
+        hooks.row(vec![setup.name.into(), "all hooks".into(), String::new(), String::new(), format!("{:.2}", in_kernel_ns / 1e3), String::new()]);
         let rates: Vec<f64> = traced.iter().map(|t| t.rate).collect();
         let ratios: Vec<f64> = traced.iter().zip(&bare).map(|(t, b)| t.rate / b).collect();
         let lost: u64 = traced.iter().map(|t| t.lost_records).sum();
@@ -250,10 +284,12 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         }
         section.targets.push(check);
     }
+    drop(stats_on);
     drop(guard);
     drop(lock);
     let _ = std::fs::remove_file(&pidfile);
     section.tables.push(table);
     section.tables.push(per_run);
+    section.tables.push(hooks);
     Ok(section)
 }

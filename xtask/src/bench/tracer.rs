@@ -59,8 +59,8 @@ pub struct Tracer {
 
 pub struct Finished {
     pub stderr: Vec<String>,
-    /// User + system CPU the tracer used after it attached: the cost of
-    /// tracing, without start-up.
+    /// CPU the tracer used from "attached" to the SIGINT that stopped it:
+    /// the cost of tracing, without start-up or shut-down.
     pub cpu: Duration,
     pub samples: Vec<Sample>,
     /// Peak RSS over the whole life, start-up and shut-down included
@@ -74,15 +74,16 @@ fn status_kib(pid: i32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// User + system CPU of a live process so far, from /proc/PID/stat.
+/// CPU time a live process has used so far, all threads: the run time the
+/// scheduler keeps in /proc/PID/task/TID/schedstat, in nanoseconds (the
+/// tick counts in /proc/PID/stat are only good to 10 ms).
 fn cpu_so_far(pid: i32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" that ends comm: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
 }
 
 fn parse_attached(line: &str) -> Option<u64> {
@@ -158,6 +159,10 @@ impl Tracer {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
     pub fn rss_kib(&self) -> Option<u64> {
         status_kib(self.pid, "VmRSS:")
     }
@@ -180,6 +185,7 @@ impl Tracer {
             std::thread::sleep(Duration::from_millis(2));
         }
         let hwm_kib = status_kib(self.pid, "VmHWM:").unwrap_or(0);
+        let cpu = cpu_so_far(self.pid).unwrap_or_default().saturating_sub(self.cpu_at_attach);
         self.stop_sampling.store(true, Ordering::Relaxed);
         let samples = self.sampler.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
         // SAFETY: signalling our own child, which has not been reaped.
@@ -212,9 +218,7 @@ impl Tracer {
         if libc::WEXITSTATUS(status) != 0 {
             bail!("crashtrace exited with {}: {}", libc::WEXITSTATUS(status), stderr.join(" / "));
         }
-        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         let hwm_kib = samples.last().map(|s| s.hwm_kib).unwrap_or(0).max(hwm_kib).max(usage.ru_maxrss.max(0) as u64);
-        let cpu = (tv(usage.ru_utime) + tv(usage.ru_stime)).saturating_sub(self.cpu_at_attach);
         Ok(Finished { stderr, cpu, samples, hwm_kib })
     }
 }

@@ -270,8 +270,9 @@ pub struct Kernel {
 }
 
 /// Downloads (unless cached) and unpacks the chosen image under `root`.
-/// Images from 6.19 on are split: the image package depends on
-/// linux-binary-* (vmlinuz) and linux-base-* (config); those are fetched too.
+/// Images from 6.19 on are split: the image package holds no vmlinuz and
+/// depends on linux-binary-* (vmlinuz) and linux-base-* (config) of the
+/// same version; those are fetched then.
 pub fn fetch(apt: &Apt, candidate: &Candidate, root: &Path) -> Result<Kernel> {
     let unpacked = root.join("kernels").join(format!("{}_{}", candidate.package, candidate.version));
     if let Some(k) = find_kernel(candidate, &unpacked) {
@@ -282,34 +283,50 @@ pub fn fetch(apt: &Apt, candidate: &Candidate, root: &Path) -> Result<Kernel> {
     eprintln!("xtask: vm: downloading {pinned} ({})", candidate.suite);
     apt.download(std::slice::from_ref(&pinned), &debs)?;
     let image = find_deb(&debs, &candidate.package, &candidate.version)?;
-    let mut parts = vec![image.clone()];
-    let depends = Command::new("dpkg-deb").args(["-f"]).arg(&image).arg("Depends").output().context("cannot run dpkg-deb")?;
-    let split: Vec<String> = String::from_utf8_lossy(&depends.stdout)
-        .split(',')
-        .filter_map(|d| d.split('|').next())
-        .map(|d| d.split_whitespace().next().unwrap_or("").to_string())
-        .filter(|d| d.starts_with("linux-binary-") || d.starts_with("linux-base-"))
-        .collect();
-    if !split.is_empty() {
-        let pinned: Vec<String> = split.iter().map(|p| format!("{p}={}", candidate.version)).collect();
-        apt.download(&pinned, &debs)?;
-        for p in &split {
-            parts.push(find_deb(&debs, p, &candidate.version)?);
-        }
-    }
     let partial = unpacked.with_extension("partial");
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
-    for deb in &parts {
-        let status = Command::new("dpkg-deb").arg("-x").arg(deb).arg(&partial).status().context("cannot run dpkg-deb")?;
-        if !status.success() {
-            bail!("dpkg-deb -x {} failed ({status})", deb.display());
+    unpack(&image, &partial)?;
+    if find_kernel(candidate, &partial).is_none() {
+        let depends = Command::new("dpkg-deb").arg("-f").arg(&image).arg("Depends").output().context("cannot run dpkg-deb")?;
+        let split = split_parts(&String::from_utf8_lossy(&depends.stdout));
+        if split.is_empty() {
+            bail!("{} holds no vmlinuz and depends on no linux-binary-* package", image.display());
+        }
+        let pinned: Vec<String> = split.iter().map(|(p, v)| format!("{p}={v}")).collect();
+        eprintln!("xtask: vm: the image is split; downloading {}", pinned.join(" "));
+        apt.download(&pinned, &debs)?;
+        for (p, v) in &split {
+            unpack(&find_deb(&debs, p, v)?, &partial)?;
         }
     }
     let _ = fs::remove_dir_all(&unpacked);
     fs::rename(&partial, &unpacked)?;
     find_kernel(candidate, &unpacked)
         .with_context(|| format!("{} unpacked to {} but holds no vmlinuz", candidate.package, unpacked.display()))
+}
+
+fn unpack(deb: &Path, dest: &Path) -> Result<()> {
+    let status = Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest).status().context("cannot run dpkg-deb")?;
+    if !status.success() {
+        bail!("dpkg-deb -x {} failed ({status})", deb.display());
+    }
+    Ok(())
+}
+
+/// The linux-binary-* and linux-base-* packages a split image depends on,
+/// with the exact versions its `(= VERSION)` constraints name.
+pub fn split_parts(depends: &str) -> Vec<(String, String)> {
+    depends
+        .split(',')
+        .filter_map(|alternatives| {
+            let dep = alternatives.split('|').next()?.trim();
+            let (name, rest) = dep.split_once(' ').unwrap_or((dep, ""));
+            let version = rest.trim().strip_prefix("(=")?.strip_suffix(')')?.trim();
+            let wanted = name.starts_with("linux-binary-") || (name.starts_with("linux-base-") && name.ends_with("-amd64"));
+            wanted.then(|| (name.to_string(), version.to_string()))
+        })
+        .collect()
 }
 
 /// apt names downloads `NAME_VERSION_ARCH.deb`, with ':' in the version
@@ -421,6 +438,22 @@ linux | 6.1.192-2 | http://deb.debian.org/debian-security bookworm-security/main
         assert_eq!(choose(&by_label("6.12"), &c).unwrap().package, "linux-image-6.12.118+deb13-cloud-amd64");
         assert_eq!(choose(&by_label("newest"), &c).unwrap().package, "linux-image-7.3.4+deb13-cloud-amd64");
         assert!(choose(&by_label("5.10"), &c).is_none());
+    }
+
+    #[test]
+    fn split_image_parts() {
+        let depends = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, \
+            linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), linux-binary-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), \
+            linux-modules-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1)";
+        assert_eq!(
+            split_parts(depends),
+            [
+                ("linux-base-7.3.4+deb13-cloud-amd64".to_string(), "7.3.4-1~bpo13+1".to_string()),
+                ("linux-binary-7.3.4+deb13-cloud-amd64".to_string(), "7.3.4-1~bpo13+1".to_string()),
+            ]
+        );
+        // A 6.18 image depends on the generic linux-base without an exact version.
+        assert!(split_parts("kmod, linux-base (>= 4.12~), initramfs-tools (>= 0.120+deb8u2)").is_empty());
     }
 
     #[test]

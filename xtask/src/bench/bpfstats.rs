@@ -1,0 +1,105 @@
+//! What the kernel says about crashtrace's BPF programs, read from the
+//! tracer's /proc/PID/fdinfo: run counts and time spent in each program
+//! (with kernel.bpf_stats_enabled on), and recursion misses (runs the kernel
+//! skipped because the program was already running on that CPU; events lost
+//! that way never reach the ring buffer's loss counters).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use super::global::GlobalLock;
+
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Turns BPF run-time statistics on; back to what they were when dropped.
+pub struct StatsOn<'lock> {
+    before: String,
+    _lock: &'lock GlobalLock,
+}
+
+impl<'lock> StatsOn<'lock> {
+    pub fn enable(lock: &'lock GlobalLock) -> Result<StatsOn<'lock>> {
+        let before = std::fs::read_to_string(STATS_SYSCTL).with_context(|| format!("reading {STATS_SYSCTL}"))?;
+        std::fs::write(STATS_SYSCTL, "1").with_context(|| format!("writing 1 to {STATS_SYSCTL}"))?;
+        Ok(StatsOn { before: before.trim().to_string(), _lock: lock })
+    }
+}
+
+impl Drop for StatsOn<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(STATS_SYSCTL, &self.before) {
+            eprintln!("xtask bench: could not restore {STATS_SYSCTL}: {e}; restore it by hand: echo {} > {STATS_SYSCTL}", self.before);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Prog {
+    /// The tracepoint (or other attach point) its link names; else "prog N".
+    pub name: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+    pub recursion_misses: u64,
+}
+
+fn fields(text: &str) -> BTreeMap<&str, &str> {
+    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect()
+}
+
+/// The BPF programs `pid` holds, by program id.
+pub fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut progs: BTreeMap<u64, Prog> = BTreeMap::new();
+    let mut names: BTreeMap<u64, String> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else { continue };
+        let f = fields(&text);
+        let Some(id) = f.get("prog_id").and_then(|v| v.parse::<u64>().ok()) else { continue };
+        if let Some(tp) = f.get("tp_name").or_else(|| f.get("attach_type")) {
+            names.insert(id, tp.to_string());
+        } else if let Some(link) = f.get("link_type") {
+            names.entry(id).or_insert_with(|| link.to_string());
+        } else {
+            let n = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            progs.insert(
+                id,
+                Prog {
+                    name: String::new(),
+                    run_cnt: n("run_cnt"),
+                    run_time_ns: n("run_time_ns"),
+                    recursion_misses: n("recursion_misses"),
+                },
+            );
+        }
+    }
+    for (id, p) in progs.iter_mut() {
+        p.name = names.get(id).cloned().unwrap_or_else(|| format!("prog {id}"));
+    }
+    Ok(progs)
+}
+
+/// Adds `b` into `a`, program by name.
+pub fn accumulate(into: &mut BTreeMap<String, Prog>, progs: &BTreeMap<u64, Prog>) {
+    for p in progs.values() {
+        let e = into.entry(p.name.clone()).or_insert_with(|| Prog { name: p.name.clone(), ..Default::default() });
+        e.run_cnt += p.run_cnt;
+        e.run_time_ns += p.run_time_ns;
+        e.recursion_misses += p.recursion_misses;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fdinfo_fields() {
+        let prog = "pos:\t0\nprog_type:\t26\nprog_id:\t2936\nrun_time_ns:\t500\nrun_cnt:\t10\nrecursion_misses:\t2\n";
+        let f = fields(prog);
+        assert_eq!(f.get("prog_id"), Some(&"2936"));
+        assert_eq!(f.get("recursion_misses"), Some(&"2"));
+        let link = "link_type:\traw_tracepoint\nlink_id:\t2151\nprog_id:\t2936\ntp_name:\tsignal_generate\n";
+        assert_eq!(fields(link).get("tp_name"), Some(&"signal_generate"));
+    }
+}
