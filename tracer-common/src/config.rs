@@ -103,6 +103,9 @@ pub struct Settings {
     pub cgroup_prefix_len: u32,
     /// `--cgroup PATH`: only cgroup events under this path are sent.
     pub cgroup_prefix: [u8; crate::cgroup::CGROUP_FILTER_MAX],
+    /// `--stack-copy BYTES`: how much of the dying thread's user stack to
+    /// copy (a `StackCopy` event), at most `stack::STACK_COPY_MAX`; 0 = none.
+    pub stack_copy_bytes: u32,
 }
 
 /// Ship every signal_generate event, unfiltered: the naive baseline the
@@ -111,7 +114,7 @@ pub const SETTING_NAIVE_ALL_SIGNALS: u32 = 1;
 
 impl Settings {
     pub const fn zeroed() -> Self {
-        Settings { flags: 0, cgroup_prefix_len: 0, cgroup_prefix: [0; crate::cgroup::CGROUP_FILTER_MAX] }
+        Settings { flags: 0, cgroup_prefix_len: 0, cgroup_prefix: [0; crate::cgroup::CGROUP_FILTER_MAX], stack_copy_bytes: 0 }
     }
 }
 

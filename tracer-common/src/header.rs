@@ -17,10 +17,11 @@ pub enum EventKind {
     SysctlWrite = 8,
     Cgroup = 9,
     StackCapture = 10,
+    StackCopy = 11,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::SignalGenerate,
         EventKind::SignalDeliver,
         EventKind::DumpStart,
@@ -31,6 +32,7 @@ impl EventKind {
         EventKind::SysctlWrite,
         EventKind::Cgroup,
         EventKind::StackCapture,
+        EventKind::StackCopy,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -45,6 +47,7 @@ impl EventKind {
             8 => EventKind::SysctlWrite,
             9 => EventKind::Cgroup,
             10 => EventKind::StackCapture,
+            11 => EventKind::StackCopy,
             _ => return None,
         })
     }
@@ -64,6 +67,7 @@ impl EventKind {
             EventKind::SysctlWrite => size_of::<crate::sysctl::SysctlWrite>(),
             EventKind::Cgroup => size_of::<crate::cgroup::CgroupEvent>(),
             EventKind::StackCapture => size_of::<crate::stack::StackCapture>(),
+            EventKind::StackCopy => size_of::<crate::stack::StackCopy>(),
         }
     }
 
@@ -79,6 +83,7 @@ impl EventKind {
             EventKind::SysctlWrite => "sysctl-write",
             EventKind::Cgroup => "cgroup",
             EventKind::StackCapture => "stack-capture",
+            EventKind::StackCopy => "stack-copy",
         }
     }
 }

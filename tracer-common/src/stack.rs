@@ -79,3 +79,25 @@ pub const fn frames_in(ret: i32, entry_size: usize, max: usize) -> usize {
     let n = ret as usize / entry_size;
     if n > max { max } else { n }
 }
+
+/// Largest `--stack-copy`: the ring buffer must hold many of these.
+pub const STACK_COPY_MAX: usize = 32 * 1024;
+/// The sizes a copy is tried at, largest first: a read that runs past the
+/// end of the stack fails as a whole, so a smaller one is tried next.
+pub const STACK_COPY_SIZES: [u32; 7] = [32768, 16384, 8192, 4096, 2048, 1024, 512];
+
+/// The top of the dying thread's user stack, from its SP upward, sent after
+/// its `StackCapture` when `--stack-copy` asks for it. With it, user space
+/// can unwind code built without frame pointers from `.eh_frame`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackCopy {
+    pub header: EventHeader,
+    /// The user SP: the address of `data[0]`.
+    pub sp: u64,
+    /// Bytes of `data` copied; the rest is zero.
+    pub len: u32,
+    /// The last read's result: 0, or a negative errno when every size failed.
+    pub ret: i32,
+    pub data: [u8; STACK_COPY_MAX],
+}

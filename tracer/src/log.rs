@@ -154,10 +154,11 @@ impl LogWriter {
         // record of this run is a line of its own.
         if len > 0 {
             let mut last = [0u8; 1];
-            if let Some(f) = &w.file {
-                if f.read_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
-                    w.needs_newline = true;
-                }
+            if let Some(f) = &w.file
+                && f.read_at(&mut last, len - 1).is_ok()
+                && last[0] != b'\n'
+            {
+                w.needs_newline = true;
             }
         }
         Ok(w)
@@ -251,11 +252,11 @@ impl LogWriter {
     fn rotate(&mut self) {
         if let Some(file) = self.file.take() {
             // What rotates away must be on disk before it is renamed.
-            if self.opts.sync != SyncPolicy::None {
-                if let Err(e) = file.sync_data() {
-                    self.sync_failures += 1;
-                    self.report(&e);
-                }
+            if self.opts.sync != SyncPolicy::None
+                && let Err(e) = file.sync_data()
+            {
+                self.sync_failures += 1;
+                self.report(&e);
             }
         }
         let result = if self.opts.keep == 0 {
@@ -264,27 +265,27 @@ impl LogWriter {
             // PATH.keep-1 -> PATH.keep (replacing the oldest), ..., PATH -> PATH.1.
             for n in (1..self.opts.keep).rev() {
                 let from = rotated_path(&self.path, n);
-                if let Err(e) = std::fs::rename(&from, rotated_path(&self.path, n + 1)) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        self.report(&e);
-                    }
+                if let Err(e) = std::fs::rename(&from, rotated_path(&self.path, n + 1))
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    self.report(&e);
                 }
             }
             std::fs::rename(&self.path, rotated_path(&self.path, 1))
         };
-        if let Err(e) = result {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                self.report(&e);
-            }
+        if let Err(e) = result
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            self.report(&e);
         }
         self.rotations += 1;
         if let Some(dir) = self.path.parent() {
             let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
             // The renames are durable only once the directory is.
-            if self.opts.sync != SyncPolicy::None {
-                if let Ok(d) = File::open(dir) {
-                    let _ = d.sync_all();
-                }
+            if self.opts.sync != SyncPolicy::None
+                && let Ok(d) = File::open(dir)
+            {
+                let _ = d.sync_all();
             }
         }
         self.len = 0;

@@ -134,10 +134,10 @@ impl Options {
     pub fn from_args(args: &ReportArgs) -> Result<Options, ReportError> {
         let since_ns = args.since.as_deref().map(parse_time).transpose().map_err(ReportError::Since)?;
         let until_ns = args.until.as_deref().map(parse_time).transpose().map_err(ReportError::Until)?;
-        if let (Some(s), Some(u)) = (since_ns, until_ns) {
-            if s >= u {
-                return Err(ReportError::EmptyRange);
-            }
+        if let (Some(s), Some(u)) = (since_ns, until_ns)
+            && s >= u
+        {
+            return Err(ReportError::EmptyRange);
         }
         let verdict = args.verdict.as_deref().map(VerdictFilter::parse).transpose()?;
         // SAFETY: isatty only reads the fd's state.
@@ -944,10 +944,10 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 
     fn show_gap(&mut self, gap: &Gap) -> io::Result<()> {
-        if let Some(w) = gap.wall_ns {
-            if !self.opts.in_range(w) {
-                return Ok(());
-            }
+        if let Some(w) = gap.wall_ns
+            && !self.opts.in_range(w)
+        {
+            return Ok(());
         }
         if self.opts.json {
             return self.json_line(&Tagged { v: crate::event::SCHEMA_VERSION, kind: "gap", body: gap });

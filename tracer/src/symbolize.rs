@@ -342,11 +342,11 @@ impl Symbolizer {
         }
         let disk_id = self.file_build_id(&m.path, m.inode).flatten();
         frame.build_id = kernel_id.clone().or_else(|| disk_id.clone());
-        if let (Some(k), Some(d)) = (&kernel_id, &disk_id) {
-            if padded(d) != *k {
-                notes.push(format!("{} was replaced since the crash (build-id {d}, was {k}); its frames are not named", m.path));
-                return None;
-            }
+        if let (Some(k), Some(d)) = (&kernel_id, &disk_id)
+            && padded(d) != *k
+        {
+            notes.push(format!("{} was replaced since the crash (build-id {d}, was {k}); its frames are not named", m.path));
+            return None;
         }
         let key = match &disk_id {
             Some(id) => ModuleKey::BuildId(padded(id)),
@@ -489,10 +489,11 @@ fn is_tracing_frame(function: &str) -> bool {
 /// Inserts into a cache map, first dropping an arbitrary entry when full:
 /// a cache, not a record, so any entry may go.
 fn bounded_insert<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, key: K, value: V, max: usize) {
-    if map.len() >= max && !map.contains_key(&key) {
-        if let Some(k) = map.keys().next().cloned() {
-            map.remove(&k);
-        }
+    if map.len() >= max
+        && !map.contains_key(&key)
+        && let Some(k) = map.keys().next().cloned()
+    {
+        map.remove(&k);
     }
     map.insert(key, value);
 }
@@ -623,6 +624,24 @@ garbage line
         s.symbolize(98, &mut other);
         assert_eq!(other.user[0].function, None);
         assert_eq!(other.user[0].module, None);
+    }
+
+    #[test]
+    fn a_module_replaced_since_the_crash_is_not_named() {
+        // The kernel saw one build-id at the crash; the file at that path now
+        // has another (this test binary's). Its names would be wrong.
+        let addr = bounded_insert::<u32, u32> as *const () as u64;
+        let mut s = Symbolizer::new();
+        s.set_maps(5, parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap()));
+        let mut stack = Stack {
+            user: vec![Frame { addr, build_id: Some("ee".repeat(20)), file_offset: Some(1), ..Frame::default() }],
+            ..Stack::default()
+        };
+        s.symbolize(5, &mut stack);
+        let f = &stack.user[0];
+        assert_eq!(f.function, None, "{f:?}");
+        assert_eq!(f.build_id, Some("ee".repeat(20)), "the build-id seen at the crash is kept");
+        assert!(stack.notes.iter().any(|n| n.contains("was replaced since the crash")), "{:?}", stack.notes);
     }
 
     #[test]

@@ -45,6 +45,43 @@ enum Task {
     /// Performance benchmarks (root): overhead, crash storms, memory under
     /// pid churn, start-up, report speed. Writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Run each fuzz target (fuzz/) for a bounded time; fails on any crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+    },
+}
+
+/// cargo-fuzz, pinned so CI builds the same tool every time.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+const FUZZ_TARGETS: [&str; 2] = ["decode", "log_reader"];
+
+fn fuzz(seconds: u32) -> Result<()> {
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION))
+        .unwrap_or(false);
+    if !installed {
+        run(Command::new("cargo").args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked", "--force"]))
+            .context("installing cargo-fuzz")?;
+    }
+    for target in FUZZ_TARGETS {
+        run(Command::new("cargo")
+            .current_dir(root().join("fuzz"))
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .args([
+                &format!("+{NIGHTLY}"),
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+            ]))
+        .with_context(|| format!("fuzz target {target} found a crash (see fuzz/artifacts/{target})"))?;
+    }
+    Ok(())
 }
 
 const NIGHTLY: &str = "nightly";
@@ -149,6 +186,7 @@ fn main() -> Result<()> {
             run(&mut cmd)
         }
         Task::Test { unit_only } => test(unit_only),
+        Task::Fuzz { seconds } => fuzz(seconds),
         Task::VmTest(args) => vm::run(&args),
         Task::Bench(args) => {
             let binary = build(false)?;
@@ -182,6 +220,8 @@ fn test(unit_only: bool) -> Result<()> {
         eprintln!("xtask: tiers 2 and 3 NOT RUN (--unit-only)");
         return Ok(());
     }
+    eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
+    fuzz(30)?;
     if !is_root() {
         bail!("tier 2 (privileged) needs root: it loads real BPF programs and changes core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
     }

@@ -212,11 +212,11 @@ fn rotation_names_keep_and_preamble() {
         }
         // Oldest first: the fork children keep growing across the set.
         for l in &got[2..] {
-            if let Record::Event(e) = &l.record {
-                if let Body::ProcessFork { child } = e.event.body {
-                    assert!(last_child.map(|c| child == c + 1).unwrap_or(true), "{child} after {last_child:?}");
-                    last_child = Some(child);
-                }
+            if let Record::Event(e) = &l.record
+                && let Body::ProcessFork { child } = e.event.body
+            {
+                assert!(last_child.map(|c| child == c + 1).unwrap_or(true), "{child} after {last_child:?}");
+                last_child = Some(child);
             }
         }
     }

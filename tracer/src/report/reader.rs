@@ -195,6 +195,6 @@ pub fn rotated_set(path: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     numbered.into_iter().map(|(_, p)| p).chain(std::iter::once(path.to_path_buf())).collect()
 }

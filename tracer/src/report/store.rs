@@ -132,14 +132,13 @@ impl Stores {
                 Err(why) => unchecked = Some(why),
             }
         }
-        if found.is_none() {
-            if let Some(dir) = self.systemd_dir.clone() {
-                let boot = ctx.boot_id.map(|b| b.replace('-', ""));
-                if dir.is_dir() {
-                    searched.push(dir.clone());
-                    found = self.claim(&dir, Kind::Systemd, ctx.wall_start_ns, |n| systemd_name_matches(n, tgid, boot.as_deref()));
-                }
-            }
+        if found.is_none()
+            && let Some(dir) = self.systemd_dir.clone()
+            && dir.is_dir()
+        {
+            let boot = ctx.boot_id.map(|b| b.replace('-', ""));
+            searched.push(dir.clone());
+            found = self.claim(&dir, Kind::Systemd, ctx.wall_start_ns, |n| systemd_name_matches(n, tgid, boot.as_deref()));
         }
         for dir in self.extra.clone() {
             if found.is_some() {
@@ -175,10 +174,10 @@ impl Stores {
         let Some((from, to)) = self.span else { return (Vec::new(), notes) };
         let (from, to) = (from.saturating_sub(SLACK_NS), to.saturating_add(60_000_000_000));
         let mut always: Vec<(PathBuf, Kind)> = self.extra.iter().map(|d| (d.clone(), Kind::Store)).collect();
-        if let Some(d) = &self.systemd_dir {
-            if d.is_dir() {
-                always.push((d.clone(), Kind::Systemd));
-            }
+        if let Some(d) = &self.systemd_dir
+            && d.is_dir()
+        {
+            always.push((d.clone(), Kind::Systemd));
         }
         for (dir, kind) in always {
             self.listings.entry(dir.clone()).or_insert_with(|| (kind, list(&dir)));
