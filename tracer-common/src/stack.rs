@@ -82,22 +82,25 @@ pub const fn frames_in(ret: i32, entry_size: usize, max: usize) -> usize {
 
 /// Largest `--stack-copy`: the ring buffer must hold many of these.
 pub const STACK_COPY_MAX: usize = 32 * 1024;
-/// The sizes a copy is tried at, largest first: a read that runs past the
-/// end of the stack fails as a whole, so a smaller one is tried next.
-pub const STACK_COPY_SIZES: [u32; 7] = [32768, 16384, 8192, 4096, 2048, 1024, 512];
+/// Smallest copy sent; a stack with less than this above SP sends none.
+pub const STACK_COPY_MIN: usize = 512;
 
 /// The top of the dying thread's user stack, from its SP upward, sent after
 /// its `StackCapture` when `--stack-copy` asks for it. With it, user space
 /// can unwind code built without frame pointers from `.eh_frame`.
+///
+/// `len` bytes of stack follow this struct in the record. The kernel reads
+/// the stack in one of a few fixed sizes (32, 16, 8, 4, 2, 1 KiB, 512 bytes),
+/// the largest that is at most `--stack-copy` and does not run past the end
+/// of the stack, so the record is exactly as long as its data.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackCopy {
     pub header: EventHeader,
-    /// The user SP: the address of `data[0]`.
+    /// The user SP: the address of the first byte that follows.
     pub sp: u64,
-    /// Bytes of `data` copied; the rest is zero.
+    /// Bytes of stack that follow.
     pub len: u32,
-    /// The last read's result: 0, or a negative errno when every size failed.
+    /// The read's result (0).
     pub ret: i32,
-    pub data: [u8; STACK_COPY_MAX],
 }

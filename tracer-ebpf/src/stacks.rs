@@ -8,20 +8,23 @@
 //! the event is left uninitialised.
 
 use aya_ebpf::{
-    bindings::{pt_regs, BPF_F_USER_BUILD_ID, BPF_F_USER_STACK},
+    bindings::{pt_regs, BPF_F_USER_BUILD_ID, BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE},
     helpers::{
         bpf_probe_read_kernel,
-        generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
+        generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_probe_read_user, bpf_task_pt_regs},
     },
     programs::BtfTracePointContext,
     EbpfContext,
 };
 use tracer_common::{
-    stack::{BuildIdFrame, StackCapture, KERNEL_FRAMES_MAX, STACK_REGS_VALID, USER_FRAMES_MAX},
-    EventKind,
+    stack::{BuildIdFrame, StackCapture, StackCopy, KERNEL_FRAMES_MAX, STACK_REGS_VALID, USER_FRAMES_MAX},
+    EventKind, LOST_SLOTS,
 };
 
-use crate::emit::reserve;
+use crate::{
+    emit::reserve,
+    maps::{EVENTS, LOST, SETTINGS},
+};
 
 const USER_BYTES: u32 = (USER_FRAMES_MAX * core::mem::size_of::<u64>()) as u32;
 const KERNEL_BYTES: u32 = (KERNEL_FRAMES_MAX * core::mem::size_of::<u64>()) as u32;
@@ -37,6 +40,7 @@ pub fn capture(ctx: &BtfTracePointContext, sig: i32) {
     };
     let event = entry.as_mut_ptr();
     let raw = ctx.as_ptr();
+    let (ip, sp, bp, regs_ok) = user_regs();
     unsafe {
         (*event).sig = sig;
         (*event)._pad0 = 0;
@@ -56,13 +60,88 @@ pub fn capture(ctx: &BtfTracePointContext, sig: i32) {
         // The kernel path that raised the signal (a page fault, a syscall).
         (*event).kernel_ret = bpf_get_stack(raw, (*event).kernel.as_mut_ptr().cast(), KERNEL_BYTES, 0) as i32;
 
-        let (ip, sp, bp, ok) = user_regs();
         (*event).ip = ip;
         (*event).sp = sp;
         (*event).bp = bp;
-        (*event).flags = if ok { STACK_REGS_VALID } else { 0 };
+        (*event).flags = if regs_ok { STACK_REGS_VALID } else { 0 };
     }
     entry.submit(0);
+    let want = unsafe { core::ptr::read_volatile(&SETTINGS.stack_copy_bytes) };
+    if regs_ok && want > 0 {
+        copy_stack(sp, want);
+    }
+}
+
+/// A `StackCopy` with `N` bytes of stack: the reservation's size must be a
+/// constant, so each size is its own type.
+#[repr(C)]
+struct WithData<const N: usize> {
+    event: StackCopy,
+    data: [u8; N],
+}
+
+enum Copied {
+    Sent,
+    /// The read faulted: the stack ends less than N bytes above SP.
+    TooBig,
+    /// No room in the ring buffer (counted as lost by `reserve`).
+    NoRoom,
+}
+
+#[inline(always)]
+fn try_copy<const N: usize>(sp: u64, want: u32) -> Copied {
+    if N as u32 > want {
+        return Copied::TooBig;
+    }
+    let Some(mut entry) = reserve::<WithData<N>>(EventKind::StackCopy) else {
+        return Copied::NoRoom;
+    };
+    let sized = entry.as_mut_ptr();
+    unsafe {
+        // On failure the helper zeroes the buffer; on success it fills it:
+        // either way every byte is written.
+        let ret = bpf_probe_read_user((*sized).data.as_mut_ptr().cast(), N as u32, sp as *const _) as i32;
+        if ret != 0 {
+            entry.discard(0);
+            return Copied::TooBig;
+        }
+        (*sized).event.sp = sp;
+        (*sized).event.len = N as u32;
+        (*sized).event.ret = ret;
+    }
+    entry.submit(0);
+    Copied::Sent
+}
+
+/// Copies up to `want` bytes of user stack from `sp` upward, in the largest
+/// of the fixed sizes that does not run past the end of the stack.
+///
+/// A copy is an extra: it is skipped, and counted as lost, when it would
+/// fill the ring buffer past a quarter, so that in a crash storm the events
+/// every verdict needs still find room.
+#[inline(always)]
+fn copy_stack(sp: u64, want: u32) {
+    let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
+    if pending.saturating_add(want as u64) > size / 4 {
+        let slot = EventKind::StackCopy as u32;
+        if slot < LOST_SLOTS {
+            if let Some(counter) = LOST.get_ptr_mut(slot) {
+                // Per-CPU slot: no other CPU writes it.
+                unsafe { *counter += 1 };
+            }
+        }
+        return;
+    }
+    macro_rules! attempt {
+        ($($n:literal),*) => {$(
+            match try_copy::<$n>(sp, want) {
+                Copied::Sent | Copied::NoRoom => return,
+                Copied::TooBig => {}
+            }
+        )*};
+    }
+    attempt!(32768, 16384, 8192, 4096, 2048, 1024, 512);
 }
 
 /// The user registers saved when the thread entered the kernel:

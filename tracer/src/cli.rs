@@ -114,6 +114,14 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
 
+    /// Also copy this many bytes of the dying thread's user stack (at most
+    /// 32768), so frames of code built without frame pointers can be
+    /// unwound from `.eh_frame`. Each crash then costs this much ring
+    /// buffer and log space; a copy is skipped (and counted as lost) while
+    /// the ring buffer is over a quarter full. 0, the default, copies nothing.
+    #[arg(long, value_name = "BYTES", default_value_t = 0, value_parser = parse_stack_copy)]
+    pub stack_copy: u32,
+
     /// Ship every signal_generate event to user space, unfiltered. This is the
     /// naive baseline the benchmarks compare against; not for normal use.
     #[arg(long, hide = true)]
@@ -152,6 +160,16 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
     if n < 4096 || !n.is_power_of_two() {
         return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
+}
+
+fn parse_stack_copy(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    let max = tracer_common::stack::STACK_COPY_MAX as u32;
+    let min = tracer_common::stack::STACK_COPY_MIN as u32;
+    if n != 0 && !(min..=max).contains(&n) {
+        return Err(format!("{n} is outside {min}..={max} (or 0 for no copy)"));
     }
     Ok(n)
 }

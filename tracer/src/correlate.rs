@@ -254,6 +254,8 @@ impl Correlator {
                 self.on_cgroup(ev, op, *root, *id, path, *populated, zombies)
             }
             Body::StackCapture { .. } => self.on_stack(ev),
+            // Raw stack memory: used by symbolisation, not by the chain.
+            Body::StackCopy { .. } => {}
         }
         done
     }

@@ -204,6 +204,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         EventKind::StackCapture => crate::stack::decode_capture(&read(bytes).expect("length checked")),
+        EventKind::StackCopy => crate::stack::decode_copy(bytes)?,
     };
     Ok(Event {
         ts_ns: header.ts_ns,

@@ -177,6 +177,13 @@ pub enum Body {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         kernel_errno: Option<i32>,
     },
+    /// The top of that thread's user stack (`--stack-copy`), from `sp` up,
+    /// for unwinding from `.eh_frame`. `data` is hex in JSON.
+    StackCopy {
+        sp: u64,
+        #[serde(with = "crate::stack::hex_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl Body {
@@ -193,6 +200,7 @@ impl Body {
             Body::SysctlWrite { .. } => "sysctl-write",
             Body::Cgroup { .. } => "cgroup",
             Body::StackCapture { .. } => "stack-capture",
+            Body::StackCopy { .. } => "stack-copy",
         }
     }
 }

@@ -20,5 +20,6 @@ pub mod report;
 pub mod runtime;
 pub mod stack;
 pub mod symbolize;
+pub mod unwind;
 pub mod verdict;
 pub mod watched;

@@ -45,6 +45,8 @@ pub struct LoadOptions<'a> {
     pub coredump_hook: CoredumpHook,
     pub ring_buffer_size: u32,
     pub naive_all_signals: bool,
+    /// `--stack-copy`: bytes of user stack to copy at a fatal signal.
+    pub stack_copy: u32,
     pub watched: Option<u32>,
     /// `--cgroup PATH`: only cgroup events under this path.
     pub cgroup_prefix: Option<String>,
@@ -201,6 +203,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if opts.naive_all_signals {
         settings.flags |= SETTING_NAIVE_ALL_SIGNALS;
     }
+    settings.stack_copy_bytes = opts.stack_copy;
     if let Some(prefix) = &opts.cgroup_prefix {
         let bytes = prefix.as_bytes();
         if bytes.len() > settings.cgroup_prefix.len() {

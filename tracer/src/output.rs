@@ -110,6 +110,7 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
             let ip = ip.map(|ip| format!(" ip={ip:#x}")).unwrap_or_default();
             format!("{} {} stack: {} user frames, {} kernel frames{ip}", ev.task, signal_name(*sig), user.len(), kernel.len())
         }
+        Body::StackCopy { sp, data } => format!("{} {} bytes of user stack from {sp:#x}", ev.task, data.len()),
     };
     format!("{} {:<15} {what}", style.dim(&clock(wall_ns)), ev.body.name())
 }

@@ -279,6 +279,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         object,
         coredump_hook: args.coredump_hook,
         ring_buffer_size: args.ring_buffer_size,
+        stack_copy: args.stack_copy,
         naive_all_signals: args.naive_all_signals,
         watched: args.pid,
         cgroup_prefix: args.cgroup.clone(),
@@ -459,6 +460,9 @@ fn drain(
             // The thread is acting on its fatal signal: its maps are still
             // there to read, and may not be by the time its chain ends.
             out.symbolizer.remember_maps(ev.task.tgid);
+        }
+        if let Body::StackCopy { sp, data } = &ev.body {
+            out.symbolizer.remember_stack_copy(ev.task.tgid, *sp, data.clone());
         }
         // A core dump is about to use the settings: record them if they
         // changed since last seen, so the chain (and the log) has them.

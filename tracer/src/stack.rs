@@ -11,11 +11,14 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use tracer_common::stack::{
-    frames_in, BuildIdFrame, StackCapture, BUILD_ID_STATUS_VALID, KERNEL_FRAMES_MAX, STACK_REGS_VALID,
-    USER_FRAMES_MAX,
+    frames_in, BuildIdFrame, StackCapture, StackCopy, BUILD_ID_STATUS_VALID, KERNEL_FRAMES_MAX, STACK_COPY_MAX,
+    STACK_REGS_VALID, USER_FRAMES_MAX,
 };
 
-use crate::event::{Body, Event};
+use crate::{
+    decode::DecodeError,
+    event::{Body, Event},
+};
 
 /// A module's build-id (hex) and a file offset in it, as the kernel found
 /// them for one user frame.
@@ -64,6 +67,48 @@ pub fn decode_capture(e: &StackCapture) -> Body {
         bp: regs.then_some(e.bp),
         user_errno: errno_of(e.user_ret),
         kernel_errno: errno_of(e.kernel_ret),
+    }
+}
+
+/// A `StackCopy` record (fixed part, then `len` bytes of stack) to its
+/// [`Body`]. The caller has checked the fixed part is there.
+pub fn decode_copy(bytes: &[u8]) -> Result<Body, DecodeError> {
+    let fixed = std::mem::size_of::<StackCopy>();
+    let short = |need: usize| DecodeError::Short { kind: "stack-copy", len: bytes.len(), need };
+    if bytes.len() < fixed {
+        return Err(short(fixed));
+    }
+    // SAFETY: length checked; StackCopy is repr(C) integers, valid for any
+    // bit pattern; read_unaligned needs no alignment.
+    let e: StackCopy = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const StackCopy) };
+    let len = e.len as usize;
+    if len > STACK_COPY_MAX || bytes.len() < fixed + len {
+        return Err(short(fixed.saturating_add(len)));
+    }
+    Ok(Body::StackCopy { sp: e.sp, data: bytes[fixed..fixed + len].to_vec() })
+}
+
+/// Bytes as one lower-case hex string in JSON (stack copies).
+pub mod hex_bytes {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex bytes of odd length"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not hex at byte {i}")))
+            })
+            .collect()
     }
 }
 
@@ -122,6 +167,10 @@ pub struct Stack {
     /// gone). None: not symbolised.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub symbolized_from: Option<String>,
+    /// How `user` was unwound: "frame-pointers" (the kernel's walk) or
+    /// "eh-frame" (DWARF call-frame information over a stack copy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unwound_by: Option<String>,
     /// What limited symbolisation, in words.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub notes: Vec<String>,
@@ -157,6 +206,7 @@ impl Stack {
             user_errno: *user_errno,
             kernel_errno: *kernel_errno,
             symbolized_from: None,
+            unwound_by: Some("frame-pointers".into()),
             notes: Vec::new(),
         })
     }
@@ -328,6 +378,46 @@ mod tests {
         assert!(json.contains("\"event\":\"stack-capture\""), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, ev);
+    }
+
+    fn copy_record(data: &[u8]) -> Vec<u8> {
+        let c = StackCopy {
+            header: EventHeader { kind: EventKind::StackCopy as u32, cpu: 0, ts_ns: 9, pid: 43, tgid: 42, cgroup_id: 1, comm: [0; 16] },
+            sp: 0x7ffc_0000_0000,
+            len: data.len() as u32,
+            ret: 0,
+        };
+        let mut bytes = as_bytes(&c);
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn decodes_a_stack_copy_and_rejects_short_ones() {
+        let data: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
+        let bytes = copy_record(&data);
+        let ev = decode(&bytes).unwrap();
+        assert_eq!(ev.body, Body::StackCopy { sp: 0x7ffc_0000_0000, data: data.clone() });
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "len {len} decoded");
+        }
+        // A length past the largest copy is refused, whatever follows.
+        let mut bogus = copy_record(&data);
+        let len_at = std::mem::size_of::<EventHeader>() + 8;
+        bogus[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&bogus), Err(DecodeError::Short { kind: "stack-copy", .. })));
+    }
+
+    #[test]
+    fn stack_copy_is_hex_in_json() {
+        let ev = decode(&copy_record(&[0x00, 0xab, 0x10])).unwrap();
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains("\"data\":\"00ab10\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        let odd = json.replace("00ab10", "00ab1");
+        assert!(serde_json::from_str::<Event>(&odd).is_err());
+        let bad = json.replace("00ab10", "00zz10");
+        assert!(serde_json::from_str::<Event>(&bad).is_err());
     }
 
     #[test]

@@ -34,6 +34,8 @@ use crate::stack::{hex, Frame, Stack};
 
 /// Processes whose maps are kept while their chains are open.
 const MAPS_MAX: usize = 256;
+/// Stack copies kept (each up to 32 KiB) while their chains are open.
+const COPIES_MAX: usize = 64;
 /// Symbolised frames kept, by (module, offset).
 const SYMBOLS_MAX: usize = 65_536;
 /// Build-ids remembered with a path that had them, and files whose
@@ -138,6 +140,10 @@ pub struct Stats {
 pub struct Symbolizer {
     maps: HashMap<u32, Maps>,
     maps_order: VecDeque<u32>,
+    /// `--stack-copy` data by process: (SP, bytes from SP up).
+    copies: HashMap<u32, (u64, Vec<u8>)>,
+    copies_order: VecDeque<u32>,
+    unwinder: crate::unwind::StackUnwinder,
     /// build-id -> a file that had it.
     build_id_paths: HashMap<String, String>,
     /// (path, inode) -> the file's build-id, if it has one.
@@ -176,6 +182,9 @@ impl Symbolizer {
         Symbolizer {
             maps: HashMap::new(),
             maps_order: VecDeque::new(),
+            copies: HashMap::new(),
+            copies_order: VecDeque::new(),
+            unwinder: crate::unwind::StackUnwinder::new(),
             build_id_paths: HashMap::new(),
             file_build_ids: HashMap::new(),
             symbols: HashMap::new(),
@@ -211,6 +220,57 @@ impl Symbolizer {
     /// Uses `mappings` for process `tgid`, as if read from its maps.
     pub fn set_maps(&mut self, tgid: u32, mappings: Vec<Mapping>) {
         self.insert_maps(tgid, Maps::Read(mappings));
+    }
+
+    /// Keeps the copy of a dying thread's stack (`--stack-copy`) for
+    /// unwinding when its chain ends.
+    pub fn remember_stack_copy(&mut self, tgid: u32, sp: u64, data: Vec<u8>) {
+        if self.copies.insert(tgid, (sp, data)).is_none() {
+            self.copies_order.push_back(tgid);
+        }
+        while self.copies_order.len() > COPIES_MAX {
+            if let Some(old) = self.copies_order.pop_front() {
+                self.copies.remove(&old);
+            }
+        }
+    }
+
+    /// Replaces the frame-pointer frames with an `.eh_frame` unwind over the
+    /// stack copy where that finds more: see [`crate::unwind`].
+    fn unwind_copy(&mut self, tgid: u32, stack: &mut Stack, mappings: &[Mapping]) {
+        let Some((copy_sp, data)) = self.copies.remove(&tgid) else { return };
+        self.copies_order.retain(|t| *t != tgid);
+        let (Some(ip), Some(sp), Some(bp)) = (stack.ip, stack.sp, stack.bp) else { return };
+        let unwound = self.unwinder.unwind(ip, sp, bp, copy_sp, &data, mappings);
+        let fp: Vec<u64> = stack.user.iter().map(|f| f.addr).collect();
+        let eh = &unwound.frames;
+        let stopped = unwound.stopped.as_deref().map(|s| format!(" (stopped: {s})")).unwrap_or_default();
+        if !eh.is_empty() && fp.starts_with(eh) {
+            stack.notes.push(format!(
+                "the .eh_frame unwind over {} bytes of stack agrees with the frame-pointer walk for {} frames{stopped}",
+                data.len(),
+                eh.len()
+            ));
+        } else if eh.len() >= 2 || (fp.len() <= 1 && !eh.is_empty()) {
+            stack.notes.push(format!(
+                "unwound from .eh_frame over {} bytes of stack: {} frames (the frame-pointer walk gave {}){stopped}",
+                data.len(),
+                eh.len(),
+                fp.len()
+            ));
+            let old = std::mem::take(&mut stack.user);
+            stack.user = eh
+                .iter()
+                .map(|&addr| old.iter().find(|f| f.addr == addr).cloned().unwrap_or_else(|| Frame::raw(addr)))
+                .collect();
+            stack.unwound_by = Some("eh-frame".into());
+        } else {
+            stack.notes.push(format!(
+                "the .eh_frame unwind over {} bytes of stack gave {} frames, fewer than the frame-pointer walk{stopped}",
+                data.len(),
+                eh.len()
+            ));
+        }
     }
 
     fn insert_maps(&mut self, tgid: u32, maps: Maps) {
@@ -258,6 +318,10 @@ impl Symbolizer {
             for m in mappings {
                 self.learn_build_id(m);
             }
+            self.unwind_copy(tgid, stack, mappings);
+        } else if self.copies.remove(&tgid).is_some() {
+            self.copies_order.retain(|t| *t != tgid);
+            stack.notes.push("a stack copy was taken, but without the process's mappings it cannot be unwound".into());
         }
         let mut notes = Vec::new();
         let mut used_build_ids = false;

@@ -145,18 +145,64 @@ fn set_suid_dumpable(value: u32) {
     assert_eq!(now.trim(), value.to_string(), "{SUID_DUMPABLE} did not take {value}");
 }
 
+/// A child that is killed and reaped when dropped, so a failed test leaves
+/// no process behind.
+struct Guarded {
+    child: Option<Child>,
+    pid: u32,
+}
+
+impl Guarded {
+    /// Waits (bounded) for the child; kills it and fails if it takes too long.
+    fn reap(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("not reaped yet");
+        let deadline = Instant::now() + CRASH_WAIT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("pid {} did not exit within {CRASH_WAIT:?}; killed it", self.pid);
+                }
+            }
+        }
+    }
+
+    /// Reads "ready" from a `pause` crasher (bounded).
+    fn wait_ready(&mut self) {
+        let out = self.child.as_mut().and_then(|c| c.stdout.as_mut()).expect("stdout is piped");
+        let mut pfd = libc::pollfd { fd: out.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "pid {} did not say ready", self.pid);
+        let mut buf = [0u8; 16];
+        let n = out.read(&mut buf).expect("reading ready");
+        assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "ready");
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A process that changed credentials: real uid root, effective uid nobody,
 /// which makes the kernel set its dumpable flag from fs.suid_dumpable at
 /// exec. Runs the crasher (copied into `dir`, so nobody may exec it) in
 /// `mode`, RLIMIT_CORE unlimited, with `dir` as its cwd.
-fn spawn_credential_changer(mode: &str, dir: &Path) -> Child {
+fn spawn_credential_changer(mode: &str, dir: &Path) -> Guarded {
     let exe = dir.join("crash");
     if !exe.exists() {
         std::fs::copy(common::crasher(), &exe).unwrap_or_else(|e| panic!("copying the crasher into {}: {e}", dir.display()));
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod the crasher");
     }
     let mut cmd = Command::new(&exe);
-    cmd.arg(mode).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.arg(mode).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     // SAFETY: setrlimit and setresuid are async-signal-safe and touch no parent state.
     unsafe {
         cmd.pre_exec(|| {
@@ -167,34 +213,8 @@ fn spawn_credential_changer(mode: &str, dir: &Path) -> Child {
             Ok(())
         });
     }
-    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()))
-}
-
-/// Waits (bounded) for a child; kills it and fails if it takes too long.
-fn reap(mut child: Child) -> ExitStatus {
-    let deadline = Instant::now() + CRASH_WAIT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pid {} did not exit within {CRASH_WAIT:?}; killed it", child.id());
-            }
-        }
-    }
-}
-
-/// Reads "ready" from a `pause` crasher (bounded).
-fn wait_ready(child: &mut Child) {
-    let out = child.stdout.as_mut().expect("stdout is piped");
-    let mut pfd = libc::pollfd { fd: out.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "pid {} did not say ready", child.id());
-    let mut buf = [0u8; 16];
-    let n = out.read(&mut buf).expect("reading ready");
-    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "ready");
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+    Guarded { pid: child.id(), child: Some(child) }
 }
 
 /// A listening SOCK_SEQPACKET unix socket at `path` (std has only STREAM).
@@ -359,6 +379,26 @@ fn healthy_file_pattern_exits_zero() {
 }
 
 #[test]
+#[ignore = "privileged: writes core_pattern, crashes a process"]
+fn missing_core_dir_loses_every_core() {
+    let ex = Exclusive::take();
+    let dir = TempDir::new("crashtrace-doctor");
+    let missing = dir.path().join("not-there");
+    ex.set_core_pattern(&format!("{}/core.%p", missing.display()));
+    let d = doctor(&[]);
+    assert_eq!(d.code, 1);
+    assert_finding(&d.finding("core-dir-missing", None), "loss", None);
+    assert_eq!(d.report["facts"]["core_dir"]["state"], "missing");
+    // The kernel agrees: no "core dumped", no file.
+    let mut crasher = Crasher::spawn("segv", RlimitCore::Unlimited, dir.path());
+    let status = crasher.wait();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status}");
+    assert!(!status.core_dumped(), "the kernel reported a core dump into a missing directory");
+    assert!(!missing.exists());
+}
+
+#[test]
 #[ignore = "privileged: writes core_pattern and suid_dumpable, crashes processes"]
 fn suid_dumpable_2_with_relative_pattern_is_unsafe() {
     let ex = Exclusive::take();
@@ -375,8 +415,8 @@ fn suid_dumpable_2_with_relative_pattern_is_unsafe() {
     // The kernel: a process that changed credentials gets no core from the
     // relative pattern...
     let child = spawn_credential_changer("segv", dir.path());
-    let pid = child.id();
-    let status = reap(child);
+    let pid = child.pid;
+    let status = child.reap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status}");
     assert!(!status.core_dumped(), "the kernel dumped pid {pid} despite the unsafe pattern");
@@ -388,8 +428,8 @@ fn suid_dumpable_2_with_relative_pattern_is_unsafe() {
     let d = doctor(&[]);
     d.assert_no("suid-");
     let child = spawn_credential_changer("segv", dir.path());
-    let pid = child.id();
-    let status = reap(child);
+    let pid = child.pid;
+    let status = child.reap();
     assert!(status.core_dumped(), "pid {pid} was not dumped with an absolute pattern: {status}");
     assert!(dir.path().join(format!("core.{pid}")).is_file());
 }
@@ -403,8 +443,8 @@ fn not_dumpable_pid_is_predicted_and_observed() {
     // The dumpable flag is taken from suid_dumpable at exec.
     set_suid_dumpable(0);
     let mut child = spawn_credential_changer("pause", dir.path());
-    wait_ready(&mut child);
-    let pid = child.id();
+    child.wait_ready();
+    let pid = child.pid;
     let d = doctor(&["--pid", &pid.to_string()]);
     assert_eq!(d.code, 1);
     assert_eq!(d.report["facts"]["target"]["dumpable"], false, "{:#}", d.report["facts"]["target"]);
@@ -415,7 +455,7 @@ fn not_dumpable_pid_is_predicted_and_observed() {
     let mut tracer = Tracer::start(&["--json"]);
     // SAFETY: kill(2) on our own unreaped child.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSEGV) }, 0);
-    let status = reap(child);
+    let status = child.reap();
     use std::os::unix::process::ExitStatusExt;
     assert!(!status.core_dumped(), "{status}");
     let observed = tracer.wait_verdict(pid);

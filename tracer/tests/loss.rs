@@ -42,7 +42,12 @@ struct Lock {
 
 impl Lock {
     fn take() -> Lock {
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(GLOBAL_LOCK).expect("open the global lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(GLOBAL_LOCK)
+            .expect("open the global lock");
         // SAFETY: flock on a descriptor we own.
         assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock {GLOBAL_LOCK}");
         Lock { _file: f }
@@ -58,7 +63,9 @@ struct CoreSettings {
 
 impl CoreSettings {
     fn save(lock: Lock) -> CoreSettings {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {p}: {e}")).trim_end_matches('\n').to_string();
+        let read = |p: &str| {
+            std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {p}: {e}")).trim_end_matches('\n').to_string()
+        };
         CoreSettings { pattern: read(CORE_PATTERN), pipe_limit: read(CORE_PIPE_LIMIT), _lock: lock }
     }
 }
@@ -151,7 +158,9 @@ impl Tracer {
 /// repeat, which would make each crash two SIGSEGVs, one of them handled.
 fn crash_burst(n: u64) -> Vec<u32> {
     // SAFETY: an anonymous private mapping with no access; never unmapped.
-    let page = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    let page = unsafe {
+        libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
     assert_ne!(page, libc::MAP_FAILED, "mmap a PROT_NONE page");
     let mut pids = Vec::new();
     for _ in 0..n {
@@ -176,7 +185,10 @@ fn crash_burst(n: u64) -> Vec<u32> {
         let mut status = 0;
         // SAFETY: our own child; valid out-pointer.
         assert_eq!(unsafe { libc::waitpid(pid as i32, &mut status, 0) }, pid as i32, "waitpid {pid}");
-        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV, "child {pid} ended with status {status:#x}, not SIGSEGV");
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+            "child {pid} ended with status {status:#x}, not SIGSEGV"
+        );
     }
     pids
 }
@@ -185,7 +197,11 @@ fn crash_burst(n: u64) -> Vec<u32> {
 #[ignore = "privileged: needs root, real BPF, crashes processes and changes core_pattern"]
 fn ring_buffer_overflow_is_counted_and_reported() {
     // SAFETY: geteuid cannot fail.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root (real BPF, /proc/sys writes): run `cargo xtask test` as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (real BPF, /proc/sys writes): run `cargo xtask test` as root"
+    );
     let settings = CoreSettings::save(Lock::take());
     let dir = PathBuf::from(format!("/dev/shm/crashtrace-loss-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the scratch dir");
@@ -248,8 +264,15 @@ fn ring_buffer_overflow_is_counted_and_reported() {
     let report = format!(
         "seen (ours) {seen_ours:?}, seen (all) {seen_all:?}, lost {lost_by_kind:?} in {loss_records} loss records, summary {summary}"
     );
-    assert!(loss_records > 0 && lost_in_records > 0, "a one-page ring buffer with a stopped reader lost nothing: {report}");
-    assert_eq!(summary["lost_kernel"].as_u64(), Some(lost_in_records), "the summary's lost_kernel is the sum of the loss records: {report}");
+    assert!(
+        loss_records > 0 && lost_in_records > 0,
+        "a one-page ring buffer with a stopped reader lost nothing: {report}"
+    );
+    assert_eq!(
+        summary["lost_kernel"].as_u64(),
+        Some(lost_in_records),
+        "the summary's lost_kernel is the sum of the loss records: {report}"
+    );
 
     // Kinds the burst makes a known number of. A direct dump hook (not on
     // this machine's kernel, where dumps are inferred) would add dump-start.
@@ -260,7 +283,10 @@ fn ring_buffer_overflow_is_counted_and_reported() {
     for (kind, n) in made {
         let seen = seen_ours.get(kind).copied().unwrap_or(0);
         let lost = lost_by_kind.get(kind).copied().unwrap_or(0);
-        assert!(seen + lost >= n, "{kind}: {n} made, {seen} seen + {lost} reported lost: some loss went unreported; {report}");
+        assert!(
+            seen + lost >= n,
+            "{kind}: {n} made, {seen} seen + {lost} reported lost: some loss went unreported; {report}"
+        );
         assert!(
             seen + lost <= n + NOISE_ALLOWANCE,
             "{kind}: {n} made, {seen} seen + {lost} reported lost: more loss reported than there were events; {report}"

@@ -216,6 +216,35 @@ fn without_frame_pointers_the_ip_names_the_faulting_function() {
 
 #[test]
 #[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn stack_copy_unwinds_code_without_frame_pointers_from_eh_frame() {
+    let machine = Exclusive::take();
+    require_systemd_collector_without_pid1();
+    machine.set_core_pattern(SYSTEMD_PATTERN);
+    machine.set_core_pipe_limit(16);
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = build_c(dir.path(), "deep-nofp-copy", &["-O2", "-fomit-frame-pointer"]);
+    let mut tracer = Tracer::start(&["--json", "--stack-copy", "8192"]);
+    let pid = crash(&binary, dir.path(), 0);
+    let verdict = tracer.wait_verdict(pid);
+    let stopped = tracer.stop();
+    stopped.assert_clean_exit();
+    let frames = user_frames(&verdict);
+    eprintln!("no frame pointers, -O2, --stack-copy 8192:\n{}", describe(frames));
+    assert_eq!(verdict["stack"]["unwound_by"], "eh-frame", "{:#}", verdict["stack"]);
+    assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
+    // The copy itself is in the event stream, for unwinding elsewhere.
+    let copy = stopped
+        .records
+        .iter()
+        .find(|r| r["event"] == "stack-copy" && r.pointer("/task/tgid").and_then(Value::as_u64) == Some(pid as u64))
+        .unwrap_or_else(|| panic!("no stack-copy record for pid {pid}"));
+    let hex_len = copy["data"].as_str().map(str::len).unwrap_or(0);
+    assert!((2 * 512..=2 * 8192).contains(&hex_len), "stack copy of {} bytes", hex_len / 2);
+    assert_eq!(copy["sp"], verdict["stack"]["sp"]);
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
 fn rust_frames_are_named_in_order() {
     let machine = Exclusive::take();
     let dir = TempDir::new("crashtrace-stacks");

@@ -38,7 +38,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use table::{Section, Status, Table};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -68,6 +68,8 @@ pub struct Scale {
     pub storm_rounds: usize,
     pub storm_file_crashes: u64,
     pub storm_pipe_crashes: u64,
+    /// Crashes in the storm paced at the target rate.
+    pub storm_paced_crashes: u64,
     pub churn_processes: u64,
     pub churn_crash_every: u64,
     pub startup_runs: usize,
@@ -86,6 +88,7 @@ impl Scale {
         storm_rounds: 3,
         storm_file_crashes: 50_000,
         storm_pipe_crashes: 10_000,
+        storm_paced_crashes: 10_000,
         churn_processes: 1_000_000,
         churn_crash_every: 100,
         startup_runs: 10,
@@ -101,6 +104,7 @@ impl Scale {
         storm_rounds: 2,
         storm_file_crashes: 5_000,
         storm_pipe_crashes: 1_000,
+        storm_paced_crashes: 2_000,
         churn_processes: 50_000,
         churn_crash_every: 100,
         startup_runs: 3,
@@ -108,6 +112,33 @@ impl Scale {
         report_small_events: 10_000,
         report_runs: 1,
     };
+}
+
+impl Scale {
+    /// The counts, as BENCHMARKS.md states them.
+    pub fn describe(&self) -> String {
+        use stats::count;
+        format!(
+            "Scale ({}): overhead {} rounds of {} forks + {} SIGUSR1 round trips; crash storms {} rounds of {} crashes \
+             (file pattern), {} paced and {} (pipe helper; fewer, because the kernel starts a helper process per \
+             crash and the machine manages only about 2,000 of those a second, so the run stays within the \
+             ten-minute budget); pid churn {} processes, one in {} crashing; {} starts; report on logs of {} and {} \
+             events.",
+            self.name,
+            self.overhead_rounds,
+            count(self.busy_forks),
+            count(self.busy_rounds),
+            self.storm_rounds,
+            count(self.storm_file_crashes),
+            count(self.storm_paced_crashes),
+            count(self.storm_pipe_crashes),
+            count(self.churn_processes),
+            self.churn_crash_every,
+            self.startup_runs,
+            count(self.report_small_events),
+            count(self.report_events),
+        )
+    }
 }
 
 /// What every benchmark needs.
@@ -189,7 +220,9 @@ fn utc_now() -> String {
 /// Runs the benchmarks; `binary` is the release build with the eBPF object in it.
 pub fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
     if !is_root() {
-        bail!("the benchmarks load BPF programs and change core_pattern, so they need root: run `sudo cargo xtask bench`");
+        bail!(
+            "the benchmarks load BPF programs and change core_pattern, so they need root: run `sudo cargo xtask bench`"
+        );
     }
     let started = Instant::now();
     let scale = if args.quick { Scale::QUICK } else { Scale::FULL };
@@ -214,7 +247,10 @@ pub fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
         scratch: scratch.clone(),
         jobs: (machine.cores as u32).max(1),
     };
-    eprintln!("xtask bench: {} scale; machine: {} cores, {}, kernel {}", ctx.scale.name, machine.cores, machine.cpu_model, machine.kernel);
+    eprintln!(
+        "xtask bench: {} scale; machine: {} cores, {}, kernel {}",
+        ctx.scale.name, machine.cores, machine.cpu_model, machine.kernel
+    );
 
     type Bench = fn(&Ctx) -> Result<Section>;
     let benches: [(u8, &str, Bench); 5] = [
@@ -261,7 +297,13 @@ pub fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn render(ctx: &Ctx, machine: &machine::Machine, sections: &[Section], elapsed: std::time::Duration, out: &Path) -> Result<String> {
+fn render(
+    ctx: &Ctx,
+    machine: &machine::Machine,
+    sections: &[Section],
+    elapsed: std::time::Duration,
+    out: &Path,
+) -> Result<String> {
     let commit = git(&ctx.root, &["rev-parse", "--short", "HEAD"]);
     let dirty = !git(&ctx.root, &["status", "--porcelain", "--untracked-files=no"]).is_empty();
     let mut md = String::from("# crashtrace benchmarks\n\n");
@@ -278,6 +320,8 @@ fn render(ctx: &Ctx, machine: &machine::Machine, sections: &[Section], elapsed: 
     md += "Each figure is the median of several runs. Comparisons alternate the \
            configurations within one run (A, B, A, B, ...) and are reported as \
            ratios of runs made side by side. Work directory: a tmpfs (`/dev/shm`).\n\n";
+    md += &ctx.scale.describe();
+    md += "\n\n";
     md += "## Machine\n\n";
     md += &machine.table().markdown();
     md.push('\n');
@@ -304,4 +348,3 @@ fn render(ctx: &Ctx, machine: &machine::Machine, sections: &[Section], elapsed: 
     }
     Ok(md)
 }
-

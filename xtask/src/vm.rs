@@ -23,6 +23,16 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+/// Kernel options the hooks depend on, shown per kernel.
+const KERNEL_OPTIONS: &[&str] = &[
+    "CONFIG_DEBUG_INFO_BTF",
+    "CONFIG_KPROBES",
+    "CONFIG_FUNCTION_TRACER",
+    "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",
+    "CONFIG_FTRACE_SYSCALLS",
+    "CONFIG_BPF_LSM",
+];
+
 /// `cargo xtask vm-test` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -37,6 +47,10 @@ pub struct Args {
     /// instead of running `cargo xtask build` first.
     #[arg(long)]
     pub no_build: bool,
+    /// Test this crashtrace binary (with its eBPF object built in) instead
+    /// of building one.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
+    pub crashtrace: Option<PathBuf>,
     /// Also write the matrix into README.md, between the lines
     /// `<!-- vm-matrix:begin -->` and `<!-- vm-matrix:end -->`.
     #[arg(long)]
@@ -46,7 +60,7 @@ pub struct Args {
 impl Args {
     /// What `cargo xtask test` runs: every kernel, with a fresh build.
     pub fn full_matrix() -> Args {
-        Args { kernel: "all".into(), timeout: 900, no_build: false, update_readme: false }
+        Args { kernel: "all".into(), timeout: 900, no_build: false, crashtrace: None, update_readme: false }
     }
 }
 
@@ -74,7 +88,12 @@ pub fn run(args: &Args) -> Result<()> {
     let specs = kernels::select(&args.kernel)?;
     qemu::check_available()?;
 
-    let crashtrace = if args.no_build {
+    let crashtrace = if let Some(p) = &args.crashtrace {
+        if !p.is_file() {
+            bail!("--crashtrace {}: no such file", p.display());
+        }
+        p.clone()
+    } else if args.no_build {
         let p = root.join("target/release/crashtrace");
         if !p.is_file() {
             bail!("--no-build: {} does not exist; run `cargo xtask build`", p.display());
@@ -95,8 +114,14 @@ pub fn run(args: &Args) -> Result<()> {
     let mut runs = Vec::new();
     for spec in specs {
         let work = vm_dir.join("runs").join(&spec.label);
-        let mut run =
-            KernelRun { label: spec.label.clone(), covers: spec.covers, kernel: None, elapsed: None, outcome: Err(String::new()), work: work.clone() };
+        let mut run = KernelRun {
+            label: spec.label.clone(),
+            covers: spec.covers,
+            kernel: None,
+            elapsed: None,
+            outcome: Err(String::new()),
+            work: work.clone(),
+        };
         let Some(candidate) = kernels::choose(&spec, &candidates) else {
             run.outcome = Err(format!(
                 "no linux-image-{}*-cloud-amd64 package in {}",
@@ -116,7 +141,10 @@ pub fn run(args: &Args) -> Result<()> {
                 continue;
             }
         };
-        eprintln!("xtask: vm: booting {} ({} {}, {}) under TCG, limit {} s", kernel.release, candidate.package, candidate.version, candidate.suite, args.timeout);
+        eprintln!(
+            "xtask: vm: booting {} ({} {}, {}) under TCG, limit {} s",
+            kernel.release, candidate.package, candidate.version, candidate.suite, args.timeout
+        );
         match qemu::boot(&kernel.vmlinuz, &initrd, &work, Duration::from_secs(args.timeout)) {
             Ok(boot) => {
                 let report = check::parse(&boot.results);
@@ -127,8 +155,10 @@ pub fn run(args: &Args) -> Result<()> {
                 };
                 let mut outcome = check::evaluate(&report, &end);
                 if let Some(config) = &kernel.config {
-                    let values = kernels::config_values(config, &["CONFIG_DEBUG_INFO_BTF", "CONFIG_KPROBES", "CONFIG_FUNCTION_TRACER", "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "CONFIG_FTRACE_SYSCALLS", "CONFIG_BPF_LSM"]);
-                    outcome.notes.push(values.iter().map(|(k, v)| format!("{}={v}", k.trim_start_matches("CONFIG_"))).collect::<Vec<_>>().join(" "));
+                    let values = kernels::config_values(config, KERNEL_OPTIONS);
+                    let shown: Vec<String> =
+                        values.iter().map(|(k, v)| format!("{}={v}", k.trim_start_matches("CONFIG_"))).collect();
+                    outcome.notes.push(shown.join(" "));
                 }
                 outcome.notes.push(format!("guest output: {} and {}", boot.results_path.display(), boot.console_path.display()));
                 run.elapsed = Some(boot.elapsed);

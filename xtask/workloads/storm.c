@@ -6,12 +6,15 @@
  *       forked and reaped one by one, while two processes ping-pong SIGUSR1
  *       (caught by handlers) for ROUNDS round trips. Prints elapsed_ns and
  *       cpu_ns (user + system CPU of all the workload's processes).
- *   storm spawn COUNT JOBS CRASH_EVERY RLIMIT_CORE PIDFILE
+ *   storm spawn COUNT JOBS CRASH_EVERY RLIMIT_CORE PIDFILE [RATE]
  *       COUNT short-lived children spread over JOBS spawner processes; every
  *       CRASH_EVERY-th child faults (SIGSEGV on a null write), the others exit
  *       0. Children inherit RLIMIT_CORE ("inf" for unlimited). The pids of the
- *       children that crashed are appended to PIDFILE, one per line. Prints
- *       elapsed_ns, children, segv (children killed by SIGSEGV) and other.
+ *       children that crashed are appended to PIDFILE, one per line. With
+ *       RATE, children are forked at that many per second in all (never
+ *       faster; slower if the machine cannot keep up); without it, as fast as
+ *       they can be forked and reaped. Prints elapsed_ns, children, segv
+ *       (children killed by SIGSEGV) and other.
  *   storm sink [ARG...]
  *       A core_pattern pipe helper: reads the core from stdin to EOF, exits 0.
  *
@@ -107,14 +110,25 @@ static int busy(long forks, long rounds) {
     return 0;
 }
 
-/* One spawner: forks COUNT children one at a time; writes crash pids. */
-static void spawner(long count, long crash_every, long offset, int pidfd) {
+/* Sleeps until `at` (CLOCK_MONOTONIC ns); returns at once if it is past. */
+static void sleep_until(unsigned long long at) {
+    struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull), .tv_nsec = (long)(at % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+/* One spawner: forks COUNT children one at a time; writes crash pids. With
+ * interval_ns > 0, child i is due at t0 + (i * jobs + offset) * interval_ns,
+ * so JOBS spawners together fork one child per interval. */
+static void spawner(long count, long crash_every, long offset, long jobs, unsigned long long t0,
+                    unsigned long long interval_ns, int pidfd) {
     char *buf = malloc((size_t)count * 12 + 1);
     if (!buf) die("malloc");
     size_t used = 0;
     long segv = 0, other = 0;
     for (long i = 0; i < count; i++) {
         int crash = crash_every > 0 && (i + offset) % crash_every == 0;
+        if (interval_ns) sleep_until(t0 + ((unsigned long long)i * (unsigned long long)jobs + (unsigned long long)offset) * interval_ns);
         pid_t p = fork();
         if (p < 0) die("fork");
         if (p == 0) {
@@ -139,7 +153,7 @@ static void spawner(long count, long crash_every, long offset, int pidfd) {
     fflush(stdout);
 }
 
-static int spawn(long count, long jobs, long crash_every, const char *rlimit, const char *pidfile) {
+static int spawn(long count, long jobs, long crash_every, const char *rlimit, const char *pidfile, double rate) {
     struct rlimit rl;
     if (strcmp(rlimit, "inf") == 0) rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
     else rl.rlim_cur = rl.rlim_max = strtoull(rlimit, NULL, 10);
@@ -150,6 +164,7 @@ static int spawn(long count, long jobs, long crash_every, const char *rlimit, co
     if (pipe(fds) != 0) die("pipe");
     fflush(stdout);
     unsigned long long t0 = now_ns();
+    unsigned long long interval_ns = rate > 0 ? (unsigned long long)(1e9 / rate) : 0;
     for (long j = 0; j < jobs; j++) {
         long share = count / jobs + (j < count % jobs ? 1 : 0);
         pid_t w = fork();
@@ -158,7 +173,7 @@ static int spawn(long count, long jobs, long crash_every, const char *rlimit, co
             close(fds[0]);
             if (dup2(fds[1], 1) < 0) die("dup2");
             /* Offsets keep the crash share exact across spawners. */
-            spawner(share, crash_every, j, pidfd);
+            spawner(share, crash_every, j, jobs, t0, interval_ns, pidfd);
             _exit(0);
         }
     }
@@ -193,13 +208,13 @@ static int sink(void) {
 
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "busy") == 0) return busy(atol(argv[2]), atol(argv[3]));
-    if (argc == 7 && strcmp(argv[1], "spawn") == 0)
-        return spawn(atol(argv[2]), atol(argv[3]), atol(argv[4]), argv[5], argv[6]);
+    if ((argc == 7 || argc == 8) && strcmp(argv[1], "spawn") == 0)
+        return spawn(atol(argv[2]), atol(argv[3]), atol(argv[4]), argv[5], argv[6], argc == 8 ? atof(argv[7]) : 0);
     /* Extra arguments (the core_pattern's %P) only name the crash. */
     if (argc >= 2 && strcmp(argv[1], "sink") == 0) return sink();
     fprintf(stderr,
             "usage: storm busy FORKS ROUNDS\n"
-            "       storm spawn COUNT JOBS CRASH_EVERY RLIMIT_CORE PIDFILE\n"
+            "       storm spawn COUNT JOBS CRASH_EVERY RLIMIT_CORE PIDFILE [RATE]\n"
             "       storm sink [ARG...]\n");
     return 2;
 }

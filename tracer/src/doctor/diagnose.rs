@@ -338,20 +338,21 @@ fn suid_dumpable(facts: &HostFacts, mode: &DumpMode, out: &mut Vec<Finding>) {
             "sysctl fs.suid_dumpable=2 (dump them as root) or 0",
         )),
         Some(2) => {
-            if let DumpMode::File { path } = mode {
-                if !path.starts_with('/') {
-                    out.push(finding(
-                        "suid-dumpable-unsafe-pattern",
-                        Severity::Loss,
-                        None,
-                        format!(
-                            "fs.suid_dumpable is 2 and core_pattern {path:?} is relative: the kernel refuses to dump \
-                             processes that changed credentials (\"Unsafe core_pattern used with fs.suid_dumpable=2: \
-                             pipe handler or fully qualified core dump path required\"), so their cores are lost"
-                        ),
-                        format!("use an absolute pattern or a pipe helper: {FILE_PATTERN_FIX}"),
-                    ));
-                }
+            if let DumpMode::File { path } = mode
+                && !path.starts_with('/')
+            {
+                out.push(finding(
+                    "suid-dumpable-unsafe-pattern",
+                    Severity::Loss,
+                    None,
+                    format!(
+                        "fs.suid_dumpable is 2 and core_pattern {path:?} is relative: the kernel refuses to dump \
+                         processes that changed credentials (the kernel's \"Unsafe core_pattern used with \
+                         fs.suid_dumpable=2: pipe handler or fully qualified core dump path required\" case), so \
+                         their cores are lost"
+                    ),
+                    format!("use an absolute pattern or a pipe helper: {FILE_PATTERN_FIX}"),
+                ));
             }
         }
         _ => {}

@@ -147,6 +147,7 @@ pub struct DirFacts {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "detail", rename_all = "kebab-case")]
 pub enum DirState {
+    /// Root can create files there (read-only mounts ruled out).
     Writable,
     NotWritable(String),
     NotADirectory,
@@ -170,8 +171,8 @@ pub struct ProcessFacts {
     /// `None` when /proc/PID/limits could not be read.
     pub rlimit_core: Option<CoreLimit>,
     /// Whether the kernel would dump it as its owner. Read from the owner of
-    /// /proc/PID, which the kernel sets to root for a process that is not
-    /// dumpable; `None` when that cannot tell (a process running as root).
+    /// /proc/PID/status, which the kernel sets to root for a process that is
+    /// not dumpable; `None` when that cannot tell (a process running as root).
     pub dumpable: Option<bool>,
 }
 
@@ -370,18 +371,28 @@ fn dir_facts(dir: &str) -> DirFacts {
     let (state, world_writable) = match std::fs::metadata(dir) {
         Err(_) => (DirState::Missing, false),
         Ok(m) if !m.is_dir() => (DirState::NotADirectory, false),
-        Ok(m) => {
-            let world = m.permissions().mode() & 0o002 != 0;
-            let state = match std::ffi::CString::new(dir) {
-                // SAFETY: access(2) with a NUL-terminated path.
-                Ok(c) if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 => DirState::Writable,
-                Ok(_) => DirState::NotWritable(std::io::Error::last_os_error().to_string()),
-                Err(_) => DirState::NotWritable("the path has a NUL byte".into()),
-            };
-            (state, world)
-        }
+        Ok(m) => (root_writable(dir), m.permissions().mode() & 0o002 != 0),
     };
     DirFacts { path: dir.to_string(), state, world_writable }
+}
+
+/// Whether root can create files in `dir`. A read-only mount stops
+/// everyone; beyond that, access(2) answers for root only when doctor runs
+/// as root, and other users are covered by `world_writable`.
+fn root_writable(dir: &str) -> DirState {
+    let Ok(c) = std::ffi::CString::new(dir) else {
+        return DirState::NotWritable("the path has a NUL byte".into());
+    };
+    // SAFETY: statvfs(2) with a NUL-terminated path and a zeroed out-struct.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut vfs) } == 0 && vfs.f_flag & libc::ST_RDONLY != 0 {
+        return DirState::NotWritable("read-only file system".into());
+    }
+    // SAFETY: geteuid cannot fail; access(2) with a NUL-terminated path.
+    if unsafe { libc::geteuid() } == 0 && unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        return DirState::NotWritable(std::io::Error::last_os_error().to_string());
+    }
+    DirState::Writable
 }
 
 /// One process's facts. Fails when the process does not exist.
@@ -390,7 +401,8 @@ fn process_facts(pid: u32) -> std::io::Result<ProcessFacts> {
     let limits = std::fs::read_to_string(format!("{proc_dir}/limits"))?;
     let status = std::fs::read_to_string(format!("{proc_dir}/status")).unwrap_or_default();
     let euid = status_euid(&status);
-    let owner = std::fs::metadata(&proc_dir).map(|m| m.uid()).ok();
+    // Not the directory itself: /proc/PID always belongs to the euid.
+    let owner = std::fs::metadata(format!("{proc_dir}/status")).map(|m| m.uid()).ok();
     Ok(ProcessFacts {
         pid,
         comm: read_trimmed(&format!("{proc_dir}/comm")),
@@ -419,9 +431,10 @@ pub fn status_euid(status: &str) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The kernel makes /proc/PID owned by the task's euid only while it is
-/// dumpable (SUID_DUMP_USER); otherwise by root. So for a process not
-/// running as root, a root-owned /proc/PID means "not dumpable as its owner".
+/// The kernel makes the files under /proc/PID owned by the task's euid only
+/// while it is dumpable (SUID_DUMP_USER); otherwise by root. So for a process
+/// not running as root, a root-owned /proc/PID/status means "not dumpable as
+/// its owner" (dumpable 0, or 2 with suid_dumpable=2).
 /// https://elixir.bootlin.com/linux/v6.18/source/fs/proc/base.c (task_dump_owner)
 pub fn dumpable_from_owner(euid: Option<u32>, owner: Option<u32>) -> Option<bool> {
     match (euid?, owner?) {

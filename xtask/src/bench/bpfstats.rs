@@ -29,7 +29,10 @@ impl<'lock> StatsOn<'lock> {
 impl Drop for StatsOn<'_> {
     fn drop(&mut self) {
         if let Err(e) = std::fs::write(STATS_SYSCTL, &self.before) {
-            eprintln!("xtask bench: could not restore {STATS_SYSCTL}: {e}; restore it by hand: echo {} > {STATS_SYSCTL}", self.before);
+            eprintln!(
+                "xtask bench: could not restore {STATS_SYSCTL}: {e}; restore it by hand: echo {} > {STATS_SYSCTL}",
+                self.before
+            );
         }
     }
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{
+    Ctx,
     global::{CoreGuard, GlobalLock},
     stats::{self, mib},
     stream,
     table::{Section, Table, TargetCheck},
-    tracer::{Output, Tracer},
-    Ctx,
+    tracer::{Output, Sample, Tracer},
+    workload::Spawn,
 };
 
 /// 32 MB, read as MiB.
@@ -45,7 +46,8 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let json = ctx.scratch.join("churn.jsonl");
     let pattern = format!("{}/core.%p", ctx.scratch.join("cores").display());
     std::fs::create_dir_all(ctx.scratch.join("cores"))?;
-    let spawn_args = ctx.storm.spawn_args(n, ctx.jobs, sc.churn_crash_every, "0", &pidfile);
+    let spec = Spawn { count: n, jobs: ctx.jobs, crash_every: sc.churn_crash_every, rlimit_core: "0", rate: None };
+    let spawn_args = ctx.storm.spawn_args(&spec, &pidfile);
     let json_args = vec!["--json".to_string()];
     section.commands = vec![
         format!("echo '{pattern}' > /proc/sys/kernel/core_pattern"),
@@ -60,8 +62,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let tracer = Tracer::start(&ctx.binary, &json_args, &Output::File(json.clone()))?;
     let rss_attached = tracer.rss_kib().unwrap_or(0);
     let from = tracer.attached_at.elapsed();
-    let spawned = ctx.storm.spawn(n, ctx.jobs, sc.churn_crash_every, "0", &pidfile);
+    let spawned = ctx.storm.spawn(&spec, &pidfile);
     let until = tracer.attached_at.elapsed();
+    let mapped = tracer.mappings();
     std::thread::sleep(SETTLE);
     let fin = tracer.stop()?;
     drop(guard);
@@ -71,9 +74,11 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&pidfile);
 
-    let warm = from + (until - from) / 10;
-    let rss_start = fin.rss_at(warm).unwrap_or(0);
-    let rss_end = fin.rss_before(until).unwrap_or(0);
+    let at = |tenths: u32| from + (until - from) * tenths / 10;
+    let start = fin.sample_at(at(1));
+    let end = fin.sample_before(until);
+    let rss_start = start.map(|x| x.rss_kib).unwrap_or(0);
+    let rss_end = end.map(|x| x.rss_kib).unwrap_or(0);
     let rss_peak = fin.peak_rss_between(from, until);
     let state = |k: &str| s.summary_u64(k).map(|v| v.to_string()).unwrap_or_else(|| "not in the summary".into());
     let lost = s.lost_in_records;
@@ -93,15 +98,40 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         ("correlation state, peak", state("state_size_peak")),
         ("correlation state at end (before the final flush)", state("state_size_end")),
         ("verdicts dropped:rlimit-core for the crashes", format!("{}/{}", s.correct, spawned.crash_pids.len())),
-        ("other verdicts for the crashes", if s.wrong("dropped:rlimit-core").is_empty() { "none".into() } else { s.wrong("dropped:rlimit-core") }),
+        (
+            "other verdicts for the crashes",
+            if s.wrong("dropped:rlimit-core").is_empty() { "none".into() } else { s.wrong("dropped:rlimit-core") },
+        ),
         ("crashes with no verdict", s.missing.to_string()),
         ("verdict records beyond the crashes made", s.extra.to_string()),
-        ("events lost (loss records / summary)", format!("{} / {}", lost, s.summary_u64("lost_kernel").map(|v| v.to_string()).unwrap_or_else(|| "?".into()))),
+        (
+            "events lost (loss records / summary)",
+            format!("{} / {}", lost, s.summary_u64("lost_kernel").map(|v| v.to_string()).unwrap_or_else(|| "?".into())),
+        ),
         ("tracer CPU", format!("{:.2} s", fin.cpu.as_secs_f64())),
     ] {
         t.row(vec![k.into(), v]);
     }
     section.tables.push(t);
+    // The whole trajectory, split, so a one-time step tells itself apart
+    // from growth with the number of processes.
+    let mut traj = Table::new(&["churn done", "RSS", "anonymous", "file-backed", "shared (ring buffer)"]);
+    let row = |label: String, x: Option<Sample>| {
+        let x = x.unwrap_or_default();
+        vec![label, mib(x.rss_kib), mib(x.anon_kib), mib(x.file_kib), mib(x.shmem_kib)]
+    };
+    traj.row(row("0% (just after attach)".into(), fin.samples.first().copied()));
+    for tenths in [1, 2, 3, 5, 7, 9] {
+        traj.row(row(format!("{}%", tenths * 10), fin.sample_at(at(tenths))));
+    }
+    traj.row(row("100%".into(), end));
+    section.tables.push(traj);
+    if !mapped.is_empty() {
+        section.notes.push(format!(
+            "Resident memory by mapping at the end of the churn: {}.",
+            mapped.iter().take(8).map(|(name, kib)| format!("{name} {}", mib(*kib))).collect::<Vec<_>>().join(", ")
+        ));
+    }
     if spawned.other != 0 {
         section.notes.push(format!("{} children neither crashed by SIGSEGV nor exited 0", spawned.other));
     }

@@ -4,7 +4,7 @@
 
 use std::{fs::File, os::fd::AsRawFd, path::Path};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 pub const LOCK_PATH: &str = "/tmp/crashtrace-global.lock";
 const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";

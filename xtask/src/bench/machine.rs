@@ -42,7 +42,9 @@ impl Machine {
         Machine {
             cores,
             cpu_model: first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into()),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
             memory: first_line_with("/proc/meminfo", "MemTotal").unwrap_or_default(),
             load_at_start: load_average(),
             perf_counters,
@@ -80,6 +82,8 @@ pub fn other_tracers(except: &[u32]) -> Vec<u32> {
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| !except.contains(pid))
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "crashtrace").unwrap_or(false))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "crashtrace").unwrap_or(false)
+        })
         .collect()
 }

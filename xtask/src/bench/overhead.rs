@@ -13,13 +13,12 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::{
-    bpfstats, check_interrupted,
+    Ctx, bpfstats, check_interrupted,
     global::GlobalLock,
     machine,
     stats::{self, median, min_max, pct_change},
     table::{Section, Table, TargetCheck},
     tracer::{Output, Tracer},
-    Ctx,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,8 +93,14 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let busy = ctx.storm.busy_args(sc.busy_forks, sc.busy_rounds);
     section.commands = vec![
         format!("{}    # nothing attached", ctx.storm_cmd(&busy)),
-        format!("{} >/dev/null &  # then the workload, then kill -INT", ctx.crashtrace_cmd(&Mode::Crashtrace.tracer_args().unwrap_or_default())),
-        format!("{} >/dev/null &  # then the workload, then kill -INT", ctx.crashtrace_cmd(&Mode::Naive.tracer_args().unwrap_or_default())),
+        format!(
+            "{} >/dev/null &  # then the workload, then kill -INT",
+            ctx.crashtrace_cmd(&Mode::Crashtrace.tracer_args().unwrap_or_default())
+        ),
+        format!(
+            "{} >/dev/null &  # then the workload, then kill -INT",
+            ctx.crashtrace_cmd(&Mode::Naive.tracer_args().unwrap_or_default())
+        ),
     ];
 
     // Nothing global changes here, but the other privileged jobs on this
@@ -149,7 +154,13 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             sc.overhead_rounds,
             this_round
                 .iter()
-                .map(|(m, r)| format!("{} {:.3} s (CPU {:.3} s + tracer {:.3} s)", m.name(), r.wall, r.cpu, r.tracer_cpu))
+                .map(|(m, r)| format!(
+                    "{} {:.3} s (CPU {:.3} s + tracer {:.3} s)",
+                    m.name(),
+                    r.wall,
+                    r.cpu,
+                    r.tracer_cpu
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -177,7 +188,13 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         let is_tracer = mode.tracer_args().is_some();
         let base = mode == Mode::Nothing;
         let shown = |x: f64| if base { "(baseline)".to_string() } else { pct_change(1.0 + x) };
-        let counted = |v: &[f64]| if is_tracer { median(v).map(|e| stats::count(e as u64)).unwrap_or_else(|| "?".into()) } else { String::new() };
+        let counted = |v: &[f64]| {
+            if is_tracer {
+                median(v).map(|e| stats::count(e as u64)).unwrap_or_else(|| "?".into())
+            } else {
+                String::new()
+            }
+        };
         table.row(vec![
             mode.name().into(),
             format!("{:.3} s", med(&r.secs)),
@@ -232,7 +249,11 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         if ct.2 > 0.0 {
             format!("{:.1}× ({} vs {})", factor, pct_change(1.0 + naive.2), pct_change(1.0 + ct.2))
         } else {
-            format!("crashtrace's slowdown is not above zero ({}); the naive baseline's is {}", pct_change(1.0 + ct.2), pct_change(1.0 + naive.2))
+            format!(
+                "crashtrace's slowdown is not above zero ({}); the naive baseline's is {}",
+                pct_change(1.0 + ct.2),
+                pct_change(1.0 + naive.2)
+            )
         },
         naive.2 > 0.0 && factor >= 10.0,
     ));
@@ -264,7 +285,14 @@ fn hook_costs(ctx: &Ctx, lock: &GlobalLock) -> Result<Table> {
                 p.recursion_misses.to_string(),
             ]);
         }
-        t.row(vec![mode.name().into(), "all hooks".into(), String::new(), String::new(), stats::ms(total as f64), String::new()]);
+        t.row(vec![
+            mode.name().into(),
+            "all hooks".into(),
+            String::new(),
+            String::new(),
+            stats::ms(total as f64),
+            String::new(),
+        ]);
     }
     Ok(t)
 }

@@ -14,15 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{
-    check_interrupted,
+    Ctx, check_interrupted,
     global::{CoreGuard, GlobalLock},
     stats::{self, median, mib},
     table::{Section, Table, TargetCheck},
     tracer::{Output, Tracer},
-    Ctx,
+    workload::Spawn,
 };
 
 const SEED_CRASHES: u64 = 2_000;
@@ -99,7 +99,13 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     // quarter more memory (allocator and buffer slack).
     section.targets.push(TargetCheck::new(
         "memory independent of the log's size",
-        format!("{} for {} events, {} for {} events", mib(small.2), stats::count(small.0), mib(large.2), stats::count(large.0)),
+        format!(
+            "{} for {} events, {} for {} events",
+            mib(small.2),
+            stats::count(small.0),
+            mib(large.2),
+            stats::count(large.0)
+        ),
         (large.2 as f64) <= small.2 as f64 * 1.25,
     ));
     Ok(section)
@@ -111,13 +117,18 @@ fn record_seed(ctx: &Ctx, seed: &Path, section: &mut Section) -> Result<()> {
     let pattern = format!("{}/core.%p", ctx.scratch.join("cores").display());
     std::fs::create_dir_all(ctx.scratch.join("cores"))?;
     let args = vec!["--log".to_string(), seed.display().to_string(), "--color".into(), "never".into()];
-    let spawn_args = ctx.storm.spawn_args(SEED_CRASHES, ctx.jobs, 1, "0", &pidfile);
-    section.commands.push(format!("{} >/dev/null &  # while: {}", ctx.crashtrace_cmd(&args), ctx.storm_cmd(&spawn_args)));
+    let spec = Spawn { count: SEED_CRASHES, jobs: ctx.jobs, crash_every: 1, rlimit_core: "0", rate: None };
+    let spawn_args = ctx.storm.spawn_args(&spec, &pidfile);
+    section.commands.push(format!(
+        "{} >/dev/null &  # while: {}",
+        ctx.crashtrace_cmd(&args),
+        ctx.storm_cmd(&spawn_args)
+    ));
     let lock = GlobalLock::acquire()?;
     let guard = CoreGuard::save(&lock)?;
     guard.set(&pattern, 16)?;
     let tracer = Tracer::start(&ctx.binary, &args, &Output::Null)?;
-    let spawned = ctx.storm.spawn(SEED_CRASHES, ctx.jobs, 1, "0", &pidfile);
+    let spawned = ctx.storm.spawn(&spec, &pidfile);
     std::thread::sleep(Duration::from_millis(500));
     tracer.stop()?;
     spawned?;
@@ -144,10 +155,7 @@ fn shift_ns(line: &str, by: u64) -> String {
 }
 
 fn record_type(line: &str) -> &str {
-    line.find("\"type\":\"")
-        .map(|at| &line[at + 8..])
-        .and_then(|r| r.find('"').map(|end| &r[..end]))
-        .unwrap_or("")
+    line.find("\"type\":\"").map(|at| &line[at + 8..]).and_then(|r| r.find('"').map(|end| &r[..end])).unwrap_or("")
 }
 
 /// Writes `out`: the seed's header, then its events and verdicts repeated
@@ -157,7 +165,8 @@ fn grow(seed: &Path, out: &Path, events: u64) -> Result<u64> {
     let text = std::fs::read_to_string(seed).with_context(|| format!("reading {}", seed.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let header: Vec<&str> = lines.iter().copied().filter(|l| record_type(l) == "header").collect();
-    let body: Vec<&str> = lines.iter().copied().filter(|l| matches!(record_type(l), "event" | "verdict" | "loss")).collect();
+    let body: Vec<&str> =
+        lines.iter().copied().filter(|l| matches!(record_type(l), "event" | "verdict" | "loss")).collect();
     let summary: Vec<&str> = lines.iter().copied().filter(|l| record_type(l) == "summary").collect();
     let per_copy = body.iter().filter(|l| record_type(l) == "event").count() as u64;
     if header.is_empty() || per_copy == 0 {
@@ -166,7 +175,9 @@ fn grow(seed: &Path, out: &Path, events: u64) -> Result<u64> {
     // A copy lasts at most the seed's span; start each a second after.
     let ts: Vec<u64> = body
         .iter()
-        .filter_map(|l| l.find("\"ts_ns\":").and_then(|at| l[at + 8..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()))
+        .filter_map(|l| {
+            l.find("\"ts_ns\":").and_then(|at| l[at + 8..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        })
         .collect();
     let span = ts.iter().max().copied().unwrap_or(0) - ts.iter().min().copied().unwrap_or(0) + 1_000_000_000;
     let mut w = BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
@@ -220,7 +231,10 @@ mod tests {
     #[test]
     fn shifts_every_timestamp() {
         let l = r#"{"v":1,"type":"event","wall_ns":100,"ts_ns":7,"x":{"first_ts_ns":1},"sig":11}"#;
-        assert_eq!(shift_ns(l, 10), r#"{"v":1,"type":"event","wall_ns":110,"ts_ns":17,"x":{"first_ts_ns":11},"sig":11}"#);
+        assert_eq!(
+            shift_ns(l, 10),
+            r#"{"v":1,"type":"event","wall_ns":110,"ts_ns":17,"x":{"first_ts_ns":11},"sig":11}"#
+        );
         assert_eq!(shift_ns(r#"{"a_ns":null}"#, 5), r#"{"a_ns":null}"#);
     }
 

@@ -8,11 +8,10 @@ use std::{collections::BTreeMap, process::Command, time::Duration};
 use anyhow::Result;
 
 use super::{
-    check_interrupted,
+    Ctx, check_interrupted,
     stats::{median, min_max, ms},
     table::{Section, Table, TargetCheck},
     tracer::{Output, Tracer},
-    Ctx,
 };
 
 const TARGET: Duration = Duration::from_millis(250);
@@ -28,7 +27,10 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         ),
     );
     let args = vec!["--color".to_string(), "never".to_string()];
-    section.commands.push(format!("{} >/dev/null  # until \"crashtrace: attached\" on stderr, then kill -INT", ctx.crashtrace_cmd(&args)));
+    section.commands.push(format!(
+        "{} >/dev/null  # until \"crashtrace: attached\" on stderr, then kill -INT",
+        ctx.crashtrace_cmd(&args)
+    ));
     let mut wall = Vec::new();
     let mut reported = Vec::new();
     for _ in 0..runs {
@@ -49,7 +51,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
 
     match breakdown(ctx, &args) {
         Ok((table, note)) => {
-            section.commands.push(format!("strace -f -T -o trace.txt {} --duration 1 >/dev/null", ctx.crashtrace_cmd(&args)));
+            section
+                .commands
+                .push(format!("strace -f -T -o trace.txt {} --duration 1 >/dev/null", ctx.crashtrace_cmd(&args)));
             section.tables.push(table);
             section.notes.push(note);
         }
@@ -95,7 +99,10 @@ fn summarise(text: &str) -> (Breakdown, f64, Option<f64>) {
             reported = lines
                 .by_ref()
                 .take(4)
-                .find_map(|l| l.split_once("write(2, \"").map(|(_, r)| r.chars().take_while(char::is_ascii_digit).collect::<String>()))
+                .find_map(|l| {
+                    l.split_once("write(2, \"")
+                        .map(|(_, r)| r.chars().take_while(char::is_ascii_digit).collect::<String>())
+                })
                 .and_then(|n| n.parse::<f64>().ok());
             break;
         }
@@ -107,7 +114,7 @@ fn summarise(text: &str) -> (Breakdown, f64, Option<f64>) {
         }
     }
     let mut rows: Breakdown = by.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .1.partial_cmp(&a.1 .1).unwrap_or(std::cmp::Ordering::Equal));
+    rows.sort_by(|a, b| b.1.1.partial_cmp(&a.1.1).unwrap_or(std::cmp::Ordering::Equal));
     (rows, total, reported)
 }
 

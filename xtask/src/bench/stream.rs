@@ -36,7 +36,8 @@ pub struct Stream {
 impl Stream {
     /// Our verdicts other than `expected`, as "verdict ×n" words.
     pub fn wrong(&self, expected: &str) -> String {
-        let w: Vec<String> = self.ours.iter().filter(|(v, _)| *v != expected).map(|(v, n)| format!("{v} ×{n}")).collect();
+        let w: Vec<String> =
+            self.ours.iter().filter(|(v, _)| *v != expected).map(|(v, n)| format!("{v} ×{n}")).collect();
         w.join(", ")
     }
 
@@ -80,7 +81,8 @@ pub fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Result<Str
         match record_type(&line) {
             Some("event") => s.event_records += 1,
             Some("verdict") => {
-                let v: Value = serde_json::from_str(&line).with_context(|| format!("a verdict record that is not JSON: {line}"))?;
+                let v: Value = serde_json::from_str(&line)
+                    .with_context(|| format!("a verdict record that is not JSON: {line}"))?;
                 let tgid = v.pointer("/crasher/tgid").and_then(Value::as_u64).map(|t| t as u32);
                 let their_comm = v.pointer("/crasher/comm").and_then(Value::as_str).unwrap_or("");
                 let verdict = v.get("verdict").and_then(Value::as_str).unwrap_or("(none)").to_string();
@@ -98,7 +100,8 @@ pub fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Result<Str
                 }
             }
             Some("loss") => {
-                let v: Value = serde_json::from_str(&line).with_context(|| format!("a loss record that is not JSON: {line}"))?;
+                let v: Value =
+                    serde_json::from_str(&line).with_context(|| format!("a loss record that is not JSON: {line}"))?;
                 s.loss_records += 1;
                 s.lost_in_records += v.get("total").and_then(Value::as_u64).unwrap_or(0);
             }

@@ -8,14 +8,15 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
+        Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
+        mpsc,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Longest wait for "crashtrace: attached"; start-up is normally well under
 /// a few seconds, even on a loaded machine.
@@ -32,12 +33,17 @@ pub enum Output {
 }
 
 /// One memory sample of the tracer, from /proc/PID/status.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Sample {
     /// Since the tracer printed "attached".
     pub at: Duration,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// The parts of RSS: anonymous (heap), file-backed (the binary, mapped
+    /// files), shared memory (the ring buffer's pages).
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
 }
 
 pub struct Tracer {
@@ -70,8 +76,25 @@ pub struct Finished {
 
 fn status_kib(pid: i32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(key))?;
+    field_kib(&text, key)
+}
+
+fn field_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn sample(pid: i32, at: Duration) -> Option<Sample> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let f = |key| field_kib(&text, key);
+    Some(Sample {
+        at,
+        rss_kib: f("VmRSS:")?,
+        hwm_kib: f("VmHWM:")?,
+        anon_kib: f("RssAnon:").unwrap_or(0),
+        file_kib: f("RssFile:").unwrap_or(0),
+        shmem_kib: f("RssShmem:").unwrap_or(0),
+    })
 }
 
 /// CPU time a live process has used so far, all threads: the run time the
@@ -140,8 +163,8 @@ impl Tracer {
         let sampler = std::thread::spawn(move || {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let (Some(rss_kib), Some(hwm_kib)) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:")) else { break };
-                samples.push(Sample { at: attached_at.elapsed(), rss_kib, hwm_kib });
+                let Some(s) = sample(pid, attached_at.elapsed()) else { break };
+                samples.push(s);
                 std::thread::sleep(SAMPLE_EVERY);
             }
             samples
@@ -161,6 +184,27 @@ impl Tracer {
 
     pub fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// Resident KiB per mapped object (file path, "[heap]", anon_inode:...),
+    /// largest first, from /proc/PID/smaps.
+    pub fn mappings(&self) -> Vec<(String, u64)> {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid)) else { return Vec::new() };
+        let mut by: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        let mut name = String::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let Some(first) = words.next() else { continue };
+            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                // "start-end perms offset dev inode [name]"
+                name = words.nth(4).unwrap_or("[anonymous]").to_string();
+            } else if first == "Rss:" {
+                *by.entry(name.clone()).or_default() += words.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        let mut v: Vec<(String, u64)> = by.into_iter().filter(|(_, k)| *k > 0).collect();
+        v.sort_by_key(|m| std::cmp::Reverse(m.1));
+        v
     }
 
     pub fn rss_kib(&self) -> Option<u64> {
@@ -249,13 +293,13 @@ impl Finished {
     }
 
     /// The first sample at or after `at`.
-    pub fn rss_at(&self, at: Duration) -> Option<u64> {
-        self.samples.iter().find(|s| s.at >= at).map(|s| s.rss_kib)
+    pub fn sample_at(&self, at: Duration) -> Option<Sample> {
+        self.samples.iter().find(|s| s.at >= at).copied()
     }
 
     /// The last sample at or before `at`.
-    pub fn rss_before(&self, at: Duration) -> Option<u64> {
-        self.samples.iter().rev().find(|s| s.at <= at).map(|s| s.rss_kib)
+    pub fn sample_before(&self, at: Duration) -> Option<Sample> {
+        self.samples.iter().rev().find(|s| s.at <= at).copied()
     }
 }
 

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 pub struct Storm {
     pub path: PathBuf,
@@ -17,6 +17,19 @@ pub struct Storm {
 pub struct Busy {
     pub elapsed: Duration,
     pub cpu: Duration,
+}
+
+/// What `storm spawn` is asked to do.
+#[derive(Clone, Debug)]
+pub struct Spawn {
+    pub count: u64,
+    pub jobs: u32,
+    /// Every n-th child crashes; 1 for all.
+    pub crash_every: u64,
+    /// "0", a byte count, or "inf".
+    pub rlimit_core: &'static str,
+    /// Children per second in all; `None` for as fast as possible.
+    pub rate: Option<u64>,
 }
 
 /// What `storm spawn` did.
@@ -73,10 +86,8 @@ impl Storm {
     }
 
     fn run(&self, args: &[String]) -> Result<String> {
-        let out = Command::new(&self.path)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {}", self.path.display()))?;
+        let out =
+            Command::new(&self.path).args(args).output().with_context(|| format!("running {}", self.path.display()))?;
         if !out.status.success() {
             bail!(
                 "`{} {}` failed ({}): {}",
@@ -97,24 +108,29 @@ impl Storm {
     /// CPU (user + system) its processes used.
     pub fn busy(&self, forks: u64, rounds: u64) -> Result<Busy> {
         let out = self.run(&self.busy_args(forks, rounds))?;
-        let f = fields(&out, &["elapsed_ns", "cpu_ns"]).with_context(|| format!("storm busy printed no elapsed_ns/cpu_ns: {out:?}"))?;
+        let f = fields(&out, &["elapsed_ns", "cpu_ns"])
+            .with_context(|| format!("storm busy printed no elapsed_ns/cpu_ns: {out:?}"))?;
         Ok(Busy { elapsed: Duration::from_nanos(f[0]), cpu: Duration::from_nanos(f[1]) })
     }
 
-    pub fn spawn_args(&self, count: u64, jobs: u32, crash_every: u64, rlimit_core: &str, pidfile: &Path) -> Vec<String> {
-        vec![
+    pub fn spawn_args(&self, s: &Spawn, pidfile: &Path) -> Vec<String> {
+        let mut args = vec![
             "spawn".into(),
-            count.to_string(),
-            jobs.to_string(),
-            crash_every.to_string(),
-            rlimit_core.into(),
+            s.count.to_string(),
+            s.jobs.to_string(),
+            s.crash_every.to_string(),
+            s.rlimit_core.into(),
             pidfile.display().to_string(),
-        ]
+        ];
+        if let Some(rate) = s.rate {
+            args.push(rate.to_string());
+        }
+        args
     }
 
     /// `count` children over `jobs` spawners, every `crash_every`-th crashing.
-    pub fn spawn(&self, count: u64, jobs: u32, crash_every: u64, rlimit_core: &str, pidfile: &Path) -> Result<Spawned> {
-        let out = self.run(&self.spawn_args(count, jobs, crash_every, rlimit_core, pidfile))?;
+    pub fn spawn(&self, s: &Spawn, pidfile: &Path) -> Result<Spawned> {
+        let out = self.run(&self.spawn_args(s, pidfile))?;
         let f = fields(&out, &["elapsed_ns", "children", "segv", "other"])
             .with_context(|| format!("storm spawn printed no counts: {out:?}"))?;
         let pids = std::fs::read_to_string(pidfile).with_context(|| format!("reading {}", pidfile.display()))?;

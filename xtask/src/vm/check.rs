@@ -283,6 +283,16 @@ pub fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
             o.notes.push("no coredump tracepoint in available_events".into());
         }
     }
+    for (name, section) in report.sections.iter().filter(|(n, _)| n.starts_with("tracepoint-format-")) {
+        let fields: Vec<&str> = section
+            .lines
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix("field:"))
+            .filter(|f| !f.contains("common_"))
+            .filter_map(|f| f.split(';').next())
+            .collect();
+        o.notes.push(format!("{} fields: {}", name.trim_start_matches("tracepoint-format-"), fields.join("; ")));
+    }
 
     let scenarios: Vec<&Scenario> = SCENARIOS.iter().filter(|s| version >= s.since).collect();
     // scenario -> [(mode, chain)]
@@ -493,12 +503,12 @@ pub fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
             let bad: Vec<&String> = d.lines.iter().filter(|l| unhealthy(l)).collect();
             if bad.is_empty() {
                 let verifier = d.lines.iter().any(|l| l.contains("verifier"));
-                o.check(
-                    "kernel-health",
-                    None,
-                    !verifier,
-                    if verifier { "dmesg mentions the BPF verifier".to_string() } else { format!("no WARNING/BUG/Oops in {} dmesg lines", d.lines.len()) },
-                );
+                let detail = if verifier {
+                    "dmesg mentions the BPF verifier".to_string()
+                } else {
+                    format!("no WARNING/BUG/Oops in {} dmesg lines", d.lines.len())
+                };
+                o.check("kernel-health", None, !verifier, detail);
             } else {
                 o.check(
                     "kernel-health",

@@ -1,0 +1,264 @@
+//! Unwinding a copied user stack (`--stack-copy`) with the modules' DWARF
+//! call-frame information (`.eh_frame`), through `framehop`: the frames of
+//! code built without frame pointers, which the kernel's frame-pointer walk
+//! cannot follow.
+//!
+//! Inputs are what was captured at the fatal signal: the user IP, SP and BP,
+//! the bytes of stack above SP, and the process's executable mappings. The
+//! modules' unwind sections are read from their files (cached by path and
+//! inode). The unwind stops where the copy ends, at the outermost frame, or
+//! at the first address no module covers.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU64,
+    ops::Range,
+    sync::Arc,
+};
+
+use framehop::{
+    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
+    ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder,
+};
+use object::{Object, ObjectSection, ObjectSegment};
+
+use crate::symbolize::Mapping;
+
+/// Frames an unwind may produce.
+const FRAMES_MAX: usize = 128;
+/// Modules whose unwind sections are kept.
+const MODULES_MAX: usize = 32;
+
+type Bytes = Arc<[u8]>;
+
+/// The parts of one ELF file unwinding needs.
+struct ModuleData {
+    text: Option<(Range<u64>, Bytes)>,
+    eh_frame: Option<(Range<u64>, Bytes)>,
+    eh_frame_hdr: Option<(Range<u64>, Bytes)>,
+    got: Option<Range<u64>>,
+    /// Executable PT_LOAD segments: (file offset, virtual address, file size).
+    loads: Vec<(u64, u64, u64)>,
+}
+
+impl ModuleData {
+    fn read(path: &str) -> Option<ModuleData> {
+        let bytes = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*bytes).ok()?;
+        let section = |name: &str| {
+            let s = file.section_by_name(name)?;
+            let data: Bytes = Arc::from(s.data().ok()?);
+            Some((s.address()..s.address() + s.size(), data))
+        };
+        const PF_X: u32 = 1;
+        let loads = file
+            .segments()
+            .filter(|seg| matches!(seg.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0))
+            .map(|seg| {
+                let (offset, size) = seg.file_range();
+                (offset, seg.address(), size)
+            })
+            .collect();
+        Some(ModuleData {
+            text: section(".text"),
+            eh_frame: section(".eh_frame"),
+            eh_frame_hdr: section(".eh_frame_hdr"),
+            got: file.section_by_name(".got").map(|s| s.address()..s.address() + s.size()),
+            loads,
+        })
+    }
+
+    /// The load bias of a module from one of its executable mappings:
+    /// where the executable segment it maps was put, minus where the file
+    /// says. The kernel maps whole pages, so a segment whose file offset is
+    /// not page-aligned starts mid-page, at the same in-page offset as its
+    /// virtual address.
+    fn bias(&self, m: &Mapping) -> Option<u64> {
+        const PAGE: u64 = 4096;
+        let (offset, vaddr, _) = self
+            .loads
+            .iter()
+            .find(|(off, _, size)| (off & !(PAGE - 1)) <= m.offset && m.offset < off + size)?;
+        let page_svma = (vaddr & !(PAGE - 1)).checked_add(m.offset - (offset & !(PAGE - 1)))?;
+        m.start.checked_sub(page_svma)
+    }
+}
+
+/// Unwinds captured stacks; keeps module data between crashes.
+#[derive(Default)]
+pub struct StackUnwinder {
+    modules: HashMap<(String, u64), Option<Arc<ModuleData>>>,
+}
+
+/// What an unwind gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unwound {
+    /// The IP, then return addresses.
+    pub frames: Vec<u64>,
+    /// Why it stopped before the outermost frame, if it did.
+    pub stopped: Option<String>,
+}
+
+impl StackUnwinder {
+    pub fn new() -> StackUnwinder {
+        StackUnwinder::default()
+    }
+
+    fn module(&mut self, m: &Mapping) -> Option<Arc<ModuleData>> {
+        let key = (m.path.clone(), m.inode);
+        if let Some(found) = self.modules.get(&key) {
+            return found.clone();
+        }
+        if self.modules.len() >= MODULES_MAX {
+            // A cache: start afresh rather than grow.
+            self.modules.clear();
+        }
+        let data = ModuleData::read(&m.path).map(Arc::new);
+        self.modules.insert(key, data.clone());
+        data
+    }
+
+    /// Unwinds from the registers through `stack` (the bytes at `stack_sp`
+    /// and up), with the modules of `mappings`.
+    pub fn unwind(&mut self, ip: u64, sp: u64, bp: u64, stack_sp: u64, stack: &[u8], mappings: &[Mapping]) -> Unwound {
+        let mut unwinder: UnwinderX86_64<Bytes> = UnwinderX86_64::new();
+        let mut added: Vec<&str> = Vec::new();
+        for m in mappings.iter().filter(|m| m.path.starts_with('/') && !m.path.ends_with(" (deleted)")) {
+            if added.contains(&m.path.as_str()) {
+                continue;
+            }
+            let Some(data) = self.module(m) else { continue };
+            let Some(bias) = data.bias(m) else { continue };
+            // The module spans all its executable mappings.
+            let start = mappings.iter().filter(|o| o.path == m.path).map(|o| o.start).min().unwrap_or(m.start);
+            let end = mappings.iter().filter(|o| o.path == m.path).map(|o| o.end).max().unwrap_or(m.end);
+            let info = ExplicitModuleSectionInfo {
+                base_svma: 0,
+                text_svma: data.text.as_ref().map(|(r, _)| r.clone()),
+                text: data.text.as_ref().map(|(_, d)| d.clone()),
+                got_svma: data.got.clone(),
+                eh_frame_svma: data.eh_frame.as_ref().map(|(r, _)| r.clone()),
+                eh_frame: data.eh_frame.as_ref().map(|(_, d)| d.clone()),
+                eh_frame_hdr_svma: data.eh_frame_hdr.as_ref().map(|(r, _)| r.clone()),
+                eh_frame_hdr: data.eh_frame_hdr.as_ref().map(|(_, d)| d.clone()),
+                ..Default::default()
+            };
+            unwinder.add_module(Module::new(m.path.clone(), start..end, bias, info));
+            added.push(&m.path);
+        }
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let at = addr.checked_sub(stack_sp).ok_or(())? as usize;
+            let word = stack.get(at..at.checked_add(8).ok_or(())?).ok_or(())?;
+            Ok(u64::from_le_bytes(word.try_into().map_err(|_| ())?))
+        };
+        let mut cache = CacheX86_64::new();
+        let mut frames = Vec::new();
+        let mut iter = unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), &mut cache, &mut read_stack);
+        let stopped = loop {
+            if frames.len() >= FRAMES_MAX {
+                break Some(format!("stopped after {FRAMES_MAX} frames"));
+            }
+            match iter.next() {
+                Ok(Some(FrameAddress::InstructionPointer(a))) => frames.push(a),
+                Ok(Some(FrameAddress::ReturnAddress(a))) => frames.push(NonZeroU64::get(a)),
+                Ok(None) => break None,
+                Err(e) => break Some(format!("{e}")),
+            }
+        };
+        Unwound { frames, stopped }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::{
+        stack::{Frame, Stack},
+        symbolize::{parse_maps, Symbolizer},
+    };
+
+    /// The end of the anonymous mapping holding `addr` (this thread's stack).
+    fn mapping_end(addr: u64) -> u64 {
+        let text = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in text.lines() {
+            let range = line.split_whitespace().next().unwrap();
+            let (s, e) = range.split_once('-').unwrap();
+            let (s, e) = (u64::from_str_radix(s, 16).unwrap(), u64::from_str_radix(e, 16).unwrap());
+            if s <= addr && addr < e {
+                return e;
+            }
+        }
+        panic!("{addr:#x} is not mapped");
+    }
+
+    /// This thread's registers and the top of its stack, as the kernel
+    /// would capture them at a signal in this function.
+    #[inline(never)]
+    fn capture_here() -> (u64, u64, u64, Vec<u8>) {
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: reads three registers, touches no memory.
+        unsafe {
+            core::arch::asm!("lea {ip}, [rip]", "mov {sp}, rsp", "mov {bp}, rbp", ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp);
+        }
+        let len = (mapping_end(sp) - sp).min(16 * 1024) as usize;
+        // SAFETY: [sp, sp + len) lies in this thread's stack mapping.
+        let copy = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
+        (ip, sp, bp, copy)
+    }
+
+    #[inline(never)]
+    fn unwind_level2() -> (u64, u64, u64, Vec<u8>) {
+        let r = capture_here();
+        std::hint::black_box(r)
+    }
+
+    #[inline(never)]
+    fn unwind_level1() -> (u64, u64, u64, Vec<u8>) {
+        let r = unwind_level2();
+        std::hint::black_box(r)
+    }
+
+    #[test]
+    fn unwinds_this_threads_stack_from_eh_frame() {
+        let (ip, sp, bp, copy) = unwind_level1();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let mut unwinder = StackUnwinder::new();
+        let unwound = unwinder.unwind(ip, sp, bp, sp, &copy, &maps);
+        assert!(unwound.frames.len() >= 3, "{unwound:?}");
+        assert_eq!(unwound.frames[0], ip);
+        // Name the frames the way a crash's are named.
+        let mut symbolizer = Symbolizer::new();
+        symbolizer.set_maps(1, maps);
+        let mut stack = Stack { user: unwound.frames.iter().map(|&a| Frame::raw(a)).collect(), ..Stack::default() };
+        symbolizer.symbolize(1, &mut stack);
+        let names: Vec<String> = stack.user.iter().map(|f| f.function.clone().unwrap_or_default()).collect();
+        let at = |name: &str| names.iter().position(|n| n.ends_with(name)).unwrap_or_else(|| panic!("{name} not in {names:?}"));
+        let (here, l2, l1) = (at("capture_here"), at("unwind_level2"), at("unwind_level1"));
+        assert!(here < l2 && l2 < l1, "callers out of order: {names:?}");
+        assert!(names.iter().any(|n| n.ends_with("unwinds_this_threads_stack_from_eh_frame")), "{names:?}");
+    }
+
+    #[test]
+    fn bias_follows_the_executable_segment_mid_page() {
+        // As lld lays out Rust binaries: the executable segment starts at
+        // file offset 0x250dd0 but virtual address 0x251dd0.
+        let data = ModuleData { text: None, eh_frame: None, eh_frame_hdr: None, got: None, loads: vec![(0x250dd0, 0x251dd0, 0x7444f0)] };
+        let m = Mapping { start: 0x5600_0003_f000, end: 0x5600_0078_5000, offset: 0x250000, inode: 1, path: "/x".into() };
+        assert_eq!(data.bias(&m), Some(0x5600_0003_f000 - 0x251000));
+        // gcc/ld: offset and address equal.
+        let data = ModuleData { loads: vec![(0x1000, 0x1000, 0x2000)], ..data };
+        let m = Mapping { start: 0x5555_0000_1000, offset: 0x1000, ..m };
+        assert_eq!(data.bias(&m), Some(0x5555_0000_0000));
+        let outside = Mapping { offset: 0x9000, ..m };
+        assert_eq!(data.bias(&outside), None);
+    }
+
+    #[test]
+    fn an_empty_copy_gives_only_the_ip() {
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let ip = capture_here as *const () as u64;
+        let unwound = StackUnwinder::new().unwind(ip, 0x1000, 0, 0x1000, &[], &maps);
+        assert_eq!(unwound.frames.first(), Some(&ip));
+        assert!(unwound.frames.len() <= 2, "frames past an empty copy: {unwound:?}");
+    }
+}
