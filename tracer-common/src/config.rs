@@ -49,6 +49,10 @@ pub struct KernelOffsets {
     pub upid_nr: u32,
     pub upid_ns: u32,
     pub pidns_inum: u32,
+    /// task_struct.exec_state and task_exec_state.dumpable, where the kernel
+    /// keeps dumpability since 7.2; 0 on older kernels (mm flags then).
+    pub task_exec_state: u32,
+    pub exec_state_dumpable: u32,
     /// 1 once user space filled the struct in; programs do nothing until then.
     pub valid: u32,
 }
@@ -88,6 +92,8 @@ impl KernelOffsets {
             upid_nr: 0,
             upid_ns: 0,
             pidns_inum: 0,
+            task_exec_state: 0,
+            exec_state_dumpable: 0,
             valid: 0,
         }
     }

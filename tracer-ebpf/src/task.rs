@@ -71,9 +71,18 @@ impl Task {
         unsafe { read::<u64>(signal, offset) }.unwrap_or(u64::MAX)
     }
 
-    /// The mm's dumpable mode, or DUMPABLE_UNKNOWN for a task without mm.
+    /// The dumpable mode (0 off, 1 owner, 2 root), or DUMPABLE_UNKNOWN.
     #[inline(always)]
     pub fn dumpable(self) -> u32 {
+        let exec_state = off!(task_exec_state);
+        if exec_state != 0 {
+            // 7.2+: enum task_dumpable in task->exec_state.
+            let state = unsafe { read::<*const u8>(self.0, exec_state) }.unwrap_or(core::ptr::null());
+            return match unsafe { read::<u32>(state, off!(exec_state_dumpable)) } {
+                Some(d) => d & MMF_DUMPABLE_MASK as u32,
+                None => DUMPABLE_UNKNOWN,
+            };
+        }
         let mm = unsafe { read::<*const u8>(self.0, off!(task_mm)) }.unwrap_or(core::ptr::null());
         match unsafe { read::<u64>(mm, off!(mm_flags)) } {
             Some(flags) => (flags & MMF_DUMPABLE_MASK) as u32,

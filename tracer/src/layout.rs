@@ -109,6 +109,12 @@ impl KernelBtf {
     /// All offsets the programs need. mm_struct's flags word was renamed
     /// `__mm_flags` in 6.18; both names are tried.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, LayoutError> {
+        // 7.2 moved dumpability from mm->flags to task->exec_state->dumpable.
+        let (task_exec_state, exec_state_dumpable) =
+            match (self.member_offset("task_struct", "exec_state"), self.member_offset("task_exec_state", "dumpable")) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => (0, 0),
+            };
         let mm_flags = self
             .member_offset("mm_struct", "flags")
             .or_else(|_| self.member_offset("mm_struct", "__mm_flags"))?;
@@ -145,6 +151,8 @@ impl KernelBtf {
             upid_nr: self.member_offset("upid", "nr")?,
             upid_ns: self.member_offset("upid", "ns")?,
             pidns_inum: self.member_offset("pid_namespace", "ns")? + self.member_offset("ns_common", "inum")?,
+            task_exec_state,
+            exec_state_dumpable,
             valid: 1,
         })
     }

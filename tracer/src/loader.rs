@@ -155,9 +155,16 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     let lines: Vec<&str> = s.lines().collect();
-    if lines.len() > 6 {
-        let tail = lines[lines.len() - 3..].join(" | ");
-        s = format!("{} | … {} verifier lines … | {tail}", lines[0], lines.len() - 4);
+    if lines.len() > 8 {
+        // The verifier ends with statistics ("verification time", "processed
+        // N insns"); the line that says why it refused comes just before.
+        let stats = lines
+            .iter()
+            .position(|l| l.starts_with("verification time") || l.starts_with("processed "))
+            .unwrap_or(lines.len());
+        let from = stats.saturating_sub(2).max(1);
+        let to = (stats + 2).min(lines.len());
+        s = format!("{} | … | {}", lines[0], lines[from..to].join(" | "));
     }
     s
 }
@@ -169,8 +176,15 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // SAFETY: setrlimit with a valid struct.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 
-    let kbtf = layout::KernelBtf::open(Path::new(layout::VMLINUX_BTF))?;
-    let mut offsets = kbtf.kernel_offsets()?;
+    // Everything wanted from btf-rs's view of the BTF is taken here, and the
+    // view dropped before aya parses the same BTF: the two parsed copies are
+    // never alive at once, which keeps the start-up memory peak down.
+    let (mut offsets, dump_function) = {
+        let kbtf = layout::KernelBtf::open(Path::new(layout::VMLINUX_BTF))?;
+        // Linux 6.17 renamed do_coredump to vfs_coredump, same signature.
+        let dump_function = ["vfs_coredump", "do_coredump"].into_iter().find(|f| kbtf.has_function(f));
+        (kbtf.kernel_offsets()?, dump_function)
+    };
     let mut hooks = Vec::new();
 
     let tracefs = ensure_tracefs();
@@ -271,7 +285,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         )),
     }
 
-    let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, &kbtf, opts.coredump_hook, &mut hooks);
+    let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, dump_function, opts.coredump_hook, &mut hooks);
 
     if let Some(pid) = opts.watched {
         let map = ebpf.map_mut(maps::WATCHED).ok_or(LoadError::MissingMap(maps::WATCHED))?;
@@ -317,12 +331,10 @@ fn attach_sysctl(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
 fn attach_dump_hook(
     ebpf: &mut Ebpf,
     btf: &Btf,
-    kbtf: &layout::KernelBtf,
+    function: Option<&'static str>,
     choice: CoredumpHook,
     hooks: &mut Vec<Hook>,
 ) -> (String, String) {
-    // Linux 6.17 renamed do_coredump to vfs_coredump, same signature.
-    let function = ["vfs_coredump", "do_coredump"].into_iter().find(|f| kbtf.has_function(f));
     let Some(function) = function else {
         return ("inferred".into(), "the kernel's BTF has neither vfs_coredump nor do_coredump".into());
     };

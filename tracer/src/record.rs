@@ -81,7 +81,7 @@ pub struct Header {
     /// Wall-clock ns at start, and the monotonic ns at the same instant.
     pub start_wall_ns: u64,
     pub start_mono_ns: u64,
-    /// How dump starts are seen: "fentry:vfs_coredump", "kprobe:do_coredump", "inferred".
+    /// How dump starts are seen: "fentry/vfs_coredump", "kprobe/do_coredump", "inferred".
     pub dump_mode: String,
     pub dump_mode_reason: String,
     pub hooks: Vec<Hook>,

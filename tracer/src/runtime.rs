@@ -285,6 +285,11 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         cgroup_prefix: args.cgroup.clone(),
     })?;
     let attach_ns = monotonic_ns() - attach_started;
+    // Parsing the kernel's BTF (twice: for offsets and for the loader) took
+    // tens of MB that are free now; hand them back so the tracer's resident
+    // size reflects what it keeps, not its start-up.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     let loader::Loaded { ebpf: _ebpf, events, lost, hooks, dump_mode, dump_mode_reason } = loaded;
 
     let start_mono = monotonic_ns();
