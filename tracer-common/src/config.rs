@@ -53,6 +53,8 @@ pub struct KernelOffsets {
     /// keeps dumpability since 7.2; 0 on older kernels (mm flags then).
     pub task_exec_state: u32,
     pub exec_state_dumpable: u32,
+    /// Offset of `sig` in the coredump:coredump tracepoint's record (7.3+).
+    pub coredump_tp_sig: u32,
     /// 1 once user space filled the struct in; programs do nothing until then.
     pub valid: u32,
 }
@@ -94,6 +96,7 @@ impl KernelOffsets {
             pidns_inum: 0,
             task_exec_state: 0,
             exec_state_dumpable: 0,
+            coredump_tp_sig: 0,
             valid: 0,
         }
     }

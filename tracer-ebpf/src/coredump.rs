@@ -7,11 +7,11 @@
 //! https://elixir.bootlin.com/linux/v6.18/source/fs/coredump.c
 
 use aya_ebpf::{
-    macros::{fentry, kprobe},
-    programs::{FEntryContext, ProbeContext},
+    macros::{fentry, kprobe, tracepoint},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
 };
 use tracer_common::{
-    coredump::{DumpStart, HOOK_FENTRY, HOOK_KPROBE},
+    coredump::{DumpStart, HOOK_FENTRY, HOOK_KPROBE, HOOK_TRACEPOINT},
     EventKind,
 };
 
@@ -39,16 +39,33 @@ pub fn coredump_kprobe(ctx: ProbeContext) -> u32 {
     0
 }
 
+// coredump:coredump (7.3+): `int sig; char comm[16]`, fired in the dumping
+// task. It carries no siginfo, so the fault address comes from signal_deliver.
+#[tracepoint(category = "coredump", name = "coredump")]
+pub fn coredump_tracepoint(ctx: TracePointContext) -> u32 {
+    if offsets_valid() {
+        let sig = unsafe { ctx.read_at::<i32>(crate::off!(coredump_tp_sig) as usize) }.unwrap_or(0);
+        dump_started_sig(sig, 0, 0, HOOK_TRACEPOINT);
+    }
+    0
+}
+
 #[inline(always)]
 fn dump_started(siginfo: *const u8, hook: u32) {
     let sig = unsafe { read::<i32>(siginfo, 0) }.unwrap_or(0);
+    let code = unsafe { read::<i32>(siginfo, 8) }.unwrap_or(0);
+    let fault_addr = if code > 0 { unsafe { read::<u64>(siginfo, 16) }.unwrap_or(0) } else { 0 };
+    dump_started_sig(sig, code, fault_addr, hook);
+}
+
+#[inline(always)]
+fn dump_started_sig(sig: i32, code: i32, fault_addr: u64, hook: u32) {
     let tgid = current_tgid();
     let _ = CRASHING.insert(&tgid, &sig, 0);
     let Some(mut entry) = reserve::<DumpStart>(EventKind::DumpStart) else {
         return;
     };
     let task = current();
-    let code = unsafe { read::<i32>(siginfo, 8) }.unwrap_or(0);
     let event = entry.as_mut_ptr();
     unsafe {
         (*event).sig = sig;
@@ -56,7 +73,7 @@ fn dump_started(siginfo: *const u8, hook: u32) {
         (*event).hook = hook;
         (*event).dumpable = task.dumpable();
         (*event).rlimit_core = task.rlimit_core();
-        (*event).fault_addr = if code > 0 { read::<u64>(siginfo, 16).unwrap_or(0) } else { 0 };
+        (*event).fault_addr = fault_addr;
     }
     entry.submit(0);
 }

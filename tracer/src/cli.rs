@@ -106,7 +106,7 @@ pub struct LiveArgs {
     pub color: ColorChoice,
 
     /// How the core-dump entry is hooked: `auto` tries fentry, then kprobe,
-    /// then infers the dump from signal delivery.
+    /// then the coredump tracepoint, then infers the dump from signal delivery.
     #[arg(long, value_enum, default_value_t = CoredumpHook::Auto)]
     pub coredump_hook: CoredumpHook,
 
@@ -152,6 +152,8 @@ pub enum CoredumpHook {
     Auto,
     Fentry,
     Kprobe,
+    /// The coredump:coredump tracepoint (Linux 7.3+).
+    Tracepoint,
     /// Never hook the dump entry directly; infer it.
     Infer,
 }

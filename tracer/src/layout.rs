@@ -153,6 +153,8 @@ impl KernelBtf {
             pidns_inum: self.member_offset("pid_namespace", "ns")? + self.member_offset("ns_common", "inum")?,
             task_exec_state,
             exec_state_dumpable,
+            // Filled in from the tracepoint's format file when it exists.
+            coredump_tp_sig: 0,
             valid: 1,
         })
     }

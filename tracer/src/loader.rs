@@ -188,6 +188,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut hooks = Vec::new();
 
     let tracefs = ensure_tracefs();
+    // The coredump tracepoint (7.3+) is the third rung of the dump-hook ladder.
+    let coredump_tracepoint = match &tracefs {
+        Ok(dir) => layout::tracepoint_field_offset(dir, "coredump", "coredump", "sig")
+            .map(|off| offsets.coredump_tp_sig = off)
+            .map_err(|e| format!("no coredump tracepoint in this kernel ({e})")),
+        Err(why) => Err(why.clone()),
+    };
     let mut connect_ok = false;
     match &tracefs {
         Ok(dir) => {
@@ -285,7 +292,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         )),
     }
 
-    let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, dump_function, opts.coredump_hook, &mut hooks);
+    let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, dump_function, coredump_tracepoint, opts.coredump_hook, &mut hooks);
 
     if let Some(pid) = opts.watched {
         let map = ebpf.map_mut(maps::WATCHED).ok_or(LoadError::MissingMap(maps::WATCHED))?;
@@ -327,78 +334,86 @@ fn attach_sysctl(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
     Ok(root)
 }
 
-/// The ladder: fentry, else kprobe, on the kernel's dump entry; else infer.
+/// The ladder: fentry, else kprobe, on the kernel's dump entry; else the
+/// coredump tracepoint (7.3+); else infer. `--coredump-hook` picks one rung.
 fn attach_dump_hook(
     ebpf: &mut Ebpf,
     btf: &Btf,
     function: Option<&'static str>,
+    tracepoint: Result<(), String>,
     choice: CoredumpHook,
     hooks: &mut Vec<Hook>,
 ) -> (String, String) {
-    let Some(function) = function else {
-        return ("inferred".into(), "the kernel's BTF has neither vfs_coredump nor do_coredump".into());
-    };
     if choice == CoredumpHook::Infer {
-        hooks.push(hook(&format!("fentry/{function}"), "disabled", Some("--coredump-hook=infer".into())));
+        hooks.push(hook("coredump hooks", "disabled", Some("--coredump-hook=infer".into())));
         return ("inferred".into(), "direct hooks switched off with --coredump-hook=infer".into());
     }
+    let wants = |rung: CoredumpHook| choice == CoredumpHook::Auto || choice == rung;
     let mut failures = Vec::new();
-    if matches!(choice, CoredumpHook::Auto | CoredumpHook::Fentry) {
-        let name = format!("fentry/{function}");
-        let result = (|| -> Result<(), String> {
-            let prog: &mut FEntry = ebpf
-                .program_mut("coredump_fentry")
-                .ok_or("program coredump_fentry is missing")?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-            prog.load(function, btf).map_err(|e| error_chain(&e))?;
-            prog.attach().map_err(|e| error_chain(&e))?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                hooks.push(hook(&name, "attached", None));
-                return (name, "fentry attached to the kernel's dump entry".into());
+    let attempt = |name: String, result: Result<(), String>, hooks: &mut Vec<Hook>, failures: &mut Vec<String>| match result {
+        Ok(()) => {
+            hooks.push(hook(&name, "attached", None));
+            true
+        }
+        Err(e) => {
+            hooks.push(hook(&name, "unavailable", Some(e.clone())));
+            failures.push(format!("{name}: {e}"));
+            false
+        }
+    };
+    let because = |failures: &[String]| if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) };
+    match function {
+        None => failures.push("the kernel's BTF has neither vfs_coredump nor do_coredump".into()),
+        Some(function) => {
+            if wants(CoredumpHook::Fentry) {
+                let name = format!("fentry/{function}");
+                let result = (|| -> Result<(), String> {
+                    let prog: &mut FEntry = ebpf
+                        .program_mut("coredump_fentry")
+                        .ok_or("program coredump_fentry is missing")?
+                        .try_into()
+                        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                    prog.load(function, btf).map_err(|e| error_chain(&e))?;
+                    prog.attach().map_err(|e| error_chain(&e))?;
+                    Ok(())
+                })();
+                if attempt(name.clone(), result, hooks, &mut failures) {
+                    return (name, "fentry attached to the kernel's dump entry".into());
+                }
             }
-            Err(e) => {
-                hooks.push(hook(&name, "unavailable", Some(e.clone())));
-                failures.push(format!("fentry: {e}"));
+            if wants(CoredumpHook::Kprobe) {
+                let name = format!("kprobe/{function}");
+                let result = (|| -> Result<(), String> {
+                    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                        return Err("the kernel has no kprobe PMU (CONFIG_KPROBES off)".into());
+                    }
+                    let prog: &mut KProbe = ebpf
+                        .program_mut("coredump_kprobe")
+                        .ok_or("program coredump_kprobe is missing")?
+                        .try_into()
+                        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                    prog.load().map_err(|e| error_chain(&e))?;
+                    prog.attach(function, 0).map_err(|e| error_chain(&e))?;
+                    Ok(())
+                })();
+                if attempt(name.clone(), result, hooks, &mut failures) {
+                    return (name, format!("kprobe attached to the kernel's dump entry{}", because(&failures)));
+                }
             }
         }
-    } else {
-        hooks.push(hook(&format!("fentry/{function}"), "disabled", Some("--coredump-hook=kprobe".into())));
     }
-    if matches!(choice, CoredumpHook::Auto | CoredumpHook::Kprobe) {
-        let name = format!("kprobe/{function}");
-        let result = (|| -> Result<(), String> {
-            if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-                return Err("the kernel has no kprobe PMU (CONFIG_KPROBES off)".into());
-            }
-            let prog: &mut KProbe = ebpf
-                .program_mut("coredump_kprobe")
-                .ok_or("program coredump_kprobe is missing")?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-            prog.load().map_err(|e| error_chain(&e))?;
-            prog.attach(function, 0).map_err(|e| error_chain(&e))?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                hooks.push(hook(&name, "attached", None));
-                return (name, format!("kprobe attached to the kernel's dump entry{}", if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) }));
-            }
-            Err(e) => {
-                hooks.push(hook(&name, "unavailable", Some(e.clone())));
-                failures.push(format!("kprobe: {e}"));
-            }
+    if wants(CoredumpHook::Tracepoint) {
+        let name = "tracepoint/coredump/coredump".to_string();
+        let result = tracepoint.and_then(|()| classic_tracepoint(ebpf, "coredump_tracepoint", "coredump", "coredump"));
+        if attempt(name.clone(), result, hooks, &mut failures) {
+            return (name, format!("the kernel's coredump tracepoint{}", because(&failures)));
         }
     }
     (
         "inferred".into(),
         format!(
-            "no direct hook on {function} ({}); dumps are inferred from signal_deliver (SIG_DFL + core signal), the helper's exec and the exit status",
-            failures.join("; ")
+            "no direct hook on the dump entry{}; dumps are inferred from signal_deliver (SIG_DFL + core signal), the helper's exec and the exit status",
+            because(&failures)
         ),
     )
 }

@@ -298,7 +298,12 @@ pub fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
     // scenario -> [(mode, chain)]
     let mut chains: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
 
-    for (mode, expected_hook) in MODES {
+    // A kernel with the coredump tracepoint (7.3+) also runs that rung.
+    let mut modes: Vec<(&str, &str)> = MODES.to_vec();
+    if report.info("coredump_tracepoint") == Some("yes") {
+        modes.push(("tracepoint", "tracepoint"));
+    }
+    for (mode, expected_hook) in modes.iter() {
         let info = report.mode_info.get(*mode).cloned().unwrap_or_default();
         let stdout = report.sections.get(&format!("stdout-{mode}"));
         let stderr = report.sections.get(&format!("stderr-{mode}"));
@@ -346,7 +351,11 @@ pub fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
             None => problems.push("no header record".into()),
             Some(h) => {
                 let dump_mode = h.get("dump_mode").and_then(Value::as_str).unwrap_or("").to_string();
-                let want = if *expected_hook == "inferred" { vec!["inferred".to_string()] } else {
+                let want = if *expected_hook == "inferred" {
+                    vec!["inferred".to_string()]
+                } else if *expected_hook == "tracepoint" {
+                    vec!["tracepoint/coredump/coredump".to_string()]
+                } else {
                     [':', '/'].iter().map(|sep| format!("{expected_hook}{sep}{function}")).collect()
                 };
                 if !want.contains(&dump_mode) {
