@@ -204,9 +204,4 @@ fn try_signal_deliver(ctx: &BtfTracePointContext) {
         (*event).ns_tgid = ns_tgid;
     }
     entry.submit(0);
-    // The dying thread's stack, while it is still the current task. A
-    // watched process's fatal signals count even when it handles them.
-    if fatal_default || ((is_core_signal(sig) || is_terminating_signal(sig)) && is_watched(tgid)) {
-        crate::stacks::capture(ctx, sig);
-    }
 }

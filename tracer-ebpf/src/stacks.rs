@@ -21,14 +21,41 @@ use tracer_common::{
     EventKind, LOST_SLOTS,
 };
 
+use aya_ebpf::macros::btf_tracepoint;
+use tracer_common::signal::{is_core_signal, is_terminating_signal, SIGKILL, SIG_DFL};
+
 use crate::{
-    emit::reserve,
-    maps::{EVENTS, LOST, SETTINGS},
+    emit::{current_tgid, reserve},
+    maps::{is_watched, offsets_valid, EVENTS, LOST, SETTINGS},
+    task::read,
 };
 
 const USER_BYTES: u32 = (USER_FRAMES_MAX * core::mem::size_of::<u64>()) as u32;
 const KERNEL_BYTES: u32 = (KERNEL_FRAMES_MAX * core::mem::size_of::<u64>()) as u32;
 const BUILD_ID_BYTES: u32 = (USER_FRAMES_MAX * core::mem::size_of::<BuildIdFrame>()) as u32;
+
+// A program of its own on signal_deliver, attached after `signal_deliver`
+// (so its event follows the SignalDeliver one): it needs helpers older
+// kernels lack (bpf_get_current_task_btf 5.11, bpf_task_pt_regs 5.15), and
+// where it cannot load, every other hook still works.
+#[btf_tracepoint(function = "signal_deliver")]
+pub fn stack_capture(ctx: BtfTracePointContext) -> i32 {
+    if !offsets_valid() {
+        return 0;
+    }
+    let sig: i32 = ctx.arg(0);
+    let ka: *const u8 = ctx.arg(2);
+    let sa_handler = unsafe { read::<u64>(ka, crate::off!(sigaction_handler)) }.unwrap_or(SIG_DFL);
+    let fatal = is_core_signal(sig) || is_terminating_signal(sig);
+    // The dying thread's stack, while it is still the current task; SIGKILL
+    // is a kill, not a crash, and reaches every thread of a dying group. A
+    // watched process's fatal signals count even when it handles them.
+    let crash = fatal && sa_handler == SIG_DFL && sig != SIGKILL;
+    if crash || (fatal && is_watched(current_tgid())) {
+        capture(&ctx, sig);
+    }
+    0
+}
 
 /// Sends a `StackCapture` for the current thread, which is acting on `sig`.
 /// Must run in the receiving thread's context: both walks and the registers

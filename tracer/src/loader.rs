@@ -257,6 +257,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         btf_tracepoint(&mut ebpf, &btf, program, tp)?;
         hooks.push(hook(&format!("tp_btf/{tp}"), "attached", None));
     }
+    // Attached after signal_deliver, so the stack follows its SignalDeliver
+    // event. Optional: it needs helpers from 5.11 and 5.15.
+    match btf_tracepoint(&mut ebpf, &btf, "stack_capture", "signal_deliver") {
+        Ok(()) => hooks.push(hook("tp_btf/signal_deliver (stack capture)", "attached", None)),
+        Err(e) => hooks.push(hook(
+            "tp_btf/signal_deliver (stack capture)",
+            "unavailable",
+            Some(format!("{e}; crashes will carry no stack (bpf_get_current_task_btf needs 5.11, bpf_task_pt_regs 5.15)")),
+        )),
+    }
 
     if connect_ok {
         for (program, name) in [("helper_connect_enter", "sys_enter_connect"), ("helper_connect_exit", "sys_exit_connect")] {
