@@ -112,11 +112,23 @@ fn hook(name: &str, state: &str, detail: Option<String>) -> Hook {
 }
 
 fn btf_tracepoint(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
+    btf_tracepoint_with(ebpf, btf, program, tracepoint, "this tracepoint is required; check that the kernel has BTF and tracepoint support (CONFIG_DEBUG_INFO_BTF, CONFIG_TRACEPOINTS)")
+}
+
+/// An optional tp_btf program: the caller says what is lost without it.
+fn optional_btf_tracepoint(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), String> {
+    btf_tracepoint_with(ebpf, btf, program, tracepoint, "").map_err(|e| match e {
+        LoadError::Hook { what, detail, .. } => format!("{what} failed: {detail}"),
+        other => other.to_string(),
+    })
+}
+
+fn btf_tracepoint_with(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str, hint: &str) -> Result<(), LoadError> {
     let fail = |what: &'static str, detail: String| LoadError::Hook {
         hook: format!("tp_btf/{tracepoint}"),
         what,
         detail,
-        hint: "this tracepoint is required; check that the kernel has BTF and tracepoint support (CONFIG_DEBUG_INFO_BTF, CONFIG_TRACEPOINTS)".into(),
+        hint: hint.to_string(),
     };
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(program)
@@ -259,7 +271,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     }
     // Attached after signal_deliver, so the stack follows its SignalDeliver
     // event. Optional: it needs helpers from 5.11 and 5.15.
-    match btf_tracepoint(&mut ebpf, &btf, "stack_capture", "signal_deliver") {
+    match optional_btf_tracepoint(&mut ebpf, &btf, "stack_capture", "signal_deliver") {
         Ok(()) => hooks.push(hook("tp_btf/signal_deliver (stack capture)", "attached", None)),
         Err(e) => hooks.push(hook(
             "tp_btf/signal_deliver (stack capture)",
@@ -288,7 +300,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         ("cgroup_release", "cgroup_release"),
         ("cgroup_populated", "cgroup_notify_populated"),
     ] {
-        match btf_tracepoint(&mut ebpf, &btf, program, tp) {
+        match optional_btf_tracepoint(&mut ebpf, &btf, program, tp) {
             Ok(()) => hooks.push(hook(&format!("tp_btf/{tp}"), "attached", None)),
             Err(e) => hooks.push(hook(&format!("tp_btf/{tp}"), "unavailable", Some(format!("{e}; crashes will show no cgroup events")))),
         }
@@ -298,7 +310,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         Err(e) => hooks.push(hook(
             "cgroup_sysctl",
             "unavailable",
-            Some(format!("{e}; writes to core_pattern will not be attributed to their writer")),
+            Some(format!(
+                "{e}; writes to core_pattern will not be attributed to their writer (cgroup/sysctl programs may call bpf_get_current_pid_tgid only on newer kernels)"
+            )),
         )),
     }
 

@@ -190,7 +190,8 @@ pub fn check_interrupted() -> Result<()> {
     Ok(())
 }
 
-const SCRATCH: &str = "/dev/shm/crashtrace-bench";
+/// Scratch space on tmpfs; the pid keeps concurrent runs apart.
+const SCRATCH_PREFIX: &str = "/dev/shm/crashtrace-bench-";
 const REPORT_NAME: &str = "BENCHMARKS.md";
 /// Hand-written analysis starts at this heading; a re-run keeps it.
 const ANALYSIS_HEADING: &str = "## Analysis";
@@ -237,7 +238,7 @@ pub fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
 
     let machine = machine::Machine::probe();
     let storm = workload::Storm::build(&root.join("xtask/workloads/storm.c"), &root.join("target/bench"))?;
-    let scratch = PathBuf::from(SCRATCH);
+    let scratch = PathBuf::from(format!("{SCRATCH_PREFIX}{}", std::process::id()));
     global::scratch_dir(&scratch)?;
     let ctx = Ctx {
         root: root.to_path_buf(),

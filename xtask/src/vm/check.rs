@@ -383,10 +383,23 @@ pub fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
                     .unwrap_or_default();
                 m.unavailable_hooks = unavailable.iter().map(|(n, d)| format!("{n}: {}", summarize_detail(d))).collect();
                 // A program the kernel's verifier rejects is a bug in the
-                // program, whatever the fallback makes of it.
+                // program, whatever the fallback makes of it, unless the
+                // verifier's reason is a helper this kernel does not have
+                // (an optional hook needing a newer kernel): that is noted.
+                let missing_helper = |d: &str| d.contains("unknown func") || d.contains("invalid func");
+                for (n, d) in unavailable.iter().filter(|(_, d)| missing_helper(d)) {
+                    let helper = d
+                        .split(" | ")
+                        .find(|part| part.contains("unknown func") || part.contains("invalid func"))
+                        .unwrap_or("a helper");
+                    let note = format!("{n}: unavailable on this kernel ({})", helper.trim());
+                    if !o.notes.contains(&note) {
+                        o.notes.push(note);
+                    }
+                }
                 let rejected: Vec<String> = unavailable
                     .iter()
-                    .filter(|(_, d)| d.contains("Verifier output") || d.contains("verifier"))
+                    .filter(|(_, d)| (d.contains("Verifier output") || d.contains("verifier")) && !missing_helper(d))
                     .map(|(n, _)| n.to_string())
                     .collect();
                 verifier = Some(rejected);
