@@ -154,6 +154,10 @@ pub struct Chain {
     /// The collector is gone but the crasher never finished its dump.
     #[serde(default)]
     pub stalled: bool,
+    /// The kernel lost events while this chain was open: its verdict may
+    /// rest on missing evidence.
+    #[serde(default)]
+    pub events_lost: bool,
     /// What the host showed when the chain ended (kernel waits from /proc).
     #[serde(default)]
     pub evidence: Vec<String>,
@@ -198,6 +202,7 @@ impl Chain {
             linked_to: None,
             core_pattern_set_by: None,
             stalled: false,
+            events_lost: false,
             evidence: Vec::new(),
             stack: None,
             verdict: None,

@@ -134,7 +134,7 @@ impl Correlator {
 
     /// Records the crasher's pid namespace, read from /proc while it lives.
     pub fn learn_pid_namespace(&mut self, tgid: u32, pidns: u64, ns_pid: u32) {
-        if let Some(open) = self.by_tgid.get(&tgid).and_then(|id| self.open.get_mut(id)) {
+        if let Some(open) = self.live_chain(tgid).and_then(|id| self.open.get_mut(&id)) {
             open.chain.pidns = Some(pidns);
             open.chain.ns_pid = Some(ns_pid);
         }
@@ -263,7 +263,7 @@ impl Correlator {
     /// The dying thread's stack joins its process's open chain. The first
     /// one is kept: a later one (a re-raise, another thread) is noted only.
     fn on_stack(&mut self, ev: &Event) {
-        let Some(open) = self.by_tgid.get(&ev.task.tgid).and_then(|id| self.open.get_mut(id)) else { return };
+        let Some(open) = self.live_chain(ev.task.tgid).and_then(|id| self.open.get_mut(&id)) else { return };
         let Some(stack) = crate::stack::Stack::from_event(ev) else { return };
         if open.chain.stack.is_none() {
             open.chain.step(ev.ts_ns, format!("stack of {} captured: {} user frames", ev.task, stack.user.len()));
@@ -409,10 +409,30 @@ impl Correlator {
         Some(chain)
     }
 
+    /// Marks every open chain: the kernel lost events while it was open.
+    pub fn note_loss(&mut self, ts_ns: u64, lost: u64) {
+        for open in self.open.values_mut() {
+            if !open.chain.events_lost {
+                open.chain.events_lost = true;
+                open.chain.step(ts_ns, format!("{lost} events lost while this chain was open"));
+            }
+        }
+    }
+
+    /// The open chain of a process that has not exited yet. A chain whose
+    /// process is gone stays reachable by pid only for its parent's SIGCHLD:
+    /// pids are reused within seconds under churn, and a new process with
+    /// the same pid is a new crash.
+    fn live_chain(&self, tgid: u32) -> Option<u64> {
+        let id = *self.by_tgid.get(&tgid)?;
+        let open = self.open.get(&id)?;
+        open.chain.exit_code.is_none().then_some(id)
+    }
+
     /// The open chain of `task`'s process, opened if there is none.
     fn chain_for(&mut self, task: Proc, sig: i32, ts_ns: u64, done: &mut Vec<Chain>) -> u64 {
-        if let Some(id) = self.by_tgid.get(&task.tgid) {
-            return *id;
+        if let Some(id) = self.live_chain(task.tgid) {
+            return id;
         }
         if self.open.len() >= self.cfg.max_open {
             if let Some(oldest) = self.open.keys().next().copied() {
@@ -493,7 +513,7 @@ impl Correlator {
         if !is_core_signal(sig) && sig != SIGKILL && target_handler != SIG_DFL {
             return;
         }
-        if let Some(id) = self.by_tgid.get(&target.tgid).copied() {
+        if let Some(id) = self.live_chain(target.tgid) {
             // A second fatal signal while the first is acted on.
             if let Some(open) = self.open.get_mut(&id) {
                 if open.chain.disposition.is_some() || open.chain.sig != sig {
@@ -546,7 +566,7 @@ impl Correlator {
         if sa_handler != SIG_DFL && !is_core_signal(sig) {
             return;
         }
-        if let Some(id) = self.by_tgid.get(&ev.task.tgid).copied() {
+        if let Some(id) = self.live_chain(ev.task.tgid) {
             if let Some(open) = self.open.get(&id) {
                 // SIGKILL reaching the other threads of a process already
                 // dying of its first signal adds nothing.
@@ -686,7 +706,7 @@ impl Correlator {
                 }
             }
         }
-        if let Some(id) = self.by_tgid.get(&tgid).copied() {
+        if let Some(id) = self.live_chain(tgid) {
             if let Some(open) = self.open.get_mut(&id) {
                 let c = &mut open.chain;
                 c.exit_code = Some(exit_code);

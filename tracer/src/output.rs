@@ -143,6 +143,9 @@ pub fn verdict_block(chain: &Chain, mono_to_wall: i128, style: Style) -> String 
     if let Some(m) = &chain.missing {
         let _ = writeln!(s, "   missing    {m}");
     }
+    if chain.events_lost {
+        let _ = writeln!(s, "   {}", style.yellow("NOTE       events were lost while this chain was open; the verdict may rest on missing evidence"));
+    }
     if chain.stalled {
         let _ = writeln!(s, "   {}", style.red("STALLED    the collector is gone but the dump never finished"));
     }

@@ -335,6 +335,10 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         out.print(&format!("all hooks attached in {:.1} ms; tracing (Ctrl-C to stop)\n", attach_ns as f64 / 1e6));
     }
     // Machine-readable readiness for scripts and tests, on stderr.
+    // Handlers first: a script that sees "attached" and sends SIGINT must
+    // get a clean stop with a summary, never the default death.
+    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     eprintln!("crashtrace: attached in {attach_ns} ns");
 
     let mut correlator = Correlator::new(Config::default());
@@ -351,8 +355,6 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
     let mut ring = unsafe { AsyncFd::register(events) }
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut next_watch_check = 0u64;
     let deadline = args.duration.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut decode_errors = 0u64;
@@ -386,7 +388,9 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
                     out.check_watched(now);
                     next_watch_check = now + 1_000_000_000;
                 }
-                report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out);
+                if let lost_now @ 1.. = report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out) {
+                    correlator.note_loss(monotonic_ns(), lost_now);
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -396,7 +400,9 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
 
     // Detach cleanly: take what is still in the ring, then end every chain.
     drain(ring.get_mut(), &mut correlator, &mut out, &mut current_settings, &mut decode_errors);
-    report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out);
+    if let lost_now @ 1.. = report_loss(&lost, &mut lost_seen, &mut lost_total, &mut out) {
+        correlator.note_loss(monotonic_ns(), lost_now);
+    }
     let state_size_end = correlator.state_size() as u64;
     state_size_peak = state_size_peak.max(state_size_end);
     for chain in correlator.flush() {
@@ -504,7 +510,7 @@ fn report_loss(
     seen: &mut BTreeMap<&'static str, u64>,
     total: &mut u64,
     out: &mut Outputs,
-) {
+) -> u64 {
     let mut counts = BTreeMap::new();
     let mut delta_total = 0;
     for (kind, n) in loader::read_lost(lost) {
@@ -520,4 +526,5 @@ fn report_loss(
         let text = output::loss_text(&loss, out.style) + "\n";
         out.emit(Record::Loss(loss), Some(text));
     }
+    delta_total
 }

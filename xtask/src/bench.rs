@@ -286,6 +286,13 @@ pub fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
 
     let elapsed = started.elapsed();
+    // An interrupted run has only some of the figures: keep it away from
+    // the published report unless --out asked for it.
+    let out_path = if INTERRUPTED.load(Ordering::SeqCst) && args.out.is_none() {
+        root.join("target/bench/BENCHMARKS.partial.md")
+    } else {
+        out_path
+    };
     let markdown = render(&ctx, &machine, &sections, elapsed, &out_path)?;
     if let Some(dir) = out_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

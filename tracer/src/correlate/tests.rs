@@ -633,3 +633,39 @@ fn cgroup_prefix_matches_whole_components() {
     assert!(cgroup_under("/anything", "/"));
     assert!(!cgroup_under("/user.slice", "/system.slice"));
 }
+
+#[test]
+fn a_reused_pid_starts_a_new_chain() {
+    // Under churn pids come round within seconds: a new process with the
+    // pid of one that just died is a new crash, not more of the old one.
+    let chains = run(&[
+        settings("core", 0, None),
+        fault(1, 100, SEGV),
+        deliver(2, 100, SEGV, 0, None, Some(1)),
+        exit(3, proc(100, "app"), 0x8b, "crasher"),
+        fault(4, 100, tracer_common::signal::SIGABRT),
+        deliver(5, 100, tracer_common::signal::SIGABRT, 0, Some(0), Some(1)),
+        exit(6, proc(100, "app"), tracer_common::signal::SIGABRT, "crasher"),
+    ]);
+    assert_eq!(chains.len(), 2, "{chains:?}");
+    assert_eq!(chains[0].verdict, Some(Verdict::Stored));
+    assert_eq!(chains[1].signal, "SIGABRT");
+    assert_eq!(chains[1].verdict, Some(Verdict::RlimitCore));
+}
+
+#[test]
+fn loss_marks_the_chains_open_at_the_time() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("core", 0, None));
+    c.feed(&fault(1, 100, SEGV));
+    c.note_loss(2 * MS, 7);
+    c.feed(&deliver(3, 100, SEGV, 0, None, Some(1)));
+    c.feed(&exit(4, proc(100, "app"), 0x8b, "crasher"));
+    c.feed(&fault(5, 101, SEGV));
+    let done = c.flush();
+    let first = done.iter().find(|ch| ch.crasher.tgid == 100).unwrap();
+    let second = done.iter().find(|ch| ch.crasher.tgid == 101).unwrap();
+    assert!(first.events_lost);
+    assert!(first.timeline.iter().any(|s| s.what.contains("7 events lost")));
+    assert!(!second.events_lost);
+}

@@ -1,5 +1,6 @@
 //! What the kernel says about crashtrace's BPF programs, read from the
-//! tracer's /proc/PID/fdinfo: run counts and time spent in each program
+//! tracer's /proc/PID/fdinfo (and each program's name, from the kernel's
+//! program info): run counts and time spent in each program
 //! (with kernel.bpf_stats_enabled on), and recursion misses (runs the kernel
 //! skipped because the program was already running on that CPU; events lost
 //! that way never reach the ring buffer's loss counters).
@@ -39,7 +40,8 @@ impl Drop for StatsOn<'_> {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Prog {
-    /// The tracepoint (or other attach point) its link names; else "prog N".
+    /// "program (attach point)": the program's name from the kernel, and the
+    /// tracepoint (or other attach point) its link names.
     pub name: String,
     pub run_cnt: u64,
     pub run_time_ns: u64,
@@ -50,13 +52,61 @@ fn fields(text: &str) -> BTreeMap<&str, &str> {
     text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect()
 }
 
+/// The name the kernel holds for the BPF program behind descriptor `fd` of
+/// process `pid`: the descriptor is copied over with pidfd_getfd(2), then
+/// asked with BPF_OBJ_GET_INFO_BY_FD. `None` if any step is refused.
+fn prog_name(pid: u32, fd: i32) -> Option<String> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    /// Offset of `name` in `struct bpf_prog_info` (UAPI, stable).
+    const NAME_AT: usize = 64;
+    const NAME_LEN: usize = 16;
+    // SAFETY: plain system calls on descriptors this function owns and
+    // closes; the info buffer outlives the bpf call and is zeroed, as the
+    // kernel requires of bytes it does not know.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as i32;
+        if pidfd < 0 {
+            return None;
+        }
+        let ours = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        if ours < 0 {
+            return None;
+        }
+        let mut info = [0u8; 128];
+        #[repr(C)]
+        struct InfoAttr {
+            bpf_fd: u32,
+            info_len: u32,
+            info: u64,
+        }
+        let mut attr = InfoAttr { bpf_fd: ours as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+        let r = libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            std::mem::size_of::<InfoAttr>() as libc::c_uint,
+        );
+        libc::close(ours);
+        if r != 0 {
+            return None;
+        }
+        let raw = &info[NAME_AT..NAME_AT + NAME_LEN];
+        let end = raw.iter().position(|b| *b == 0).unwrap_or(NAME_LEN);
+        Some(String::from_utf8_lossy(&raw[..end]).into_owned()).filter(|n| !n.is_empty())
+    }
+}
+
 /// The BPF programs `pid` holds, by program id.
 pub fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
     let dir = format!("/proc/{pid}/fdinfo");
     let mut progs: BTreeMap<u64, Prog> = BTreeMap::new();
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
+    let mut prog_names: BTreeMap<u64, String> = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
-        let Ok(text) = std::fs::read_to_string(entry?.path()) else { continue };
+        let entry = entry?;
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        let fd: Option<i32> = entry.file_name().to_str().and_then(|n| n.parse().ok());
         let f = fields(&text);
         let Some(id) = f.get("prog_id").and_then(|v| v.parse::<u64>().ok()) else { continue };
         if let Some(tp) = f.get("tp_name").or_else(|| f.get("attach_type")) {
@@ -64,6 +114,9 @@ pub fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
         } else if let Some(link) = f.get("link_type") {
             names.entry(id).or_insert_with(|| link.to_string());
         } else {
+            if let Some(name) = fd.and_then(|fd| prog_name(pid, fd)) {
+                prog_names.insert(id, name);
+            }
             let n = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             progs.insert(
                 id,
@@ -77,7 +130,14 @@ pub fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
         }
     }
     for (id, p) in progs.iter_mut() {
-        p.name = names.get(id).cloned().unwrap_or_else(|| format!("prog {id}"));
+        let attach = names.get(id).cloned();
+        p.name = match (prog_names.get(id), attach) {
+            (Some(prog), Some(at)) if *prog == at => prog.clone(),
+            (Some(prog), Some(at)) => format!("{prog} ({at})"),
+            (Some(prog), None) => prog.clone(),
+            (None, Some(at)) => at,
+            (None, None) => format!("prog {id}"),
+        };
     }
     Ok(progs)
 }

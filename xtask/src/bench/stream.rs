@@ -25,7 +25,7 @@ pub struct Stream {
     pub extra: u64,
     /// Verdicts for processes the benchmark did not make (background noise).
     pub others: u64,
-    /// The first few of our verdict records with another verdict, cut short.
+    /// The first few of our verdict records with another verdict, in brief.
     pub wrong_samples: Vec<String>,
     pub loss_records: u64,
     /// Sum of the `total` of every loss record.
@@ -59,9 +59,26 @@ fn record_type(line: &str) -> Option<&str> {
     Some(&head[start..start + len])
 }
 
-/// How many wrong verdict records to keep, and how much of each.
+/// How many wrong verdict records to keep.
 const SAMPLES: usize = 3;
-const SAMPLE_CHARS: usize = 600;
+
+/// A wrong verdict in a line: pid, verdict, signal, reason, timeline.
+fn describe(v: &Value) -> String {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("?").to_string();
+    let timeline: Vec<String> = v
+        .get("timeline")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(|e| e.get("what").and_then(Value::as_str)).map(str::to_string).collect())
+        .unwrap_or_default();
+    format!(
+        "pid {}: {} for {} ({}); timeline: {}",
+        v.pointer("/crasher/tgid").and_then(Value::as_u64).unwrap_or(0),
+        s("/verdict"),
+        s("/signal"),
+        s("/reason"),
+        timeline.join(" | ")
+    )
+}
 
 /// Reads a `--json` stream. `ours` lists the pids of the crashes the
 /// benchmark made, once per crash, all with command name `comm` (pids are
@@ -92,7 +109,7 @@ pub fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Result<Str
                         e.0 += 1;
                         e.1 += u64::from(verdict == expected);
                         if verdict != expected && s.wrong_samples.len() < SAMPLES {
-                            s.wrong_samples.push(line.chars().take(SAMPLE_CHARS).collect());
+                            s.wrong_samples.push(describe(&v));
                         }
                         *s.ours.entry(verdict).or_default() += 1;
                     }
@@ -157,7 +174,7 @@ mod tests {
         assert_eq!(s.extra, 1);
         // 99 is not ours; 12 is, but that record is another process's.
         assert_eq!(s.others, 2);
-        assert_eq!(s.wrong_samples.len(), 1);
+        assert_eq!(s.wrong_samples, ["pid 11: unknown for ? (?); timeline: "]);
         assert_eq!((s.loss_records, s.lost_in_records), (1, 3));
         assert_eq!(s.summary_u64("lost_kernel"), Some(3));
     }
