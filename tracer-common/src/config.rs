@@ -120,6 +120,9 @@ pub struct Settings {
 /// Ship every signal_generate event, unfiltered: the naive baseline the
 /// benchmarks compare against.
 pub const SETTING_NAIVE_ALL_SIGNALS: u32 = 1;
+/// A pid is watched (`--pid`): only then are the WATCHED lookups worth
+/// their cost on every signal.
+pub const SETTING_WATCHING: u32 = 2;
 
 impl Settings {
     pub const fn zeroed() -> Self {

@@ -77,8 +77,9 @@ pub fn offsets_valid() -> bool {
     off!(valid) == 1
 }
 
+#[inline(always)]
 pub fn is_watched(tgid: u32) -> bool {
-    unsafe { WATCHED.get(&tgid).is_some() }
+    settings_flags() & tracer_common::config::SETTING_WATCHING != 0 && unsafe { WATCHED.get(&tgid).is_some() }
 }
 
 pub fn is_helper(tgid: u32) -> bool {

@@ -236,6 +236,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if opts.naive_all_signals {
         settings.flags |= SETTING_NAIVE_ALL_SIGNALS;
     }
+    if opts.watched.is_some() {
+        settings.flags |= tracer_common::config::SETTING_WATCHING;
+    }
     settings.stack_copy_bytes = opts.stack_copy;
     if let Some(prefix) = &opts.cgroup_prefix {
         let bytes = prefix.as_bytes();
