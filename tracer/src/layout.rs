@@ -29,8 +29,14 @@ pub struct KernelBtf {
 }
 
 impl KernelBtf {
+    /// Maps the BTF rather than indexing all of it: crashtrace needs a few
+    /// dozen look-ups, and a full index of the kernel's types costs ~30 MB at
+    /// start-up. Kernels that cannot mmap /sys/kernel/btf/vmlinux (before
+    /// 6.16) get the indexed parse.
     pub fn open(path: &Path) -> Result<Self, LayoutError> {
-        let btf = Btf::from_file(path).map_err(|source| LayoutError::Btf { path: path.display().to_string(), source })?;
+        let btf = Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)
+            .or_else(|_| Btf::from_file(path))
+            .map_err(|source| LayoutError::Btf { path: path.display().to_string(), source })?;
         Ok(KernelBtf { btf })
     }
 
