@@ -23,19 +23,15 @@ mod common;
 
 use std::{
     ffi::CString,
-    io::{BufRead, BufReader, Read},
+    io::Read,
     os::unix::{fs::MetadataExt, process::ExitStatusExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{
-        mpsc::{self, Receiver, RecvTimeoutError},
-        Arc, Mutex, OnceLock,
-    },
-    thread::JoinHandle,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use common::{Exclusive, GlobalLock, Stopped, TempDir, ATTACH_WAIT, CRASHTRACE, STOP_WAIT, VERDICT_WAIT};
+use common::{wait_bounded, Exclusive, GlobalLock, TempDir, Tracer, VERDICT_WAIT};
 use serde_json::Value;
 
 /// Release events come from a kworker after an RCU grace period; a loaded
@@ -463,24 +459,6 @@ fn run_helper(args: &[&str]) -> (u32, ExitStatus, String) {
     (pid, status, reader.join().unwrap_or_default())
 }
 
-/// Waits for `child` with a deadline; kills it and fails past the deadline.
-/// Polls briefly: tests remove a crasher's group right after its exit.
-fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} (pid {}) still ran after {limit:?}; killed it", child.id());
-            }
-            Err(e) => panic!("waiting for {what}: {e}"),
-        }
-    }
-}
-
 /// `key=value` lines; the last value of a key wins, all are kept in order.
 fn facts(text: &str) -> Vec<(String, String)> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -493,147 +471,6 @@ fn fact<'a>(facts: &'a [(String, String)], key: &str, all: &str) -> &'a str {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("the helper did not say {key}=...; it said:\n{all}"))
-}
-
-// ---------------------------------------------------------------------------
-// A running crashtrace whose records can be waited for one by one.
-
-struct Trace {
-    child: Option<Child>,
-    stdout_rx: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-    records: Vec<Value>,
-}
-
-impl Trace {
-    /// Starts `crashtrace --json ARGS` and waits until it says it is attached.
-    fn start(args: &[&str]) -> Trace {
-        let mut child = Command::new(CRASHTRACE)
-            .arg("--json")
-            .args(args)
-            // The object built into the binary is the one under test.
-            .env_remove("CRASHTRACE_BPF_OBJECT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CRASHTRACE}: {e}"));
-        let (out_tx, stdout_rx) = mpsc::channel::<String>();
-        let (err_tx, err_rx) = mpsc::channel::<String>();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let keep = stderr.clone();
-        let readers = vec![
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if out_tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }),
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines() {
-                    let Ok(line) = line else { break };
-                    {
-                        let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
-                        k.push_str(&line);
-                        k.push('\n');
-                    }
-                    let _ = err_tx.send(line);
-                }
-            }),
-        ];
-        let trace = Trace { child: Some(child), stdout_rx, stderr, readers, records: Vec::new() };
-        let deadline = Instant::now() + ATTACH_WAIT;
-        loop {
-            match err_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("built without its eBPF object") => panic!(
-                    "{CRASHTRACE} was built without its eBPF object, so these tests cannot run: build them with \
-                     CRASHTRACE_EBPF_OBJECT pointing at the object (`cargo xtask test` does this). crashtrace said: {line}"
-                ),
-                Ok(line) if line.starts_with("crashtrace: attached") => return trace,
-                Ok(_) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("crashtrace {args:?} exited without saying `crashtrace: attached`; stderr:\n{}", trace.stderr_text())
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "crashtrace {args:?} did not say `crashtrace: attached` within {ATTACH_WAIT:?}; stderr:\n{}",
-                    trace.stderr_text()
-                ),
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn take_line(&mut self, line: String) {
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("crashtrace --json printed a line that is not JSON ({e}): {line}"));
-        self.records.push(value);
-    }
-
-    /// Reads records until one matches `pred` (or one already read does);
-    /// returns its index in `records`.
-    fn wait_for(&mut self, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> usize {
-        if let Some(i) = self.records.iter().position(&pred) {
-            return i;
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.stdout_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    self.take_line(line);
-                    if pred(self.records.last().expect("just pushed")) {
-                        return self.records.len() - 1;
-                    }
-                }
-                Err(e) => {
-                    let why = match e {
-                        RecvTimeoutError::Timeout => format!("no {what} within {limit:?}"),
-                        RecvTimeoutError::Disconnected => format!("crashtrace closed stdout before {what}"),
-                    };
-                    panic!(
-                        "{why}.\nthe last records:\n{}\ncrashtrace stderr:\n{}",
-                        tail(&self.records, 30),
-                        self.stderr_text()
-                    );
-                }
-            }
-        }
-    }
-
-    /// SIGINT, bounded wait, then every record printed.
-    fn stop(mut self) -> Stopped {
-        let mut child = self.child.take().expect("crashtrace is running");
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let status = wait_bounded(&mut child, STOP_WAIT, "crashtrace after SIGINT");
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        while let Ok(line) = self.stdout_rx.try_recv() {
-            self.take_line(line);
-        }
-        Stopped { status, records: std::mem::take(&mut self.records), stderr: self.stderr_text() }
-    }
-}
-
-impl Drop for Trace {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn tail(records: &[Value], n: usize) -> String {
-    records[records.len().saturating_sub(n)..].iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// Whether cgroup `path` is `prefix` or below it.
@@ -698,7 +535,7 @@ fn cgroup_life_on_v2() {
     // given from the name it will have.
     let root_dir = cg.mount.join(format!("crashtrace-test-{}-life", std::process::id()));
     let root_path = cg.hierarchy_path(&root_dir);
-    let mut trace = Trace::start(&["--cgroup", &root_path]);
+    let mut trace = Tracer::start(&["--json", "--cgroup", &root_path]);
     let root = TestGroup::create(&cg, "life");
     assert_eq!(root.path(), root_dir);
     let a_dir = root.path().join("a");
@@ -825,7 +662,7 @@ fn crash_in_cgroup_keeps_its_path() {
     let _keeper = Sleeper::start_in(&keeper_dir);
     let early = root.path().join("early");
     mkdir(&early);
-    let mut trace = Trace::start(&["--cgroup", &root_path]);
+    let mut trace = Tracer::start(&["--json", "--cgroup", &root_path]);
     let late = root.path().join("late");
     mkdir(&late);
 
@@ -924,7 +761,7 @@ fn zombie_cgroup_rmdir_then_crash() {
     mkdir(&unit);
     let (manager_path, unit_path) = (cg.hierarchy_path(&manager), cg.hierarchy_path(&unit));
     let unit_id = inode(&unit);
-    let mut trace = Trace::start(&["--cgroup", &root_path]);
+    let mut trace = Tracer::start(&["--json", "--cgroup", &root_path]);
 
     let (runner, status, out) = run_helper(&["zombie", manager.to_str().expect("UTF-8"), unit.to_str().expect("UTF-8")]);
     assert!(status.success(), "the zombie helper (runner {runner}) failed with {status}; it said:\n{out}");
@@ -1037,7 +874,7 @@ fn cgroup_storm_loses_nothing_silently() {
     let cg = Cgroup2::find_or_mount();
     let root = TestGroup::create(&cg, "storm");
     let root_path = cg.hierarchy_path(root.path());
-    let trace = Trace::start(&["--cgroup", &root_path]);
+    let trace = Tracer::start(&["--json", "--cgroup", &root_path]);
 
     let started = Instant::now();
     for i in 0..STORM_PAIRS {

@@ -22,20 +22,20 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     os::unix::fs::FileTypeExt,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex, OnceLock,
-        mpsc::{self, Receiver, RecvTimeoutError},
+        mpsc::{self, Receiver},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use common::{ATTACH_WAIT, CRASHTRACE, Crasher, Exclusive, RlimitCore, STOP_WAIT, TempDir, VERDICT_WAIT};
+use common::{is_verdict_for, Crasher, Exclusive, RlimitCore, Stopped, TempDir, Tracer, VERDICT_WAIT};
 use serde_json::{Value, json};
 
 const SYSTEMD_COREDUMP: &str = "/lib/systemd/systemd-coredump";
@@ -401,188 +401,6 @@ impl Proc {
 // ---------------------------------------------------------------------------
 // crashtrace
 
-/// The crashtrace Cargo built for this test run, pinned at first use by a
-/// hard link named for this test process: the target directory is shared,
-/// and a build elsewhere (one without the eBPF object, say) replaces the
-/// binary at its usual path while these slow scenarios run. Links left by
-/// test processes that have ended are removed.
-fn crashtrace() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pid1");
-    let pinned = dir.join(format!("crashtrace.{}", std::process::id()));
-    if pinned.is_file() {
-        return pinned;
-    }
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let owner = name.strip_prefix("crashtrace.").and_then(|p| p.parse::<u32>().ok());
-        if owner.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    if std::fs::hard_link(CRASHTRACE, &pinned).is_err() {
-        std::fs::copy(CRASHTRACE, &pinned)
-            .unwrap_or_else(|e| panic!("cannot copy {CRASHTRACE} to {}: {e}", pinned.display()));
-    }
-    pinned
-}
-
-/// A running `crashtrace --json`, its records read as they arrive. Unlike
-/// common::Tracer it waits for any record, not only a crasher's verdict,
-/// and a wait that runs out returns None so the test can report it among
-/// its other findings.
-struct Live {
-    child: Option<Child>,
-    stdout_rx: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-    records: Vec<Value>,
-    not_json: Vec<String>,
-}
-
-struct Stopped {
-    status: ExitStatus,
-    records: Vec<Value>,
-    stderr: String,
-    not_json: Vec<String>,
-}
-
-fn read_lines<R: Read + Send + 'static>(
-    from: R,
-    to: mpsc::Sender<String>,
-    keep: Option<Arc<Mutex<String>>>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if let Some(keep) = &keep {
-                keep.lock().unwrap_or_else(|p| p.into_inner()).push_str(&format!("{line}\n"));
-            }
-            if to.send(line).is_err() {
-                break;
-            }
-        }
-    })
-}
-
-impl Live {
-    fn start(args: &[&str]) -> Live {
-        let binary = crashtrace();
-        let mut child = Command::new(&binary)
-            .args(args)
-            .env_remove("CRASHTRACE_BPF_OBJECT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (pinned from {CRASHTRACE}): {e}", binary.display()));
-        let (out_tx, stdout_rx) = mpsc::channel();
-        let (err_tx, err_rx) = mpsc::channel();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            read_lines(child.stdout.take().expect("piped"), out_tx, None),
-            read_lines(child.stderr.take().expect("piped"), err_tx, Some(stderr.clone())),
-        ];
-        let live = Live { child: Some(child), stdout_rx, stderr, readers, records: Vec::new(), not_json: Vec::new() };
-        let deadline = Instant::now() + ATTACH_WAIT;
-        loop {
-            match err_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("built without its eBPF object") => panic!(
-                    "{CRASHTRACE} was built without its eBPF object, so these tests cannot run: build them with \
-                     CRASHTRACE_EBPF_OBJECT set (`cargo xtask test` does this). crashtrace ({}) said: {line}",
-                    binary.display()
-                ),
-                Ok(line) if line.starts_with("crashtrace: attached") => return live,
-                Ok(_) => continue,
-                Err(e) => panic!(
-                    "crashtrace {args:?} did not say `crashtrace: attached` within {ATTACH_WAIT:?} ({e:?}); stderr:\n{}",
-                    live.stderr_text()
-                ),
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn take(&mut self, line: String) {
-        match serde_json::from_str::<Value>(&line) {
-            Ok(v) => self.records.push(v),
-            Err(_) => self.not_json.push(line),
-        }
-    }
-
-    /// The first record, already read or arriving before `deadline`, that
-    /// `want` accepts.
-    fn wait_for(&mut self, deadline: Instant, want: impl Fn(&Value) -> bool) -> Option<Value> {
-        if let Some(r) = self.records.iter().find(|r| want(r)) {
-            return Some(r.clone());
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout_rx.recv_timeout(left) {
-                Ok(line) => {
-                    self.take(line);
-                    match self.records.last() {
-                        Some(r) if want(r) => return Some(r.clone()),
-                        _ => continue,
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
-    /// Stops crashtrace with SIGINT (bounded) and returns all it printed.
-    fn stop(mut self) -> Stopped {
-        let mut child = self.child.take().expect("crashtrace is running");
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + STOP_WAIT;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "crashtrace did not exit within {STOP_WAIT:?} of SIGINT; killed it. stderr:\n{}",
-                        self.stderr_text()
-                    );
-                }
-                Err(e) => panic!("waiting for crashtrace: {e}"),
-            }
-        };
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        while let Ok(line) = self.stdout_rx.try_recv() {
-            self.take(line);
-        }
-        Stopped {
-            status,
-            records: std::mem::take(&mut self.records),
-            stderr: self.stderr_text(),
-            not_json: std::mem::take(&mut self.not_json),
-        }
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn is_verdict_for(record: &Value, tgid: u32) -> bool {
-    common::is_verdict_for(record, tgid)
-}
-
 fn is_watched(record: &Value, pid: u32) -> bool {
     record["type"] == "watched" && record["pid"] == json!(pid)
 }
@@ -669,14 +487,12 @@ impl Findings {
     }
 }
 
-/// A clean stop: status 0, no panic, every line JSON with schema 1, header
+/// A clean stop: status 0, no panic, schema 1 on every record (a line that
+/// is not JSON already failed in the harness), header
 /// first naming the watched pid, summary last.
 fn check_clean_exit(findings: &mut Findings, stopped: &Stopped, watched: u32) {
     findings.check(stopped.status.success(), || format!("crashtrace exited with {} after SIGINT", stopped.status));
     findings.check(!stopped.stderr.contains("panicked"), || "crashtrace panicked".into());
-    findings.check(stopped.not_json.is_empty(), || {
-        format!("crashtrace --json printed lines that are not JSON: {:?}", stopped.not_json)
-    });
     findings.check(stopped.records.iter().all(|r| r["v"] == 1), || "a record without schema version 1".into());
     let first = stopped.records.first();
     findings.check(first.is_some_and(|r| r["type"] == "header"), || {
@@ -704,7 +520,7 @@ fn socket_connect(chain: &Value) -> Option<i64> {
 /// PID 1, the crash, the crash child, the deadlock seen in /proc.
 struct Deadlocked {
     ns: Namespace,
-    tracer: Live,
+    tracer: Tracer,
     crash_child: u32,
     triggered: Instant,
 }
@@ -712,7 +528,7 @@ struct Deadlocked {
 fn deadlock(core_dir: &Path, findings: &mut Findings) -> Deadlocked {
     let ns = Namespace::start(core_dir);
     let init_arg = ns.init.to_string();
-    let tracer = Live::start(&["--json", "--pid", &init_arg]);
+    let tracer = Tracer::start(&["--json", "--pid", &init_arg]);
     ns.trigger_crash();
     let triggered = Instant::now();
     let crash_child = ns.wait_crash_child();
@@ -765,7 +581,7 @@ fn pid1_crash_deadlocks_its_collector() {
 
     // While it lasts.
     let deadline = Instant::now() + STALL_WAIT;
-    let handled = tracer.wait_for(deadline, |r| is_verdict_for(r, init));
+    let handled = tracer.wait_until(deadline, |r| is_verdict_for(r, init)).map(|i| tracer.records[i].clone());
     if let Some(h) = &handled {
         f.observe(format!(
             "PID 1's chain, {:.1} s after the trigger: {}",
@@ -773,7 +589,7 @@ fn pid1_crash_deadlocks_its_collector() {
             summarize(h)
         ));
     }
-    let during = tracer.wait_for(deadline, |r| is_verdict_for(r, c));
+    let during = tracer.wait_until(deadline, |r| is_verdict_for(r, c)).map(|i| tracer.records[i].clone());
     if let Some(v) = &during {
         f.observe(format!(
             "the crash child's chain, {:.1} s after the trigger: {}",
@@ -795,7 +611,7 @@ fn pid1_crash_deadlocks_its_collector() {
     // What crashtrace says once it is over, for the report.
     let after = match &during {
         Some(_) => None,
-        None => tracer.wait_for(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, c)),
+        None => tracer.wait_until(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, c)).map(|i| tracer.records[i].clone()),
     };
     let stopped = tracer.stop();
     check_clean_exit(&mut f, &stopped, init);
@@ -882,9 +698,8 @@ fn frozen_pid1_drops_every_later_core() {
         std::os::unix::process::ExitStatusExt::core_dumped(&status),
         "the kernel did not report a core dump for the host crasher {pid} ({status}), so this is not the incident"
     );
-    let verdict = tracer.wait_for(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, pid));
-    let watched = tracer
-        .wait_for(Instant::now() + VERDICT_WAIT, |r| is_watched(r, init) && r["state"] == "frozen-in-crash-handler");
+    let verdict = tracer.wait_until(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, pid)).map(|i| tracer.records[i].clone());
+    let watched = tracer.wait_until(Instant::now() + VERDICT_WAIT, |r| is_watched(r, init) && r["state"] == "frozen-in-crash-handler").map(|i| tracer.records[i].clone());
     if let Some(w) = &watched {
         f.observe(format!("by {:.1} s after the release: {}", released.elapsed().as_secs_f64(), summarize(w)));
     }
@@ -937,7 +752,7 @@ fn healthy_pid1_stores_cores() {
     let mut ns = Namespace::start(dir.path());
     let init = ns.init;
     let init_arg = init.to_string();
-    let mut tracer = Live::start(&["--json", "--pid", &init_arg]);
+    let mut tracer = Tracer::start(&["--json", "--pid", &init_arg]);
 
     let mut crasher = Crasher::spawn("segv", RlimitCore::Unlimited, dir.path());
     let status = crasher.wait();
@@ -945,7 +760,7 @@ fn healthy_pid1_stores_cores() {
     f.observe(format!("host crasher {pid}: {status}"));
     let stored_line = ns.wait_line(&format!("from pid {pid} "), SETUP_WAIT);
     f.observe(format!("PID 1 said: {stored_line:?}"));
-    let verdict = tracer.wait_for(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, pid));
+    let verdict = tracer.wait_until(Instant::now() + VERDICT_WAIT, |r| is_verdict_for(r, pid)).map(|i| tracer.records[i].clone());
     let stopped = tracer.stop();
     check_clean_exit(&mut f, &stopped, init);
 

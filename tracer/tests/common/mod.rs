@@ -40,6 +40,35 @@ pub const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
 /// The crashtrace binary Cargo built for this test run.
 pub const CRASHTRACE: &str = env!("CARGO_BIN_EXE_crashtrace");
 
+/// The crashtrace binary to run: a hard link to [`CRASHTRACE`] named for
+/// this test process. The target directory is shared, and a build elsewhere
+/// (one without the eBPF object, say) can replace the binary at its usual
+/// path while slow scenarios run. Links left by ended test processes are
+/// removed.
+pub fn pinned_crashtrace() -> PathBuf {
+    static PINNED: OnceLock<PathBuf> = OnceLock::new();
+    PINNED
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pinned");
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let owner = name.strip_prefix("crashtrace.").and_then(|p| p.parse::<u32>().ok());
+                if owner.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            let pinned = dir.join(format!("crashtrace.{}", std::process::id()));
+            let _ = std::fs::remove_file(&pinned);
+            if std::fs::hard_link(CRASHTRACE, &pinned).is_err() {
+                std::fs::copy(CRASHTRACE, &pinned)
+                    .unwrap_or_else(|e| panic!("cannot copy {CRASHTRACE} to {}: {e}", pinned.display()));
+            }
+            pinned
+        })
+        .clone()
+}
+
 /// Attaching loads and verifies every program; on a busy 2-core machine
 /// that can take a while, so the bound is generous.
 pub const ATTACH_WAIT: Duration = Duration::from_secs(90);
@@ -281,19 +310,7 @@ impl Crasher {
     /// Reaps the crasher (bounded wait) and returns its wait status.
     pub fn wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("crasher already reaped");
-        let deadline = Instant::now() + CRASH_WAIT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("crasher {} did not exit within {CRASH_WAIT:?}; killed it", self.pid);
-                }
-                Err(e) => panic!("waiting for crasher {}: {e}", self.pid),
-            }
-        }
+        wait_bounded(&mut child, CRASH_WAIT, "the crasher")
     }
 }
 
@@ -349,7 +366,8 @@ impl Tracer {
     /// Starts crashtrace with `args` (add `--json`) and waits until it says
     /// it is attached.
     pub fn start(args: &[&str]) -> Tracer {
-        let mut child = Command::new(CRASHTRACE)
+        let binary = pinned_crashtrace();
+        let mut child = Command::new(&binary)
             .args(args)
             // The object built into the binary is the one under test.
             .env_remove("CRASHTRACE_BPF_OBJECT")
@@ -357,7 +375,7 @@ impl Tracer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CRASHTRACE}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {} (pinned from {CRASHTRACE}): {e}", binary.display()));
         let (out_tx, stdout_rx) = mpsc::channel();
         let (err_tx, stderr_rx) = mpsc::channel();
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -439,28 +457,48 @@ impl Tracer {
         }
     }
 
+    /// Reads records until one matches `pred` (or one already read does)
+    /// and returns its index in `records`; fails with the last records and
+    /// crashtrace's stderr after `limit`.
+    pub fn wait_for(&mut self, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> usize {
+        let deadline = Instant::now() + limit;
+        match self.wait_until(deadline, &pred) {
+            Some(i) => i,
+            None => panic!(
+                "no {what} within {limit:?}.\nthe last records:\n{}\ncrashtrace stderr:\n{}",
+                tail(&self.records, 30),
+                self.stderr_text()
+            ),
+        }
+    }
+
+    /// The index of the first record, already read or arriving before
+    /// `deadline`, that `pred` accepts; None when none came (the caller
+    /// decides whether that fails).
+    pub fn wait_until(&mut self, deadline: Instant, pred: impl Fn(&Value) -> bool) -> Option<usize> {
+        if let Some(i) = self.records.iter().position(&pred) {
+            return Some(i);
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if pred(self.take_line(line)) {
+                        return Some(self.records.len() - 1);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
     /// Stops crashtrace with SIGINT (bounded wait) and returns every record
     /// it printed, its exit status and its stderr.
     pub fn stop(mut self) -> Stopped {
         let mut child = self.child.take().expect("crashtrace is running");
         // SAFETY: kill(2) on our own unreaped child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + STOP_WAIT;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "crashtrace did not exit within {STOP_WAIT:?} of SIGINT; killed it. stderr:\n{}",
-                        self.stderr_text()
-                    );
-                }
-                Err(e) => panic!("waiting for crashtrace: {e}"),
-            }
-        };
+        let status = wait_bounded(&mut child, STOP_WAIT, "crashtrace after SIGINT");
         // The readers end at EOF, which follows the exit.
         for reader in self.readers.drain(..) {
             let _ = reader.join();
@@ -507,6 +545,30 @@ impl Stopped {
     pub fn verdicts_for(&self, tgid: u32) -> Vec<&Value> {
         self.records.iter().filter(|r| is_verdict_for(r, tgid)).collect()
     }
+}
+
+/// Waits for `child` with a deadline; kills it and fails past the deadline.
+/// Polls briefly: tests act on a crasher's exit (removing its cgroup, say)
+/// right after it.
+pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} (pid {}) still ran after {limit:?}; killed it", child.id());
+            }
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
+/// The last `n` records, one per line, for failure messages.
+pub fn tail(records: &[Value], n: usize) -> String {
+    records[records.len().saturating_sub(n)..].iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
 }
 
 pub fn is_verdict_for(record: &Value, tgid: u32) -> bool {
