@@ -71,6 +71,26 @@ impl CoreSettings {
         parse_core_pattern(&self.core_pattern)
     }
 
+    /// The settings after a write the sysctl hook saw, or None when the
+    /// write is not one of these settings or its value does not parse (then
+    /// read /proc instead). `executable` answers for a pipe's helper path.
+    pub fn after_write(&self, name: &str, value: &str, executable: impl Fn(&str) -> bool) -> Option<CoreSettings> {
+        let mut next = self.clone();
+        match name {
+            "kernel/core_pattern" => {
+                next.core_pattern = value.trim_end_matches('\n').to_string();
+                next.helper_executable = match parse_core_pattern(&next.core_pattern) {
+                    DumpMode::Pipe { helper, .. } => Some(executable(&helper)),
+                    _ => None,
+                };
+            }
+            "kernel/core_pipe_limit" => next.core_pipe_limit = value.trim().parse().ok()?,
+            "kernel/core_uses_pid" => next.core_uses_pid = value.trim().parse::<u32>().ok()? != 0,
+            _ => return None,
+        }
+        Some(next)
+    }
+
     /// Reads the live settings from /proc.
     pub fn read() -> std::io::Result<CoreSettings> {
         let core_pattern = std::fs::read_to_string(CORE_PATTERN)?.trim_end_matches('\n').to_string();
@@ -118,6 +138,25 @@ mod tests {
         assert_eq!(parse_core_pattern("@@/run/cd.sock"), DumpMode::Socket { path: "/run/cd.sock".into(), ack: true });
         assert_eq!(parse_core_pattern(""), DumpMode::Empty);
         assert_eq!(parse_core_pattern("|"), DumpMode::Pipe { helper: "".into(), args: vec![] });
+    }
+
+    #[test]
+    fn a_seen_write_updates_the_settings() {
+        let base = CoreSettings {
+            core_pattern: "core".into(),
+            core_pipe_limit: 0,
+            core_uses_pid: false,
+            helper_executable: None,
+            set_by: None,
+        };
+        let piped = base.after_write("kernel/core_pattern", "|/bin/false", |h| h == "/bin/false").unwrap();
+        assert_eq!(piped.core_pattern, "|/bin/false");
+        assert_eq!(piped.helper_executable, Some(true));
+        let limited = piped.after_write("kernel/core_pipe_limit", "16\n", |_| false).unwrap();
+        assert_eq!(limited.core_pipe_limit, 16);
+        assert_eq!(limited.helper_executable, Some(true));
+        assert_eq!(base.after_write("kernel/core_pipe_limit", "-1", |_| true), None);
+        assert_eq!(base.after_write("fs/suid_dumpable", "2", |_| true), None);
     }
 
     #[test]

@@ -70,6 +70,9 @@ struct Outputs {
     watched_state: Option<crate::watched::State>,
     /// `--cgroup PATH`: only crashes and events in this cgroup subtree.
     cgroup_filter: Option<String>,
+    /// The sysctl hook sees every write to the core-dump settings, so they
+    /// follow its events; without it they are re-read at each core dump.
+    settings_from_writes: bool,
     /// Names the frames of captured stacks when their chains end.
     symbolizer: crate::symbolize::Symbolizer,
     zombie_scans: RateLimit,
@@ -313,6 +316,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         watched_handled: None,
         watched_state: None,
         zombie_scans: RateLimit { window_start: 0, used: 0, max: 20 },
+        settings_from_writes: hooks.iter().any(|h| h.name == "cgroup_sysctl" && h.state == "attached"),
         cgroup_filter: args.cgroup.clone(),
         symbolizer: crate::symbolize::Symbolizer::new(),
     };
@@ -475,19 +479,26 @@ fn drain(
         if let Body::StackCopy { sp, data } = &ev.body {
             out.symbolizer.remember_stack_copy(ev.task.tgid, *sp, data.clone());
         }
-        // A core dump is about to use the settings: record them if they
-        // changed since last seen, so the chain (and the log) has them.
-        if let Body::SignalDeliver { sig, sa_handler, .. } = &ev.body {
-            if is_core_signal(*sig) && *sa_handler == SIG_DFL {
-                if let Ok(now) = CoreSettings::read() {
-                    if current_settings.as_ref() != Some(&now) {
-                        let sev = settings_event(now.clone(), ev.ts_ns);
-                        correlator.feed(&sev);
-                        out.event(&sev, correlator);
-                        *current_settings = Some(now);
-                    }
-                }
+        // Record the settings whenever they change, so the chain (and the
+        // log) has the ones a dump used: from the writes the sysctl hook
+        // sees, or, without the hook, re-read when a core dump starts.
+        let changed = match &ev.body {
+            Body::SysctlWrite { name, new_value, .. } if out.settings_from_writes => current_settings
+                .as_ref()
+                .and_then(|s| s.after_write(name, new_value, crate::core_pattern::is_executable))
+                .or_else(|| CoreSettings::read().ok()),
+            Body::SignalDeliver { sig, sa_handler, .. }
+                if !out.settings_from_writes && is_core_signal(*sig) && *sa_handler == SIG_DFL =>
+            {
+                CoreSettings::read().ok()
             }
+            _ => None,
+        };
+        if let Some(now) = changed.filter(|now| current_settings.as_ref() != Some(now)) {
+            let sev = settings_event(now.clone(), ev.ts_ns);
+            correlator.feed(&sev);
+            out.event(&sev, correlator);
+            *current_settings = Some(now);
         }
         let ended = correlator.feed(&ev);
         if let Body::SignalDeliver { .. } = &ev.body {
