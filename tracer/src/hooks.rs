@@ -169,6 +169,27 @@ impl TracefsNeed {
     }
 }
 
+impl TracefsNeed {
+    /// The tracefs systems (directories under `events/`), each once.
+    pub fn systems(&self) -> Vec<&'static str> {
+        let mut out: Vec<&str> = Vec::new();
+        for f in self.fields {
+            if !out.contains(&f.system) {
+                out.push(f.system);
+            }
+        }
+        out
+    }
+
+    /// The kernel option the events come with, where the table names one.
+    pub fn config(&self) -> Option<&'static str> {
+        match self.when_missing {
+            WhenMissing::Record { config, .. } => Some(config),
+            WhenMissing::Fail { .. } => None,
+        }
+    }
+}
+
 /// What the header says when a [`TracefsNeed`] is not met.
 pub enum WhenMissing {
     /// One `unavailable` record for every hook that needs the fields, at
@@ -623,6 +644,8 @@ mod tests {
     #[test]
     fn tracefs_needs() {
         assert_eq!(CONNECT_FIELDS.events(), vec![("syscalls", "sys_enter_connect"), ("syscalls", "sys_exit_connect")]);
+        assert_eq!(CONNECT_FIELDS.systems(), vec!["syscalls"]);
+        assert_eq!((CONNECT_FIELDS.config(), COREDUMP_FIELDS.config()), (Some("CONFIG_FTRACE_SYSCALLS"), None));
         let mut o = KernelOffsets::default();
         for f in CONNECT_FIELDS.fields.iter().chain(COREDUMP_FIELDS.fields) {
             (f.store)(&mut o, 8);
