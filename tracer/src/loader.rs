@@ -513,3 +513,78 @@ pub fn read_lost(lost: &PerCpuArray<MapData, u64>) -> Vec<(&'static str, u64)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNECT_RECORD: &str = "tracepoint/syscalls/sys_{enter,exit}_connect";
+
+    /// A directory laid out like tracefs, with a format file per (system, event, field, offset).
+    fn fake_tracefs(events: &[(&str, &str, &str, u32)]) -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("crashtrace-tracefs-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (system, event, field, offset) in events {
+            let d = dir.join("events").join(system).join(event);
+            std::fs::create_dir_all(&d).unwrap();
+            let format = format!("name: {event}\nformat:\n\tfield:long {field};\toffset:{offset};\tsize:8;\tsigned:0;\n");
+            std::fs::write(d.join("format"), format).unwrap();
+        }
+        dir
+    }
+
+    fn result_of(needs: &[(&'static TracefsNeed, Result<(), String>)], need: &TracefsNeed) -> Result<(), String> {
+        needs.iter().find(|(n, _)| std::ptr::eq(*n, need)).map(|(_, r)| r.clone()).expect("every need is read")
+    }
+
+    #[test]
+    fn tracefs_fields_fill_the_offsets() {
+        let dir = fake_tracefs(&[
+            ("syscalls", "sys_enter_connect", "uservaddr", 24),
+            ("syscalls", "sys_exit_connect", "ret", 16),
+            ("coredump", "coredump", "sig", 12),
+        ]);
+        let (mut offsets, mut hooks) = (Default::default(), Vec::new());
+        let needs = read_tracefs_needs(&Ok(dir.clone()), &mut offsets, &mut hooks);
+        assert!(hooks.is_empty(), "{hooks:?}");
+        assert_eq!(result_of(&needs, &hooks::CONNECT_FIELDS), Ok(()));
+        assert_eq!(result_of(&needs, &hooks::COREDUMP_FIELDS), Ok(()));
+        let o: tracer_common::config::KernelOffsets = offsets;
+        assert_eq!((o.connect_enter_uservaddr, o.connect_exit_ret, o.coredump_tp_sig), (24, 16, 12));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_fields_are_one_record_or_a_failed_rung() {
+        // A 6.18 kernel: the connect tracepoints without their exit side, no coredump tracepoint.
+        let dir = fake_tracefs(&[("syscalls", "sys_enter_connect", "uservaddr", 24)]);
+        let (mut offsets, mut hooks) = (Default::default(), Vec::new());
+        let needs = read_tracefs_needs(&Ok(dir.clone()), &mut offsets, &mut hooks);
+        let o: tracer_common::config::KernelOffsets = offsets;
+        assert_eq!(o.connect_enter_uservaddr, 0, "a half-read pair is not stored");
+        assert_eq!(hooks.len(), 1, "{hooks:?}");
+        assert_eq!((hooks[0].name.as_str(), hooks[0].state), (CONNECT_RECORD, HookState::Unavailable));
+        let detail = hooks[0].detail.clone().unwrap();
+        assert!(detail.contains("sys_exit_connect/format"), "{detail}");
+        assert!(detail.ends_with("; collector connect() results will not be seen (needs CONFIG_FTRACE_SYSCALLS)"), "{detail}");
+        assert_eq!(result_of(&needs, &hooks::CONNECT_FIELDS), Err(detail));
+        let coredump = result_of(&needs, &hooks::COREDUMP_FIELDS).unwrap_err();
+        assert!(coredump.starts_with("no coredump tracepoint in this kernel (cannot read "), "{coredump}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn no_tracefs_says_why_once() {
+        let why = "tracefs is not mounted and mounting it failed (EPERM)".to_string();
+        let (mut offsets, mut hooks) = (Default::default(), Vec::new());
+        let needs = read_tracefs_needs(&Err(why.clone()), &mut offsets, &mut hooks);
+        assert_eq!(
+            hooks,
+            vec![Hook::new(CONNECT_RECORD, HookState::Unavailable, Some(format!("{why}; collector connect() results will not be seen")))]
+        );
+        assert_eq!(result_of(&needs, &hooks::COREDUMP_FIELDS), Err(why));
+        assert_eq!(needs.len(), 2, "each need is read once, however many hooks share it");
+    }
+}
