@@ -291,19 +291,25 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
 
     let mut ladder = Ladder::new(opts.coredump_hook, dump_entry);
     for spec in hooks::HOOKS {
-        let need = spec.needs.map(|n| needs.iter().find(|(m, _)| std::ptr::eq(*m, n)).map(|(_, r)| r));
+        // Why its tracefs fields could not be read, when they could not.
+        let unmet = spec
+            .needs
+            .and_then(|n| needs.iter().find(|(m, _)| std::ptr::eq(*m, n)))
+            .and_then(|(_, read)| read.as_ref().err());
         if spec.rung.is_some() {
-            let need = need.flatten().and_then(|r| r.as_ref().err());
-            ladder.step(&mut ebpf, &btf, spec, need, &mut hooks);
+            ladder.step(&mut ebpf, &btf, spec, unmet, &mut hooks);
             continue;
         }
-        match need.flatten() {
-            // Reported once for all the hooks that share the need.
-            Some(Err(_)) => continue,
-            Some(Ok(())) | None => {}
+        if unmet.is_some() && spec.needs.is_some_and(|n| matches!(n.when_missing, WhenMissing::Record { .. })) {
+            // Already reported, once for all the hooks that share the need.
+            continue;
         }
         let name = spec.name(dump_entry.unwrap_or_default());
-        match attach(&mut ebpf, &btf, spec, dump_entry) {
+        let result = match unmet {
+            Some(why) => Err(Failure::plain(why.clone())),
+            None => attach(&mut ebpf, &btf, spec, dump_entry),
+        };
+        match result {
             Ok(detail) => hooks.push(Hook::new(name, HookState::Attached, detail)),
             Err(f) if spec.required => {
                 return Err(LoadError::Hook {
