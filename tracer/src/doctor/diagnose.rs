@@ -963,11 +963,18 @@ mod tests {
         let no_btf = HostFacts { hooks: HookFacts { btf: false, ..healthy().hooks }, ..healthy() };
         assert_eq!(only(&diagnose(&no_btf), "btf-missing").severity, Severity::Warn);
         let tp = HostFacts { hooks: HookFacts { tp_btf: Probe::Refused("EPERM".into()), ..healthy().hooks }, ..healthy() };
-        assert_eq!(only(&diagnose(&tp), "tp-btf-unavailable").severity, Severity::Warn);
+        let t = only(&diagnose(&tp), "tp-btf-unavailable");
+        assert_eq!(t.severity, Severity::Warn);
+        // The tracepoint is named from the hook table.
+        assert!(t.cause.starts_with("tp_btf on signal_generate does not attach (EPERM)"), "{}", t.cause);
         let no_tracefs = HostFacts { hooks: HookFacts { tracefs: Tracefs::Unavailable, connect_tracepoints: None, ..healthy().hooks }, ..healthy() };
-        assert!(ids(&diagnose(&no_tracefs)).contains(&"tracefs-unavailable"));
+        let t = only(&diagnose(&no_tracefs), "tracefs-unavailable");
+        assert!(t.cause.contains("cannot attach the syscalls connect tracepoints"), "{}", t.cause);
+        assert_eq!(t.fix, "use a kernel with CONFIG_TRACING and CONFIG_FTRACE_SYSCALLS");
         let no_connect = HostFacts { hooks: HookFacts { connect_tracepoints: Some(false), ..healthy().hooks }, ..healthy() };
-        assert!(ids(&diagnose(&no_connect)).contains(&"connect-tracepoints-missing"));
+        let c = only(&diagnose(&no_connect), "connect-tracepoints-missing");
+        assert!(c.cause.starts_with("/sys/kernel/tracing/events/syscalls has no sys_enter_connect/sys_exit_connect: "), "{}", c.cause);
+        assert_eq!(c.fix, "use a kernel with CONFIG_FTRACE_SYSCALLS");
         // Not mounted but mountable is fine: crashtrace mounts it.
         let mountable = HostFacts { hooks: HookFacts { tracefs: Tracefs::Mountable, connect_tracepoints: None, ..healthy().hooks }, ..healthy() };
         assert_eq!(diagnose(&mountable).iter().filter(|f| f.severity != Severity::Info).count(), 0);
