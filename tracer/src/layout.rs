@@ -107,11 +107,6 @@ impl KernelBtf {
             .unwrap_or(false)
     }
 
-    /// Whether the kernel has a BTF-enabled tracepoint of this name.
-    pub fn has_tracepoint(&self, name: &str) -> bool {
-        self.btf.resolve_types_by_name(&format!("btf_trace_{name}")).map(|t| !t.is_empty()).unwrap_or(false)
-    }
-
     /// All offsets the programs need. mm_struct's flags word was renamed
     /// `__mm_flags` in 6.18; both names are tried.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, LayoutError> {

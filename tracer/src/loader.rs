@@ -1,5 +1,7 @@
 //! Loading and attaching the eBPF programs: privilege checks, kernel layout,
-//! tracefs, and the core-dump hook ladder (fentry -> kprobe -> inference).
+//! tracefs, and a walk over [`hooks::HOOKS`], which holds every hook, in
+//! order, with the core-dump ladder (fentry -> kprobe -> tracepoint ->
+//! inference) among them.
 //! Every failure names the hook, the reason, and what the user can do.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,12 @@ use tracer_common::{
     maps, EventKind,
 };
 
-use crate::{cli::CoredumpHook, layout, record::Hook};
+use crate::{
+    cli::CoredumpHook,
+    hooks::{self, Attach, HookSpec, Rung, TracefsNeed, WhenMissing},
+    layout,
+    record::{Hook, HookState},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -107,32 +114,37 @@ pub fn ensure_tracefs() -> Result<PathBuf, String> {
     ))
 }
 
-fn hook(name: &str, state: &str, detail: Option<String>) -> Hook {
-    Hook { name: name.into(), state: state.into(), detail }
+/// Why a hook did not attach. `what` names the step for tp_btf programs
+/// ("lookup", "load", "attach"), whose failures have always said it.
+struct Failure {
+    what: Option<&'static str>,
+    detail: String,
 }
 
-fn btf_tracepoint(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
-    btf_tracepoint_with(ebpf, btf, program, tracepoint, "this tracepoint is required; check that the kernel has BTF and tracepoint support (CONFIG_DEBUG_INFO_BTF, CONFIG_TRACEPOINTS)")
+impl Failure {
+    fn plain(detail: impl Into<String>) -> Failure {
+        Failure { what: None, detail: detail.into() }
+    }
 }
 
-/// An optional tp_btf program: the caller says what is lost without it.
-fn optional_btf_tracepoint(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), String> {
-    btf_tracepoint_with(ebpf, btf, program, tracepoint, "").map_err(|e| match e {
-        LoadError::Hook { what, detail, .. } => format!("{what} failed: {detail}"),
-        other => other.to_string(),
-    })
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.what {
+            Some(what) => write!(f, "{what} failed: {}", self.detail),
+            None => f.write_str(&self.detail),
+        }
+    }
 }
 
-fn btf_tracepoint_with(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str, hint: &str) -> Result<(), LoadError> {
-    let fail = |what: &'static str, detail: String| LoadError::Hook {
-        hook: format!("tp_btf/{tracepoint}"),
-        what,
-        detail,
-        hint: hint.to_string(),
-    };
+fn missing(program: &str) -> String {
+    format!("program {program} is missing from the object")
+}
+
+fn btf_tracepoint(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), Failure> {
+    let fail = |what: &'static str, detail: String| Failure { what: Some(what), detail };
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(program)
-        .ok_or_else(|| fail("lookup", format!("program {program} is missing from the object")))?
+        .ok_or_else(|| fail("lookup", missing(program)))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| fail("lookup", e.to_string()))?;
     prog.load(tracepoint, btf).map_err(|e| fail("load", error_chain(&e)))?;
@@ -143,12 +155,59 @@ fn btf_tracepoint_with(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &s
 fn classic_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), String> {
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
-        .ok_or_else(|| format!("program {program} is missing from the object"))?
+        .ok_or_else(|| missing(program))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load().map_err(|e| error_chain(&e))?;
     prog.attach(category, name).map_err(|e| error_chain(&e))?;
     Ok(())
+}
+
+fn fentry(ebpf: &mut Ebpf, btf: &Btf, program: &str, function: &str) -> Result<(), String> {
+    let prog: &mut FEntry = ebpf
+        .program_mut(program)
+        .ok_or_else(|| missing(program))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load(function, btf).map_err(|e| error_chain(&e))?;
+    prog.attach().map_err(|e| error_chain(&e))?;
+    Ok(())
+}
+
+fn kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<(), String> {
+    if !Path::new(hooks::KPROBE_PMU).exists() {
+        return Err("the kernel has no kprobe PMU (CONFIG_KPROBES off)".into());
+    }
+    let prog: &mut KProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| missing(program))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| error_chain(&e))?;
+    prog.attach(function, 0).map_err(|e| error_chain(&e))?;
+    Ok(())
+}
+
+/// Attaches one hook of the table. `Ok` carries the detail an attached hook
+/// reports (where it went, when that is not in its name).
+fn attach(ebpf: &mut Ebpf, btf: &Btf, spec: &HookSpec, dump_entry: Option<&str>) -> Result<Option<String>, Failure> {
+    let function = || {
+        let functions = spec.attach.functions().unwrap_or_default();
+        dump_entry
+            .filter(|f| functions.contains(f))
+            .ok_or_else(|| Failure::plain(format!("the kernel's BTF has {}", hooks::neither(functions))))
+    };
+    match spec.attach {
+        Attach::TpBtf(tracepoint) => btf_tracepoint(ebpf, btf, spec.program, tracepoint).map(|()| None),
+        Attach::Tracepoint { category, name } => {
+            classic_tracepoint(ebpf, spec.program, category, name).map(|()| None).map_err(Failure::plain)
+        }
+        Attach::Fentry(_) => fentry(ebpf, btf, spec.program, function()?).map(|()| None).map_err(Failure::plain),
+        Attach::Kprobe(_) => kprobe(ebpf, spec.program, function()?).map(|()| None).map_err(Failure::plain),
+        Attach::CgroupSysctl => {
+            attach_sysctl(ebpf, spec.program).map(|root| Some(format!("on {}", root.display()))).map_err(Failure::plain)
+        }
+    }
 }
 
 /// Error text with its sources, so the kernel's errno is not hidden. A
@@ -191,46 +250,14 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // Everything wanted from btf-rs's view of the BTF is taken here, and the
     // view dropped before aya parses the same BTF: the two parsed copies are
     // never alive at once, which keeps the start-up memory peak down.
-    let (mut offsets, dump_function) = {
+    let (mut offsets, dump_entry) = {
         let kbtf = layout::KernelBtf::open(Path::new(layout::VMLINUX_BTF))?;
-        // Linux 6.17 renamed do_coredump to vfs_coredump, same signature.
-        let dump_function = ["vfs_coredump", "do_coredump"].into_iter().find(|f| kbtf.has_function(f));
-        (kbtf.kernel_offsets()?, dump_function)
+        let dump_entry = hooks::DUMP_ENTRY.iter().copied().find(|f| kbtf.has_function(f));
+        (kbtf.kernel_offsets()?, dump_entry)
     };
     let mut hooks = Vec::new();
-
     let tracefs = ensure_tracefs();
-    // The coredump tracepoint (7.3+) is the third rung of the dump-hook ladder.
-    let coredump_tracepoint = match &tracefs {
-        Ok(dir) => layout::tracepoint_field_offset(dir, "coredump", "coredump", "sig")
-            .map(|off| offsets.coredump_tp_sig = off)
-            .map_err(|e| format!("no coredump tracepoint in this kernel ({e})")),
-        Err(why) => Err(why.clone()),
-    };
-    let mut connect_ok = false;
-    match &tracefs {
-        Ok(dir) => {
-            let enter = layout::tracepoint_field_offset(dir, "syscalls", "sys_enter_connect", "uservaddr");
-            let exit = layout::tracepoint_field_offset(dir, "syscalls", "sys_exit_connect", "ret");
-            match (enter, exit) {
-                (Ok(a), Ok(r)) => {
-                    offsets.connect_enter_uservaddr = a;
-                    offsets.connect_exit_ret = r;
-                    connect_ok = true;
-                }
-                (Err(e), _) | (_, Err(e)) => hooks.push(hook(
-                    "tracepoint/syscalls/sys_{enter,exit}_connect",
-                    "unavailable",
-                    Some(format!("{e}; collector connect() results will not be seen (needs CONFIG_FTRACE_SYSCALLS)")),
-                )),
-            }
-        }
-        Err(why) => hooks.push(hook(
-            "tracepoint/syscalls/sys_{enter,exit}_connect",
-            "unavailable",
-            Some(format!("{why}; collector connect() results will not be seen")),
-        )),
-    }
+    let needs = read_tracefs_needs(&tracefs, &mut offsets, &mut hooks);
 
     let mut settings = Settings::zeroed();
     if opts.naive_all_signals {
@@ -262,64 +289,40 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .load(opts.object)
         .map_err(LoadError::Load)?;
 
-    for (program, tp) in [
-        ("signal_generate", "signal_generate"),
-        ("signal_deliver", "signal_deliver"),
-        ("helper_exec", "sched_process_exec"),
-        ("process_exit", "sched_process_exit"),
-        ("process_fork", "sched_process_fork"),
-    ] {
-        btf_tracepoint(&mut ebpf, &btf, program, tp)?;
-        hooks.push(hook(&format!("tp_btf/{tp}"), "attached", None));
-    }
-    // Attached after signal_deliver, so the stack follows its SignalDeliver
-    // event. Optional: it needs helpers from 5.11 and 5.15.
-    match optional_btf_tracepoint(&mut ebpf, &btf, "stack_capture", "signal_deliver") {
-        Ok(()) => hooks.push(hook("tp_btf/signal_deliver (stack capture)", "attached", None)),
-        Err(e) => hooks.push(hook(
-            "tp_btf/signal_deliver (stack capture)",
-            "unavailable",
-            Some(format!("{e}; crashes will carry no stack (bpf_get_current_task_btf needs 5.11, bpf_task_pt_regs 5.15)")),
-        )),
-    }
-
-    if connect_ok {
-        for (program, name) in [("helper_connect_enter", "sys_enter_connect"), ("helper_connect_exit", "sys_exit_connect")] {
-            match classic_tracepoint(&mut ebpf, program, "syscalls", name) {
-                Ok(()) => hooks.push(hook(&format!("tracepoint/syscalls/{name}"), "attached", None)),
-                Err(e) => hooks.push(hook(
-                    &format!("tracepoint/syscalls/{name}"),
-                    "unavailable",
-                    Some(format!("{e}; collector connect() results will not be seen")),
-                )),
+    let mut ladder = Ladder::new(opts.coredump_hook, dump_entry);
+    for spec in hooks::HOOKS {
+        // Why its tracefs fields could not be read, when they could not.
+        let unmet = spec
+            .needs
+            .and_then(|n| needs.iter().find(|(m, _)| std::ptr::eq(*m, n)))
+            .and_then(|(_, read)| read.as_ref().err());
+        if spec.rung.is_some() {
+            ladder.step(&mut ebpf, &btf, spec, unmet, &mut hooks);
+            continue;
+        }
+        if unmet.is_some() && spec.needs.is_some_and(|n| matches!(n.when_missing, WhenMissing::Record { .. })) {
+            // Already reported, once for all the hooks that share the need.
+            continue;
+        }
+        let name = spec.name(dump_entry.unwrap_or_default());
+        let result = match unmet {
+            Some(why) => Err(Failure::plain(why.clone())),
+            None => attach(&mut ebpf, &btf, spec, dump_entry),
+        };
+        match result {
+            Ok(detail) => hooks.push(Hook::new(name, HookState::Attached, detail)),
+            Err(f) if spec.required => {
+                return Err(LoadError::Hook {
+                    hook: name,
+                    what: f.what.unwrap_or("attach"),
+                    detail: f.detail,
+                    hint: spec.required_hint().to_string(),
+                })
             }
+            Err(f) => hooks.push(Hook::new(name, HookState::Unavailable, Some(format!("{f}; {}", spec.without)))),
         }
     }
-
-    // cgroup events give crashes their context; without them chains still work.
-    for (program, tp) in [
-        ("cgroup_mkdir", "cgroup_mkdir"),
-        ("cgroup_rmdir", "cgroup_rmdir"),
-        ("cgroup_release", "cgroup_release"),
-        ("cgroup_populated", "cgroup_notify_populated"),
-    ] {
-        match optional_btf_tracepoint(&mut ebpf, &btf, program, tp) {
-            Ok(()) => hooks.push(hook(&format!("tp_btf/{tp}"), "attached", None)),
-            Err(e) => hooks.push(hook(&format!("tp_btf/{tp}"), "unavailable", Some(format!("{e}; crashes will show no cgroup events")))),
-        }
-    }
-    match attach_sysctl(&mut ebpf) {
-        Ok(root) => hooks.push(hook("cgroup_sysctl", "attached", Some(format!("on {}", root.display())))),
-        Err(e) => hooks.push(hook(
-            "cgroup_sysctl",
-            "unavailable",
-            Some(format!(
-                "{e}; writes to core_pattern will not be attributed to their writer (cgroup/sysctl programs may call bpf_get_current_pid_tgid only on newer kernels)"
-            )),
-        )),
-    }
-
-    let (dump_mode, dump_mode_reason) = attach_dump_hook(&mut ebpf, &btf, dump_function, coredump_tracepoint, opts.coredump_hook, &mut hooks);
+    let (dump_mode, dump_mode_reason) = ladder.finish();
 
     if let Some(pid) = opts.watched {
         let map = ebpf.map_mut(maps::WATCHED).ok_or(LoadError::MissingMap(maps::WATCHED))?;
@@ -348,12 +351,12 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 /// Attaches the sysctl-write watcher to the cgroup v2 root, which every task
 /// on the host is under. It attaches as a bpf link, and links always coexist
 /// with other programs on the same hook, so nobody else's is displaced.
-fn attach_sysctl(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
+fn attach_sysctl(ebpf: &mut Ebpf, program: &str) -> Result<PathBuf, String> {
     let root = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified)")?;
     let dir = std::fs::File::open(&root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
     let prog: &mut aya::programs::CgroupSysctl = ebpf
-        .program_mut("sysctl_write")
-        .ok_or("program sysctl_write is missing")?
+        .program_mut(program)
+        .ok_or_else(|| missing(program))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load().map_err(|e| error_chain(&e))?;
@@ -361,88 +364,149 @@ fn attach_sysctl(ebpf: &mut Ebpf) -> Result<PathBuf, String> {
     Ok(root)
 }
 
-/// The ladder: fentry, else kprobe, on the kernel's dump entry; else the
-/// coredump tracepoint (7.3+); else infer. `--coredump-hook` picks one rung.
-fn attach_dump_hook(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
-    function: Option<&'static str>,
-    tracepoint: Result<(), String>,
-    choice: CoredumpHook,
+/// Reads the tracefs fields the table's hooks need, each need once, into
+/// `offsets`. A need that is not met and is reported as one record for all
+/// its hooks is pushed onto `hooks` now, ahead of every attach; the others
+/// fail each hook that needs them.
+fn read_tracefs_needs(
+    tracefs: &Result<PathBuf, String>,
+    offsets: &mut tracer_common::config::KernelOffsets,
     hooks: &mut Vec<Hook>,
-) -> (String, String) {
-    if choice == CoredumpHook::Infer {
-        hooks.push(hook("coredump hooks", "disabled", Some("--coredump-hook=infer".into())));
-        return ("inferred".into(), "direct hooks switched off with --coredump-hook=infer".into());
-    }
-    let wants = |rung: CoredumpHook| choice == CoredumpHook::Auto || choice == rung;
-    let mut failures = Vec::new();
-    let attempt = |name: String, result: Result<(), String>, hooks: &mut Vec<Hook>, failures: &mut Vec<String>| match result {
-        Ok(()) => {
-            hooks.push(hook(&name, "attached", None));
-            true
+) -> Vec<(&'static TracefsNeed, Result<(), String>)> {
+    let mut done: Vec<(&'static TracefsNeed, Result<(), String>)> = Vec::new();
+    for spec in hooks::HOOKS {
+        let Some(need) = spec.needs else { continue };
+        if done.iter().any(|(n, _)| std::ptr::eq(*n, need)) {
+            continue;
         }
-        Err(e) => {
-            hooks.push(hook(&name, "unavailable", Some(e.clone())));
-            failures.push(format!("{name}: {e}"));
-            false
-        }
-    };
-    let because = |failures: &[String]| if failures.is_empty() { String::new() } else { format!(" ({})", failures.join("; ")) };
-    match function {
-        None => failures.push("the kernel's BTF has neither vfs_coredump nor do_coredump".into()),
-        Some(function) => {
-            if wants(CoredumpHook::Fentry) {
-                let name = format!("fentry/{function}");
-                let result = (|| -> Result<(), String> {
-                    let prog: &mut FEntry = ebpf
-                        .program_mut("coredump_fentry")
-                        .ok_or("program coredump_fentry is missing")?
-                        .try_into()
-                        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-                    prog.load(function, btf).map_err(|e| error_chain(&e))?;
-                    prog.attach().map_err(|e| error_chain(&e))?;
-                    Ok(())
-                })();
-                if attempt(name.clone(), result, hooks, &mut failures) {
-                    return (name, "fentry attached to the kernel's dump entry".into());
-                }
-            }
-            if wants(CoredumpHook::Kprobe) {
-                let name = format!("kprobe/{function}");
-                let result = (|| -> Result<(), String> {
-                    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-                        return Err("the kernel has no kprobe PMU (CONFIG_KPROBES off)".into());
+        let read = match tracefs {
+            Ok(dir) => need
+                .fields
+                .iter()
+                .map(|f| layout::tracepoint_field_offset(dir, f.system, f.event, f.field).map(|off| (f, off)))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|found| {
+                    for (f, off) in found {
+                        (f.store)(offsets, off);
                     }
-                    let prog: &mut KProbe = ebpf
-                        .program_mut("coredump_kprobe")
-                        .ok_or("program coredump_kprobe is missing")?
-                        .try_into()
-                        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-                    prog.load().map_err(|e| error_chain(&e))?;
-                    prog.attach(function, 0).map_err(|e| error_chain(&e))?;
-                    Ok(())
-                })();
-                if attempt(name.clone(), result, hooks, &mut failures) {
-                    return (name, format!("kprobe attached to the kernel's dump entry{}", because(&failures)));
-                }
+                })
+                .map_err(|e| Some(e.to_string())),
+            Err(_) => Err(None),
+        };
+        let why = tracefs.as_ref().err();
+        let result = match (read, &need.when_missing) {
+            (Ok(()), _) => Ok(()),
+            (Err(field), WhenMissing::Record { name, config }) => {
+                let detail = match (field, why) {
+                    (Some(e), _) => format!("{e}; {} (needs {config})", spec.without),
+                    (None, Some(why)) => format!("{why}; {}", spec.without),
+                    (None, None) => spec.without.to_string(),
+                };
+                hooks.push(Hook::new(*name, HookState::Unavailable, Some(detail.clone())));
+                Err(detail)
+            }
+            (Err(field), WhenMissing::Fail { what }) => Err(match (field, why) {
+                (Some(e), _) => format!("no {what} in this kernel ({e})"),
+                (None, Some(why)) => why.clone(),
+                (None, None) => format!("no {what} in this kernel"),
+            }),
+        };
+        done.push((need, result));
+    }
+    done
+}
+
+/// The dump-entry ladder, climbed down as the table's rungs come: fentry,
+/// else kprobe, on the kernel's dump entry; else the coredump tracepoint
+/// (7.3+); else inference. `--coredump-hook` picks one rung.
+struct Ladder {
+    choice: CoredumpHook,
+    dump_entry: Option<&'static str>,
+    /// The attached rung's (dump_mode, reason).
+    attached: Option<(String, String)>,
+    /// "name: why" of each rung that was tried and failed.
+    failures: Vec<String>,
+    no_function_noted: bool,
+    disabled_noted: bool,
+}
+
+impl Ladder {
+    fn new(choice: CoredumpHook, dump_entry: Option<&'static str>) -> Ladder {
+        Ladder { choice, dump_entry, attached: None, failures: Vec::new(), no_function_noted: false, disabled_noted: false }
+    }
+
+    fn wants(&self, rung: Rung) -> bool {
+        match self.choice {
+            CoredumpHook::Auto => true,
+            CoredumpHook::Fentry => rung == Rung::Fentry,
+            CoredumpHook::Kprobe => rung == Rung::Kprobe,
+            CoredumpHook::Tracepoint => rung == Rung::Tracepoint,
+            CoredumpHook::Infer => false,
+        }
+    }
+
+    fn because(&self) -> String {
+        if self.failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.failures.join("; "))
+        }
+    }
+
+    /// Tries one rung, unless a higher one attached or it is not wanted.
+    /// `need` is why its tracefs fields could not be read.
+    fn step(&mut self, ebpf: &mut Ebpf, btf: &Btf, spec: &HookSpec, need: Option<&String>, hooks: &mut Vec<Hook>) {
+        let Some(rung) = spec.rung else { return };
+        if self.choice == CoredumpHook::Infer {
+            if !std::mem::replace(&mut self.disabled_noted, true) {
+                hooks.push(Hook::new("coredump hooks", HookState::Disabled, Some("--coredump-hook=infer".into())));
+            }
+            return;
+        }
+        if self.attached.is_some() {
+            return;
+        }
+        if let Some(functions) = spec.attach.functions()
+            && self.dump_entry.is_none_or(|f| !functions.contains(&f))
+        {
+            // Said once, whichever rung was asked for: it is why every
+            // function rung is out.
+            if !std::mem::replace(&mut self.no_function_noted, true) {
+                self.failures.push(format!("the kernel's BTF has {}", hooks::neither(functions)));
+            }
+            return;
+        }
+        if !self.wants(rung) {
+            return;
+        }
+        let name = spec.name(self.dump_entry.unwrap_or_default());
+        let result = match need {
+            Some(why) => Err(why.clone()),
+            None => attach(ebpf, btf, spec, self.dump_entry).map(|_| ()).map_err(|f| f.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                hooks.push(Hook::new(name.clone(), HookState::Attached, None));
+                let reason = format!("{}{}", rung.reason(), self.because());
+                self.attached = Some((name, reason));
+            }
+            Err(e) => {
+                hooks.push(Hook::new(name.clone(), HookState::Unavailable, Some(e.clone())));
+                self.failures.push(format!("{name}: {e}"));
             }
         }
     }
-    if wants(CoredumpHook::Tracepoint) {
-        let name = "tracepoint/coredump/coredump".to_string();
-        let result = tracepoint.and_then(|()| classic_tracepoint(ebpf, "coredump_tracepoint", "coredump", "coredump"));
-        if attempt(name.clone(), result, hooks, &mut failures) {
-            return (name, format!("the kernel's coredump tracepoint{}", because(&failures)));
+
+    /// (dump_mode, dump_mode_reason) for the header.
+    fn finish(self) -> (String, String) {
+        if self.choice == CoredumpHook::Infer {
+            return ("inferred".into(), "direct hooks switched off with --coredump-hook=infer".into());
         }
+        let because = self.because();
+        self.attached.unwrap_or_else(|| {
+            ("inferred".into(), format!("{}{because}; {}", Rung::Inferred.reason(), hooks::INFERRED_HOW))
+        })
     }
-    (
-        "inferred".into(),
-        format!(
-            "no direct hook on the dump entry{}; dumps are inferred from signal_deliver (SIG_DFL + core signal), the helper's exec and the exit status",
-            because(&failures)
-        ),
-    )
 }
 
 /// Sums the per-CPU loss counters: (event kind name, total) for every kind.
@@ -454,4 +518,79 @@ pub fn read_lost(lost: &PerCpuArray<MapData, u64>) -> Vec<(&'static str, u64)> {
             (k.name(), total)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNECT_RECORD: &str = "tracepoint/syscalls/sys_{enter,exit}_connect";
+
+    /// A directory laid out like tracefs, with a format file per (system, event, field, offset).
+    fn fake_tracefs(events: &[(&str, &str, &str, u32)]) -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("crashtrace-tracefs-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (system, event, field, offset) in events {
+            let d = dir.join("events").join(system).join(event);
+            std::fs::create_dir_all(&d).unwrap();
+            let format = format!("name: {event}\nformat:\n\tfield:long {field};\toffset:{offset};\tsize:8;\tsigned:0;\n");
+            std::fs::write(d.join("format"), format).unwrap();
+        }
+        dir
+    }
+
+    fn result_of(needs: &[(&'static TracefsNeed, Result<(), String>)], need: &TracefsNeed) -> Result<(), String> {
+        needs.iter().find(|(n, _)| std::ptr::eq(*n, need)).map(|(_, r)| r.clone()).expect("every need is read")
+    }
+
+    #[test]
+    fn tracefs_fields_fill_the_offsets() {
+        let dir = fake_tracefs(&[
+            ("syscalls", "sys_enter_connect", "uservaddr", 24),
+            ("syscalls", "sys_exit_connect", "ret", 16),
+            ("coredump", "coredump", "sig", 12),
+        ]);
+        let (mut offsets, mut hooks) = (Default::default(), Vec::new());
+        let needs = read_tracefs_needs(&Ok(dir.clone()), &mut offsets, &mut hooks);
+        assert!(hooks.is_empty(), "{hooks:?}");
+        assert_eq!(result_of(&needs, &hooks::CONNECT_FIELDS), Ok(()));
+        assert_eq!(result_of(&needs, &hooks::COREDUMP_FIELDS), Ok(()));
+        let o: tracer_common::config::KernelOffsets = offsets;
+        assert_eq!((o.connect_enter_uservaddr, o.connect_exit_ret, o.coredump_tp_sig), (24, 16, 12));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_fields_are_one_record_or_a_failed_rung() {
+        // A 6.18 kernel: the connect tracepoints without their exit side, no coredump tracepoint.
+        let dir = fake_tracefs(&[("syscalls", "sys_enter_connect", "uservaddr", 24)]);
+        let (mut offsets, mut hooks) = (Default::default(), Vec::new());
+        let needs = read_tracefs_needs(&Ok(dir.clone()), &mut offsets, &mut hooks);
+        let o: tracer_common::config::KernelOffsets = offsets;
+        assert_eq!(o.connect_enter_uservaddr, 0, "a half-read pair is not stored");
+        assert_eq!(hooks.len(), 1, "{hooks:?}");
+        assert_eq!((hooks[0].name.as_str(), hooks[0].state), (CONNECT_RECORD, HookState::Unavailable));
+        let detail = hooks[0].detail.clone().unwrap();
+        assert!(detail.contains("sys_exit_connect/format"), "{detail}");
+        assert!(detail.ends_with("; collector connect() results will not be seen (needs CONFIG_FTRACE_SYSCALLS)"), "{detail}");
+        assert_eq!(result_of(&needs, &hooks::CONNECT_FIELDS), Err(detail));
+        let coredump = result_of(&needs, &hooks::COREDUMP_FIELDS).unwrap_err();
+        assert!(coredump.starts_with("no coredump tracepoint in this kernel (cannot read "), "{coredump}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn no_tracefs_says_why_once() {
+        let why = "tracefs is not mounted and mounting it failed (EPERM)".to_string();
+        let (mut offsets, mut hooks) = (Default::default(), Vec::new());
+        let needs = read_tracefs_needs(&Err(why.clone()), &mut offsets, &mut hooks);
+        assert_eq!(
+            hooks,
+            vec![Hook::new(CONNECT_RECORD, HookState::Unavailable, Some(format!("{why}; collector connect() results will not be seen")))]
+        );
+        assert_eq!(result_of(&needs, &hooks::COREDUMP_FIELDS), Err(why));
+        assert_eq!(needs.len(), 2, "each need is read once, however many hooks share it");
+    }
 }

@@ -63,13 +63,47 @@ pub struct EventRecord {
     pub event: Event,
 }
 
+/// One hook as the header reports it: the name the user sees (for a dump
+/// hook, with the kernel function it landed on), and what became of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hook {
     pub name: String,
-    /// "attached", "unavailable" or "disabled".
-    pub state: String,
+    pub state: HookState,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+}
+
+impl Hook {
+    pub fn new(name: impl Into<String>, state: HookState, detail: Option<String>) -> Hook {
+        Hook { name: name.into(), state, detail }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookState {
+    Attached,
+    /// The kernel or host lacks what the hook needs; `detail` says what.
+    Unavailable,
+    /// Switched off by a flag (`--coredump-hook=infer`).
+    Disabled,
+}
+
+impl HookState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookState::Attached => "attached",
+            HookState::Unavailable => "unavailable",
+            HookState::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for HookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so width flags in the text header line up.
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,4 +152,23 @@ pub struct Summary {
     pub state_size_peak: u64,
     #[serde(default)]
     pub state_size_end: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_states_keep_their_json_spelling() {
+        for (state, text) in
+            [(HookState::Attached, "attached"), (HookState::Unavailable, "unavailable"), (HookState::Disabled, "disabled")]
+        {
+            let hook = Hook::new("tp_btf/x", state, None);
+            let json = serde_json::to_string(&hook).unwrap();
+            assert_eq!(json, format!(r#"{{"name":"tp_btf/x","state":"{text}"}}"#));
+            assert_eq!(serde_json::from_str::<Hook>(&json).unwrap(), hook);
+            assert_eq!(format!("{state:<12}|"), format!("{text:<12}|"));
+        }
+        assert!(serde_json::from_str::<Hook>(r#"{"name":"x","state":"Attached"}"#).is_err());
+    }
 }

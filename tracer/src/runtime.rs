@@ -316,7 +316,7 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
         watched_handled: None,
         watched_state: None,
         zombie_scans: RateLimit { window_start: 0, used: 0, max: 20 },
-        settings_from_writes: hooks.iter().any(|h| h.name == "cgroup_sysctl" && h.state == "attached"),
+        settings_from_writes: hooks.iter().any(|h| h.name == "cgroup_sysctl" && h.state == crate::record::HookState::Attached),
         cgroup_filter: args.cgroup.clone(),
         symbolizer: crate::symbolize::Symbolizer::new(),
     };

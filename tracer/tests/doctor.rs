@@ -25,6 +25,7 @@ use std::{
 };
 
 use common::{run_bounded, Crasher, Exclusive, RlimitCore, TempDir, Tracer, CRASHTRACE, CRASH_WAIT};
+use crashtrace::record::{HookState, Line, Record};
 use serde_json::Value;
 
 const SYSTEMD_COREDUMP: &str = "/lib/systemd/systemd-coredump";
@@ -607,24 +608,22 @@ fn hook_prediction_matches_the_tracer_header() {
     let stopped = tracer.stop();
     stopped.assert_clean_exit();
     let header = &stopped.records[0];
-    let state_of = |name: &str| -> Value {
-        header["hooks"]
-            .as_array()
-            .and_then(|hs| hs.iter().find(|h| h["name"] == name))
-            .map(|h| h["state"].clone())
-            .unwrap_or(Value::Null)
+    let typed = match serde_json::from_value::<Line>(header.clone()) {
+        Ok(Line { record: Record::Header(h), .. }) => h,
+        other => panic!("the first record is not a header: {other:?}\n{header:#}"),
     };
+    let state_of = |name: &str| typed.hooks.iter().find(|h| h.name == name).map(|h| h.state);
     let function = hooks["dump_function"].as_str().expect("this kernel has a dump function in BTF");
     let fentry = match hooks["fentry"]["state"].as_str() {
-        Some("attachable") => "attached",
-        Some("refused") => "unavailable",
+        Some("attachable") => HookState::Attached,
+        Some("refused") => HookState::Unavailable,
         other => panic!("doctor as root should have tried fentry, got {other:?}"),
     };
-    assert_eq!(state_of(&format!("fentry/{function}")), fentry, "doctor: {hooks:#}\nheader: {header:#}");
+    assert_eq!(state_of(&format!("fentry/{function}")), Some(fentry), "doctor: {hooks:#}\nheader: {header:#}");
     assert_eq!(hooks["tp_btf"]["state"], "attachable");
-    assert_eq!(state_of("tp_btf/signal_generate"), "attached");
+    assert_eq!(state_of("tp_btf/signal_generate"), Some(HookState::Attached));
     if hooks["connect_tracepoints"] == true {
-        assert_eq!(state_of("tracepoint/syscalls/sys_enter_connect"), "attached", "{header:#}");
+        assert_eq!(state_of("tracepoint/syscalls/sys_enter_connect"), Some(HookState::Attached), "{header:#}");
     }
     let mode = header["dump_mode"].as_str().unwrap_or("");
     let predicted = if mode.starts_with("fentry") {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod readme;
 mod vm;
 
 #[derive(Parser)]
@@ -45,6 +46,9 @@ enum Task {
     /// Performance benchmarks (root): overhead, crash storms, memory under
     /// pid churn, start-up, report speed. Writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Rewrite README.md's hook section from the hook table
+    /// (tracer/src/hooks.rs).
+    Readme,
     /// Run each fuzz target (fuzz/) for a bounded time; fails on any crash.
     Fuzz {
         /// Seconds per target.
@@ -187,6 +191,7 @@ fn main() -> Result<()> {
         }
         Task::Test { unit_only } => test(unit_only),
         Task::Fuzz { seconds } => fuzz(seconds),
+        Task::Readme => readme::update(&root()),
         Task::VmTest(args) => vm::run(&args),
         Task::Bench(args) => {
             let binary = build(false)?;

@@ -177,6 +177,8 @@ pub fn run(args: &Args) -> Result<()> {
     eprintln!("\n{table}\nxtask: vm: matrix written to {}; total {:.0} s", summary_path.display(), started.elapsed().as_secs_f64());
     if args.update_readme {
         update_readme(&root.join("README.md"), &table)?;
+        // The hook section too, so one command leaves the README current.
+        crate::readme::update(&root)?;
     }
     let failed: Vec<&str> = runs.iter().filter(|r| !r.passed()).map(|r| r.label.as_str()).collect();
     if !failed.is_empty() {

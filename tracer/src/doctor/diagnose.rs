@@ -15,6 +15,7 @@ use super::facts::{
 };
 use crate::{
     core_pattern::{is_discarding_file, is_discarding_helper, parse_core_pattern, DumpMode},
+    hooks::{self, Rung},
     verdict::{Verdict, MIN_COREDUMP},
 };
 
@@ -524,33 +525,43 @@ fn hooks(facts: &HostFacts, out: &mut Vec<Finding>) {
             "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are)",
         ));
     } else if let Probe::Refused(why) = &h.tp_btf {
+        let tp = hooks::required_tp_btf().next().unwrap_or("its tracepoints");
         out.push(finding(
             "tp-btf-unavailable",
             Severity::Warn,
             None,
-            format!("tp_btf on signal_generate does not attach ({why}): crashtrace needs it and cannot start"),
+            format!("tp_btf on {tp} does not attach ({why}): crashtrace needs it and cannot start"),
             "check kernel.unprivileged_bpf_disabled, lockdown, and any LSM or seccomp policy that blocks bpf(2)",
         ));
     }
+    // The connect tracepoints' events and config, from the hook table.
+    let connect = &hooks::CONNECT_FIELDS;
+    let systems = connect.systems();
+    let names: Vec<&str> = connect.events().into_iter().map(|(_, event)| event).collect();
+    let config = connect.config().unwrap_or("CONFIG_FTRACE_SYSCALLS");
     match (&h.tracefs, h.connect_tracepoints) {
         (Tracefs::Unavailable, _) => out.push(finding(
             "tracefs-unavailable",
             Severity::Warn,
             None,
-            "the kernel has no tracefs: crashtrace cannot attach the syscalls connect tracepoints, so it will not see \
-             a collector's failed connect() and cannot tell dropped:collector-unreachable-pid1 from dropped:collector-failed"
-                .into(),
-            "use a kernel with CONFIG_TRACING and CONFIG_FTRACE_SYSCALLS",
+            format!(
+                "the kernel has no tracefs: crashtrace cannot attach the {} connect tracepoints, so it will not see \
+                 a collector's failed connect() and cannot tell dropped:collector-unreachable-pid1 from dropped:collector-failed",
+                systems.join("/")
+            ),
+            format!("use a kernel with CONFIG_TRACING and {config}"),
         )),
         (Tracefs::Mounted(dir), Some(false)) => out.push(finding(
             "connect-tracepoints-missing",
             Severity::Warn,
             None,
             format!(
-                "{dir}/events/syscalls has no sys_enter_connect/sys_exit_connect: crashtrace will not see a collector's \
-                 failed connect() and cannot tell dropped:collector-unreachable-pid1 from dropped:collector-failed"
+                "{dir}/events/{} has no {}: crashtrace will not see a collector's \
+                 failed connect() and cannot tell dropped:collector-unreachable-pid1 from dropped:collector-failed",
+                systems.join(","),
+                names.join("/")
             ),
-            "use a kernel with CONFIG_FTRACE_SYSCALLS",
+            format!("use a kernel with {config}"),
         )),
         _ => {}
     }
@@ -558,8 +569,12 @@ fn hooks(facts: &HostFacts, out: &mut Vec<Finding>) {
 }
 
 /// Which way crashtrace will see dump starts: the fallback ladder of the
-/// loader (fentry, else kprobe, on the dump entry; else inference).
+/// loader (fentry, else kprobe, on the dump entry; else inference). Hook
+/// names come from the hook table's rungs.
 fn dump_hook(h: &super::facts::HookFacts) -> Finding {
+    let rung_name = |rung: Rung, function: &str| {
+        hooks::rung(rung).map(|spec| spec.name(function)).unwrap_or_else(|| function.to_string())
+    };
     let tracefs = match &h.tracefs {
         Tracefs::Mounted(dir) => format!("tracefs at {dir}"),
         Tracefs::Mountable => "tracefs not mounted (crashtrace mounts it at /sys/kernel/tracing)".into(),
@@ -577,9 +592,10 @@ fn dump_hook(h: &super::facts::HookFacts) -> Finding {
             Severity::Info,
             None,
             format!(
-                "the kernel's BTF has neither vfs_coredump nor do_coredump, so there is nothing to hook: dump starts are \
+                "the kernel's BTF has {}, so there is nothing to hook: dump starts are \
                  inferred from signal_deliver (SIG_DFL and a core signal), the helper's exec and the exit status. \
                  BTF {}; {tp_btf}; {kprobe}; {tracefs}",
+                hooks::neither(hooks::DUMP_ENTRY),
                 if h.btf { "present" } else { "missing" }
             ),
             "nothing to do; crashtrace --coredump-hook picks the way by hand",
@@ -592,8 +608,14 @@ fn dump_hook(h: &super::facts::HookFacts) -> Finding {
     };
     let hooks = format!("BTF present; {tp_btf}; {fentry}; {kprobe}; {tracefs}");
     let (id, how) = match (&h.fentry, h.kprobe_pmu) {
-        (Probe::Attachable, _) => ("dump-hook-fentry", format!("crashtrace will see each dump start directly, with fentry/{function}")),
-        (Probe::Refused(_), true) => ("dump-hook-kprobe", format!("crashtrace will fall back to kprobe/{function} to see each dump start")),
+        (Probe::Attachable, _) => (
+            "dump-hook-fentry",
+            format!("crashtrace will see each dump start directly, with {}", rung_name(Rung::Fentry, function)),
+        ),
+        (Probe::Refused(_), true) => (
+            "dump-hook-kprobe",
+            format!("crashtrace will fall back to {} to see each dump start", rung_name(Rung::Kprobe, function)),
+        ),
         (Probe::Refused(_), false) => (
             "dump-hook-inferred",
             "crashtrace will infer each dump start from signal_deliver (SIG_DFL and a core signal), the helper's exec and the exit status".to_string(),
@@ -601,8 +623,13 @@ fn dump_hook(h: &super::facts::HookFacts) -> Finding {
         (Probe::Unknown(_), pmu) => (
             "dump-hook-unknown",
             format!(
-                "whether crashtrace sees dump starts with fentry/{function} is unknown until it starts; otherwise it {}",
-                if pmu { format!("falls back to kprobe/{function}") } else { "infers them from signal_deliver, the helper's exec and the exit status".into() }
+                "whether crashtrace sees dump starts with {} is unknown until it starts; otherwise it {}",
+                rung_name(Rung::Fentry, function),
+                if pmu {
+                    format!("falls back to {}", rung_name(Rung::Kprobe, function))
+                } else {
+                    "infers them from signal_deliver, the helper's exec and the exit status".into()
+                }
             ),
         ),
     };
@@ -936,11 +963,18 @@ mod tests {
         let no_btf = HostFacts { hooks: HookFacts { btf: false, ..healthy().hooks }, ..healthy() };
         assert_eq!(only(&diagnose(&no_btf), "btf-missing").severity, Severity::Warn);
         let tp = HostFacts { hooks: HookFacts { tp_btf: Probe::Refused("EPERM".into()), ..healthy().hooks }, ..healthy() };
-        assert_eq!(only(&diagnose(&tp), "tp-btf-unavailable").severity, Severity::Warn);
+        let t = only(&diagnose(&tp), "tp-btf-unavailable");
+        assert_eq!(t.severity, Severity::Warn);
+        // The tracepoint is named from the hook table.
+        assert!(t.cause.starts_with("tp_btf on signal_generate does not attach (EPERM)"), "{}", t.cause);
         let no_tracefs = HostFacts { hooks: HookFacts { tracefs: Tracefs::Unavailable, connect_tracepoints: None, ..healthy().hooks }, ..healthy() };
-        assert!(ids(&diagnose(&no_tracefs)).contains(&"tracefs-unavailable"));
+        let t = only(&diagnose(&no_tracefs), "tracefs-unavailable");
+        assert!(t.cause.contains("cannot attach the syscalls connect tracepoints"), "{}", t.cause);
+        assert_eq!(t.fix, "use a kernel with CONFIG_TRACING and CONFIG_FTRACE_SYSCALLS");
         let no_connect = HostFacts { hooks: HookFacts { connect_tracepoints: Some(false), ..healthy().hooks }, ..healthy() };
-        assert!(ids(&diagnose(&no_connect)).contains(&"connect-tracepoints-missing"));
+        let c = only(&diagnose(&no_connect), "connect-tracepoints-missing");
+        assert!(c.cause.starts_with("/sys/kernel/tracing/events/syscalls has no sys_enter_connect/sys_exit_connect: "), "{}", c.cause);
+        assert_eq!(c.fix, "use a kernel with CONFIG_FTRACE_SYSCALLS");
         // Not mounted but mountable is fine: crashtrace mounts it.
         let mountable = HostFacts { hooks: HookFacts { tracefs: Tracefs::Mountable, connect_tracepoints: None, ..healthy().hooks }, ..healthy() };
         assert_eq!(diagnose(&mountable).iter().filter(|f| f.severity != Severity::Info).count(), 0);

@@ -19,13 +19,14 @@ use serde::Serialize;
 use super::bpf_probe::{AttachTargets, ProbeResult};
 use crate::{
     core_pattern::{self, parse_core_pattern, DumpMode, SYSTEMD_COREDUMP_SOCKET},
+    hooks::{self, Rung},
     layout::{self, KernelBtf},
     loader,
 };
 
 pub const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
 pub const CORE_MODES: &str = "/proc/sys/kernel/core_modes";
-pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+pub const KPROBE_PMU: &str = hooks::KPROBE_PMU;
 
 /// Everything the diagnosis is made from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -225,13 +226,15 @@ pub struct HookFacts {
     pub btf: bool,
     /// The kernel's dump entry: `vfs_coredump` (6.17+) or `do_coredump`.
     pub dump_function: Option<String>,
-    /// tp_btf on signal_generate, which crashtrace cannot run without.
+    /// tp_btf on the first required tracepoint of the hook table
+    /// (signal_generate), which crashtrace cannot run without.
     pub tp_btf: Probe,
     /// fentry on the dump entry.
     pub fentry: Probe,
     pub kprobe_pmu: bool,
     pub tracefs: Tracefs,
-    /// The syscalls connect tracepoints, where tracefs is readable.
+    /// The syscalls connect tracepoints ([`hooks::CONNECT_FIELDS`]'s
+    /// events), where tracefs is readable.
     pub connect_tracepoints: Option<bool>,
 }
 
@@ -476,22 +479,11 @@ pub fn cgroup_layout(mounts: &str, self_cgroup: &str) -> CgroupFacts {
 fn hook_facts() -> HookFacts {
     let btf_path = Path::new(layout::VMLINUX_BTF);
     let kbtf = KernelBtf::open(btf_path).ok();
-    // Linux 6.17 renamed do_coredump to vfs_coredump, same signature.
-    let dump_function = kbtf
-        .as_ref()
-        .and_then(|b| ["vfs_coredump", "do_coredump"].into_iter().find(|f| b.has_function(f)))
-        .map(str::to_string);
+    let dump_function =
+        kbtf.as_ref().and_then(|b| hooks::DUMP_ENTRY.iter().find(|f| b.has_function(f))).map(|f| f.to_string());
     let tracefs = tracefs_state();
     let connect_tracepoints = match &tracefs {
-        Tracefs::Mounted(dir) => {
-            let events = Path::new(dir).join("events/syscalls");
-            // Unreadable without root: then it is not known.
-            match std::fs::read_dir(&events) {
-                Ok(_) => Some(events.join("sys_enter_connect").is_dir() && events.join("sys_exit_connect").is_dir()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
-                Err(_) => None,
-            }
-        }
+        Tracefs::Mounted(dir) => tracefs_events_present(Path::new(dir), &hooks::CONNECT_FIELDS.events()),
         _ => None,
     };
     let (tp_btf, fentry) = probe_tracing(kbtf.is_some(), dump_function.as_deref());
@@ -504,6 +496,21 @@ fn hook_facts() -> HookFacts {
         tracefs,
         connect_tracepoints,
     }
+}
+
+/// Whether every (system, event) is under `<tracefs>/events`; `None` when a
+/// system's directory is unreadable (without root), so it is not known.
+fn tracefs_events_present(tracefs: &Path, events: &[(&str, &str)]) -> Option<bool> {
+    let mut all = true;
+    for (system, event) in events {
+        let dir = tracefs.join("events").join(system);
+        match std::fs::read_dir(&dir) {
+            Ok(_) => all &= dir.join(event).is_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => all = false,
+            Err(_) => return None,
+        }
+    }
+    Some(all)
 }
 
 fn tracefs_state() -> Tracefs {
@@ -528,8 +535,9 @@ fn tracefs_state() -> Tracefs {
     }
 }
 
-/// Tries tp_btf on signal_generate and fentry on the dump entry with a
-/// do-nothing program, when this process may load BPF programs.
+/// Tries tp_btf on the hook table's first required tracepoint, and fentry
+/// on the dump entry (the ladder's top rung), with a do-nothing program,
+/// when this process may load BPF programs.
 fn probe_tracing(btf: bool, dump_function: Option<&str>) -> (Probe, Probe) {
     const UNTRIED: &str = "unknown until crashtrace starts: trying it needs root (or CAP_BPF and CAP_PERFMON)";
     if !btf {
@@ -547,10 +555,14 @@ fn probe_tracing(btf: bool, dump_function: Option<&str>) -> (Probe, Probe) {
         ProbeResult::Attached => Probe::Attachable,
         ProbeResult::Refused(why) => Probe::Refused(why),
     };
-    let tp_btf = convert(targets.tp_btf("signal_generate"));
+    let tp_btf = match hooks::required_tp_btf().next() {
+        Some(tp) => convert(targets.tp_btf(tp)),
+        None => Probe::Unknown("the hook table has no required tp_btf hook".into()),
+    };
+    let functions = hooks::rung(Rung::Fentry).and_then(|h| h.attach.functions()).unwrap_or(hooks::DUMP_ENTRY);
     let fentry = match dump_function {
         Some(f) => convert(targets.fentry(f)),
-        None => Probe::Refused("the kernel's BTF has neither vfs_coredump nor do_coredump".into()),
+        None => Probe::Refused(format!("the kernel's BTF has {}", hooks::neither(functions))),
     };
     (tp_btf, fentry)
 }
@@ -627,6 +639,19 @@ Num       RefCount Protocol Flags    Type St Inode Path
         assert_eq!(file_pattern_dir("/core").as_deref(), Some("/"));
         assert_eq!(file_pattern_dir("/var/crash/%u/core").as_deref(), None);
         assert_eq!(file_pattern_dir("core").as_deref(), None);
+    }
+
+    #[test]
+    fn tracefs_events_from_the_hook_table() {
+        let dir = std::env::temp_dir().join(format!("crashtrace-doctor-tracefs-{}", std::process::id()));
+        let events = hooks::CONNECT_FIELDS.events();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(tracefs_events_present(&dir, &events), Some(false), "no events dir at all");
+        std::fs::create_dir_all(dir.join("events/syscalls/sys_enter_connect")).unwrap();
+        assert_eq!(tracefs_events_present(&dir, &events), Some(false), "only the enter side");
+        std::fs::create_dir_all(dir.join("events/syscalls/sys_exit_connect")).unwrap();
+        assert_eq!(tracefs_events_present(&dir, &events), Some(true));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
