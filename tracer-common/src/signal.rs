@@ -56,6 +56,26 @@ pub const INFO_PRIV: u32 = 2;
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 
+/// Signals a fault in the thread itself raises (si_code > 0), whose siginfo
+/// carries the faulting address in si_addr. SIGSYS is not one: seccomp's
+/// si_addr is the calling instruction, not a fault address.
+pub const FAULT_SIGNALS: [i32; 5] = [SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV];
+
+/// Whether `sig` is one of [`FAULT_SIGNALS`].
+#[inline(always)]
+pub const fn is_fault_signal(sig: i32) -> bool {
+    // A loop over the one list (const fns cannot use iterators); five
+    // compares, unrolled in the eBPF programs.
+    let mut i = 0;
+    while i < FAULT_SIGNALS.len() {
+        if FAULT_SIGNALS[i] == sig {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Signals whose default action dumps core (sig_kernel_coredump).
 /// https://elixir.bootlin.com/linux/v6.18/source/kernel/signal.c (SIG_KERNEL_COREDUMP_MASK)
 pub const fn is_core_signal(sig: i32) -> bool {
@@ -134,3 +154,18 @@ pub struct SignalDeliver {
 }
 
 pub const DUMPABLE_UNKNOWN: u32 = u32::MAX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_signals_are_the_ones_with_a_fault_address() {
+        let faults: [i32; 5] = [4, 5, 7, 8, 11];
+        for sig in 0..=64 {
+            assert_eq!(is_fault_signal(sig), faults.contains(&sig), "signal {sig}");
+        }
+        // Every fault signal dumps core by default.
+        assert!(FAULT_SIGNALS.iter().all(|s| is_core_signal(*s)));
+    }
+}
