@@ -11,6 +11,7 @@ pub mod collector;
 pub mod config;
 pub mod coredump;
 pub mod header;
+pub mod names;
 pub mod process;
 pub mod signal;
 pub mod stack;

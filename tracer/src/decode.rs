@@ -8,11 +8,11 @@ use tracer_common::{
     collector::{HelperConnect, HelperExec},
     coredump::{DumpStart, HOOK_FENTRY, HOOK_KPROBE, HOOK_TRACEPOINT},
     process::{ProcessExit, ProcessFork, ROLE_CRASHER, ROLE_HELPER, ROLE_WATCHED, ROLE_WATCHED_CHILD},
-    signal::{SignalDeliver, SignalGenerate, DUMPABLE_UNKNOWN, INFO_NOINFO, INFO_PRIV},
+    signal::{is_fault_signal, SignalDeliver, SIGCHLD, SignalGenerate, DUMPABLE_UNKNOWN, INFO_NOINFO, INFO_PRIV},
     EventHeader, EventKind,
 };
 
-use crate::event::{Body, DumpHook, Event, Proc};
+use crate::event::{Body, CgroupOp, DumpHook, Event, Proc, Role, SigInfo};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -53,27 +53,24 @@ fn dumpable(v: u32) -> Option<u32> {
     if v == DUMPABLE_UNKNOWN { None } else { Some(v) }
 }
 
-fn info_kind(kind: u32) -> String {
+fn info_kind(kind: u32) -> SigInfo {
     match kind {
-        INFO_NOINFO => "noinfo",
-        INFO_PRIV => "priv",
-        _ => "full",
+        INFO_NOINFO => SigInfo::Noinfo,
+        INFO_PRIV => SigInfo::Priv,
+        _ => SigInfo::Full,
     }
-    .to_string()
 }
 
 fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
     if v == T::default() { None } else { Some(v) }
 }
 
-pub fn roles(bits: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    for (bit, name) in [(ROLE_CRASHER, "crasher"), (ROLE_HELPER, "helper"), (ROLE_WATCHED, "watched"), (ROLE_WATCHED_CHILD, "watched-child")] {
-        if bits & bit != 0 {
-            out.push(name.to_string());
-        }
-    }
-    out
+pub fn roles(bits: u32) -> Vec<Role> {
+    [(ROLE_CRASHER, Role::Crasher), (ROLE_HELPER, Role::Helper), (ROLE_WATCHED, Role::Watched), (ROLE_WATCHED_CHILD, Role::WatchedChild)]
+        .into_iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, role)| role)
+        .collect()
 }
 
 /// Splits a NUL-separated argv area.
@@ -94,7 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     let need = kind.wire_size();
     if bytes.len() < need {
-        return Err(DecodeError::Short { kind: kind.name(), len: bytes.len(), need });
+        return Err(DecodeError::Short { kind: kind.as_str(), len: bytes.len(), need });
     }
     let body = match kind {
         EventKind::SignalGenerate => {
@@ -110,9 +107,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 target: Proc { pid: e.target_pid, tgid: e.target_tgid, comm: c_str(&e.target_comm) },
                 target_ppid: e.target_ppid,
                 target_handler: e.target_handler,
-                fault_addr: if full && e.code > 0 && is_fault(e.sig) { Some(e.fault_addr) } else { None },
-                si_pid: if full && (e.code <= 0 || e.sig == 17) { Some(e.si_pid) } else { None },
-                si_uid: if full && (e.code <= 0 || e.sig == 17) { Some(e.si_uid) } else { None },
+                fault_addr: if full && e.code > 0 && is_fault_signal(e.sig) { Some(e.fault_addr) } else { None },
+                si_pid: if full && (e.code <= 0 || e.sig == SIGCHLD) { Some(e.si_pid) } else { None },
+                si_uid: if full && (e.code <= 0 || e.sig == SIGCHLD) { Some(e.si_uid) } else { None },
             }
         }
         EventKind::SignalDeliver => {
@@ -125,7 +122,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 info: info_kind(e.info_kind),
                 sa_handler: e.sa_handler,
                 sa_flags: e.sa_flags,
-                fault_addr: if full && e.code > 0 && is_fault(e.sig) { Some(e.fault_addr) } else { None },
+                fault_addr: if full && e.code > 0 && is_fault_signal(e.sig) { Some(e.fault_addr) } else { None },
                 si_pid: if full && e.code <= 0 { nonzero(e.si_pid) } else { None },
                 rlimit_core: limit(e.rlimit_core),
                 ppid: e.ppid,
@@ -148,7 +145,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 hook,
                 rlimit_core: limit(e.rlimit_core),
                 dumpable: dumpable(e.dumpable),
-                fault_addr: if e.code > 0 && is_fault(e.sig) { Some(e.fault_addr) } else { None },
+                fault_addr: if e.code > 0 && is_fault_signal(e.sig) { Some(e.fault_addr) } else { None },
             }
         }
         EventKind::HelperExec => {
@@ -187,14 +184,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Cgroup => {
             let e: CgroupEvent = read(bytes).expect("length checked");
             let op = match e.op {
-                CGROUP_MKDIR => "mkdir",
-                CGROUP_RMDIR => "rmdir",
-                CGROUP_RELEASE => "release",
-                CGROUP_POPULATED => "populated",
+                CGROUP_MKDIR => CgroupOp::Mkdir,
+                CGROUP_RMDIR => CgroupOp::Rmdir,
+                CGROUP_RELEASE => CgroupOp::Release,
+                CGROUP_POPULATED => CgroupOp::Populated,
                 other => return Err(DecodeError::UnknownCgroupOp(other)),
             };
             Body::Cgroup {
-                op: op.to_string(),
+                op,
                 root: e.root,
                 id: e.id,
                 level: e.level,
@@ -213,10 +210,6 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         cgroup_id: header.cgroup_id,
         body,
     })
-}
-
-fn is_fault(sig: i32) -> bool {
-    matches!(sig, 4 | 5 | 7 | 8 | 11)
 }
 
 /// Raw bytes of a wire struct, for tests and fuzzing.
@@ -389,7 +382,7 @@ mod tests {
         match decode(&as_bytes(&x)).unwrap().body {
             Body::ProcessExit { exit_code, roles, .. } => {
                 assert_eq!(exit_code, 0x8b);
-                assert_eq!(roles, vec!["crasher", "watched"]);
+                assert_eq!(roles, vec![Role::Crasher, Role::Watched]);
             }
             other => panic!("wrong body {other:?}"),
         }
@@ -465,7 +458,7 @@ mod tests {
         c.path[..6].copy_from_slice(b"/a/b/c");
         match decode(&as_bytes(&c)).unwrap().body {
             Body::Cgroup { op, id, populated, path, level, .. } => {
-                assert_eq!(op, "populated");
+                assert_eq!(op, CgroupOp::Populated);
                 assert_eq!(id, 1234);
                 assert_eq!(level, 2);
                 assert_eq!(populated, Some(false));

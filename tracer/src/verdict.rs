@@ -2,88 +2,43 @@
 //! rules that pick one from a chain's evidence. Pure; see the README for the
 //! meaning of each identifier.
 
-use serde::{Deserialize, Serialize};
 use tracer_common::signal::is_core_signal;
 
 use crate::{
-    chain::Chain,
+    chain::{Chain, Disposition},
     core_pattern::{is_discarding_file, is_discarding_helper, DumpMode, SYSTEMD_COREDUMP_SOCKET},
     event::errno_name,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Verdict {
-    #[serde(rename = "stored")]
-    Stored,
-    #[serde(rename = "dropped:collector-unreachable-pid1")]
-    CollectorUnreachablePid1,
-    #[serde(rename = "dropped:core-pattern-discards")]
-    CorePatternDiscards,
-    #[serde(rename = "dropped:collector-failed")]
-    CollectorFailed,
-    #[serde(rename = "dropped:reader-vanished")]
-    ReaderVanished,
-    #[serde(rename = "dropped:rlimit-core")]
-    RlimitCore,
-    #[serde(rename = "dropped:not-dumpable")]
-    NotDumpable,
-    #[serde(rename = "dropped:pipe-limit")]
-    PipeLimit,
-    #[serde(rename = "dropped:socket-unreachable")]
-    SocketUnreachable,
-    #[serde(rename = "no-dump")]
-    NoDump,
-    #[serde(rename = "handled")]
-    Handled,
-    #[serde(rename = "unknown")]
-    Unknown,
+tracer_common::named_enum! {
+    serde
+    /// How a chain ended. The names are stable identifiers (JSON, `report
+    /// --verdict`); every `dropped:` one is a core the kernel did not store.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Verdict {
+        Stored => "stored",
+        CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
+        CorePatternDiscards => "dropped:core-pattern-discards",
+        CollectorFailed => "dropped:collector-failed",
+        ReaderVanished => "dropped:reader-vanished",
+        RlimitCore => "dropped:rlimit-core",
+        NotDumpable => "dropped:not-dumpable",
+        PipeLimit => "dropped:pipe-limit",
+        SocketUnreachable => "dropped:socket-unreachable",
+        NoDump => "no-dump",
+        Handled => "handled",
+        Unknown => "unknown",
+    }
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 12] = [
-        Verdict::Stored,
-        Verdict::CollectorUnreachablePid1,
-        Verdict::CorePatternDiscards,
-        Verdict::CollectorFailed,
-        Verdict::ReaderVanished,
-        Verdict::RlimitCore,
-        Verdict::NotDumpable,
-        Verdict::PipeLimit,
-        Verdict::SocketUnreachable,
-        Verdict::NoDump,
-        Verdict::Handled,
-        Verdict::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Stored => "stored",
-            Verdict::CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
-            Verdict::CorePatternDiscards => "dropped:core-pattern-discards",
-            Verdict::CollectorFailed => "dropped:collector-failed",
-            Verdict::ReaderVanished => "dropped:reader-vanished",
-            Verdict::RlimitCore => "dropped:rlimit-core",
-            Verdict::NotDumpable => "dropped:not-dumpable",
-            Verdict::PipeLimit => "dropped:pipe-limit",
-            Verdict::SocketUnreachable => "dropped:socket-unreachable",
-            Verdict::NoDump => "no-dump",
-            Verdict::Handled => "handled",
-            Verdict::Unknown => "unknown",
-        }
-    }
-
+    /// A verdict by its name; `None` for any other text.
     pub fn parse(s: &str) -> Option<Verdict> {
-        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
+        s.parse().ok()
     }
 
     pub fn is_dropped(self) -> bool {
         self.as_str().starts_with("dropped:")
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -110,15 +65,15 @@ pub const MIN_COREDUMP: u64 = 4096;
 
 /// Picks the verdict for a chain from its evidence.
 pub fn decide(chain: &Chain) -> Decision {
-    match chain.disposition.as_deref() {
-        Some("handler") => {
+    match chain.disposition {
+        Some(Disposition::Handler) => {
             return decided(
                 Verdict::Handled,
                 format!("a user handler at {:#x} caught {}", chain.handler.unwrap_or(0), chain.signal),
             );
         }
-        Some("ignored") => return decided(Verdict::Handled, format!("{} is ignored (SIG_IGN)", chain.signal)),
-        Some(_) => {}
+        Some(Disposition::Ignored) => return decided(Verdict::Handled, format!("{} is ignored (SIG_IGN)", chain.signal)),
+        Some(Disposition::Default) => {}
         None => {
             // No signal_deliver seen. An exit by this signal still shows the
             // default action was taken; without it, evidence ran out.

@@ -3,33 +3,23 @@
 //! pure function of [`Facts`]; [`Facts::gather`] is the one place that reads
 //! /proc.
 
-use serde::{Deserialize, Serialize};
-
 /// System call numbers that mean "sleeping until a signal" (x86_64).
 /// https://elixir.bootlin.com/linux/v6.18/source/arch/x86/entry/syscalls/syscall_64.tbl
 const SYS_PAUSE: i64 = 34;
 const SYS_RT_SIGSUSPEND: i64 = 130;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    Running,
-    /// Caught a fatal signal and is waiting for its crash child.
-    HandlingCrash,
-    /// Caught a fatal signal and now sleeps forever: services, reaping and the
-    /// coredump socket are all gone.
-    FrozenInCrashHandler,
-    Exited,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Running => "running",
-            State::HandlingCrash => "handling-crash",
-            State::FrozenInCrashHandler => "frozen-in-crash-handler",
-            State::Exited => "exited",
-        }
+tracer_common::named_enum! {
+    serde
+    /// The watched pid's state, as `watched` records carry it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum State {
+        Running => "running",
+        /// Caught a fatal signal and is waiting for its crash child.
+        HandlingCrash => "handling-crash",
+        /// Caught a fatal signal and now sleeps forever: services, reaping and
+        /// the coredump socket are all gone.
+        FrozenInCrashHandler => "frozen-in-crash-handler",
+        Exited => "exited",
     }
 }
 
