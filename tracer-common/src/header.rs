@@ -1,5 +1,7 @@
 //! The header every event starts with.
 
+use bytemuck::{Pod, Zeroable};
+
 /// Length of a kernel `comm` (TASK_COMM_LEN).
 pub const COMM_LEN: usize = 16;
 
@@ -50,7 +52,7 @@ impl EventKind {
 
 /// Common header. The decoder relies on it sitting at offset 0 of every event.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct EventHeader {
     /// An [`EventKind`] as u32.
     pub kind: u32,
@@ -65,6 +67,8 @@ pub struct EventHeader {
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
 }
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
 
 impl EventHeader {
     pub const fn zeroed() -> Self {

@@ -1,6 +1,8 @@
 //! Signal events (`signal:signal_generate`, `signal:signal_deliver`) and the
 //! signal facts both sides need.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::header::{EventHeader, COMM_LEN};
 
 pub const SIGHUP: i32 = 1;
@@ -99,7 +101,7 @@ pub const fn is_fatal_by_default(sig: i32) -> bool {
 /// A signal on its way to a task (`signal:signal_generate`). `current` — the
 /// header's task — is the sender.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct SignalGenerate {
     pub header: EventHeader,
     pub sig: i32,
@@ -125,10 +127,12 @@ pub struct SignalGenerate {
     pub _pad0: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<SignalGenerate>() == 128);
+
 /// A signal being acted on in the receiving thread (`signal:signal_deliver`).
 /// The header's task is the receiver.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct SignalDeliver {
     pub header: EventHeader,
     pub sig: i32,
@@ -152,6 +156,8 @@ pub struct SignalDeliver {
     pub pidns_inum: u32,
     pub ns_tgid: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<SignalDeliver>() == 120);
 
 pub const DUMPABLE_UNKNOWN: u32 = u32::MAX;
 
