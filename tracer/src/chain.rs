@@ -1,17 +1,49 @@
 //! A crash chain: everything known about one fatal signal, from its
-//! generation to the collector's result, and the verdict that ends it.
+//! generation to the collector's result, and the verdict that ends it (the
+//! identifiers; [`crate::verdict`] holds the rules that pick one).
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     core_pattern::DumpMode,
     event::{CgroupOp, DumpHook, Proc},
-    verdict::Verdict,
 };
 
 /// How many timeline steps a chain keeps; a storm of signals to one process
 /// must not grow it without bound.
 pub const TIMELINE_MAX: usize = 48;
+
+tracer_common::named_enum! {
+    serde
+    /// How a chain ended. The names are stable identifiers (JSON, `report
+    /// --verdict`); every `dropped:` one is a core the kernel did not store.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Verdict {
+        Stored => "stored",
+        CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
+        CorePatternDiscards => "dropped:core-pattern-discards",
+        CollectorFailed => "dropped:collector-failed",
+        ReaderVanished => "dropped:reader-vanished",
+        RlimitCore => "dropped:rlimit-core",
+        NotDumpable => "dropped:not-dumpable",
+        PipeLimit => "dropped:pipe-limit",
+        SocketUnreachable => "dropped:socket-unreachable",
+        NoDump => "no-dump",
+        Handled => "handled",
+        Unknown => "unknown",
+    }
+}
+
+impl Verdict {
+    /// A verdict by its name; `None` for any other text.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        s.parse().ok()
+    }
+
+    pub fn is_dropped(self) -> bool {
+        self.as_str().starts_with("dropped:")
+    }
+}
 
 tracer_common::named_enum! {
     serde

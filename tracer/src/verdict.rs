@@ -1,46 +1,17 @@
-//! Verdicts: the stable identifiers crashtrace ends every chain with, and the
-//! rules that pick one from a chain's evidence. Pure; see the README for the
-//! meaning of each identifier.
+//! Verdicts: the rules that pick the stable identifier a chain ends with
+//! from its evidence. Pure; see the README for the meaning of each
+//! identifier. The identifiers ([`Verdict`]) are defined in [`crate::chain`],
+//! beside the chain that carries one, so that this module depends on the
+//! chain and not the other way round; they are re-exported here.
 
 use tracer_common::signal::is_core_signal;
 
+pub use crate::chain::Verdict;
 use crate::{
-    chain::{Chain, Disposition},
+    chain::{describe_exit, Chain, Disposition, Dump},
     core_pattern::{is_discarding_file, is_discarding_helper, DumpMode, SYSTEMD_COREDUMP_SOCKET},
     event::errno_name,
 };
-
-tracer_common::named_enum! {
-    serde
-    /// How a chain ended. The names are stable identifiers (JSON, `report
-    /// --verdict`); every `dropped:` one is a core the kernel did not store.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-    pub enum Verdict {
-        Stored => "stored",
-        CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
-        CorePatternDiscards => "dropped:core-pattern-discards",
-        CollectorFailed => "dropped:collector-failed",
-        ReaderVanished => "dropped:reader-vanished",
-        RlimitCore => "dropped:rlimit-core",
-        NotDumpable => "dropped:not-dumpable",
-        PipeLimit => "dropped:pipe-limit",
-        SocketUnreachable => "dropped:socket-unreachable",
-        NoDump => "no-dump",
-        Handled => "handled",
-        Unknown => "unknown",
-    }
-}
-
-impl Verdict {
-    /// A verdict by its name; `None` for any other text.
-    pub fn parse(s: &str) -> Option<Verdict> {
-        s.parse().ok()
-    }
-
-    pub fn is_dropped(self) -> bool {
-        self.as_str().starts_with("dropped:")
-    }
-}
 
 /// A verdict with the words that justify it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +53,7 @@ pub fn decide(chain: &Chain) -> Decision {
                 return unknown(
                     format!(
                         "the process exited ({}) without acting on {}: it was blocked or still pending",
-                        crate::chain::describe_exit(code),
+                        describe_exit(code),
                         chain.signal
                     ),
                     "signal-deliver",
@@ -148,7 +119,7 @@ fn decide_file(chain: &Chain, path: &str, rlimit_core: Option<u64>) -> Decision 
     }
 }
 
-fn decide_pipe(chain: &Chain, helper: &str, dump: &crate::chain::Dump) -> Decision {
+fn decide_pipe(chain: &Chain, helper: &str, dump: &Dump) -> Decision {
     let who_set = chain
         .core_pattern_set_by
         .as_ref()
