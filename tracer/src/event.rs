@@ -1,6 +1,8 @@
 //! The events user space works with: decoded from the wire, written to JSON
 //! Lines, and read back by `crashtrace report`. One schema for all of them.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 use tracer_common::EventKind;
 
@@ -184,7 +186,8 @@ pub enum Body {
         zombies: Vec<Proc>,
     },
     /// The stack of the thread acting on a fatal signal (the event's task),
-    /// taken in the kernel at delivery. Raw addresses; see [`crate::stack`].
+    /// taken in the kernel at delivery. Raw addresses; [`crate::stack::Stack`]
+    /// is what a chain keeps of it.
     StackCapture {
         sig: i32,
         /// User frames: the IP, then return addresses (frame-pointer walk).
@@ -193,7 +196,7 @@ pub enum Body {
         /// The user frames as build-id + file offset, where the kernel
         /// could read the build-id; same order as `user`.
         #[serde(skip_serializing_if = "Vec::is_empty", default)]
-        build_ids: Vec<Option<crate::stack::BuildIdRef>>,
+        build_ids: Vec<Option<BuildIdRef>>,
         /// User registers when the thread entered the kernel.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         ip: Option<u64>,
@@ -211,10 +214,54 @@ pub enum Body {
     /// for unwinding from `.eh_frame`. `data` is hex in JSON.
     StackCopy {
         sp: u64,
-        #[serde(with = "crate::stack::hex_bytes")]
+        #[serde(with = "hex_bytes")]
         data: Vec<u8>,
     },
 }
+
+/// A module's build-id (hex) and a file offset in it, as the kernel found
+/// them for one user frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildIdRef {
+    pub build_id: String,
+    pub file_offset: u64,
+}
+
+/// Lower-case hex of a build-id, without trailing zero padding beyond the
+/// id's length. The kernel pads a 16-byte id (e.g. an md5 one) to 20 bytes
+/// with zeroes; those stay, since the id's true length is not on the wire.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Bytes as one lower-case hex string in JSON (stack copies).
+pub mod hex_bytes {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex bytes of odd length"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not hex at byte {i}")))
+            })
+            .collect()
+    }
+}
+
 
 /// The `event` tag of the one record kind that does not come off the wire.
 const CORE_SETTINGS_NAME: &str = "core-settings";
