@@ -1,7 +1,14 @@
-//! The state of a watched pid (`--pid N`): above all, whether it is frozen in
-//! its crash handler, as systemd's PID 1 is after a crash. The decision is a
-//! pure function of [`Facts`]; [`Facts::gather`] is the one place that reads
-//! /proc.
+//! The watched pid (`--pid N`), and the other process facts read from /proc.
+//!
+//! - [`assess`] gives the watched pid's [`State`]: above all, whether it is
+//!   frozen in its crash handler, as systemd's PID 1 is after a crash. It is
+//!   a pure function of [`Facts`], which [`Facts::gather`] reads from /proc.
+//! - /proc readers for the live loop: [`kernel_wait`] (where a task sleeps,
+//!   for a chain's evidence), [`zombies_in_cgroup`] (zombies still charged to
+//!   a cgroup being emptied or removed), [`is_namespace_init`] and
+//!   [`stat_state`].
+//!
+//! Everything except [`assess`] reads the running host's /proc.
 
 /// System call numbers that mean "sleeping until a signal" (x86_64).
 /// https://elixir.bootlin.com/linux/v6.18/source/arch/x86/entry/syscalls/syscall_64.tbl
@@ -77,7 +84,8 @@ fn read(path: String) -> Option<String> {
 }
 
 impl Facts {
-    /// Reads the pid's state from /proc; `handled` comes from the tracer.
+    /// Reads the pid's state from /proc; `handled_crash` and `handled_signal`
+    /// come from the correlator (a fatal signal the pid's own handler caught).
     pub fn gather(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>) -> Facts {
         let alive = std::path::Path::new(&format!("/proc/{pid}/stat")).exists() && !is_zombie(pid);
         let wchan = read(format!("/proc/{pid}/wchan")).unwrap_or_default();
