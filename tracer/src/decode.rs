@@ -561,7 +561,7 @@ mod stack_tests {
 
     #[test]
     fn decodes_frames_registers_and_build_ids() {
-        let ev = decode(&bytes_of(&capture())).unwrap();
+        let ev = decode(bytes_of(&capture())).unwrap();
         assert_eq!(ev.task, Proc { pid: 43, tgid: 42, comm: "deep".into() });
         match &ev.body {
             Body::StackCapture { sig, user, kernel, build_ids, ip, sp, bp, user_errno, kernel_errno } => {
@@ -612,7 +612,7 @@ mod stack_tests {
 
     #[test]
     fn json_round_trip_keeps_raw_data() {
-        let ev = decode(&bytes_of(&capture())).unwrap();
+        let ev = decode(bytes_of(&capture())).unwrap();
         let json = serde_json::to_string(&ev).unwrap();
         assert!(json.contains("\"event\":\"stack-capture\""), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
