@@ -1,5 +1,8 @@
 //! The events user space works with: decoded from the wire, written to JSON
 //! Lines, and read back by `crashtrace report`. One schema for all of them.
+//!
+//! The bottom of the model: `decode` produces these, `stack`, `chain` and
+//! `correlate` consume them, and this module depends on none of them.
 
 use std::fmt::Write as _;
 

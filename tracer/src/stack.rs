@@ -1,6 +1,7 @@
-//! The dying thread's stack in user space: the `StackCapture` wire event
-//! decoded to raw frames, the [`Stack`] a crash chain keeps (raw addresses
-//! plus whatever symbolisation found), and its coredumpctl-like text.
+//! The dying thread's stack in user space: the [`Stack`] a crash chain keeps
+//! (raw addresses plus whatever symbolisation found), built from a decoded
+//! [`Body::StackCapture`], and its coredumpctl-like text. The wire record is
+//! decoded in [`crate::decode`].
 //!
 //! Raw addresses, module paths, file offsets and build-ids are always kept,
 //! so a stack can be symbolised again on another machine. A name is only
