@@ -1,6 +1,8 @@
 //! cgroup life events (`cgroup:cgroup_mkdir`, `cgroup_rmdir`,
 //! `cgroup_release`, `cgroup_notify_populated`), v1 and v2.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::header::EventHeader;
 
 pub const CGROUP_PATH_MAX: usize = 256;
@@ -14,7 +16,7 @@ pub const CGROUP_POPULATED: u32 = 4;
 pub const CGROUP_FILTER_MAX: usize = 64;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct CgroupEvent {
     /// The header's task is the one acting (the rmdir caller, say).
     pub header: EventHeader,
@@ -30,3 +32,5 @@ pub struct CgroupEvent {
     /// Path inside its hierarchy, NUL-terminated.
     pub path: [u8; CGROUP_PATH_MAX],
 }
+
+const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 328);

@@ -1,5 +1,7 @@
 //! The core_pattern pipe helper (the collector): its exec and its connects.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::header::EventHeader;
 
 pub const HELPER_PATH_MAX: usize = 128;
@@ -13,7 +15,7 @@ pub const AF_UNIX: u16 = 1;
 /// A usermode helper exec'd by the kernel for a piped core dump: parent
 /// kthreadd and RLIMIT_CORE == 1, as `umh_pipe_setup` leaves it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct HelperExec {
     pub header: EventHeader,
     pub ppid: u32,
@@ -25,9 +27,11 @@ pub struct HelperExec {
     pub args: [u8; HELPER_ARGS_MAX],
 }
 
+const _: () = assert!(core::mem::size_of::<HelperExec>() == 576);
+
 /// A helper's connect() and its result.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct HelperConnect {
     pub header: EventHeader,
     /// The syscall's return: 0 or -errno.
@@ -38,3 +42,5 @@ pub struct HelperConnect {
     pub path: [u8; SUN_PATH_MAX],
     pub _pad1: [u8; 4],
 }
+
+const _: () = assert!(core::mem::size_of::<HelperConnect>() == 168);

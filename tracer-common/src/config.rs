@@ -1,9 +1,11 @@
 //! Globals user space writes into the eBPF object before load.
 
+use bytemuck::{Pod, Zeroable};
+
 /// Offsets into kernel structs that are not ABI. User space reads them from
 /// the running kernel's BTF, so no kernel version is baked into the programs.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Pod, Zeroable)]
 pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
@@ -59,6 +61,8 @@ pub struct KernelOffsets {
     pub valid: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 144);
+
 impl KernelOffsets {
     pub const fn zeroed() -> Self {
         KernelOffsets {
@@ -104,7 +108,7 @@ impl KernelOffsets {
 
 /// Run-time switches for the programs.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Settings {
     /// `SETTING_*` bits.
     pub flags: u32,
@@ -116,6 +120,8 @@ pub struct Settings {
     /// copy (a `StackCopy` event), at most `stack::STACK_COPY_MAX`; 0 = none.
     pub stack_copy_bytes: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<Settings>() == 76);
 
 /// Ship every signal_generate event, unfiltered: the naive baseline the
 /// benchmarks compare against.
@@ -130,9 +136,22 @@ impl Settings {
     }
 }
 
+/// aya's `Pod`, for the globals user space writes into the object before load.
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both are repr(C), all-integer, with explicit padding.
-    unsafe impl aya::Pod for super::KernelOffsets {}
-    unsafe impl aya::Pod for super::Settings {}
+    use super::{KernelOffsets, Settings};
+
+    /// Compiles only for a `bytemuck::Pod` type: the bound the impls below
+    /// rest on.
+    const fn bytemuck_pod<T: bytemuck::Pod>() {}
+
+    const _: () = bytemuck_pod::<KernelOffsets>();
+    // SAFETY: aya::Pod asks for a plain-data type whose every byte is
+    // initialised and any bit pattern valid; KernelOffsets is bytemuck::Pod
+    // (derived and asserted just above), which guarantees exactly that.
+    unsafe impl aya::Pod for KernelOffsets {}
+
+    const _: () = bytemuck_pod::<Settings>();
+    // SAFETY: as for KernelOffsets: Settings is bytemuck::Pod (asserted above).
+    unsafe impl aya::Pod for Settings {}
 }

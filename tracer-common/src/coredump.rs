@@ -1,5 +1,7 @@
 //! The core dump's start, seen by a direct hook on the kernel's dump entry.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::header::EventHeader;
 
 /// Which hook saw the dump start. Inference (no direct hook) produces no
@@ -10,7 +12,7 @@ pub const HOOK_TRACEPOINT: u32 = 3;
 
 /// Entry of `do_coredump` / `vfs_coredump` (6.17+) in the dumping thread.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct DumpStart {
     pub header: EventHeader,
     pub sig: i32,
@@ -22,3 +24,5 @@ pub struct DumpStart {
     pub rlimit_core: u64,
     pub fault_addr: u64,
 }
+
+const _: () = assert!(core::mem::size_of::<DumpStart>() == 80);

@@ -1,55 +1,33 @@
 //! The header every event starts with.
 
+use bytemuck::{Pod, Zeroable};
+
 /// Length of a kernel `comm` (TASK_COMM_LEN).
 pub const COMM_LEN: usize = 16;
 
-/// What follows the header. The numbers are part of the wire format.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    SignalGenerate = 1,
-    SignalDeliver = 2,
-    DumpStart = 3,
-    HelperExec = 4,
-    HelperConnect = 5,
-    ProcessExit = 6,
-    ProcessFork = 7,
-    SysctlWrite = 8,
-    Cgroup = 9,
-    StackCapture = 10,
-    StackCopy = 11,
+crate::named_enum! {
+    /// What follows the header. The numbers are part of the wire format; the
+    /// names are the `event` tag of the JSON records.
+    #[repr(u32)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum EventKind {
+        SignalGenerate = 1 => "signal-generate",
+        SignalDeliver = 2 => "signal-deliver",
+        DumpStart = 3 => "dump-start",
+        HelperExec = 4 => "helper-exec",
+        HelperConnect = 5 => "helper-connect",
+        ProcessExit = 6 => "process-exit",
+        ProcessFork = 7 => "process-fork",
+        SysctlWrite = 8 => "sysctl-write",
+        Cgroup = 9 => "cgroup",
+        StackCapture = 10 => "stack-capture",
+        StackCopy = 11 => "stack-copy",
+    }
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
-        EventKind::SignalGenerate,
-        EventKind::SignalDeliver,
-        EventKind::DumpStart,
-        EventKind::HelperExec,
-        EventKind::HelperConnect,
-        EventKind::ProcessExit,
-        EventKind::ProcessFork,
-        EventKind::SysctlWrite,
-        EventKind::Cgroup,
-        EventKind::StackCapture,
-        EventKind::StackCopy,
-    ];
-
     pub fn from_u32(v: u32) -> Option<EventKind> {
-        Some(match v {
-            1 => EventKind::SignalGenerate,
-            2 => EventKind::SignalDeliver,
-            3 => EventKind::DumpStart,
-            4 => EventKind::HelperExec,
-            5 => EventKind::HelperConnect,
-            6 => EventKind::ProcessExit,
-            7 => EventKind::ProcessFork,
-            8 => EventKind::SysctlWrite,
-            9 => EventKind::Cgroup,
-            10 => EventKind::StackCapture,
-            11 => EventKind::StackCopy,
-            _ => return None,
-        })
+        EventKind::ALL.into_iter().find(|k| *k as u32 == v)
     }
 
     /// Size in bytes of the whole event of this kind, header included.
@@ -70,27 +48,11 @@ impl EventKind {
             EventKind::StackCopy => size_of::<crate::stack::StackCopy>(),
         }
     }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            EventKind::SignalGenerate => "signal-generate",
-            EventKind::SignalDeliver => "signal-deliver",
-            EventKind::DumpStart => "dump-start",
-            EventKind::HelperExec => "helper-exec",
-            EventKind::HelperConnect => "helper-connect",
-            EventKind::ProcessExit => "process-exit",
-            EventKind::ProcessFork => "process-fork",
-            EventKind::SysctlWrite => "sysctl-write",
-            EventKind::Cgroup => "cgroup",
-            EventKind::StackCapture => "stack-capture",
-            EventKind::StackCopy => "stack-copy",
-        }
-    }
 }
 
 /// Common header. The decoder relies on it sitting at offset 0 of every event.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct EventHeader {
     /// An [`EventKind`] as u32.
     pub kind: u32,
@@ -105,6 +67,8 @@ pub struct EventHeader {
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
 }
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
 
 impl EventHeader {
     pub const fn zeroed() -> Self {

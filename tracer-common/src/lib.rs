@@ -4,6 +4,11 @@
 //! user space reads `header.kind` first and then the whole struct. Padding is
 //! written out as named fields so that no uninitialised byte crosses the ring
 //! buffer. Each type is defined here once and nowhere else.
+//!
+//! Each wire type derives bytemuck's `Pod` and `Zeroable`: the derive refuses
+//! implicit padding and non-plain fields, so user space can read the bytes
+//! with bytemuck instead of unsafe pointer casts. Each is followed by a
+//! compile-time assertion of its size, which is part of the format.
 #![no_std]
 
 pub mod cgroup;
@@ -11,6 +16,7 @@ pub mod collector;
 pub mod config;
 pub mod coredump;
 pub mod header;
+pub mod names;
 pub mod process;
 pub mod signal;
 pub mod stack;

@@ -1,6 +1,8 @@
 //! Signal events (`signal:signal_generate`, `signal:signal_deliver`) and the
 //! signal facts both sides need.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::header::{EventHeader, COMM_LEN};
 
 pub const SIGHUP: i32 = 1;
@@ -56,6 +58,26 @@ pub const INFO_PRIV: u32 = 2;
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 
+/// Signals a fault in the thread itself raises (si_code > 0), whose siginfo
+/// carries the faulting address in si_addr. SIGSYS is not one: seccomp's
+/// si_addr is the calling instruction, not a fault address.
+pub const FAULT_SIGNALS: [i32; 5] = [SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV];
+
+/// Whether `sig` is one of [`FAULT_SIGNALS`].
+#[inline(always)]
+pub const fn is_fault_signal(sig: i32) -> bool {
+    // A loop over the one list (const fns cannot use iterators); five
+    // compares, unrolled in the eBPF programs.
+    let mut i = 0;
+    while i < FAULT_SIGNALS.len() {
+        if FAULT_SIGNALS[i] == sig {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Signals whose default action dumps core (sig_kernel_coredump).
 /// https://elixir.bootlin.com/linux/v6.18/source/kernel/signal.c (SIG_KERNEL_COREDUMP_MASK)
 pub const fn is_core_signal(sig: i32) -> bool {
@@ -79,7 +101,7 @@ pub const fn is_fatal_by_default(sig: i32) -> bool {
 /// A signal on its way to a task (`signal:signal_generate`). `current` — the
 /// header's task — is the sender.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct SignalGenerate {
     pub header: EventHeader,
     pub sig: i32,
@@ -105,10 +127,12 @@ pub struct SignalGenerate {
     pub _pad0: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<SignalGenerate>() == 128);
+
 /// A signal being acted on in the receiving thread (`signal:signal_deliver`).
 /// The header's task is the receiver.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct SignalDeliver {
     pub header: EventHeader,
     pub sig: i32,
@@ -133,4 +157,21 @@ pub struct SignalDeliver {
     pub ns_tgid: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<SignalDeliver>() == 120);
+
 pub const DUMPABLE_UNKNOWN: u32 = u32::MAX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_signals_are_the_ones_with_a_fault_address() {
+        let faults: [i32; 5] = [4, 5, 7, 8, 11];
+        for sig in 0..=64 {
+            assert_eq!(is_fault_signal(sig), faults.contains(&sig), "signal {sig}");
+        }
+        // Every fault signal dumps core by default.
+        assert!(FAULT_SIGNALS.iter().all(|s| is_core_signal(*s)));
+    }
+}

@@ -6,6 +6,8 @@
 //! The arrays are filled by `bpf_get_stack`, which writes the frames it found
 //! and zeroes the rest, so every byte of the event is initialised.
 
+use bytemuck::{Pod, Zeroable};
+
 use crate::header::EventHeader;
 
 /// User frames kept: the faulting IP, then return addresses.
@@ -29,7 +31,7 @@ pub const STACK_REGS_VALID: u32 = 1;
 /// One frame as the kernel resolves it with `BPF_F_USER_BUILD_ID`: the layout
 /// of `struct bpf_stack_build_id` (uapi/linux/bpf.h), which is ABI.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct BuildIdFrame {
     /// One of the `BUILD_ID_STATUS_*` values.
     pub status: i32,
@@ -38,6 +40,8 @@ pub struct BuildIdFrame {
     /// `BUILD_ID_STATUS_IP`.
     pub offset: u64,
 }
+
+const _: () = assert!(core::mem::size_of::<BuildIdFrame>() == 32);
 
 impl BuildIdFrame {
     pub const fn zeroed() -> Self {
@@ -48,7 +52,7 @@ impl BuildIdFrame {
 /// The stack of a thread acting on a fatal signal. The header's task is that
 /// thread.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct StackCapture {
     pub header: EventHeader,
     pub sig: i32,
@@ -70,6 +74,8 @@ pub struct StackCapture {
     /// kernel could read the build-id (same walk, same order as `user`).
     pub build_ids: [BuildIdFrame; USER_FRAMES_MAX],
 }
+
+const _: () = assert!(core::mem::size_of::<StackCapture>() == 1504);
 
 /// The number of valid entries a `bpf_get_stack` result stands for.
 pub const fn frames_in(ret: i32, entry_size: usize, max: usize) -> usize {
@@ -94,7 +100,7 @@ pub const STACK_COPY_MIN: usize = 512;
 /// the largest that is at most `--stack-copy` and does not run past the end
 /// of the stack, so the record is exactly as long as its data.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct StackCopy {
     pub header: EventHeader,
     /// The user SP: the address of the first byte that follows.
@@ -104,3 +110,5 @@ pub struct StackCopy {
     /// The read's result (0).
     pub ret: i32,
 }
+
+const _: () = assert!(core::mem::size_of::<StackCopy>() == 64);

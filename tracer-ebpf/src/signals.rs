@@ -10,7 +10,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{
     config::SETTING_NAIVE_ALL_SIGNALS,
     signal::{
-        is_core_signal, is_terminating_signal, SignalDeliver, SignalGenerate, CLD_DUMPED, CLD_KILLED, INFO_FULL,
+        is_core_signal, is_fault_signal, is_terminating_signal, SignalDeliver, SignalGenerate, CLD_DUMPED, CLD_KILLED, INFO_FULL,
         INFO_NOINFO, INFO_PRIV, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL,
     },
     EventKind,
@@ -59,11 +59,6 @@ fn read_info(sig: i32, info: *const u8) -> Info {
         out.si_uid = unsafe { read::<u32>(info, 20) }.unwrap_or(0);
     }
     out
-}
-
-#[inline(always)]
-fn is_fault_signal(sig: i32) -> bool {
-    matches!(sig, 4 | 5 | 7 | 8 | 11) // SIGILL SIGTRAP SIGBUS SIGFPE SIGSEGV
 }
 
 #[inline(always)]

@@ -1,17 +1,94 @@
 //! A crash chain: everything known about one fatal signal, from its
-//! generation to the collector's result, and the verdict that ends it.
+//! generation to the collector's result, and the verdict that ends it (the
+//! identifiers; [`crate::verdict`] holds the rules that pick one).
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     core_pattern::DumpMode,
-    event::{DumpHook, Proc},
-    verdict::Verdict,
+    event::{CgroupOp, DumpHook, Proc},
 };
 
 /// How many timeline steps a chain keeps; a storm of signals to one process
 /// must not grow it without bound.
 pub const TIMELINE_MAX: usize = 48;
+
+tracer_common::named_enum! {
+    serde
+    /// How a chain ended. The names are stable identifiers (JSON, `report
+    /// --verdict`); every `dropped:` one is a core the kernel did not store.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Verdict {
+        Stored => "stored",
+        CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
+        CorePatternDiscards => "dropped:core-pattern-discards",
+        CollectorFailed => "dropped:collector-failed",
+        ReaderVanished => "dropped:reader-vanished",
+        RlimitCore => "dropped:rlimit-core",
+        NotDumpable => "dropped:not-dumpable",
+        PipeLimit => "dropped:pipe-limit",
+        SocketUnreachable => "dropped:socket-unreachable",
+        NoDump => "no-dump",
+        Handled => "handled",
+        Unknown => "unknown",
+    }
+}
+
+impl Verdict {
+    /// A verdict by its name; `None` for any other text.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        s.parse().ok()
+    }
+
+    pub fn is_dropped(self) -> bool {
+        self.as_str().starts_with("dropped:")
+    }
+}
+
+tracer_common::named_enum! {
+    serde
+    /// How a signal arose, from its si_code and who sent it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Origin {
+        /// A fault in the thread itself (si_code > 0, a fault signal).
+        Fault => "fault",
+        /// kill(2) (SI_USER).
+        Kill => "kill",
+        /// tkill(2)/tgkill(2) (SI_TKILL).
+        Tkill => "tkill",
+        /// sigqueue(3) (SI_QUEUE).
+        Queue => "queue",
+        /// Raised by the kernel for another reason (si_code > 0).
+        Kernel => "kernel",
+        Unknown => "unknown",
+    }
+}
+
+tracer_common::named_enum! {
+    serde
+    /// What the receiving thread did with the signal.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Disposition {
+        /// SIG_DFL: the default action (terminate, or dump core).
+        Default => "default",
+        /// A user handler caught it.
+        Handler => "handler",
+        /// SIG_IGN.
+        Ignored => "ignored",
+    }
+}
+
+tracer_common::named_enum! {
+    serde
+    /// How a collector was tied to its crash.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum MatchedBy {
+        /// The helper's arguments named the crasher (%P, %p, %i or %I).
+        Argv => "argv",
+        /// The oldest dump waiting for a helper got it.
+        Timing => "timing",
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -44,8 +121,7 @@ pub struct Collector {
     pub comm: String,
     pub filename: String,
     pub argv: Vec<String>,
-    /// "argv" when the helper's arguments named the crasher, else "timing".
-    pub matched_by: String,
+    pub matched_by: MatchedBy,
     pub connects: Vec<Connect>,
     /// Raw wait status of the helper (status << 8, or the killing signal).
     pub exit_code: Option<i32>,
@@ -101,7 +177,7 @@ pub struct PatternWrite {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CgroupNote {
     pub ts_ns: u64,
-    pub op: String,
+    pub op: CgroupOp,
     pub id: u64,
     pub path: String,
     pub actor: Proc,
@@ -134,12 +210,11 @@ pub struct Chain {
     pub sig: i32,
     pub signal: String,
     pub code: i32,
-    /// "fault", "kill", "tkill", "queue", "kernel" or "unknown".
-    pub origin: String,
+    pub origin: Origin,
     pub fault_addr: Option<u64>,
     pub sender: Option<Proc>,
-    /// "default", "handler" or "ignored"; None until delivery is seen.
-    pub disposition: Option<String>,
+    /// None until delivery is seen.
+    pub disposition: Option<Disposition>,
     pub handler: Option<u64>,
     pub dump: Option<Dump>,
     pub collector: Option<Collector>,
@@ -188,7 +263,7 @@ impl Chain {
             sig,
             signal: crate::event::signal_name(sig),
             code: 0,
-            origin: "unknown".into(),
+            origin: Origin::Unknown,
             fault_addr: None,
             sender: None,
             disposition: None,

@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 use tracer_common::signal::{
-    is_core_signal, is_fatal_by_default, CLD_DUMPED, CLD_KILLED, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL, SIG_IGN,
+    is_core_signal, is_fatal_by_default, is_fault_signal, CLD_DUMPED, CLD_KILLED, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL, SIG_IGN,
     SI_QUEUE, SI_TKILL, SI_USER, TRACE_SIGNAL_ALREADY_PENDING, TRACE_SIGNAL_IGNORED,
 };
 
 use crate::{
-    chain::{describe_exit, CgroupNote, Chain, Collector, Connect, Dump, PatternWrite},
+    chain::{describe_exit, CgroupNote, Chain, Collector, Connect, Disposition, Dump, MatchedBy, Origin, PatternWrite},
     core_pattern::{CoreSettings, DumpMode},
-    event::{code_name, errno_name, signal_name, Body, DumpHook, Event, Proc},
+    event::{code_name, errno_name, signal_name, Body, CgroupOp, DumpHook, Event, Proc, Role},
     verdict::decide,
 };
 
@@ -118,7 +118,7 @@ impl Correlator {
     /// crashed process's own cgroup (its unit's teardown).
     pub fn chain_of_cgroup_event(&self, ev: &Event) -> Option<u64> {
         let Body::Cgroup { op, id, populated, .. } = &ev.body else { return None };
-        if !(op == "rmdir" || op == "release" || *populated == Some(false)) {
+        if !(*op == CgroupOp::Rmdir || *op == CgroupOp::Release || *populated == Some(false)) {
             return None;
         }
         if let Some(open) = self.open.values().find(|o| o.chain.cgroup_id == *id) {
@@ -214,7 +214,7 @@ impl Correlator {
                         c.code = *code;
                     }
                     if c.disposition.is_none() {
-                        c.disposition = Some("default".into());
+                        c.disposition = Some(Disposition::Default);
                     }
                     let settings = self.settings.clone();
                     let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), *hook, *rlimit_core, *dumpable));
@@ -251,7 +251,7 @@ impl Correlator {
                 }
             }
             Body::Cgroup { op, root, id, path, populated, zombies, .. } => {
-                self.on_cgroup(ev, op, *root, *id, path, *populated, zombies)
+                self.on_cgroup(ev, *op, *root, *id, path, *populated, zombies)
             }
             Body::StackCapture { .. } => self.on_stack(ev),
             // Raw stack memory: used by symbolisation, not by the chain.
@@ -274,13 +274,13 @@ impl Correlator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_cgroup(&mut self, ev: &Event, op: &str, root: u32, id: u64, path: &str, populated: Option<bool>, zombies: &[Proc]) {
-        if root == 0 && op != "release" {
+    fn on_cgroup(&mut self, ev: &Event, op: CgroupOp, root: u32, id: u64, path: &str, populated: Option<bool>, zombies: &[Proc]) {
+        if root == 0 && op != CgroupOp::Release {
             self.learn_cgroup_path(id, path.to_string());
         }
         let why = match (op, populated) {
-            ("rmdir", _) => "cgroup removed",
-            ("populated", Some(false)) => "cgroup became empty",
+            (CgroupOp::Rmdir, _) => "cgroup removed",
+            (CgroupOp::Populated, Some(false)) => "cgroup became empty",
             _ => return,
         };
         if self.recent_cgroups.len() >= RECENT_CGROUPS_MAX {
@@ -288,7 +288,7 @@ impl Correlator {
         }
         self.recent_cgroups.push_back(CgroupNote {
             ts_ns: ev.ts_ns,
-            op: op.to_string(),
+            op,
             id,
             path: path.to_string(),
             actor: ev.task.clone(),
@@ -314,7 +314,7 @@ impl Correlator {
                 let by_crasher = n.actor.tgid == chain.crasher.tgid;
                 // A live crasher keeps its own groups populated, so an
                 // "emptied" of them predates it; only removals count there.
-                let own = n.op == "rmdir"
+                let own = n.op == CgroupOp::Rmdir
                     && (n.id == chain.cgroup_id
                     || (!n.path.is_empty() && own_path.starts_with(&n.path) && (own_path.len() == n.path.len() || own_path[n.path.len()..].starts_with('/'))));
                 let why = match (by_crasher, own) {
@@ -529,13 +529,13 @@ impl Correlator {
             c.code = code;
             c.fault_addr = fault_addr;
             c.ppid = Some(target_ppid);
-            c.origin = origin.to_string();
-            if ev.task.tgid == target.tgid && origin == "fault" {
+            c.origin = origin;
+            if ev.task.tgid == target.tgid && origin == Origin::Fault {
                 c.cgroup_id = ev.cgroup_id;
             }
             c.sender = Some(ev.task.clone());
             let how = match (origin, fault_addr) {
-                ("fault", Some(addr)) => format!("{} at {addr:#x}", code_name(sig, code)),
+                (Origin::Fault, Some(addr)) => format!("{} at {addr:#x}", code_name(sig, code)),
                 _ => code_name(sig, code),
             };
             let from = match si_pid {
@@ -593,9 +593,9 @@ impl Correlator {
         if c.fault_addr.is_none() {
             c.fault_addr = fault_addr;
         }
-        if c.origin == "unknown" {
+        if c.origin == Origin::Unknown {
             c.code = code;
-            c.origin = origin(sig, code, &ev.task, &ev.task).into();
+            c.origin = origin(sig, code, &ev.task, &ev.task);
         }
         let limit = match rlimit_core {
             None => "unlimited".to_string(),
@@ -603,18 +603,18 @@ impl Correlator {
         };
         let dumpable_s = dumpable.map(|d| d.to_string()).unwrap_or_else(|| "?".into());
         if sa_handler == SIG_IGN {
-            c.disposition = Some("ignored".into());
+            c.disposition = Some(Disposition::Ignored);
             c.step(ev.ts_ns, format!("{} delivered to {}: ignored", c.signal, ev.task));
             open.complete_at = Some(ev.ts_ns);
         } else if sa_handler != SIG_DFL {
-            c.disposition = Some("handler".into());
+            c.disposition = Some(Disposition::Handler);
             c.handler = Some(sa_handler);
             c.step(ev.ts_ns, format!("{} caught by handler {sa_handler:#x} in {}", c.signal, ev.task));
             open.complete_at = Some(ev.ts_ns);
             // Remember it now: the handler may fork its crash child at once.
             self.handled.insert(ev.task.tgid, (id, ev.ts_ns));
         } else if is_core_signal(sig) {
-            c.disposition = Some("default".into());
+            c.disposition = Some(Disposition::Default);
             let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), DumpHook::Inferred, rlimit_core, dumpable));
             dump.rlimit_core = rlimit_core;
             dump.dumpable = dumpable;
@@ -632,7 +632,7 @@ impl Correlator {
                 format!("{} default action in {}: core dump (pattern {pattern:?}, RLIMIT_CORE={limit}, dumpable={dumpable_s})", c.signal, ev.task),
             );
         } else {
-            c.disposition = Some("default".into());
+            c.disposition = Some(Disposition::Default);
             c.step(ev.ts_ns, format!("{} default action in {}: terminate, no core", c.signal, ev.task));
         }
         self.link(id, ppid);
@@ -668,9 +668,9 @@ impl Correlator {
             })
             .map(|(id, _)| *id);
         let (id, matched_by) = match by_argv {
-            Some(id) => (id, "argv"),
+            Some(id) => (id, MatchedBy::Argv),
             None => match self.open.iter().find(|(_, o)| waiting(o)).map(|(id, _)| *id) {
-                Some(id) => (id, "timing"),
+                Some(id) => (id, MatchedBy::Timing),
                 None => return,
             },
         };
@@ -682,7 +682,7 @@ impl Correlator {
                 comm: ev.task.comm.clone(),
                 filename: filename.to_string(),
                 argv: argv.to_vec(),
-                matched_by: matched_by.into(),
+                matched_by,
                 connects: Vec::new(),
                 exit_code: None,
                 exit_ts_ns: None,
@@ -690,9 +690,9 @@ impl Correlator {
         }
     }
 
-    fn on_exit(&mut self, ev: &Event, exit_code: i32, roles: &[String]) {
+    fn on_exit(&mut self, ev: &Event, exit_code: i32, roles: &[Role]) {
         let tgid = ev.task.tgid;
-        if roles.iter().any(|r| r == "helper") {
+        if roles.contains(&Role::Helper) {
             if let Some(id) = self.by_helper.get(&tgid).copied() {
                 if let Some(open) = self.open.get_mut(&id) {
                     open.chain.step(ev.ts_ns, format!("collector {} exited: {}", ev.task, describe_exit(exit_code)));
@@ -715,7 +715,7 @@ impl Correlator {
                 }
                 c.step(ev.ts_ns, format!("{} exited: {}", ev.task, describe_exit(exit_code)));
                 let waits_for_collector = c.collector.as_ref().map(|h| h.exit_code.is_none()).unwrap_or(false);
-                if !waits_for_collector || c.disposition.as_deref() != Some("default") {
+                if !waits_for_collector || c.disposition != Some(Disposition::Default) {
                     open.complete_at = Some(ev.ts_ns);
                 }
             }
@@ -732,14 +732,14 @@ fn new_dump(settings: Option<&CoreSettings>, hook: DumpHook, rlimit_core: Option
 }
 
 /// How a signal arose, from its si_code and who sent it.
-fn origin(sig: i32, code: i32, sender: &Proc, target: &Proc) -> &'static str {
+fn origin(sig: i32, code: i32, sender: &Proc, target: &Proc) -> Origin {
     match code {
-        SI_USER => "kill",
-        SI_TKILL => "tkill",
-        SI_QUEUE => "queue",
-        c if c > 0 && sender.tgid == target.tgid && matches!(sig, 4 | 5 | 7 | 8 | 11) => "fault",
-        c if c > 0 => "kernel",
-        _ => "unknown",
+        SI_USER => Origin::Kill,
+        SI_TKILL => Origin::Tkill,
+        SI_QUEUE => Origin::Queue,
+        c if c > 0 && sender.tgid == target.tgid && is_fault_signal(sig) => Origin::Fault,
+        c if c > 0 => Origin::Kernel,
+        _ => Origin::Unknown,
     }
 }
 

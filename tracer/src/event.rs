@@ -1,7 +1,13 @@
 //! The events user space works with: decoded from the wire, written to JSON
 //! Lines, and read back by `crashtrace report`. One schema for all of them.
+//!
+//! The bottom of the model: `decode` produces these, `stack`, `chain` and
+//! `correlate` consume them, and this module depends on none of them.
+
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use tracer_common::EventKind;
 
 /// Bumped whenever a record changes incompatibly. Every JSON record has it.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,25 +42,56 @@ pub struct Event {
     pub body: Body,
 }
 
-/// Where the dump start was seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DumpHook {
-    Fentry,
-    Kprobe,
-    Tracepoint,
-    /// No direct hook: derived from signal_deliver (SIG_DFL + core signal).
-    Inferred,
+tracer_common::named_enum! {
+    serde
+    /// Where the dump start was seen.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DumpHook {
+        Fentry => "fentry",
+        Kprobe => "kprobe",
+        Tracepoint => "tracepoint",
+        /// No direct hook: derived from signal_deliver (SIG_DFL + core signal).
+        Inferred => "inferred",
+    }
 }
 
-impl DumpHook {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DumpHook::Fentry => "fentry",
-            DumpHook::Kprobe => "kprobe",
-            DumpHook::Tracepoint => "tracepoint",
-            DumpHook::Inferred => "inferred",
-        }
+tracer_common::named_enum! {
+    serde
+    /// What happened to a cgroup (the `cgroup:*` tracepoint that fired).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum CgroupOp {
+        Mkdir => "mkdir",
+        Rmdir => "rmdir",
+        Release => "release",
+        /// Became populated or empty (`cgroup_notify_populated`).
+        Populated => "populated",
+    }
+}
+
+tracer_common::named_enum! {
+    serde
+    /// Why the kernel side followed a process to its exit.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Role {
+        Crasher => "crasher",
+        /// A core_pattern pipe helper (collector).
+        Helper => "helper",
+        Watched => "watched",
+        WatchedChild => "watched-child",
+    }
+}
+
+tracer_common::named_enum! {
+    serde
+    /// What the kernel passed as siginfo.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum SigInfo {
+        /// A real siginfo.
+        Full => "full",
+        /// SEND_SIG_NOINFO: a plain kill from the kernel.
+        Noinfo => "noinfo",
+        /// SEND_SIG_PRIV: a kernel-internal signal.
+        Priv => "priv",
     }
 }
 
@@ -69,8 +106,7 @@ pub enum Body {
         group: i32,
         /// 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 info lost.
         result: i32,
-        /// "full", "noinfo" or "priv".
-        info: String,
+        info: SigInfo,
         target: Proc,
         target_ppid: u32,
         /// The target's sa_handler for this signal when it was generated.
@@ -87,7 +123,7 @@ pub enum Body {
         sig: i32,
         code: i32,
         errno: i32,
-        info: String,
+        info: SigInfo,
         sa_handler: u64,
         sa_flags: u64,
         #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -127,7 +163,7 @@ pub enum Body {
     ProcessExit {
         exit_code: i32,
         ppid: u32,
-        roles: Vec<String>,
+        roles: Vec<Role>,
     },
     /// A watched process forked.
     ProcessFork { child: u32 },
@@ -137,13 +173,12 @@ pub enum Body {
     SysctlWrite { name: String, old_value: String, new_value: String },
     /// A cgroup changed; the event's task is the one acting.
     Cgroup {
-        /// "mkdir", "rmdir", "release" or "populated".
-        op: String,
+        op: CgroupOp,
         /// Hierarchy id; 0 is cgroup v2.
         root: u32,
         id: u64,
         level: u32,
-        /// For "populated": 1 populated, 0 empty.
+        /// For [`CgroupOp::Populated`]: populated or emptied.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         populated: Option<bool>,
         path: String,
@@ -154,7 +189,8 @@ pub enum Body {
         zombies: Vec<Proc>,
     },
     /// The stack of the thread acting on a fatal signal (the event's task),
-    /// taken in the kernel at delivery. Raw addresses; see [`crate::stack`].
+    /// taken in the kernel at delivery. Raw addresses; [`crate::stack::Stack`]
+    /// is what a chain keeps of it.
     StackCapture {
         sig: i32,
         /// User frames: the IP, then return addresses (frame-pointer walk).
@@ -163,7 +199,7 @@ pub enum Body {
         /// The user frames as build-id + file offset, where the kernel
         /// could read the build-id; same order as `user`.
         #[serde(skip_serializing_if = "Vec::is_empty", default)]
-        build_ids: Vec<Option<crate::stack::BuildIdRef>>,
+        build_ids: Vec<Option<BuildIdRef>>,
         /// User registers when the thread entered the kernel.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         ip: Option<u64>,
@@ -181,27 +217,83 @@ pub enum Body {
     /// for unwinding from `.eh_frame`. `data` is hex in JSON.
     StackCopy {
         sp: u64,
-        #[serde(with = "crate::stack::hex_bytes")]
+        #[serde(with = "hex_bytes")]
         data: Vec<u8>,
     },
 }
 
-impl Body {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Body::SignalGenerate { .. } => "signal-generate",
-            Body::SignalDeliver { .. } => "signal-deliver",
-            Body::DumpStart { .. } => "dump-start",
-            Body::HelperExec { .. } => "helper-exec",
-            Body::HelperConnect { .. } => "helper-connect",
-            Body::ProcessExit { .. } => "process-exit",
-            Body::ProcessFork { .. } => "process-fork",
-            Body::CoreSettings(_) => "core-settings",
-            Body::SysctlWrite { .. } => "sysctl-write",
-            Body::Cgroup { .. } => "cgroup",
-            Body::StackCapture { .. } => "stack-capture",
-            Body::StackCopy { .. } => "stack-copy",
+/// A module's build-id (hex) and a file offset in it, as the kernel found
+/// them for one user frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildIdRef {
+    pub build_id: String,
+    pub file_offset: u64,
+}
+
+/// Lower-case hex of a build-id, without trailing zero padding beyond the
+/// id's length. The kernel pads a 16-byte id (e.g. an md5 one) to 20 bytes
+/// with zeroes; those stay, since the id's true length is not on the wire.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Bytes as one lower-case hex string in JSON (stack copies).
+pub mod hex_bytes {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex bytes of odd length"));
         }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not hex at byte {i}")))
+            })
+            .collect()
+    }
+}
+
+
+/// The `event` tag of the one record kind that does not come off the wire.
+const CORE_SETTINGS_NAME: &str = "core-settings";
+
+impl Body {
+    /// The wire kind this body was decoded from; `None` for what user space
+    /// makes itself ([`Body::CoreSettings`]).
+    pub fn kind(&self) -> Option<EventKind> {
+        Some(match self {
+            Body::SignalGenerate { .. } => EventKind::SignalGenerate,
+            Body::SignalDeliver { .. } => EventKind::SignalDeliver,
+            Body::DumpStart { .. } => EventKind::DumpStart,
+            Body::HelperExec { .. } => EventKind::HelperExec,
+            Body::HelperConnect { .. } => EventKind::HelperConnect,
+            Body::ProcessExit { .. } => EventKind::ProcessExit,
+            Body::ProcessFork { .. } => EventKind::ProcessFork,
+            Body::CoreSettings(_) => return None,
+            Body::SysctlWrite { .. } => EventKind::SysctlWrite,
+            Body::Cgroup { .. } => EventKind::Cgroup,
+            Body::StackCapture { .. } => EventKind::StackCapture,
+            Body::StackCopy { .. } => EventKind::StackCopy,
+        })
+    }
+
+    /// The record's `event` tag. Serde derives the tag from the variant's
+    /// name by the same kebab-case rule the [`EventKind`] table follows; a
+    /// test pins the two together.
+    pub fn name(&self) -> &'static str {
+        self.kind().map(EventKind::as_str).unwrap_or(CORE_SETTINGS_NAME)
     }
 }
 
@@ -290,4 +382,93 @@ pub fn code_name(sig: i32, code: i32) -> String {
         (_, c) => return format!("code {c}"),
     };
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One body of each wire kind; the exhaustive match makes a new kind add
+    /// its sample here.
+    fn sample(kind: EventKind) -> Body {
+        let signal = |sig| Body::SignalDeliver {
+            sig,
+            code: 1,
+            errno: 0,
+            info: SigInfo::Full,
+            sa_handler: 0,
+            sa_flags: 0,
+            fault_addr: None,
+            si_pid: None,
+            rlimit_core: None,
+            ppid: 1,
+            dumpable: None,
+            pidns: None,
+            ns_pid: None,
+        };
+        match kind {
+            EventKind::SignalGenerate => Body::SignalGenerate {
+                sig: 11,
+                code: 1,
+                errno: 0,
+                group: 0,
+                result: 0,
+                info: SigInfo::Noinfo,
+                target: Proc::default(),
+                target_ppid: 1,
+                target_handler: 0,
+                fault_addr: None,
+                si_pid: None,
+                si_uid: None,
+            },
+            EventKind::SignalDeliver => signal(11),
+            EventKind::DumpStart => Body::DumpStart { sig: 11, code: 1, hook: DumpHook::Tracepoint, rlimit_core: None, dumpable: None, fault_addr: None },
+            EventKind::HelperExec => Body::HelperExec { filename: "/x".into(), argv: vec![], args_truncated: false },
+            EventKind::HelperConnect => Body::HelperConnect { family: 1, path: "/s".into(), ret: 0 },
+            EventKind::ProcessExit => Body::ProcessExit { exit_code: 0, ppid: 1, roles: vec![Role::WatchedChild] },
+            EventKind::ProcessFork => Body::ProcessFork { child: 2 },
+            EventKind::SysctlWrite => Body::SysctlWrite { name: "kernel/core_pattern".into(), old_value: String::new(), new_value: "core".into() },
+            EventKind::Cgroup => Body::Cgroup { op: CgroupOp::Release, root: 0, id: 9, level: 1, populated: None, path: "/a".into(), zombies: vec![] },
+            EventKind::StackCapture => Body::StackCapture { sig: 11, user: vec![], kernel: vec![], build_ids: vec![], ip: None, sp: None, bp: None, user_errno: None, kernel_errno: None },
+            EventKind::StackCopy => Body::StackCopy { sp: 8, data: vec![1] },
+        }
+    }
+
+    fn event(body: Body) -> Event {
+        Event { ts_ns: 1, cpu: 0, task: Proc::default(), cgroup_id: 1, body }
+    }
+
+    /// The serde tag and the name table are one spelling: they must agree.
+    #[test]
+    fn json_tag_is_the_kind_name_and_round_trips() {
+        for kind in EventKind::ALL {
+            let ev = event(sample(kind));
+            assert_eq!(ev.body.kind(), Some(kind));
+            let json = serde_json::to_value(&ev).unwrap();
+            assert_eq!(json["event"], kind.as_str(), "{json}");
+            assert_eq!(ev.body.name(), kind.as_str());
+            assert_eq!(serde_json::from_value::<Event>(json).unwrap(), ev);
+        }
+        let settings = event(Body::CoreSettings(crate::core_pattern::CoreSettings {
+            core_pattern: "core".into(),
+            core_pipe_limit: 0,
+            core_uses_pid: false,
+            helper_executable: None,
+            set_by: None,
+        }));
+        assert_eq!(settings.body.kind(), None);
+        assert_eq!(serde_json::to_value(&settings).unwrap()["event"], settings.body.name());
+    }
+
+    #[test]
+    fn typed_values_are_their_names_in_json() {
+        let ev = event(sample(EventKind::ProcessExit));
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains(r#""roles":["watched-child"]"#), "{json}");
+        let cg = serde_json::to_string(&event(sample(EventKind::Cgroup))).unwrap();
+        assert!(cg.contains(r#""op":"release""#), "{cg}");
+        let bad = cg.replace(r#""op":"release""#, r#""op":"chmod""#);
+        let err = serde_json::from_str::<Event>(&bad).unwrap_err().to_string();
+        assert!(err.contains("chmod"), "{err}");
+    }
 }

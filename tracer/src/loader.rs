@@ -515,7 +515,7 @@ pub fn read_lost(lost: &PerCpuArray<MapData, u64>) -> Vec<(&'static str, u64)> {
         .iter()
         .map(|k| {
             let total = lost.get(&(*k as u32), 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
-            (k.name(), total)
+            (k.as_str(), total)
         })
         .collect()
 }

@@ -91,7 +91,7 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
             let r = if *ret == 0 { "ok".to_string() } else { errno_name(-*ret) };
             format!("{} connect {path} -> {r}", ev.task)
         }
-        Body::ProcessExit { exit_code, roles, .. } => format!("{} exited: {} [{}]", ev.task, describe_exit(*exit_code), roles.join(",")),
+        Body::ProcessExit { exit_code, roles, .. } => format!("{} exited: {} [{}]", ev.task, describe_exit(*exit_code), roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")),
         Body::ProcessFork { child } => format!("{} forked {child}", ev.task),
         Body::CoreSettings(s) => format!("core_pattern={:?} core_pipe_limit={}", s.core_pattern, s.core_pipe_limit),
         Body::SysctlWrite { name, old_value, new_value } => {
@@ -241,7 +241,7 @@ pub fn header_text(h: &Header) -> String {
 
 pub fn watched_text(w: &crate::record::Watched, mono_to_wall: i128, style: Style) -> String {
     let wall = (w.ts_ns as i128 + mono_to_wall).max(0) as u64;
-    let state = if w.state == "frozen-in-crash-handler" { style.red(&w.state) } else { style.bold(&w.state) };
+    let state = if w.state == crate::watched::State::FrozenInCrashHandler { style.red(w.state.as_str()) } else { style.bold(w.state.as_str()) };
     let mut s = format!("{} watched pid {} is {state}\n", style.dim(&clock(wall)), w.pid);
     for e in &w.evidence {
         let _ = writeln!(s, "   - {e}");

@@ -46,8 +46,7 @@ pub enum Record {
 pub struct Watched {
     pub ts_ns: u64,
     pub pid: u32,
-    /// "running", "handling-crash", "frozen-in-crash-handler" or "exited".
-    pub state: String,
+    pub state: crate::watched::State,
     pub evidence: Vec<String>,
 }
 

@@ -202,7 +202,7 @@ impl Outputs {
             return;
         }
         self.watched_state = Some(state);
-        let record = Watched { ts_ns: now_ns, pid, state: state.as_str().into(), evidence };
+        let record = Watched { ts_ns: now_ns, pid, state, evidence };
         let text = output::watched_text(&record, self.mono_to_wall, self.style);
         self.emit(Record::Watched(record), Some(text));
     }
@@ -467,7 +467,7 @@ fn drain(
         if let Body::Cgroup { op, root: 0, populated, path, zombies, .. } = &mut ev.body {
             // cgroup v2 keeps a zombie in its group until it is reaped: say
             // so when a group is emptied or removed with one still in it.
-            if (op == "rmdir" || *populated == Some(false)) && out.zombie_scans.allow(ev.ts_ns) {
+            if (*op == crate::event::CgroupOp::Rmdir || *populated == Some(false)) && out.zombie_scans.allow(ev.ts_ns) {
                 *zombies = crate::watched::zombies_in_cgroup(path);
             }
         }

@@ -1,6 +1,7 @@
-//! The dying thread's stack in user space: the `StackCapture` wire event
-//! decoded to raw frames, the [`Stack`] a crash chain keeps (raw addresses
-//! plus whatever symbolisation found), and its coredumpctl-like text.
+//! The dying thread's stack in user space: the [`Stack`] a crash chain keeps
+//! (raw addresses plus whatever symbolisation found), built from a decoded
+//! [`Body::StackCapture`], and its coredumpctl-like text. The wire record is
+//! decoded in [`crate::decode`].
 //!
 //! Raw addresses, module paths, file offsets and build-ids are always kept,
 //! so a stack can be symbolised again on another machine. A name is only
@@ -10,107 +11,8 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::stack::{
-    frames_in, BuildIdFrame, StackCapture, StackCopy, BUILD_ID_STATUS_VALID, KERNEL_FRAMES_MAX, STACK_COPY_MAX,
-    STACK_REGS_VALID, USER_FRAMES_MAX,
-};
 
-use crate::{
-    decode::DecodeError,
-    event::{Body, Event},
-};
-
-/// A module's build-id (hex) and a file offset in it, as the kernel found
-/// them for one user frame.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildIdRef {
-    pub build_id: String,
-    pub file_offset: u64,
-}
-
-/// Lower-case hex of a build-id, without trailing zero padding beyond the
-/// id's length. The kernel pads a 16-byte id (e.g. an md5 one) to 20 bytes
-/// with zeroes; those stay, since the id's true length is not on the wire.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-fn errno_of(ret: i32) -> Option<i32> {
-    if ret < 0 { Some(-ret) } else { None }
-}
-
-/// The wire event to its [`Body`]. Counts come from `bpf_get_stack`'s
-/// results and are clamped to the arrays, so a bogus count cannot overrun.
-pub fn decode_capture(e: &StackCapture) -> Body {
-    let user_n = frames_in(e.user_ret, 8, USER_FRAMES_MAX);
-    let kernel_n = frames_in(e.kernel_ret, 8, KERNEL_FRAMES_MAX);
-    let build_n = frames_in(e.build_id_ret, std::mem::size_of::<BuildIdFrame>(), USER_FRAMES_MAX);
-    let build_ids: Vec<Option<BuildIdRef>> = e.build_ids[..build_n]
-        .iter()
-        .map(|f| {
-            (f.status == BUILD_ID_STATUS_VALID).then(|| BuildIdRef { build_id: hex(&f.build_id), file_offset: f.offset })
-        })
-        .collect();
-    let regs = e.flags & STACK_REGS_VALID != 0;
-    Body::StackCapture {
-        sig: e.sig,
-        user: e.user[..user_n].to_vec(),
-        kernel: e.kernel[..kernel_n].to_vec(),
-        // All-unknown says nothing; leave it out of the record.
-        build_ids: if build_ids.iter().any(Option::is_some) { build_ids } else { Vec::new() },
-        ip: regs.then_some(e.ip),
-        sp: regs.then_some(e.sp),
-        bp: regs.then_some(e.bp),
-        user_errno: errno_of(e.user_ret),
-        kernel_errno: errno_of(e.kernel_ret),
-    }
-}
-
-/// A `StackCopy` record (fixed part, then `len` bytes of stack) to its
-/// [`Body`]. The caller has checked the fixed part is there.
-pub fn decode_copy(bytes: &[u8]) -> Result<Body, DecodeError> {
-    let fixed = std::mem::size_of::<StackCopy>();
-    let short = |need: usize| DecodeError::Short { kind: "stack-copy", len: bytes.len(), need };
-    if bytes.len() < fixed {
-        return Err(short(fixed));
-    }
-    // SAFETY: length checked; StackCopy is repr(C) integers, valid for any
-    // bit pattern; read_unaligned needs no alignment.
-    let e: StackCopy = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const StackCopy) };
-    let len = e.len as usize;
-    if len > STACK_COPY_MAX || bytes.len() < fixed + len {
-        return Err(short(fixed.saturating_add(len)));
-    }
-    Ok(Body::StackCopy { sp: e.sp, data: bytes[fixed..fixed + len].to_vec() })
-}
-
-/// Bytes as one lower-case hex string in JSON (stack copies).
-pub mod hex_bytes {
-    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::hex(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.len() % 2 != 0 {
-            return Err(D::Error::custom("hex bytes of odd length"));
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| {
-                text.get(i..i + 2)
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                    .ok_or_else(|| D::Error::custom(format!("not hex at byte {i}")))
-            })
-            .collect()
-    }
-}
+use crate::event::{Body, Event};
 
 /// One frame: its raw address and what is known about it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,17 +112,6 @@ impl Stack {
             notes: Vec::new(),
         })
     }
-
-    /// The build-id + file offset the kernel gave for each user frame.
-    pub fn kernel_build_ids(&self) -> Vec<Option<BuildIdRef>> {
-        self.user
-            .iter()
-            .map(|f| match (&f.build_id, f.file_offset) {
-                (Some(b), Some(o)) => Some(BuildIdRef { build_id: b.clone(), file_offset: o }),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// The last path component, as coredumpctl shows modules.
@@ -285,140 +176,6 @@ pub fn text(stack: &Stack) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{decode::{as_bytes, decode}, event::Proc};
-    use tracer_common::{
-        stack::{BUILD_ID_SIZE, BUILD_ID_STATUS_IP},
-        EventHeader, EventKind,
-    };
-
-    fn capture() -> StackCapture {
-        let mut comm = [0u8; 16];
-        comm[..4].copy_from_slice(b"deep");
-        let mut c = StackCapture {
-            header: EventHeader { kind: EventKind::StackCapture as u32, cpu: 1, ts_ns: 500, pid: 43, tgid: 42, cgroup_id: 7, comm },
-            sig: 11,
-            flags: STACK_REGS_VALID,
-            user_ret: 3 * 8,
-            kernel_ret: 2 * 8,
-            build_id_ret: 3 * std::mem::size_of::<BuildIdFrame>() as i32,
-            _pad0: 0,
-            ip: 0x5555_0000_1139,
-            sp: 0x7ffc_0000_0010,
-            bp: 0x7ffc_0000_0020,
-            user: [0; USER_FRAMES_MAX],
-            kernel: [0; KERNEL_FRAMES_MAX],
-            build_ids: [BuildIdFrame::zeroed(); USER_FRAMES_MAX],
-        };
-        c.user[..3].copy_from_slice(&[0x5555_0000_1139, 0x5555_0000_1160, 0x7f00_0000_2000]);
-        c.kernel[..2].copy_from_slice(&[0xffff_ffff_8100_0000, 0xffff_ffff_8100_0100]);
-        c.build_ids[0] = BuildIdFrame { status: BUILD_ID_STATUS_VALID, build_id: [0xab; BUILD_ID_SIZE], offset: 0x1139 };
-        c.build_ids[1] = BuildIdFrame { status: BUILD_ID_STATUS_VALID, build_id: [0xab; BUILD_ID_SIZE], offset: 0x1160 };
-        c.build_ids[2] = BuildIdFrame { status: BUILD_ID_STATUS_IP, build_id: [0; BUILD_ID_SIZE], offset: 0x7f00_0000_2000 };
-        // Stale bytes past the counts must not show up as frames.
-        c.user[3] = 0xdead;
-        c.kernel[2] = 0xdead;
-        c
-    }
-
-    #[test]
-    fn decodes_frames_registers_and_build_ids() {
-        let ev = decode(&as_bytes(&capture())).unwrap();
-        assert_eq!(ev.task, Proc { pid: 43, tgid: 42, comm: "deep".into() });
-        match &ev.body {
-            Body::StackCapture { sig, user, kernel, build_ids, ip, sp, bp, user_errno, kernel_errno } => {
-                assert_eq!(*sig, 11);
-                assert_eq!(user, &vec![0x5555_0000_1139, 0x5555_0000_1160, 0x7f00_0000_2000]);
-                assert_eq!(kernel, &vec![0xffff_ffff_8100_0000, 0xffff_ffff_8100_0100]);
-                assert_eq!(build_ids.len(), 3);
-                assert_eq!(build_ids[0], Some(BuildIdRef { build_id: "ab".repeat(20), file_offset: 0x1139 }));
-                assert_eq!(build_ids[2], None, "an IP-only entry has no build-id");
-                assert_eq!((*ip, *sp, *bp), (Some(0x5555_0000_1139), Some(0x7ffc_0000_0010), Some(0x7ffc_0000_0020)));
-                assert_eq!((*user_errno, *kernel_errno), (None, None));
-            }
-            other => panic!("wrong body {other:?}"),
-        }
-        let stack = Stack::from_event(&ev).unwrap();
-        assert_eq!(stack.tid, 43);
-        assert_eq!(stack.user[1].file_offset, Some(0x1160));
-        assert_eq!(stack.user[2].build_id, None);
-    }
-
-    #[test]
-    fn every_truncation_is_an_error_not_a_panic() {
-        let bytes = as_bytes(&capture());
-        for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "len {len} decoded");
-        }
-    }
-
-    #[test]
-    fn errors_and_bogus_counts_are_clamped() {
-        let mut c = capture();
-        c.user_ret = -14; // EFAULT
-        c.kernel_ret = i32::MAX;
-        c.build_id_ret = 5; // less than one entry
-        c.flags = 0;
-        match decode(&as_bytes(&c)).unwrap().body {
-            Body::StackCapture { user, kernel, build_ids, ip, user_errno, kernel_errno, .. } => {
-                assert!(user.is_empty());
-                assert_eq!(user_errno, Some(14));
-                assert_eq!(kernel.len(), KERNEL_FRAMES_MAX, "a count past the array is clamped");
-                assert_eq!(kernel_errno, None);
-                assert!(build_ids.is_empty());
-                assert_eq!(ip, None, "registers without the valid flag are not shown");
-            }
-            other => panic!("wrong body {other:?}"),
-        }
-    }
-
-    #[test]
-    fn json_round_trip_keeps_raw_data() {
-        let ev = decode(&as_bytes(&capture())).unwrap();
-        let json = serde_json::to_string(&ev).unwrap();
-        assert!(json.contains("\"event\":\"stack-capture\""), "{json}");
-        let back: Event = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, ev);
-    }
-
-    fn copy_record(data: &[u8]) -> Vec<u8> {
-        let c = StackCopy {
-            header: EventHeader { kind: EventKind::StackCopy as u32, cpu: 0, ts_ns: 9, pid: 43, tgid: 42, cgroup_id: 1, comm: [0; 16] },
-            sp: 0x7ffc_0000_0000,
-            len: data.len() as u32,
-            ret: 0,
-        };
-        let mut bytes = as_bytes(&c);
-        bytes.extend_from_slice(data);
-        bytes
-    }
-
-    #[test]
-    fn decodes_a_stack_copy_and_rejects_short_ones() {
-        let data: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
-        let bytes = copy_record(&data);
-        let ev = decode(&bytes).unwrap();
-        assert_eq!(ev.body, Body::StackCopy { sp: 0x7ffc_0000_0000, data: data.clone() });
-        for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "len {len} decoded");
-        }
-        // A length past the largest copy is refused, whatever follows.
-        let mut bogus = copy_record(&data);
-        let len_at = std::mem::size_of::<EventHeader>() + 8;
-        bogus[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode(&bogus), Err(DecodeError::Short { kind: "stack-copy", .. })));
-    }
-
-    #[test]
-    fn stack_copy_is_hex_in_json() {
-        let ev = decode(&copy_record(&[0x00, 0xab, 0x10])).unwrap();
-        let json = serde_json::to_string(&ev).unwrap();
-        assert!(json.contains("\"data\":\"00ab10\""), "{json}");
-        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
-        let odd = json.replace("00ab10", "00ab1");
-        assert!(serde_json::from_str::<Event>(&odd).is_err());
-        let bad = json.replace("00ab10", "00zz10");
-        assert!(serde_json::from_str::<Event>(&bad).is_err());
-    }
 
     #[test]
     fn text_names_functions_and_falls_back_to_module_offsets() {

@@ -30,7 +30,10 @@ use blazesym::{
     MaybeDefault,
 };
 
-use crate::stack::{hex, Frame, Stack};
+use crate::{
+    event::hex,
+    stack::{Frame, Stack},
+};
 
 /// Processes whose maps are kept while their chains are open.
 const MAPS_MAX: usize = 256;

@@ -1,91 +1,17 @@
-//! Verdicts: the stable identifiers crashtrace ends every chain with, and the
-//! rules that pick one from a chain's evidence. Pure; see the README for the
-//! meaning of each identifier.
+//! Verdicts: the rules that pick the stable identifier a chain ends with
+//! from its evidence. Pure; see the README for the meaning of each
+//! identifier. The identifiers ([`Verdict`]) are defined in [`crate::chain`],
+//! beside the chain that carries one, so that this module depends on the
+//! chain and not the other way round; they are re-exported here.
 
-use serde::{Deserialize, Serialize};
 use tracer_common::signal::is_core_signal;
 
+pub use crate::chain::Verdict;
 use crate::{
-    chain::Chain,
+    chain::{describe_exit, Chain, Disposition, Dump},
     core_pattern::{is_discarding_file, is_discarding_helper, DumpMode, SYSTEMD_COREDUMP_SOCKET},
     event::errno_name,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Verdict {
-    #[serde(rename = "stored")]
-    Stored,
-    #[serde(rename = "dropped:collector-unreachable-pid1")]
-    CollectorUnreachablePid1,
-    #[serde(rename = "dropped:core-pattern-discards")]
-    CorePatternDiscards,
-    #[serde(rename = "dropped:collector-failed")]
-    CollectorFailed,
-    #[serde(rename = "dropped:reader-vanished")]
-    ReaderVanished,
-    #[serde(rename = "dropped:rlimit-core")]
-    RlimitCore,
-    #[serde(rename = "dropped:not-dumpable")]
-    NotDumpable,
-    #[serde(rename = "dropped:pipe-limit")]
-    PipeLimit,
-    #[serde(rename = "dropped:socket-unreachable")]
-    SocketUnreachable,
-    #[serde(rename = "no-dump")]
-    NoDump,
-    #[serde(rename = "handled")]
-    Handled,
-    #[serde(rename = "unknown")]
-    Unknown,
-}
-
-impl Verdict {
-    pub const ALL: [Verdict; 12] = [
-        Verdict::Stored,
-        Verdict::CollectorUnreachablePid1,
-        Verdict::CorePatternDiscards,
-        Verdict::CollectorFailed,
-        Verdict::ReaderVanished,
-        Verdict::RlimitCore,
-        Verdict::NotDumpable,
-        Verdict::PipeLimit,
-        Verdict::SocketUnreachable,
-        Verdict::NoDump,
-        Verdict::Handled,
-        Verdict::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Stored => "stored",
-            Verdict::CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
-            Verdict::CorePatternDiscards => "dropped:core-pattern-discards",
-            Verdict::CollectorFailed => "dropped:collector-failed",
-            Verdict::ReaderVanished => "dropped:reader-vanished",
-            Verdict::RlimitCore => "dropped:rlimit-core",
-            Verdict::NotDumpable => "dropped:not-dumpable",
-            Verdict::PipeLimit => "dropped:pipe-limit",
-            Verdict::SocketUnreachable => "dropped:socket-unreachable",
-            Verdict::NoDump => "no-dump",
-            Verdict::Handled => "handled",
-            Verdict::Unknown => "unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Verdict> {
-        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
-    pub fn is_dropped(self) -> bool {
-        self.as_str().starts_with("dropped:")
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A verdict with the words that justify it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,15 +36,15 @@ pub const MIN_COREDUMP: u64 = 4096;
 
 /// Picks the verdict for a chain from its evidence.
 pub fn decide(chain: &Chain) -> Decision {
-    match chain.disposition.as_deref() {
-        Some("handler") => {
+    match chain.disposition {
+        Some(Disposition::Handler) => {
             return decided(
                 Verdict::Handled,
                 format!("a user handler at {:#x} caught {}", chain.handler.unwrap_or(0), chain.signal),
             );
         }
-        Some("ignored") => return decided(Verdict::Handled, format!("{} is ignored (SIG_IGN)", chain.signal)),
-        Some(_) => {}
+        Some(Disposition::Ignored) => return decided(Verdict::Handled, format!("{} is ignored (SIG_IGN)", chain.signal)),
+        Some(Disposition::Default) => {}
         None => {
             // No signal_deliver seen. An exit by this signal still shows the
             // default action was taken; without it, evidence ran out.
@@ -127,7 +53,7 @@ pub fn decide(chain: &Chain) -> Decision {
                 return unknown(
                     format!(
                         "the process exited ({}) without acting on {}: it was blocked or still pending",
-                        crate::chain::describe_exit(code),
+                        describe_exit(code),
                         chain.signal
                     ),
                     "signal-deliver",
@@ -193,7 +119,7 @@ fn decide_file(chain: &Chain, path: &str, rlimit_core: Option<u64>) -> Decision 
     }
 }
 
-fn decide_pipe(chain: &Chain, helper: &str, dump: &crate::chain::Dump) -> Decision {
+fn decide_pipe(chain: &Chain, helper: &str, dump: &Dump) -> Decision {
     let who_set = chain
         .core_pattern_set_by
         .as_ref()

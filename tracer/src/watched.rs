@@ -1,35 +1,32 @@
-//! The state of a watched pid (`--pid N`): above all, whether it is frozen in
-//! its crash handler, as systemd's PID 1 is after a crash. The decision is a
-//! pure function of [`Facts`]; [`Facts::gather`] is the one place that reads
-//! /proc.
-
-use serde::{Deserialize, Serialize};
+//! The watched pid (`--pid N`), and the other process facts read from /proc.
+//!
+//! - [`assess`] gives the watched pid's [`State`]: above all, whether it is
+//!   frozen in its crash handler, as systemd's PID 1 is after a crash. It is
+//!   a pure function of [`Facts`], which [`Facts::gather`] reads from /proc.
+//! - /proc readers for the live loop: [`kernel_wait`] (where a task sleeps,
+//!   for a chain's evidence), [`zombies_in_cgroup`] (zombies still charged to
+//!   a cgroup being emptied or removed), [`is_namespace_init`] and
+//!   [`stat_state`].
+//!
+//! Everything except [`assess`] reads the running host's /proc.
 
 /// System call numbers that mean "sleeping until a signal" (x86_64).
 /// https://elixir.bootlin.com/linux/v6.18/source/arch/x86/entry/syscalls/syscall_64.tbl
 const SYS_PAUSE: i64 = 34;
 const SYS_RT_SIGSUSPEND: i64 = 130;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    Running,
-    /// Caught a fatal signal and is waiting for its crash child.
-    HandlingCrash,
-    /// Caught a fatal signal and now sleeps forever: services, reaping and the
-    /// coredump socket are all gone.
-    FrozenInCrashHandler,
-    Exited,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Running => "running",
-            State::HandlingCrash => "handling-crash",
-            State::FrozenInCrashHandler => "frozen-in-crash-handler",
-            State::Exited => "exited",
-        }
+tracer_common::named_enum! {
+    serde
+    /// The watched pid's state, as `watched` records carry it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum State {
+        Running => "running",
+        /// Caught a fatal signal and is waiting for its crash child.
+        HandlingCrash => "handling-crash",
+        /// Caught a fatal signal and now sleeps forever: services, reaping and
+        /// the coredump socket are all gone.
+        FrozenInCrashHandler => "frozen-in-crash-handler",
+        Exited => "exited",
     }
 }
 
@@ -87,7 +84,8 @@ fn read(path: String) -> Option<String> {
 }
 
 impl Facts {
-    /// Reads the pid's state from /proc; `handled` comes from the tracer.
+    /// Reads the pid's state from /proc; `handled_crash` and `handled_signal`
+    /// come from the correlator (a fatal signal the pid's own handler caught).
     pub fn gather(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>) -> Facts {
         let alive = std::path::Path::new(&format!("/proc/{pid}/stat")).exists() && !is_zombie(pid);
         let wchan = read(format!("/proc/{pid}/wchan")).unwrap_or_default();

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::{
+    event::SigInfo,
     record::{Line, Record},
     verdict::Verdict,
 };
@@ -68,17 +69,17 @@ fn check_fixture(name: &str, comm: &str, expected: Verdict) -> Chain {
 #[test]
 fn recorded_file_pattern_fault_is_stored() {
     let c = check_fixture("file-stored", "crash", Verdict::Stored);
-    assert_eq!(c.origin, "fault");
+    assert_eq!(c.origin, Origin::Fault);
     assert_eq!(c.fault_addr, Some(0));
     assert!(c.kernel_said_dumped);
-    assert_eq!(c.disposition.as_deref(), Some("default"));
+    assert_eq!(c.disposition, Some(Disposition::Default));
     assert_eq!(c.sigchld.as_deref(), Some("CLD_DUMPED"));
 }
 
 #[test]
 fn recorded_rlimit_zero_abort_is_dropped_rlimit_core() {
     let c = check_fixture("rlimit-core", "crash", Verdict::RlimitCore);
-    assert_eq!(c.origin, "tkill");
+    assert_eq!(c.origin, Origin::Tkill);
     assert!(!c.kernel_said_dumped);
     assert_eq!(c.dump.as_ref().unwrap().rlimit_core, Some(0));
 }
@@ -90,7 +91,7 @@ fn recorded_systemd_coredump_without_pid1_is_unreachable_pid1() {
     assert!(c.misleading_core_dumped());
     let collector = c.collector.as_ref().expect("collector");
     assert_eq!(collector.filename, "/lib/systemd/systemd-coredump");
-    assert_eq!(collector.matched_by, "argv");
+    assert_eq!(collector.matched_by, MatchedBy::Argv);
     assert_eq!(collector.argv[1], c.crasher.tgid.to_string());
     assert!(collector.connects.iter().any(|k| k.path == "/run/systemd/coredump" && k.ret == -2));
     assert_eq!(collector.exit_code, Some(1 << 8));
@@ -106,7 +107,7 @@ fn recorded_bin_false_discards() {
 #[test]
 fn recorded_kill_segv_names_the_sender() {
     let c = check_fixture("kill-segv", "crash", Verdict::Stored);
-    assert_eq!(c.origin, "kill");
+    assert_eq!(c.origin, Origin::Kill);
     let sender = c.sender.as_ref().expect("sender");
     assert_ne!(sender.tgid, c.crasher.tgid);
     assert_eq!(sender.comm, "bash");
@@ -135,7 +136,7 @@ fn recorded_crash_handler_reraise_links_child_to_parent() {
         .expect("re-raised child chain");
     assert_eq!(child.linked_to, Some(parent.id));
     assert_eq!(child.ppid, Some(parent.crasher.tgid));
-    assert_eq!(child.origin, "kill");
+    assert_eq!(child.origin, Origin::Kill);
 }
 
 // ---- hand-built sequences ----------------------------------------------
@@ -172,7 +173,7 @@ fn fault(ts: u64, pid: u32, sig: i32) -> Event {
             errno: 0,
             group: 0,
             result: 0,
-            info: "full".into(),
+            info: SigInfo::Full,
             target: proc(pid, "app"),
             target_ppid: 1,
             target_handler: 0,
@@ -191,7 +192,7 @@ fn deliver(ts: u64, pid: u32, sig: i32, handler: u64, rlimit: Option<u64>, dumpa
             sig,
             code: 1,
             errno: 0,
-            info: "full".into(),
+            info: SigInfo::Full,
             sa_handler: handler,
             sa_flags: 0,
             fault_addr: Some(0x10),
@@ -205,8 +206,8 @@ fn deliver(ts: u64, pid: u32, sig: i32, handler: u64, rlimit: Option<u64>, dumpa
     )
 }
 
-fn exit(ts: u64, p: Proc, code: i32, role: &str) -> Event {
-    ev(ts, p, Body::ProcessExit { exit_code: code, ppid: 1, roles: vec![role.into()] })
+fn exit(ts: u64, p: Proc, code: i32, role: Role) -> Event {
+    ev(ts, p, Body::ProcessExit { exit_code: code, ppid: 1, roles: vec![role] })
 }
 
 fn helper_exec(ts: u64, pid: u32, argv: &[&str]) -> Event {
@@ -247,8 +248,8 @@ fn pipe_collector_that_exits_zero_stores() {
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, None, Some(1)),
         helper_exec(3, 200, &["/usr/lib/collector", "100"]),
-        exit(5, proc(100, "app"), 0x8b, "crasher"),
-        exit(6, proc(200, "collector"), 0, "helper"),
+        exit(5, proc(100, "app"), 0x8b, Role::Crasher),
+        exit(6, proc(200, "collector"), 0, Role::Helper),
     ]));
     assert_eq!(c.verdict, Some(Verdict::Stored));
     assert!(!c.misleading_core_dumped());
@@ -261,8 +262,8 @@ fn pipe_collector_exit_nonzero_is_collector_failed() {
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, None, Some(1)),
         helper_exec(3, 200, &["/usr/lib/collector", "100"]),
-        exit(5, proc(200, "collector"), 3 << 8, "helper"),
-        exit(6, proc(100, "app"), 0x8b, "crasher"),
+        exit(5, proc(200, "collector"), 3 << 8, Role::Helper),
+        exit(6, proc(100, "app"), 0x8b, Role::Crasher),
     ]));
     assert_eq!(c.verdict, Some(Verdict::CollectorFailed));
     assert!(c.reason.contains("status 3"), "{}", c.reason);
@@ -285,7 +286,7 @@ fn sigpipe_during_dump_is_reader_vanished() {
                 errno: 0,
                 group: 0,
                 result: 1,
-                info: "full".into(),
+                info: SigInfo::Full,
                 target: proc(100, "app"),
                 target_ppid: 1,
                 target_handler: 0,
@@ -294,8 +295,8 @@ fn sigpipe_during_dump_is_reader_vanished() {
                 si_uid: Some(0),
             },
         ),
-        exit(5, proc(200, "collector"), 0, "helper"),
-        exit(6, proc(100, "app"), 0x8b, "crasher"),
+        exit(5, proc(200, "collector"), 0, Role::Helper),
+        exit(6, proc(100, "app"), 0x8b, Role::Crasher),
     ]));
     assert_eq!(c.verdict, Some(Verdict::ReaderVanished));
     assert!(c.sigpipe_during_dump);
@@ -307,7 +308,7 @@ fn not_dumpable_wins_over_the_pattern() {
         settings("/var/crash/core.%p", 0, None),
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, None, Some(0)),
-        exit(3, proc(100, "app"), SEGV, "crasher"),
+        exit(3, proc(100, "app"), SEGV, Role::Crasher),
     ]));
     assert_eq!(c.verdict, Some(Verdict::NotDumpable));
 }
@@ -318,7 +319,7 @@ fn rlimit_one_refuses_a_pipe() {
         settings(PIPE, 0, Some(true)),
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, Some(1), Some(1)),
-        exit(3, proc(100, "app"), SEGV, "crasher"),
+        exit(3, proc(100, "app"), SEGV, Role::Crasher),
     ]));
     assert_eq!(c.verdict, Some(Verdict::RlimitCore));
 }
@@ -333,9 +334,9 @@ fn dumps_over_core_pipe_limit_are_dropped_pipe_limit() {
         helper_exec(3, 200, &["/usr/lib/collector", "100"]),
         fault(4, 101, SEGV),
         deliver(5, 101, SEGV, 0, None, Some(1)),
-        exit(6, proc(101, "app"), SEGV, "crasher"),
-        exit(7, proc(200, "collector"), 0, "helper"),
-        exit(8, proc(100, "app"), 0x8b, "crasher"),
+        exit(6, proc(101, "app"), SEGV, Role::Crasher),
+        exit(7, proc(200, "collector"), 0, Role::Helper),
+        exit(8, proc(100, "app"), 0x8b, Role::Crasher),
     ]);
     let second = chains.iter().find(|c| c.crasher.tgid == 101).unwrap();
     assert_eq!(second.verdict, Some(Verdict::PipeLimit), "{}", second.reason);
@@ -349,7 +350,7 @@ fn socket_pattern_without_core_dumped_is_socket_unreachable() {
         settings("@/run/cores.sock", 0, None),
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, None, Some(1)),
-        exit(3, proc(100, "app"), SEGV, "crasher"),
+        exit(3, proc(100, "app"), SEGV, Role::Crasher),
     ]));
     assert_eq!(c.verdict, Some(Verdict::SocketUnreachable));
 }
@@ -363,7 +364,7 @@ fn missing_delivery_is_unknown_and_names_the_step() {
 
 #[test]
 fn exit_without_acting_on_the_signal_is_unknown_with_reason() {
-    let c = only(run(&[settings("core", 0, None), fault(1, 100, SEGV), exit(2, proc(100, "app"), 1 << 8, "crasher")]));
+    let c = only(run(&[settings("core", 0, None), fault(1, 100, SEGV), exit(2, proc(100, "app"), 1 << 8, Role::Crasher)]));
     assert_eq!(c.verdict, Some(Verdict::Unknown));
     assert!(c.reason.contains("blocked or still pending"), "{}", c.reason);
 }
@@ -375,10 +376,10 @@ fn helper_matched_by_timing_when_argv_has_no_pid() {
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, None, Some(1)),
         helper_exec(3, 200, &["/usr/lib/collector"]),
-        exit(4, proc(200, "collector"), 0, "helper"),
-        exit(5, proc(100, "app"), 0x8b, "crasher"),
+        exit(4, proc(200, "collector"), 0, Role::Helper),
+        exit(5, proc(100, "app"), 0x8b, Role::Crasher),
     ]));
-    assert_eq!(c.collector.as_ref().unwrap().matched_by, "timing");
+    assert_eq!(c.collector.as_ref().unwrap().matched_by, MatchedBy::Timing);
     assert_eq!(c.verdict, Some(Verdict::Stored));
 }
 
@@ -395,7 +396,7 @@ fn terminating_signal_caught_by_a_handler_opens_no_chain() {
                 errno: 0,
                 group: 1,
                 result: 0,
-                info: "full".into(),
+                info: SigInfo::Full,
                 target: proc(100, "daemon"),
                 target_ppid: 1,
                 target_handler: 0x4000,
@@ -414,7 +415,7 @@ fn a_complete_chain_waits_for_the_grace_period() {
     c.feed(&settings("core", 0, None));
     c.feed(&fault(1, 100, SEGV));
     c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
-    c.feed(&exit(3, proc(100, "app"), 0x8b, "crasher"));
+    c.feed(&exit(3, proc(100, "app"), 0x8b, Role::Crasher));
     assert!(c.tick(3 * MS).is_empty(), "ended before the parent's SIGCHLD could arrive");
     let done = c.tick(3 * MS + Config::default().grace_ns);
     assert_eq!(done.len(), 1);
@@ -465,7 +466,7 @@ fn timeline_is_bounded() {
                 errno: 0,
                 group: 1,
                 result: 0,
-                info: "full".into(),
+                info: SigInfo::Full,
                 target: proc(100, "app"),
                 target_ppid: 1,
                 target_handler: 0,
@@ -527,7 +528,7 @@ fn collector_gone_but_dump_unfinished_is_a_stall_reported_while_it_happens() {
     c.feed(&child_deliver);
     c.feed(&helper_exec(302, 60, &["/lib/systemd/systemd-coredump", "50"]));
     c.feed(&ev(303, proc(60, "systemd-coredum"), Body::HelperConnect { family: 1, path: "/run/systemd/coredump".into(), ret: 0 }));
-    c.feed(&exit(304, proc(60, "systemd-coredum"), 0, "helper"));
+    c.feed(&exit(304, proc(60, "systemd-coredum"), 0, Role::Helper));
     assert!(c.tick(304 * MS + Config::default().stall_ns - MS).is_empty(), "too early for a stall");
     let done = c.tick(304 * MS + Config::default().stall_ns + Config::default().grace_ns);
     assert_eq!(done.len(), 1, "the stall is reported without waiting for an exit");
@@ -545,7 +546,7 @@ fn a_stall_without_pid1s_socket_is_unknown() {
     c.feed(&fault(1, 100, SEGV));
     c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
     c.feed(&helper_exec(3, 200, &["/usr/lib/collector", "100"]));
-    c.feed(&exit(4, proc(200, "collector"), 0, "helper"));
+    c.feed(&exit(4, proc(200, "collector"), 0, Role::Helper));
     let done = c.tick(4 * MS + Config::default().stall_ns + Config::default().grace_ns);
     assert_eq!(done.len(), 1);
     assert!(done[0].stalled);
@@ -565,7 +566,7 @@ fn core_pattern_writer_is_attributed() {
         settings("|/bin/false", 0, Some(true)),
         fault(2, 100, SEGV),
         deliver(3, 100, SEGV, 0, None, Some(1)),
-        exit(4, proc(100, "app"), 0x8b, "crasher"),
+        exit(4, proc(100, "app"), 0x8b, Role::Crasher),
     ]);
     let c = only(chains);
     assert_eq!(c.verdict, Some(Verdict::CorePatternDiscards));
@@ -577,8 +578,8 @@ fn core_pattern_writer_is_attributed() {
 
 #[test]
 fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
-    let cg = |ts: u64, actor: Proc, op: &str, id: u64, path: &str, populated: Option<bool>| {
-        ev(ts, actor, Body::Cgroup { op: op.into(), root: 0, id, level: 2, populated, path: path.into(), zombies: vec![] })
+    let cg = |ts: u64, actor: Proc, op: CgroupOp, id: u64, path: &str, populated: Option<bool>| {
+        ev(ts, actor, Body::Cgroup { op, root: 0, id, level: 2, populated, path: path.into(), zombies: vec![] })
     };
     let mut crash = fault(10, 100, SEGV);
     crash.cgroup_id = 42;
@@ -586,19 +587,19 @@ fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
     d.cgroup_id = 42;
     let chains = run(&[
         settings("core", 0, None),
-        cg(1, proc(5, "mkdir"), "mkdir", 42, "/init.scope", None),
-        cg(2, proc(100, "app"), "mkdir", 43, "/app.slice/unit", None),
-        cg(3, proc(100, "app"), "populated", 43, "/app.slice/unit", Some(false)),
-        cg(4, proc(100, "app"), "rmdir", 43, "/app.slice/unit", None),
-        cg(5, proc(9, "other"), "rmdir", 77, "/unrelated", None),
+        cg(1, proc(5, "mkdir"), CgroupOp::Mkdir, 42, "/init.scope", None),
+        cg(2, proc(100, "app"), CgroupOp::Mkdir, 43, "/app.slice/unit", None),
+        cg(3, proc(100, "app"), CgroupOp::Populated, 43, "/app.slice/unit", Some(false)),
+        cg(4, proc(100, "app"), CgroupOp::Rmdir, 43, "/app.slice/unit", None),
+        cg(5, proc(9, "other"), CgroupOp::Rmdir, 77, "/unrelated", None),
         crash,
         d,
-        exit(12, proc(100, "app"), 0x8b, "crasher"),
+        exit(12, proc(100, "app"), 0x8b, Role::Crasher),
     ]);
     let c = only(chains);
     assert_eq!(c.cgroup_path.as_deref(), Some("/init.scope"));
-    let ops: Vec<(&str, &str)> = c.cgroup_context.iter().map(|n| (n.op.as_str(), n.path.as_str())).collect();
-    assert_eq!(ops, vec![("populated", "/app.slice/unit"), ("rmdir", "/app.slice/unit")]);
+    let ops: Vec<(CgroupOp, &str)> = c.cgroup_context.iter().map(|n| (n.op, n.path.as_str())).collect();
+    assert_eq!(ops, vec![(CgroupOp::Populated, "/app.slice/unit"), (CgroupOp::Rmdir, "/app.slice/unit")]);
     assert!(c.cgroup_context.iter().all(|n| n.why.contains("by the crashing process")));
     assert!(c.timeline.iter().any(|s| s.what.starts_with("possible cause: rmdir /app.slice/unit")));
 }
@@ -613,14 +614,14 @@ fn teardown_of_the_crashed_process_cgroup_is_linked_to_its_chain() {
     d.cgroup_id = 42;
     c.feed(&f);
     c.feed(&d);
-    c.feed(&exit(3, proc(100, "app"), 0x8b, "crasher"));
+    c.feed(&exit(3, proc(100, "app"), 0x8b, Role::Crasher));
     let done = c.tick(3 * MS + Config::default().grace_ns);
     assert_eq!(done.len(), 1);
-    let rmdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });
+    let rmdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: CgroupOp::Rmdir, root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });
     assert_eq!(c.chain_of_cgroup_event(&rmdir), Some(done[0].id));
-    let other = ev(900, proc(1, "systemd"), Body::Cgroup { op: "rmdir".into(), root: 0, id: 43, level: 2, populated: None, path: "/y".into(), zombies: vec![] });
+    let other = ev(900, proc(1, "systemd"), Body::Cgroup { op: CgroupOp::Rmdir, root: 0, id: 43, level: 2, populated: None, path: "/y".into(), zombies: vec![] });
     assert_eq!(c.chain_of_cgroup_event(&other), None);
-    let mkdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: "mkdir".into(), root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });
+    let mkdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: CgroupOp::Mkdir, root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });
     assert_eq!(c.chain_of_cgroup_event(&mkdir), None);
 }
 
@@ -642,10 +643,10 @@ fn a_reused_pid_starts_a_new_chain() {
         settings("core", 0, None),
         fault(1, 100, SEGV),
         deliver(2, 100, SEGV, 0, None, Some(1)),
-        exit(3, proc(100, "app"), 0x8b, "crasher"),
+        exit(3, proc(100, "app"), 0x8b, Role::Crasher),
         fault(4, 100, tracer_common::signal::SIGABRT),
         deliver(5, 100, tracer_common::signal::SIGABRT, 0, Some(0), Some(1)),
-        exit(6, proc(100, "app"), tracer_common::signal::SIGABRT, "crasher"),
+        exit(6, proc(100, "app"), tracer_common::signal::SIGABRT, Role::Crasher),
     ]);
     assert_eq!(chains.len(), 2, "{chains:?}");
     assert_eq!(chains[0].verdict, Some(Verdict::Stored));
@@ -660,7 +661,7 @@ fn loss_marks_the_chains_open_at_the_time() {
     c.feed(&fault(1, 100, SEGV));
     c.note_loss(2 * MS, 7);
     c.feed(&deliver(3, 100, SEGV, 0, None, Some(1)));
-    c.feed(&exit(4, proc(100, "app"), 0x8b, "crasher"));
+    c.feed(&exit(4, proc(100, "app"), 0x8b, Role::Crasher));
     c.feed(&fault(5, 101, SEGV));
     let done = c.flush();
     let first = done.iter().find(|ch| ch.crasher.tgid == 100).unwrap();

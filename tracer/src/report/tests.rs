@@ -487,7 +487,7 @@ fn watched_pid_states_are_shown_in_time_order() {
         Line::new(Record::Watched(Watched {
             ts_ns: first_ts + 1,
             pid,
-            state: "frozen-in-crash-handler".into(),
+            state: crate::watched::State::FrozenInCrashHandler,
             evidence: vec!["3 zombie children".into()],
         }))
         .to_json()
