@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod deps;
+mod dist;
 mod vm;
 
 #[derive(Parser)]
@@ -38,6 +40,9 @@ enum Task {
         /// Only the unprivileged tier.
         #[arg(long)]
         unit_only: bool,
+        /// Also write the VM tier's kernel table into README.md.
+        #[arg(long, conflicts_with = "unit_only")]
+        update_readme: bool,
     },
     /// Tier 3: boot Debian kernels under qemu (TCG) and run the crash
     /// scenarios under every core-dump hook mode.
@@ -45,6 +50,9 @@ enum Task {
     /// Performance benchmarks (root): overhead, crash storms, memory under
     /// pid churn, start-up, report speed. Writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Build what a host installs into target/dist/: a static x86_64
+    /// binary with its SHA-256, and a .deb (unit, man pages, completions).
+    Dist(dist::Args),
     /// Run each fuzz target (fuzz/) for a bounded time; fails on any crash.
     Fuzz {
         /// Seconds per target.
@@ -171,9 +179,13 @@ fn is_root() -> bool {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => setup(),
-        Task::Build { debug } => build(debug).map(|p| eprintln!("xtask: built {}", p.display())),
+        Task::Setup => deps::ensure(&[deps::Need::Build]).and_then(|()| setup()),
+        Task::Build { debug } => {
+            deps::ensure(&[deps::Need::Build])?;
+            build(debug).map(|p| eprintln!("xtask: built {}", p.display()))
+        }
         Task::Run { args } => {
+            deps::ensure(&[deps::Need::Build])?;
             let binary = build(false)?;
             let mut cmd = if is_root() {
                 Command::new(&binary)
@@ -185,9 +197,10 @@ fn main() -> Result<()> {
             cmd.args(&args);
             run(&mut cmd)
         }
-        Task::Test { unit_only } => test(unit_only),
-        Task::Fuzz { seconds } => fuzz(seconds),
-        Task::VmTest(args) => vm::run(&args),
+        Task::Test { unit_only, update_readme } => test(unit_only, update_readme),
+        Task::Fuzz { seconds } => deps::ensure(&[deps::Need::Fuzz]).and_then(|()| fuzz(seconds)),
+        Task::VmTest(args) => deps::ensure(&[deps::Need::Build, deps::Need::Vm]).and_then(|()| vm::run(&args)),
+        Task::Dist(args) => deps::ensure(&[deps::Need::Build, deps::Need::Dist]).and_then(|()| dist::run(&args)),
         Task::Bench(args) => {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)
@@ -213,18 +226,21 @@ fn privileged_test_files() -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn test(unit_only: bool) -> Result<()> {
+fn test(unit_only: bool, update_readme: bool) -> Result<()> {
     eprintln!("xtask: tier 1 (unprivileged): decode, correlator, verdicts, CLI, log reading");
     run(Command::new("cargo").current_dir(root()).args(["test", "--workspace"]))?;
     if unit_only {
         eprintln!("xtask: tiers 2 and 3 NOT RUN (--unit-only)");
         return Ok(());
     }
+    if !is_root() {
+        bail!("tiers 2 and 3 need root: they install packages, load real BPF programs and change core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
+    }
+    use deps::Need;
+    deps::ensure(&[Need::Build, Need::Fuzz, Need::Privileged, Need::Vm, Need::Dist])?;
+    deps::mount_tracefs()?;
     eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
     fuzz(30)?;
-    if !is_root() {
-        bail!("tier 2 (privileged) needs root: it loads real BPF programs and changes core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
-    }
     eprintln!("xtask: tier 2 (privileged, serial): real BPF programs, real crashes, real collectors");
     let object = build_ebpf()?;
     // Every integration test file holds privileged tests (marked #[ignore] so
@@ -240,8 +256,11 @@ fn test(unit_only: bool) -> Result<()> {
     cmd.args(["--", "--ignored", "--test-threads=1"]);
     eprintln!("xtask: privileged test files: {}", files.join(", "));
     run(&mut cmd)?;
+    eprintln!("xtask: dist: the static binary and the .deb, installed into a scratch root");
+    dist::check(&dist::build()?)?;
     eprintln!("xtask: tier 3 (VM): Debian kernels under qemu (TCG), direct core-dump hooks, every hook mode");
-    // The README's kernel table comes from this run, so it cannot go stale.
-    vm::run(&vm::Args { update_readme: true, ..vm::Args::full_matrix() })?;
+    // A test run leaves tracked files alone; --update-readme refreshes the
+    // README's kernel table from this run.
+    vm::run(&vm::Args { update_readme, ..vm::Args::full_matrix() })?;
     Ok(())
 }
