@@ -195,6 +195,21 @@ pub fn mount_tracefs() -> Result<()> {
         .context("mounting tracefs on /sys/kernel/tracing (the kernel needs CONFIG_TRACING)")
 }
 
+/// Installs a rustup toolchain (minimal profile) when missing: the eBPF
+/// build and the fuzzers need nightly.
+pub fn rust_toolchain(name: &str) -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with(&format!("{name}-"))))
+        .unwrap_or(false);
+    if !installed {
+        crate::run(Command::new("rustup").args(["toolchain", "install", name, "--profile", "minimal"]))
+            .with_context(|| format!("installing the {name} Rust toolchain"))?;
+    }
+    Ok(())
+}
+
 /// Installs a rustup target (the standard library for it) when missing.
 pub fn rust_target(target: &str) -> Result<()> {
     let installed = Command::new("rustup")

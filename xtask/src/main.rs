@@ -111,6 +111,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn setup() -> Result<()> {
+    deps::rust_toolchain(NIGHTLY)?;
     let has_rust_src = Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
         .output()
@@ -240,6 +241,7 @@ fn test(unit_only: bool, update_readme: bool) -> Result<()> {
     deps::ensure(&[Need::Build, Need::Fuzz, Need::Privileged, Need::Vm, Need::Dist])?;
     deps::mount_tracefs()?;
     eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
+    deps::rust_toolchain(NIGHTLY)?;
     fuzz(30)?;
     eprintln!("xtask: tier 2 (privileged, serial): real BPF programs, real crashes, real collectors");
     let object = build_ebpf()?;
