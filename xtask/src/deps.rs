@@ -58,6 +58,9 @@ const DPKG: Package = pkg("dpkg", &["/usr/bin/dpkg-deb"]);
 const FILE: Package = pkg("file", &["/usr/bin/file"]);
 const GZIP: Package = pkg("gzip", &["/bin/gzip", "/usr/bin/gzip"]);
 
+/// Every need: what `cargo xtask test` and `cargo xtask setup` install.
+pub const ALL: [Need; 5] = [Need::Build, Need::Privileged, Need::Fuzz, Need::Vm, Need::Dist];
+
 /// Packages for a set of needs, each once, in a stable order.
 pub fn packages(needs: &[Need]) -> Vec<Package> {
     let mut out: Vec<Package> = Vec::new();
@@ -152,19 +155,33 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
 
 const CORE_SETTINGS: [&str; 2] = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/core_pipe_limit"];
 
+/// The lock the privileged tests hold while they change or depend on the
+/// core-dump settings (tracer/tests/common/mod.rs).
+const GLOBAL_LOCK: &str = "/tmp/crashtrace-global.lock";
+
 /// Puts the host's core_pattern and core_pipe_limit back when dropped,
-/// even when the install failed half-way.
+/// even when the install failed half-way. It holds the privileged tests'
+/// lock meanwhile, so a test running beside the install never sees the
+/// pattern the package sets.
 struct CoreSettingsGuard {
     saved: Vec<(&'static str, String)>,
+    _lock: Option<std::fs::File>,
 }
 
 impl CoreSettingsGuard {
     fn save() -> CoreSettingsGuard {
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(GLOBAL_LOCK).ok();
+        if let Some(file) = &lock {
+            use std::os::fd::AsRawFd;
+            eprintln!("xtask: waiting for {GLOBAL_LOCK} (held while privileged tests run)");
+            // SAFETY: flock on an fd this function owns; released on close.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        }
         let saved = CORE_SETTINGS
             .iter()
             .filter_map(|path| std::fs::read_to_string(path).ok().map(|v| (*path, v)))
             .collect();
-        CoreSettingsGuard { saved }
+        CoreSettingsGuard { saved, _lock: lock }
     }
 }
 
@@ -252,7 +269,7 @@ mod tests {
 
     #[test]
     fn needs_bring_their_packages_once() {
-        let all = packages(&[Need::Build, Need::Privileged, Need::Fuzz, Need::Vm, Need::Dist]);
+        let all = packages(&ALL);
         let names: Vec<&str> = all.iter().map(|p| p.deb).collect();
         for want in [
             "gcc",

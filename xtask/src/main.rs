@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod deps;
 mod dist;
+mod tree;
 mod vm;
 
 #[derive(Parser)]
@@ -23,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what the eBPF build needs: nightly's rust-src and bpf-linker.
+    /// Install what every task needs: the host packages (apt-get on Debian
+    /// and Ubuntu), nightly's rust-src and bpf-linker, and mount tracefs.
     Setup,
     /// Build the eBPF object and crashtrace with the object built in.
     Build {
@@ -180,7 +182,7 @@ fn is_root() -> bool {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => deps::ensure(&[deps::Need::Build]).and_then(|()| setup()),
+        Task::Setup => deps::ensure(&deps::ALL).and_then(|()| deps::mount_tracefs()).and_then(|()| setup()),
         Task::Build { debug } => {
             deps::ensure(&[deps::Need::Build])?;
             build(debug).map(|p| eprintln!("xtask: built {}", p.display()))
@@ -228,8 +230,10 @@ fn privileged_test_files() -> Result<Vec<String>> {
 }
 
 fn test(unit_only: bool, update_readme: bool) -> Result<()> {
+    let tree = tree::Snapshot::take();
     eprintln!("xtask: tier 1 (unprivileged): decode, correlator, verdicts, CLI, log reading");
     run(Command::new("cargo").current_dir(root()).args(["test", "--workspace"]))?;
+    tree.unchanged_since("tier 1", &[])?;
     if unit_only {
         eprintln!("xtask: tiers 2 and 3 NOT RUN (--unit-only)");
         return Ok(());
@@ -237,8 +241,7 @@ fn test(unit_only: bool, update_readme: bool) -> Result<()> {
     if !is_root() {
         bail!("tiers 2 and 3 need root: they install packages, load real BPF programs and change core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
     }
-    use deps::Need;
-    deps::ensure(&[Need::Build, Need::Fuzz, Need::Privileged, Need::Vm, Need::Dist])?;
+    deps::ensure(&deps::ALL)?;
     deps::mount_tracefs()?;
     eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
     deps::rust_toolchain(NIGHTLY)?;
@@ -258,11 +261,13 @@ fn test(unit_only: bool, update_readme: bool) -> Result<()> {
     cmd.args(["--", "--ignored", "--test-threads=1"]);
     eprintln!("xtask: privileged test files: {}", files.join(", "));
     run(&mut cmd)?;
+    tree.unchanged_since("fuzzing and tier 2", &[])?;
     eprintln!("xtask: dist: the static binary and the .deb, installed into a scratch root");
     dist::check(&dist::build()?)?;
     eprintln!("xtask: tier 3 (VM): Debian kernels under qemu (TCG), direct core-dump hooks, every hook mode");
     // A test run leaves tracked files alone; --update-readme refreshes the
     // README's kernel table from this run.
     vm::run(&vm::Args { update_readme, ..vm::Args::full_matrix() })?;
+    tree.unchanged_since("the dist check and tier 3", if update_readme { &["README.md"] } else { &[] })?;
     Ok(())
 }
