@@ -35,7 +35,7 @@ pub struct ReportArgs {
     #[arg(required = true, value_name = "LOG")]
     pub logs: Vec<PathBuf>,
     /// Only chains involving this process.
-    #[arg(long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
     /// Only chains that started at or after this time (RFC 3339, or Unix seconds).
     #[arg(long, value_name = "TIME")]
@@ -47,7 +47,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "VERDICT")]
     pub verdict: Option<String>,
     /// JSON Lines output instead of text.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
     /// Another directory where collectors store cores, for reconciliation.
     #[arg(long, value_name = "DIR")]
@@ -60,10 +60,10 @@ pub struct ReportArgs {
 #[derive(Debug, Args, Clone)]
 pub struct DoctorArgs {
     /// JSON output with the same findings.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
     /// Also check this process (its RLIMIT_CORE and dumpability).
-    #[arg(long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
 }
 
@@ -71,7 +71,7 @@ pub struct DoctorArgs {
 pub struct LiveArgs {
     /// Only chains involving this process: signals to and from it, the
     /// children its crash handler forks, and the collectors of their dumps.
-    #[arg(long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
 
     /// Only cgroup events under this cgroup path (e.g. /system.slice), so a
@@ -80,7 +80,7 @@ pub struct LiveArgs {
     pub cgroup: Option<String>,
 
     /// Print JSON Lines (schema in the README) instead of text.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 
     /// Also append the JSON Lines records to this file.
@@ -220,6 +220,41 @@ mod tests {
         let live = cli.live_args().unwrap();
         assert_eq!(live.pid, Some(7));
         assert_eq!(live.coredump_hook, CoredumpHook::Kprobe);
+    }
+
+    #[test]
+    fn short_pid_and_json_mean_the_long_ones() {
+        for args in [&["-p", "42", "-j"][..], &["live", "-p", "42", "-j"], &["-jp", "42"], &["-p42", "-j"]] {
+            let cli = parse(args).unwrap();
+            let live = cli.live_args().unwrap();
+            assert_eq!(live.pid, Some(42), "{args:?}");
+            assert!(live.json, "{args:?}");
+        }
+        match parse(&["report", "-p", "9", "-j", "a.jsonl"]).unwrap().command {
+            Some(Command::Report(r)) => {
+                assert_eq!(r.pid, Some(9));
+                assert!(r.json);
+                assert_eq!(r.logs, vec![PathBuf::from("a.jsonl")]);
+            }
+            other => panic!("expected report, got {other:?}"),
+        }
+        match parse(&["doctor", "-p", "1", "-j"]).unwrap().command {
+            Some(Command::Doctor(d)) => {
+                assert_eq!(d.pid, Some(1));
+                assert!(d.json);
+            }
+            other => panic!("expected doctor, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_flags_validate_like_the_long_ones() {
+        assert!(parse(&["-p", "abc"]).is_err());
+        assert!(parse(&["-p"]).is_err());
+        assert!(parse(&["-j", "x"]).is_err(), "-j takes no value");
+        assert!(parse(&["report", "-p", "x", "a.jsonl"]).is_err());
+        // Only -p and -j are short; other letters stay unclaimed.
+        assert!(parse(&["-c", "/x"]).is_err());
     }
 
     #[test]

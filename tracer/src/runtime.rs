@@ -291,8 +291,13 @@ pub async fn run_live(args: &LiveArgs) -> Result<()> {
     // Parsing the kernel's BTF (twice: for offsets and for the loader) took
     // tens of MB that are free now; hand them back so the tracer's resident
     // size reflects what it keeps, not its start-up.
+    // glibc only: musl (the static build) has no malloc_trim and unmaps
+    // large freed chunks by itself.
     // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
     let loader::Loaded { ebpf: _ebpf, events, lost, hooks, dump_mode, dump_mode_reason } = loaded;
 
     let start_mono = monotonic_ns();

@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod deps;
+mod dist;
 mod readme;
+mod tree;
 mod vm;
 
 #[derive(Parser)]
@@ -22,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what the eBPF build needs: nightly's rust-src and bpf-linker.
+    /// Install what every task needs: the host packages (apt-get on Debian
+    /// and Ubuntu), nightly's rust-src and bpf-linker, and mount tracefs.
     Setup,
     /// Build the eBPF object and crashtrace with the object built in.
     Build {
@@ -39,6 +43,9 @@ enum Task {
         /// Only the unprivileged tier.
         #[arg(long)]
         unit_only: bool,
+        /// Also write the VM tier's kernel table into README.md.
+        #[arg(long, conflicts_with = "unit_only")]
+        update_readme: bool,
     },
     /// Tier 3: boot Debian kernels under qemu (TCG) and run the crash
     /// scenarios under every core-dump hook mode.
@@ -49,6 +56,9 @@ enum Task {
     /// Rewrite README.md's hook section from the hook table
     /// (tracer/src/hooks.rs).
     Readme,
+    /// Build what a host installs into target/dist/: a static x86_64
+    /// binary with its SHA-256, and a .deb (unit, man pages, completions).
+    Dist(dist::Args),
     /// Run each fuzz target (fuzz/) for a bounded time; fails on any crash.
     Fuzz {
         /// Seconds per target.
@@ -107,6 +117,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn setup() -> Result<()> {
+    deps::rust_toolchain(NIGHTLY)?;
     let has_rust_src = Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
         .output()
@@ -175,9 +186,13 @@ fn is_root() -> bool {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => setup(),
-        Task::Build { debug } => build(debug).map(|p| eprintln!("xtask: built {}", p.display())),
+        Task::Setup => deps::ensure(&deps::ALL).and_then(|()| deps::mount_tracefs()).and_then(|()| setup()),
+        Task::Build { debug } => {
+            deps::ensure(&[deps::Need::Build])?;
+            build(debug).map(|p| eprintln!("xtask: built {}", p.display()))
+        }
         Task::Run { args } => {
+            deps::ensure(&[deps::Need::Build])?;
             let binary = build(false)?;
             let mut cmd = if is_root() {
                 Command::new(&binary)
@@ -189,10 +204,11 @@ fn main() -> Result<()> {
             cmd.args(&args);
             run(&mut cmd)
         }
-        Task::Test { unit_only } => test(unit_only),
-        Task::Fuzz { seconds } => fuzz(seconds),
+        Task::Test { unit_only, update_readme } => test(unit_only, update_readme),
+        Task::Fuzz { seconds } => deps::ensure(&[deps::Need::Fuzz]).and_then(|()| fuzz(seconds)),
         Task::Readme => readme::update(&root()),
-        Task::VmTest(args) => vm::run(&args),
+        Task::VmTest(args) => deps::ensure(&[deps::Need::Build, deps::Need::Vm]).and_then(|()| vm::run(&args)),
+        Task::Dist(args) => deps::ensure(&[deps::Need::Build, deps::Need::Dist]).and_then(|()| dist::run(&args)),
         Task::Bench(args) => {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)
@@ -218,18 +234,23 @@ fn privileged_test_files() -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn test(unit_only: bool) -> Result<()> {
+fn test(unit_only: bool, update_readme: bool) -> Result<()> {
+    let tree = tree::Snapshot::take();
     eprintln!("xtask: tier 1 (unprivileged): decode, correlator, verdicts, CLI, log reading");
     run(Command::new("cargo").current_dir(root()).args(["test", "--workspace"]))?;
+    tree.unchanged_since("tier 1", &[])?;
     if unit_only {
         eprintln!("xtask: tiers 2 and 3 NOT RUN (--unit-only)");
         return Ok(());
     }
-    eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
-    fuzz(30)?;
     if !is_root() {
-        bail!("tier 2 (privileged) needs root: it loads real BPF programs and changes core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
+        bail!("tiers 2 and 3 need root: they install packages, load real BPF programs and change core_pattern; run `sudo cargo xtask test`, or `cargo xtask test --unit-only` for tier 1 alone");
     }
+    deps::ensure(&deps::ALL)?;
+    deps::mount_tracefs()?;
+    eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
+    deps::rust_toolchain(NIGHTLY)?;
+    fuzz(30)?;
     eprintln!("xtask: tier 2 (privileged, serial): real BPF programs, real crashes, real collectors");
     let object = build_ebpf()?;
     // Every integration test file holds privileged tests (marked #[ignore] so
@@ -245,8 +266,13 @@ fn test(unit_only: bool) -> Result<()> {
     cmd.args(["--", "--ignored", "--test-threads=1"]);
     eprintln!("xtask: privileged test files: {}", files.join(", "));
     run(&mut cmd)?;
+    tree.unchanged_since("fuzzing and tier 2", &[])?;
+    eprintln!("xtask: dist: the static binary and the .deb, installed into a scratch root");
+    dist::check(&dist::build()?)?;
     eprintln!("xtask: tier 3 (VM): Debian kernels under qemu (TCG), direct core-dump hooks, every hook mode");
-    // The README's kernel table comes from this run, so it cannot go stale.
-    vm::run(&vm::Args { update_readme: true, ..vm::Args::full_matrix() })?;
+    // A test run leaves tracked files alone; --update-readme refreshes the
+    // README's kernel table from this run.
+    vm::run(&vm::Args { update_readme, ..vm::Args::full_matrix() })?;
+    tree.unchanged_since("the dist check and tier 3", if update_readme { &["README.md"] } else { &[] })?;
     Ok(())
 }
