@@ -52,8 +52,9 @@ use crate::{
     cli::ReportArgs,
     correlate::{Config, Correlator},
     event::{Body, Event, Proc},
-    output::{self, Style},
     record::{EventRecord, Header, Line, Loss, Record, Summary, Watched},
+    render::{Block, Section, Style},
+    scope::Scope,
     verdict::Verdict,
 };
 
@@ -361,6 +362,8 @@ pub struct Report<W: Write, E: Write> {
     /// The latest event time of the current run.
     watermark: u64,
     stores: Stores,
+    /// `--pid`, meaning what it means live.
+    scope: Scope,
     totals: Totals,
     table: BTreeMap<(String, String, u64, String), u64>,
     /// The next record read starts a log set given on the command line.
@@ -376,6 +379,7 @@ impl<W: Write, E: Write> Report<W, E> {
         let stores = Stores::new(opts.systemd_dir.clone(), opts.stores.clone());
         Report {
             style: Style { color: opts.color },
+            scope: Scope::new(opts.pid, false, None),
             opts,
             out,
             err,
@@ -678,6 +682,8 @@ impl<W: Write, E: Write> Report<W, E> {
             self.next_tick_ns = ev.ts_ns.saturating_add(TICK_NS);
         }
         self.watermark = self.watermark.max(ev.ts_ns);
+        // The children the watched pid forks are in scope too.
+        self.scope.follow(&ev);
         for chain in self.correlator.feed(&ev) {
             self.insert_rebuilt(chain);
         }
@@ -737,7 +743,7 @@ impl<W: Write, E: Write> Report<W, E> {
     /// A watched pid's state (`--pid`), e.g. frozen in its crash handler:
     /// shown in time order among the chains.
     fn on_watched(&mut self, w: Watched, place: Place) -> io::Result<()> {
-        if self.opts.pid.is_some_and(|p| p != w.pid) {
+        if !self.scope.watched_record(w.pid) {
             return Ok(());
         }
         let evidence = if w.evidence.is_empty() { String::new() } else { format!(": {}", w.evidence.join("; ")) };
@@ -847,7 +853,8 @@ impl<W: Write, E: Write> Report<W, E> {
             boot_id: self.run.boot_id.as_deref(),
             core_uses_pid,
         });
-        let wanted = self.opts.pid.map(|p| chain.involves(p)).unwrap_or(true)
+        self.scope.note_chain(&chain);
+        let wanted = self.scope.chain(&chain)
             && self.opts.verdict.map(|f| f.matches(chain.verdict)).unwrap_or(true)
             && self.opts.in_range(start_wall);
         if !wanted {
@@ -895,28 +902,34 @@ impl<W: Write, E: Write> Report<W, E> {
             let line = ChainOut { v: crate::event::SCHEMA_VERSION, kind: "verdict", chain: &chain, report: note };
             return self.json_line(&line);
         }
-        let mut extra = String::new();
+        let mut block = Block::of_chain(&chain, mono_to_wall, self.style);
         match (&place, &rebuilt) {
             (Some(p), Some(r)) if r.verdict == chain.verdict => {
-                let _ = writeln!(extra, "   source     verdict record ({p}); replaying the logged events gives the same verdict");
+                block.line(Section::Source, format_args!("   source     verdict record ({p}); replaying the logged events gives the same verdict"));
             }
             (Some(p), Some(r)) => {
                 let rv = r.verdict.map(|v| v.as_str()).unwrap_or("unknown");
-                let _ = writeln!(extra, "   source     verdict record ({p}); replaying the logged events gives {rv} instead: {}", r.reason);
+                block.line(
+                    Section::Source,
+                    format_args!("   source     verdict record ({p}); replaying the logged events gives {rv} instead: {}", r.reason),
+                );
             }
             (Some(p), None) => {
-                let _ = writeln!(extra, "   source     verdict record ({p}); its events are not in the log");
+                block.line(Section::Source, format_args!("   source     verdict record ({p}); its events are not in the log"));
             }
             (None, _) => {
-                let _ = writeln!(extra, "   source     rebuilt from the logged events: no verdict record (the tracer stopped before deciding)");
+                block.line(
+                    Section::Source,
+                    format_args!("   source     rebuilt from the logged events: no verdict record (the tracer stopped before deciding)"),
+                );
             }
         }
         match &core {
             Some(CoreStatus::Found { path }) if verdict == Verdict::Stored => {
-                let _ = writeln!(extra, "   core       {}", path.display());
+                block.line(Section::Core, format_args!("   core       {}", path.display()));
             }
             Some(CoreStatus::Found { path }) => {
-                let _ = writeln!(extra, "   core       {} (found, although the verdict is {verdict})", path.display());
+                block.line(Section::Core, format_args!("   core       {} (found, although the verdict is {verdict})", path.display()));
             }
             Some(CoreStatus::Unaccounted { searched }) => {
                 let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
@@ -924,23 +937,14 @@ impl<W: Write, E: Write> Report<W, E> {
                     "UNACCOUNTED  the verdict says stored, but no core is in {}",
                     if dirs.is_empty() { "any store (give --store DIR)".to_string() } else { dirs.join(", ") }
                 );
-                let _ = writeln!(extra, "   core       {}", self.style_red(&text));
+                block.line(Section::Core, format_args!("   core       {}", self.style.red(&text)));
             }
             Some(CoreStatus::Unchecked { why }) => {
-                let _ = writeln!(extra, "   core       not checked: {why}");
+                block.line(Section::Core, format_args!("   core       not checked: {why}"));
             }
             None => {}
         }
-        let mut block = output::verdict_block(&chain, mono_to_wall, self.style);
-        match block.find("\n   timeline\n") {
-            Some(i) => block.insert_str(i + 1, &extra),
-            None => block.push_str(&extra),
-        }
-        self.out.write_all(block.as_bytes())
-    }
-
-    fn style_red(&self, s: &str) -> String {
-        if self.style.color { format!("\x1b[1;31m{s}\x1b[0m") } else { s.to_string() }
+        self.out.write_all(block.render().as_bytes())
     }
 
     fn show_gap(&mut self, gap: &Gap) -> io::Result<()> {
@@ -957,7 +961,7 @@ impl<W: Write, E: Write> Report<W, E> {
             return writeln!(self.out, "── STATE{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
         }
         let text = format!("── GAP{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
-        writeln!(self.out, "{}", self.style_red(&text))
+        writeln!(self.out, "{}", self.style.red(&text))
     }
 
     fn show_run(&mut self, header: Option<&Header>, place: &Place) -> io::Result<()> {
