@@ -121,10 +121,10 @@ impl Block {
         if let Some(p) = &chain.cgroup_path {
             b.line(Section::Cgroup, format_args!("   cgroup     {p} (id {})", chain.cgroup_id));
         }
-        if let (Some(ns), Some(pid)) = (chain.pidns, chain.ns_pid) {
-            if pid != chain.crasher.tgid {
-                b.line(Section::PidNs, format_args!("   pid ns     pid:[{ns}], where it is pid {pid}"));
-            }
+        if let (Some(ns), Some(pid)) = (chain.pidns, chain.ns_pid)
+            && pid != chain.crasher.tgid
+        {
+            b.line(Section::PidNs, format_args!("   pid ns     pid:[{ns}], where it is pid {pid}"));
         }
         for note in &chain.cgroup_context {
             let at = clock(wall(note.ts_ns, mono_to_wall));
