@@ -608,3 +608,24 @@ fn stored_cores_are_reconciled() {
     assert!(ran.text.contains("orphaned cores"), "{}", ran.text);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `report --pid` keeps what live `--pid` keeps: the crash of a process the
+/// watched pid's child forked is its story too, though the watched pid is
+/// neither the crasher, its parent, nor the sender.
+#[test]
+fn report_pid_follows_the_children_the_pid_forked_as_live_does() {
+    let text = fixture("kill-segv");
+    let fork = r#"{"v":1,"type":"event","wall_ns":1795723349324000000,"ts_ns":810727032268,"cpu":0,"task":{"pid":13320,"tgid":13320,"comm":"tmux"},"cgroup_id":1,"event":"process-fork","child":14808}"#;
+    let at = line_of(&text, "signal-generate") - 1;
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(at, fork);
+    let log = lines.join("\n") + "\n";
+    let shown = |pid| {
+        let ran = report(Options { pid: Some(pid), ..opts() }, &[("log", log.as_bytes())]);
+        assert_eq!(ran.totals.bad_lines, 0, "{}", ran.stderr);
+        ran.verdicts()
+    };
+    assert_eq!(shown(13320), vec![(14809, "stored".to_string())]);
+    assert_eq!(shown(14809), vec![(14809, "stored".to_string())]);
+    assert!(shown(13321).is_empty());
+}
