@@ -3,8 +3,8 @@
 //!
 //! Three parts: [`facts`] reads the host into [`HostFacts`] (the only part
 //! that touches /proc, /sys and the filesystem), [`diagnose`] turns those
-//! facts into [`Finding`]s (pure), and this module prints them as text or
-//! as one JSON document. The exit status is 0 when cores would be stored,
+//! facts into [`Finding`]s (pure), and this module prints them as text
+//! ([`crate::render::doctor`]) or as one JSON document. The exit status is 0 when cores would be stored,
 //! and 1 when a finding predicts that cores will be lost.
 
 mod bpf_probe;
@@ -19,17 +19,15 @@ pub use self::{
     diagnose::{diagnose, predicts_loss, Finding, Severity},
     facts::HostFacts,
 };
-use crate::cli::DoctorArgs;
+pub use crate::render::doctor::render_text;
+use crate::{cli::DoctorArgs, record::Document};
 
 /// Exit status when a finding predicts that cores will be lost.
 pub const EXIT_LOSS: u8 = 1;
 
-/// The `--json` document.
+/// The `--json` document's body, in a [`Document`] of type "doctor".
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
-    pub v: u32,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     /// Whether a finding predicts that cores will be lost (exit status 1).
     pub loss: bool,
     pub conclusion: String,
@@ -43,8 +41,8 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let loss = predicts_loss(&findings);
     let conclusion = conclusion(&findings);
     let text = if args.json {
-        let report = Report { v: crate::event::SCHEMA_VERSION, kind: "doctor", loss, conclusion, findings: &findings, facts: &facts };
-        let mut s = serde_json::to_string_pretty(&report)?;
+        let report = Report { loss, conclusion, findings: &findings, facts: &facts };
+        let mut s = serde_json::to_string_pretty(&Document::new("doctor", &report))?;
         s.push('\n');
         s
     } else {
@@ -78,42 +76,6 @@ pub fn conclusion(findings: &[Finding]) -> String {
             lost.join(", ")
         )
     }
-}
-
-/// The text form: what was checked, one block per finding (severity, id,
-/// cause, fix), and the conclusion.
-pub fn render_text(facts: &HostFacts, findings: &[Finding], conclusion: &str) -> String {
-    let mut s = String::new();
-    let pid1 = facts.pid1.comm.as_deref().unwrap_or("?");
-    s.push_str(&format!(
-        "crashtrace doctor: kernel {}, core_pattern {:?}, core_pipe_limit {}, suid_dumpable {}, PID 1 {pid1}\n",
-        facts.kernel_release,
-        facts.core_pattern,
-        facts.core_pipe_limit.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
-        facts.suid_dumpable.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
-    ));
-    for f in findings {
-        s.push('\n');
-        let label = match f.severity {
-            Severity::Loss => "LOSS",
-            Severity::Warn => "WARN",
-            Severity::Info => "INFO",
-        };
-        s.push_str(&format!("{label}  {}", f.id));
-        if let Some(pid) = f.pid {
-            s.push_str(&format!("  (pid {pid})"));
-        }
-        s.push('\n');
-        s.push_str(&format!("  cause    {}\n", f.cause));
-        if let Some(v) = f.verdict {
-            s.push_str(&format!("  verdict  {v}\n"));
-        }
-        s.push_str(&format!("  fix      {}\n", f.fix));
-    }
-    s.push('\n');
-    s.push_str(conclusion);
-    s.push('\n');
-    s
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The text forms, shared by the live sinks, `report` and `doctor`: one line
 //! per event ([`event`]), the verdict block as named sections ([`verdict`]),
 //! and the header, watched, loss and summary texts ([`records`]). The JSON
-//! forms are [`crate::record`]; both print the same facts.
+//! forms are [`crate::record`]; both print the same facts. `doctor`'s text
+//! is here too ([`doctor`]).
 
+pub mod doctor;
 pub mod event;
 pub mod records;
 pub mod verdict;
