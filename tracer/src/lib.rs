@@ -10,7 +10,7 @@
 //!   pid's state, from facts), `scope` (what `--pid` and `--cgroup` keep),
 //!   `layout`'s parsers.
 //! - Text: `render` (events, verdict blocks built from named sections,
-//!   header, loss, summary), shared by the sinks, `report` and `doctor`.
+//!   header, watched, loss, summary), shared by the sinks and `report`.
 //! - Symbolisation: `unwind` (`.eh_frame` over a stack copy) and
 //!   `symbolize` (frames to names), both on `procmaps`.
 //! - Outputs: `sink` (text, JSON Lines, log; one per format), on `log` (the

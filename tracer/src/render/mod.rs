@@ -1,10 +1,8 @@
-//! The text forms, shared by the live sinks, `report` and `doctor`: one line
+//! The text forms, shared by the live sinks and `report`: one line
 //! per event ([`event`]), the verdict block as named sections ([`verdict`]),
 //! and the header, watched, loss and summary texts ([`records`]). The JSON
-//! forms are [`crate::record`]; both print the same facts. `doctor`'s text
-//! is here too ([`doctor`]).
+//! forms are [`crate::record`]; both print the same facts.
 
-pub mod doctor;
 pub mod event;
 pub mod records;
 pub mod verdict;
