@@ -212,3 +212,79 @@ impl Pipeline {
         self.emit(Record::Summary(summary));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, path::PathBuf, rc::Rc};
+
+    use super::*;
+    use crate::{correlate::Config, record::Line, verdict::Verdict};
+
+    /// Keeps what it is given.
+    struct Recording(Rc<RefCell<Vec<Record>>>);
+
+    impl Sink for Recording {
+        fn write(&mut self, out: &Emitted) {
+            self.0.borrow_mut().push(out.record().clone());
+        }
+    }
+
+    /// The fixture's events (the settings one first), as the ring buffer
+    /// would have given them.
+    fn fixture_events(name: &str) -> Vec<Event> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines()
+            .filter_map(|l| match serde_json::from_str::<Line>(l).unwrap().record {
+                Record::Event(e) => Some(e.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn run(name: &str, scope: Scope) -> Vec<Record> {
+        let got = Rc::new(RefCell::new(Vec::new()));
+        // Settings follow writes: no re-read of this host's settings mid-test.
+        let mut p = Pipeline::new(
+            Correlator::new(Config::default()),
+            scope,
+            None,
+            Enricher::new(true),
+            vec![Box::new(Recording(got.clone()))],
+            0,
+        );
+        let mut events = fixture_events(name).into_iter();
+        let Some(Event { body: Body::CoreSettings(s), ts_ns, .. }) = events.next() else { panic!("{name} starts with its settings") };
+        p.initial_settings(Some(s), ts_ns);
+        for ev in events {
+            p.decoded(Ok(ev));
+        }
+        // A record too short to decode is counted, not fatal.
+        p.decoded(crate::decode::decode(&[1, 2]));
+        p.flush();
+        p.summary(Summary::default());
+        got.take()
+    }
+
+    #[test]
+    fn a_fixture_replayed_gives_its_events_its_verdict_and_a_summary() {
+        let records = run("kill-segv", Scope::default());
+        let events = records.iter().filter(|r| matches!(r, Record::Event(_))).count();
+        assert_eq!(events, fixture_events("kill-segv").len());
+        let verdicts: Vec<Option<Verdict>> =
+            records.iter().filter_map(|r| if let Record::Verdict(c) = r { Some(c.verdict) } else { None }).collect();
+        assert_eq!(verdicts, vec![Some(Verdict::Stored)]);
+        let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
+        assert_eq!((s.chains, s.decode_errors), (1, 1));
+        assert_eq!(s.events as usize, events);
+    }
+
+    #[test]
+    fn out_of_scope_leaves_only_the_settings() {
+        let records = run("kill-segv", Scope::new(Some(4_000_000), false, None));
+        assert!(!records.iter().any(|r| matches!(r, Record::Verdict(_))), "{records:?}");
+        let kinds: Vec<&str> =
+            records.iter().filter_map(|r| if let Record::Event(e) = r { Some(e.event.body.name()) } else { None }).collect();
+        assert_eq!(kinds, vec!["core-settings"]);
+    }
+}
