@@ -1,5 +1,6 @@
-//! Command-line arguments. Parsing only validates; [`crate::config`] turns the
-//! result into what the program runs on.
+//! Command-line arguments. Parsing only validates; [`crate::live::config`]
+//! turns the live flags into what the tracer runs on, and `report` and
+//! `doctor` check theirs likewise.
 
 use std::path::PathBuf;
 
@@ -34,7 +35,9 @@ pub struct ReportArgs {
     /// Log files written by `crashtrace --log` (rotated sets included).
     #[arg(required = true, value_name = "LOG")]
     pub logs: Vec<PathBuf>,
-    /// Only chains involving this process.
+    /// Only chains involving this process, as live `--pid` keeps them: the
+    /// process, the children it forks, and the crashes its handler's
+    /// children cause.
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
     /// Only chains that started at or after this time (RFC 3339, or Unix seconds).

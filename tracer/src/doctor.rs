@@ -4,8 +4,9 @@
 //! Three parts: [`facts`] reads the host into [`HostFacts`] (the only part
 //! that touches /proc, /sys and the filesystem), [`diagnose`] turns those
 //! facts into [`Finding`]s (pure), and this module prints them as text or
-//! as one JSON document. The exit status is 0 when cores would be stored,
-//! and 1 when a finding predicts that cores will be lost.
+//! as one JSON document (in the [`Document`] envelope `report` uses too).
+//! The exit status is 0 when cores would be stored, and 1 when a finding
+//! predicts that cores will be lost.
 
 mod bpf_probe;
 pub mod diagnose;
@@ -19,17 +20,14 @@ pub use self::{
     diagnose::{diagnose, predicts_loss, Finding, Severity},
     facts::HostFacts,
 };
-use crate::cli::DoctorArgs;
+use crate::{cli::DoctorArgs, record::Document};
 
 /// Exit status when a finding predicts that cores will be lost.
 pub const EXIT_LOSS: u8 = 1;
 
-/// The `--json` document.
+/// The `--json` document's body, in a [`Document`] of type "doctor".
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
-    pub v: u32,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     /// Whether a finding predicts that cores will be lost (exit status 1).
     pub loss: bool,
     pub conclusion: String,
@@ -43,8 +41,8 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let loss = predicts_loss(&findings);
     let conclusion = conclusion(&findings);
     let text = if args.json {
-        let report = Report { v: crate::event::SCHEMA_VERSION, kind: "doctor", loss, conclusion, findings: &findings, facts: &facts };
-        let mut s = serde_json::to_string_pretty(&report)?;
+        let report = Report { loss, conclusion, findings: &findings, facts: &facts };
+        let mut s = serde_json::to_string_pretty(&Document::new("doctor", &report))?;
         s.push('\n');
         s
     } else {

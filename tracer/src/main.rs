@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use crashtrace::cli::{Cli, Command};
+use crashtrace::{
+    cli::{Cli, Command},
+    live::config::{Env, LiveConfig},
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,8 +23,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cli.live_args() {
         Some(args) => {
-            let args = args.clone();
-            runtime.block_on(crashtrace::runtime::run_live(&args))?;
+            let config = LiveConfig::resolve(args, Env::current());
+            runtime.block_on(crashtrace::live::run(&config))?;
             Ok(ExitCode::SUCCESS)
         }
         None => match cli.command {

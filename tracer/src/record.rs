@@ -26,6 +26,23 @@ impl Line {
     }
 }
 
+/// Every other JSON document crashtrace prints (`report`'s lines, `doctor
+/// --json`): the same `"v"` and `"type"` as a [`Line`], then the body's fields.
+#[derive(Debug, Serialize)]
+pub struct Document<'a, T: Serialize> {
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub body: &'a T,
+}
+
+impl<'a, T: Serialize> Document<'a, T> {
+    pub fn new(kind: &'static str, body: &'a T) -> Document<'a, T> {
+        Document { v: crate::event::SCHEMA_VERSION, kind, body }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Record {

@@ -32,13 +32,13 @@
 //! record, then the end of the line or file) is reported and does not count
 //! as bad input. Exit status: 0, or 1 if bad input was skipped, or 2.
 
+mod print;
 pub mod reader;
 pub mod store;
 pub mod time;
 
 use std::{
     collections::{BTreeMap, HashSet},
-    fmt::Write as _,
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -52,12 +52,14 @@ use crate::{
     cli::ReportArgs,
     correlate::{Config, Correlator},
     event::{Body, Event, Proc},
-    output::{self, Style},
     record::{EventRecord, Header, Line, Loss, Record, Summary, Watched},
+    render::Style,
+    scope::Scope,
     verdict::Verdict,
 };
 
 use self::{
+    print::{Printer, Row, ShownChain, ShownRun, ShownSummary},
     reader::{parse_line, rotated_set, BadLine, LineReader, RawLine, MAX_LINE},
     store::{ChainContext, CoreStatus, Stores},
     time::{format_utc, parse_time},
@@ -283,76 +285,13 @@ impl Outcome {
     }
 }
 
-#[derive(Serialize)]
-struct ChainOut<'a> {
-    v: u32,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    chain: &'a Chain,
-    report: ChainNote<'a>,
-}
-
-#[derive(Serialize)]
-struct ChainNote<'a> {
-    run: u32,
-    /// "verdict-record" or "rebuilt".
-    source: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<u64>,
-    /// The verdict the replayed events give, when there is a verdict record.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rebuilt_verdict: Option<Verdict>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rebuilt_reason: Option<&'a str>,
-    start_wall_ns: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    core: Option<&'a CoreStatus>,
-}
-
-#[derive(Serialize)]
-struct Tagged<'a, T: Serialize> {
-    v: u32,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    body: &'a T,
-}
-
-#[derive(Serialize)]
-struct RunOut<'a> {
-    run: u32,
-    file: &'a str,
-    line: u64,
-    header: Option<&'a Header>,
-}
-
-#[derive(Serialize)]
-struct Row {
-    signal: String,
-    comm: String,
-    cgroup_id: u64,
-    verdict: String,
-    count: u64,
-}
-
-#[derive(Serialize)]
-struct SummaryOut<'a> {
-    #[serde(flatten)]
-    totals: &'a Totals,
-    crashes: Vec<Row>,
-    orphaned_cores: &'a [store::Orphan],
-    notes: &'a [String],
-}
-
 /// The report engine: records in, text or JSON Lines out.
 pub struct Report<W: Write, E: Write> {
     opts: Options,
     pub out: W,
     err: E,
-    style: Style,
+    /// Text or JSON Lines, chosen once from `--json`.
+    printer: Box<dyn Printer>,
     run: Run,
     correlator: Correlator,
     next_tick_ns: u64,
@@ -361,6 +300,8 @@ pub struct Report<W: Write, E: Write> {
     /// The latest event time of the current run.
     watermark: u64,
     stores: Stores,
+    /// `--pid`, meaning what it means live.
+    scope: Scope,
     totals: Totals,
     table: BTreeMap<(String, String, u64, String), u64>,
     /// The next record read starts a log set given on the command line.
@@ -375,7 +316,8 @@ impl<W: Write, E: Write> Report<W, E> {
     pub fn new(opts: Options, out: W, err: E) -> Report<W, E> {
         let stores = Stores::new(opts.systemd_dir.clone(), opts.stores.clone());
         Report {
-            style: Style { color: opts.color },
+            printer: print::printer(opts.json, Style { color: opts.color }),
+            scope: Scope::new(opts.pid, false, None),
             opts,
             out,
             err,
@@ -678,6 +620,8 @@ impl<W: Write, E: Write> Report<W, E> {
             self.next_tick_ns = ev.ts_ns.saturating_add(TICK_NS);
         }
         self.watermark = self.watermark.max(ev.ts_ns);
+        // The children the watched pid forks are in scope too.
+        self.scope.follow(&ev);
         for chain in self.correlator.feed(&ev) {
             self.insert_rebuilt(chain);
         }
@@ -737,7 +681,7 @@ impl<W: Write, E: Write> Report<W, E> {
     /// A watched pid's state (`--pid`), e.g. frozen in its crash handler:
     /// shown in time order among the chains.
     fn on_watched(&mut self, w: Watched, place: Place) -> io::Result<()> {
-        if self.opts.pid.is_some_and(|p| p != w.pid) {
+        if !self.scope.watched_record(w.pid) {
             return Ok(());
         }
         let evidence = if w.evidence.is_empty() { String::new() } else { format!(": {}", w.evidence.join("; ")) };
@@ -847,7 +791,8 @@ impl<W: Write, E: Write> Report<W, E> {
             boot_id: self.run.boot_id.as_deref(),
             core_uses_pid,
         });
-        let wanted = self.opts.pid.map(|p| chain.involves(p)).unwrap_or(true)
+        self.scope.note_chain(&chain);
+        let wanted = self.scope.chain(&chain)
             && self.opts.verdict.map(|f| f.matches(chain.verdict)).unwrap_or(true)
             && self.opts.in_range(start_wall);
         if !wanted {
@@ -881,66 +826,16 @@ impl<W: Write, E: Write> Report<W, E> {
         }
         *self.table.entry(key).or_default() += 1;
 
-        if self.opts.json {
-            let note = ChainNote {
-                run: self.run.number,
-                source: if place.is_some() { "verdict-record" } else { "rebuilt" },
-                file: place.as_ref().map(|p| &*p.file),
-                line: place.as_ref().map(|p| p.line),
-                rebuilt_verdict: rebuilt.as_ref().and_then(|r| r.verdict),
-                rebuilt_reason: rebuilt.as_ref().map(|r| r.reason.as_str()),
-                start_wall_ns: start_wall,
-                core: core.as_ref(),
-            };
-            let line = ChainOut { v: crate::event::SCHEMA_VERSION, kind: "verdict", chain: &chain, report: note };
-            return self.json_line(&line);
-        }
-        let mut extra = String::new();
-        match (&place, &rebuilt) {
-            (Some(p), Some(r)) if r.verdict == chain.verdict => {
-                let _ = writeln!(extra, "   source     verdict record ({p}); replaying the logged events gives the same verdict");
-            }
-            (Some(p), Some(r)) => {
-                let rv = r.verdict.map(|v| v.as_str()).unwrap_or("unknown");
-                let _ = writeln!(extra, "   source     verdict record ({p}); replaying the logged events gives {rv} instead: {}", r.reason);
-            }
-            (Some(p), None) => {
-                let _ = writeln!(extra, "   source     verdict record ({p}); its events are not in the log");
-            }
-            (None, _) => {
-                let _ = writeln!(extra, "   source     rebuilt from the logged events: no verdict record (the tracer stopped before deciding)");
-            }
-        }
-        match &core {
-            Some(CoreStatus::Found { path }) if verdict == Verdict::Stored => {
-                let _ = writeln!(extra, "   core       {}", path.display());
-            }
-            Some(CoreStatus::Found { path }) => {
-                let _ = writeln!(extra, "   core       {} (found, although the verdict is {verdict})", path.display());
-            }
-            Some(CoreStatus::Unaccounted { searched }) => {
-                let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
-                let text = format!(
-                    "UNACCOUNTED  the verdict says stored, but no core is in {}",
-                    if dirs.is_empty() { "any store (give --store DIR)".to_string() } else { dirs.join(", ") }
-                );
-                let _ = writeln!(extra, "   core       {}", self.style_red(&text));
-            }
-            Some(CoreStatus::Unchecked { why }) => {
-                let _ = writeln!(extra, "   core       not checked: {why}");
-            }
-            None => {}
-        }
-        let mut block = output::verdict_block(&chain, mono_to_wall, self.style);
-        match block.find("\n   timeline\n") {
-            Some(i) => block.insert_str(i + 1, &extra),
-            None => block.push_str(&extra),
-        }
-        self.out.write_all(block.as_bytes())
-    }
-
-    fn style_red(&self, s: &str) -> String {
-        if self.style.color { format!("\x1b[1;31m{s}\x1b[0m") } else { s.to_string() }
+        let shown = ShownChain {
+            chain: &chain,
+            place: place.as_ref(),
+            rebuilt: rebuilt.as_ref(),
+            core: core.as_ref(),
+            run: self.run.number,
+            start_wall_ns: start_wall,
+            mono_to_wall,
+        };
+        self.printer.chain(&mut self.out, &shown)
     }
 
     fn show_gap(&mut self, gap: &Gap) -> io::Result<()> {
@@ -949,51 +844,11 @@ impl<W: Write, E: Write> Report<W, E> {
         {
             return Ok(());
         }
-        if self.opts.json {
-            return self.json_line(&Tagged { v: crate::event::SCHEMA_VERSION, kind: "gap", body: gap });
-        }
-        let when = gap.wall_ns.map(|w| format!(" {}", format_utc(w))).unwrap_or_default();
-        if gap.kind == "watched" {
-            return writeln!(self.out, "── STATE{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
-        }
-        let text = format!("── GAP{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
-        writeln!(self.out, "{}", self.style_red(&text))
+        self.printer.gap(&mut self.out, gap)
     }
 
     fn show_run(&mut self, header: Option<&Header>, place: &Place) -> io::Result<()> {
-        if self.opts.json {
-            let run = RunOut { run: self.run.number, file: &place.file, line: place.line, header };
-            return self.json_line(&Tagged { v: crate::event::SCHEMA_VERSION, kind: "run", body: &run });
-        }
-        let n = self.run.number;
-        let text = match header {
-            Some(h) => {
-                let mut s = format!(
-                    "── run {n}: crashtrace {} on {} (kernel {}), started {}; dump detection {}",
-                    h.tracer_version,
-                    h.hostname,
-                    h.kernel,
-                    format_utc(h.start_wall_ns),
-                    h.dump_mode
-                );
-                if let Some(c) = &h.core_settings {
-                    let _ = write!(s, "; core_pattern {:?}", c.core_pattern);
-                }
-                if let Some(p) = h.watched_pid {
-                    let _ = write!(s, "; watching pid {p} only");
-                }
-                s
-            }
-            None => format!("── run {n}: no header record: tracer, host and start time unknown"),
-        };
-        writeln!(self.out, "{text}  [{place}]")
-    }
-
-    fn json_line<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
-        // Serialised first, so a closed stdout shows as the io error it is.
-        let mut json = serde_json::to_vec(value).map_err(io::Error::other)?;
-        json.push(b'\n');
-        self.out.write_all(&json)
+        self.printer.run(&mut self.out, &ShownRun { run: self.run.number, place, header })
     }
 
     fn rows(&self) -> Vec<Row> {
@@ -1010,67 +865,8 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 
     fn print_summary(&mut self, orphans: &[store::Orphan], notes: &[String]) -> io::Result<()> {
-        let rows = self.rows();
-        if self.opts.json {
-            let s = SummaryOut { totals: &self.totals, crashes: rows, orphaned_cores: orphans, notes };
-            let mut json = serde_json::to_vec(&Tagged { v: crate::event::SCHEMA_VERSION, kind: "report-summary", body: &s })
-                .map_err(io::Error::other)?;
-            json.push(b'\n');
-            return self.out.write_all(&json);
-        }
-        let t = &self.totals;
-        let mut s = String::new();
-        let _ = writeln!(s, "━━ summary");
-        let _ = writeln!(
-            s,
-            "   read       {} files, {} lines, {} records: {} tracer runs ({} restarts), {} events",
-            t.files, t.lines, t.records, t.runs, t.restarts, t.events
-        );
-        let _ = writeln!(
-            s,
-            "   chains     {} shown of {}: {} with a verdict record ({} whose events give another verdict), {} rebuilt from events alone",
-            t.chains_shown, t.chains_total, t.shown_from_verdict_records, t.shown_rebuilt_differs, t.shown_rebuilt_only
-        );
-        let _ = writeln!(
-            s,
-            "   gaps       {} events lost in the kernel ({} loss records); {} records the tracer could not write; {} runs ended without a summary; {} torn lines",
-            t.lost_kernel, t.loss_records, t.log_write_failures, t.runs_without_summary, t.torn_lines
-        );
-        if t.bad_lines > 0 {
-            let _ = writeln!(s, "   bad input  {} lines or files skipped (listed on stderr)", t.bad_lines);
-        }
-        let _ = writeln!(s, "   cores      {} unaccounted, {} orphaned", t.unaccounted, t.orphaned);
-        if !rows.is_empty() {
-            let w_comm = rows.iter().map(|r| r.comm.chars().count()).max().unwrap_or(0).max("EXECUTABLE".len());
-            let w_verdict = rows.iter().map(|r| r.verdict.len()).max().unwrap_or(0).max("VERDICT".len());
-            let _ = writeln!(s, "\n   crashes by signal, executable, cgroup and verdict");
-            let _ = writeln!(s, "     {:<9} {:<w_comm$} {:>12} {:<w_verdict$} {:>8}", "SIGNAL", "EXECUTABLE", "CGROUP", "VERDICT", "COUNT");
-            for r in &rows {
-                let _ = writeln!(s, "     {:<9} {:<w_comm$} {:>12} {:<w_verdict$} {:>8}", r.signal, r.comm, r.cgroup_id, r.verdict, r.count);
-            }
-        }
-        if !t.drops.is_empty() {
-            let _ = writeln!(s, "\n   drops by reason");
-            for (v, n) in &t.drops {
-                let _ = writeln!(s, "     {v:<40} {n:>8}");
-            }
-            if t.kernel_said_dumped_but_dropped > 0 {
-                let _ = writeln!(s, "     {} of them were reported \"core dumped\" by the kernel", t.kernel_said_dumped_but_dropped);
-            }
-        }
-        if !orphans.is_empty() {
-            let _ = writeln!(s, "\n   orphaned cores (no chain in these logs accounts for them)");
-            for o in orphans.iter().take(50) {
-                let _ = writeln!(s, "     {}  {}", format_utc(o.mtime_wall_ns), o.path.display());
-            }
-            if orphans.len() > 50 {
-                let _ = writeln!(s, "     … {} more", orphans.len() - 50);
-            }
-        }
-        for n in notes {
-            let _ = writeln!(s, "   note       {n}");
-        }
-        self.out.write_all(s.as_bytes())
+        let summary = ShownSummary { totals: &self.totals, crashes: self.rows(), orphaned_cores: orphans, notes };
+        self.printer.summary(&mut self.out, &summary)
     }
 }
 

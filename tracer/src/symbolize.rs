@@ -1,9 +1,9 @@
 //! Symbolisation of captured stacks, after the fact and off the event path.
 //!
 //! When a `StackCapture` arrives the process is still acting on its signal,
-//! so its executable mappings are read from /proc/PID/maps then
-//! ([`Symbolizer::remember_maps`], bounded cache by process). When the chain
-//! ends, each user frame is turned into module + file offset with those
+//! so its executable mappings are read from /proc/PID/maps then (by the
+//! caller) and kept ([`Symbolizer::remember_maps`], bounded cache by
+//! process). When the chain ends, each user frame is turned into module + file offset with those
 //! mappings, and the module's ELF symbols (and DWARF, where present) name
 //! it through `blazesym`. Kernel frames are named from /proc/kallsyms.
 //!
@@ -30,6 +30,7 @@ use blazesym::{
     MaybeDefault,
 };
 
+pub use crate::procmaps::{parse_maps, Mapping};
 use crate::{
     event::hex,
     stack::{Frame, Stack},
@@ -47,60 +48,6 @@ const BUILD_IDS_MAX: usize = 4096;
 /// Distinct ELF files blazesym may hold open (mapped, parsed) before its
 /// caches are dropped and rebuilt.
 const OPEN_MODULES_MAX: usize = 64;
-
-/// One executable mapping of a process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    /// File offset of `start`.
-    pub offset: u64,
-    pub inode: u64,
-    /// The file, or a special mapping such as `[vdso]`. A file deleted
-    /// since it was mapped ends in " (deleted)", as the kernel prints it.
-    pub path: String,
-}
-
-impl Mapping {
-    fn is_file(&self) -> bool {
-        self.path.starts_with('/') && !self.path.ends_with(" (deleted)")
-    }
-}
-
-/// The executable, named mappings in the text of /proc/PID/maps. Lines that
-/// do not parse are skipped: the file is the kernel's, its format stable.
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
-    text.lines()
-        .filter_map(|line| {
-            // start-end perms offset dev inode [path]; the path may hold spaces.
-            let mut rest = line;
-            let mut field = || {
-                let s = rest.trim_start();
-                let end = s.find(char::is_whitespace).unwrap_or(s.len());
-                let (f, r) = s.split_at(end);
-                rest = r;
-                f
-            };
-            let range = field();
-            let perms = field();
-            let offset = field();
-            let _dev = field();
-            let inode = field();
-            let path = rest.trim();
-            if !perms.contains('x') || path.is_empty() {
-                return None;
-            }
-            let (start, end) = range.split_once('-')?;
-            Some(Mapping {
-                start: u64::from_str_radix(start, 16).ok()?,
-                end: u64::from_str_radix(end, 16).ok()?,
-                offset: u64::from_str_radix(offset, 16).ok()?,
-                inode: inode.parse().ok()?,
-                path: path.to_string(),
-            })
-        })
-        .collect()
-}
 
 /// What reading a process's maps gave.
 #[derive(Clone, Debug)]
@@ -198,10 +145,11 @@ impl Symbolizer {
         }
     }
 
-    /// Reads /proc/TGID/maps now, while the process lives, for a later
-    /// [`Symbolizer::symbolize`]. Cheap: one read and a parse.
-    pub fn remember_maps(&mut self, tgid: u32) {
-        let maps = match std::fs::read_to_string(format!("/proc/{tgid}/maps")) {
+    /// Keeps the text of /proc/TGID/maps, read while the process lived (by
+    /// [`crate::live::enrich`]), for a later [`Symbolizer::symbolize`]; `Err`
+    /// says why it could not be read. Cheap: a parse.
+    pub fn remember_maps(&mut self, tgid: u32, read: Result<String, String>) {
+        let maps = match read {
             Ok(text) => {
                 let maps = parse_maps(&text);
                 if maps.is_empty() {
@@ -211,7 +159,7 @@ impl Symbolizer {
                     Maps::Read(maps)
                 }
             }
-            Err(e) => Maps::Failed(format!("/proc/{tgid}/maps: {e}")),
+            Err(why) => Maps::Failed(why),
         };
         match &maps {
             Maps::Read(_) => self.stats.maps_read += 1,

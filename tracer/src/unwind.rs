@@ -22,7 +22,7 @@ use framehop::{
 };
 use object::{Object, ObjectSection, ObjectSegment};
 
-use crate::symbolize::Mapping;
+use crate::procmaps::Mapping;
 
 /// Frames an unwind may produce.
 const FRAMES_MAX: usize = 128;

@@ -27,6 +27,7 @@ mod startup;
 mod stats;
 mod storm;
 mod stream;
+pub mod synth_log;
 mod table;
 mod tracer;
 mod workload;

@@ -59,6 +59,18 @@ enum Task {
     /// Build what a host installs into target/dist/: a static x86_64
     /// binary with its SHA-256, and a .deb (unit, man pages, completions).
     Dist(dist::Args),
+    /// Write a large synthetic log (the recorded fixtures replayed with fresh
+    /// pids and times) for timing `crashtrace report` by hand.
+    BenchLog {
+        /// Events to write, at least.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Leave out the verdict records, so `report` rebuilds every chain.
+        #[arg(long)]
+        no_verdicts: bool,
+        #[arg(default_value = "/tmp/crashtrace-bench.jsonl")]
+        path: std::path::PathBuf,
+    },
     /// Run each fuzz target (fuzz/) for a bounded time; fails on any crash.
     Fuzz {
         /// Seconds per target.
@@ -212,6 +224,11 @@ fn main() -> Result<()> {
         Task::Bench(args) => {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)
+        }
+        Task::BenchLog { events, no_verdicts, path } => {
+            let written = bench::synth_log::write(&root().join("tracer/tests/fixtures"), &path, events, !no_verdicts)?;
+            eprintln!("wrote {written} events to {}", path.display());
+            Ok(())
         }
     }
 }

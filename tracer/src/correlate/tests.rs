@@ -626,16 +626,6 @@ fn teardown_of_the_crashed_process_cgroup_is_linked_to_its_chain() {
 }
 
 #[test]
-fn cgroup_prefix_matches_whole_components() {
-    use crate::runtime::cgroup_under;
-    assert!(cgroup_under("/system.slice/foo.service", "/system.slice"));
-    assert!(cgroup_under("/system.slice", "/system.slice/"));
-    assert!(!cgroup_under("/system.slicer", "/system.slice"));
-    assert!(cgroup_under("/anything", "/"));
-    assert!(!cgroup_under("/user.slice", "/system.slice"));
-}
-
-#[test]
 fn a_reused_pid_starts_a_new_chain() {
     // Under churn pids come round within seconds: a new process with the
     // pid of one that just died is a new crash, not more of the old one.

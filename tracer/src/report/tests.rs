@@ -6,7 +6,6 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::core_pattern::CoreSettings;
 
 const FIXTURES: [&str; 8] = [
     "bin-false",
@@ -610,95 +609,23 @@ fn stored_cores_are_reconciled() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Writes a log of `CRASHTRACE_BENCH_EVENTS` (default 1,000,000) events to
-/// `CRASHTRACE_BENCH_LOG` for timing `crashtrace report` (see the README of
-/// the benchmarks): the recorded fixtures replayed over and over with fresh
-/// pids and times, verdict records included, plus a loss every 100,000 events.
+/// `report --pid` keeps what live `--pid` keeps: the crash of a process the
+/// watched pid's child forked is its story too, though the watched pid is
+/// neither the crasher, its parent, nor the sender.
 #[test]
-#[ignore = "benchmark helper: writes a large log; run by hand"]
-fn bench_generate_log() {
-    use std::io::Write as _;
-    let events: u64 = std::env::var("CRASHTRACE_BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let path = std::env::var("CRASHTRACE_BENCH_LOG").unwrap_or_else(|_| "/tmp/crashtrace-bench.jsonl".into());
-    let with_verdicts = std::env::var_os("CRASHTRACE_BENCH_NO_VERDICTS").is_none();
-    let mut out = io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let templates: Vec<Vec<Line>> = FIXTURES
-        .iter()
-        .map(|n| fixture(n).lines().map(|l| serde_json::from_str::<Line>(l).unwrap()).collect())
-        .collect();
-    let settings = CoreSettings {
-        core_pattern: "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d".into(),
-        core_pipe_limit: 16,
-        core_uses_pid: false,
-        helper_executable: Some(true),
-        set_by: None,
+fn report_pid_follows_the_children_the_pid_forked_as_live_does() {
+    let text = fixture("kill-segv");
+    let fork = r#"{"v":1,"type":"event","wall_ns":1795723349324000000,"ts_ns":810727032268,"cpu":0,"task":{"pid":13320,"tgid":13320,"comm":"tmux"},"cgroup_id":1,"event":"process-fork","child":14808}"#;
+    let at = line_of(&text, "signal-generate") - 1;
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(at, fork);
+    let log = lines.join("\n") + "\n";
+    let shown = |pid| {
+        let ran = report(Options { pid: Some(pid), ..opts() }, &[("log", log.as_bytes())]);
+        assert_eq!(ran.totals.bad_lines, 0, "{}", ran.stderr);
+        ran.verdicts()
     };
-    let (wall0, mono0) = (1_795_723_000_000_000_000u64, 600_000_000_000u64);
-    let mut h: Header = match serde_json::from_str::<Line>(&header_line("bench", mono0, wall0)).unwrap().record {
-        Record::Header(h) => h,
-        _ => unreachable!(),
-    };
-    h.core_settings = Some(settings);
-    writeln!(out, "{}", Line::new(Record::Header(h)).to_json()).unwrap();
-    let (mut written, mut round, mut clock) = (0u64, 0u64, mono0 + 1_000_000);
-    while written < events {
-        for t in &templates {
-            let base = t.iter().find_map(|l| match &l.record {
-                Record::Event(e) => Some(e.event.ts_ns),
-                _ => None,
-            });
-            let Some(base) = base else { continue };
-            // Fresh pids per round, so chains stay apart.
-            let shift = |pid: u32| if pid > 1000 { pid + (round as u32 % 50_000) * 20 } else { pid };
-            for l in t {
-                let mut l = l.clone();
-                match &mut l.record {
-                    Record::Event(e) => {
-                        e.event.ts_ns = clock + (e.event.ts_ns - base);
-                        e.wall_ns = e.event.ts_ns - mono0 + wall0;
-                        e.event.task.pid = shift(e.event.task.pid);
-                        e.event.task.tgid = shift(e.event.task.tgid);
-                        match &mut e.event.body {
-                            Body::SignalGenerate { target, si_pid, .. } => {
-                                target.pid = shift(target.pid);
-                                target.tgid = shift(target.tgid);
-                                *si_pid = si_pid.map(shift);
-                            }
-                            Body::HelperExec { argv, .. } => {
-                                for a in argv.iter_mut().skip(1) {
-                                    if let Ok(n) = a.parse::<u32>() {
-                                        *a = shift(n).to_string();
-                                    }
-                                }
-                            }
-                            _ => {}
-                        }
-                        written += 1;
-                        if written % 100_000 == 0 {
-                            let loss = Loss { ts_ns: e.event.ts_ns, source: "kernel".into(), counts: BTreeMap::new(), total: 1 };
-                            writeln!(out, "{}", Line::new(Record::Loss(loss)).to_json()).unwrap();
-                        }
-                    }
-                    Record::Verdict(c) if with_verdicts => {
-                        let d = clock as i64 - base as i64;
-                        c.first_ts_ns = (c.first_ts_ns as i64 + d) as u64;
-                        c.last_ts_ns = (c.last_ts_ns as i64 + d) as u64;
-                        c.crasher.pid = shift(c.crasher.pid);
-                        c.crasher.tgid = shift(c.crasher.tgid);
-                        for s in &mut c.timeline {
-                            s.ts_ns = (s.ts_ns as i64 + d) as u64;
-                        }
-                    }
-                    _ => continue,
-                }
-                writeln!(out, "{}", l.to_json()).unwrap();
-            }
-            // 200 ms between crashes: past the grace time, as in real life.
-            clock += 200_000_000;
-        }
-        round += 1;
-    }
-    writeln!(out, "{}", Line::new(Record::Summary(Summary { events: written, ..Summary::default() })).to_json()).unwrap();
-    out.flush().unwrap();
-    eprintln!("wrote {written} events to {path}");
+    assert_eq!(shown(13320), vec![(14809, "stored".to_string())]);
+    assert_eq!(shown(14809), vec![(14809, "stored".to_string())]);
+    assert!(shown(13321).is_empty());
 }

@@ -1,0 +1,61 @@
+//! Text for the records around the events and verdicts: the header, the
+//! watched pid's state, a loss and the summary.
+
+use std::fmt::Write as _;
+
+use super::{clock, wall, Style};
+use crate::record::{Header, Loss, Summary, Watched};
+
+pub fn header_text(h: &Header) -> String {
+    let mut s = format!("crashtrace {} on {} (kernel {})\n", h.tracer_version, h.hostname, h.kernel);
+    let _ = writeln!(s, "dump detection: {} — {}", h.dump_mode, h.dump_mode_reason);
+    for hook in &h.hooks {
+        let _ = writeln!(
+            s,
+            "  hook {:<36} {}{}",
+            hook.name,
+            hook.state,
+            hook.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+        );
+    }
+    if let Some(c) = &h.core_settings {
+        let _ = writeln!(s, "core_pattern: {:?}  core_pipe_limit: {}", c.core_pattern, c.core_pipe_limit);
+    }
+    if let Some(p) = h.watched_pid {
+        let _ = writeln!(s, "watching pid {p}");
+    }
+    s
+}
+
+pub fn watched_text(w: &Watched, mono_to_wall: i128, style: Style) -> String {
+    let wall = wall(w.ts_ns, mono_to_wall);
+    let state = if w.state == crate::watched::State::FrozenInCrashHandler { style.red(w.state.as_str()) } else { style.bold(w.state.as_str()) };
+    let mut s = format!("{} watched pid {} is {state}\n", style.dim(&clock(wall)), w.pid);
+    for e in &w.evidence {
+        let _ = writeln!(s, "   - {e}");
+    }
+    s
+}
+
+pub fn loss_text(l: &Loss, style: Style) -> String {
+    let parts: Vec<String> = l.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    style.red(&format!("LOST {} events ({}): {}", l.total, l.source, parts.join(" ")))
+}
+
+pub fn summary_text(s: &Summary) -> String {
+    let mut out = format!(
+        "summary: {} events, {} crash chains, {} events lost in the kernel, {} undecodable",
+        s.events, s.chains, s.lost_kernel, s.decode_errors
+    );
+    if s.log_write_failures > 0 {
+        let _ = write!(out, ", {} records not written to the log", s.log_write_failures);
+    }
+    out.push('\n');
+    for (v, n) in &s.verdicts {
+        let _ = writeln!(out, "  {v:<36} {n}");
+    }
+    if s.kernel_said_dumped_but_dropped > 0 {
+        let _ = writeln!(out, "  {} crashes reported \"core dumped\" by the kernel were dropped", s.kernel_said_dumped_but_dropped);
+    }
+    out
+}

@@ -1,0 +1,168 @@
+//! Which events and which chains are in scope: `--pid` and `--cgroup`, with
+//! one meaning in live mode and in `report`. Pure: what it needs to know
+//! beyond the event (its cgroup path, the chain of a collector) it asks a
+//! [`Lookup`], and only when the answer matters.
+//!
+//! `--pid P` keeps what involves P: P and the processes it forks (its crash
+//! handler's children), the chain a handled crash of P's handler is linked to,
+//! the collectors of those chains, and, if P is the init of a pid namespace
+//! (the process systemd-coredump's socket belongs to), every chain whose
+//! collector talks to that socket or cannot reach it. `--cgroup PATH` keeps
+//! what happens in that cgroup subtree.
+
+use std::collections::HashSet;
+
+use crate::{chain::Chain, core_pattern::SYSTEMD_COREDUMP_SOCKET, event::{Body, Event}, verdict::Verdict};
+
+/// What the scope asks about an event, when it needs to.
+pub trait Lookup {
+    /// The cgroup v2 path of the event's process, if known.
+    fn cgroup_path(&self, ev: &Event) -> Option<String>;
+    /// The open chain whose collector is process `tgid`.
+    fn helper_chain(&self, tgid: u32) -> Option<&Chain>;
+}
+
+/// `--pid` and `--cgroup`, and what following the pid has learnt.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// `--cgroup PATH`: only crashes and events in this cgroup subtree.
+    cgroup: Option<String>,
+    watch: Option<Watch>,
+}
+
+#[derive(Clone, Debug)]
+struct Watch {
+    pid: u32,
+    /// The watched pid and the children it forked.
+    followed: HashSet<u32>,
+    /// The watched pid is PID 1 of some pid namespace: the one
+    /// systemd-coredump hands cores to, so a collector that cannot reach it
+    /// is its story too.
+    is_init: bool,
+    /// The chain of a fatal signal the watched pid's own handler caught.
+    handled: Option<u64>,
+}
+
+/// Whether `chain` is a crash of `pid` that its own handler caught.
+pub fn is_handled_crash_of(pid: u32, chain: &Chain) -> bool {
+    chain.verdict == Some(Verdict::Handled) && chain.crasher.tgid == pid
+}
+
+/// Whether cgroup `path` is `prefix` or below it.
+pub fn cgroup_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).map(|r| r.starts_with('/')).unwrap_or(false)
+}
+
+impl Scope {
+    /// `pid_is_init`: whether `pid` is the init of its pid namespace (only
+    /// the live tracer can tell; a log does not say).
+    pub fn new(pid: Option<u32>, pid_is_init: bool, cgroup: Option<String>) -> Scope {
+        let watch = pid.map(|pid| Watch { pid, followed: [pid].into_iter().collect(), is_init: pid_is_init, handled: None });
+        Scope { cgroup, watch }
+    }
+
+    pub fn watched_pid(&self) -> Option<u32> {
+        self.watch.as_ref().map(|w| w.pid)
+    }
+
+    /// Whether anything is left out at all.
+    pub fn is_everything(&self) -> bool {
+        self.cgroup.is_none() && self.watch.is_none()
+    }
+
+    /// Learns from a finished chain (before it is judged in or out): a
+    /// handled crash of the watched pid links the chains its handler starts.
+    pub fn note_chain(&mut self, chain: &Chain) {
+        if let Some(w) = self.watch.as_mut()
+            && is_handled_crash_of(w.pid, chain)
+        {
+            w.handled = Some(chain.id);
+        }
+    }
+
+    /// Learns from an event that is not judged (as `report` replays them):
+    /// the children the watched processes fork.
+    pub fn follow(&mut self, ev: &Event) {
+        if let (Some(w), Body::ProcessFork { child }) = (self.watch.as_mut(), &ev.body)
+            && w.followed.contains(&ev.task.tgid)
+        {
+            w.followed.insert(*child);
+        }
+    }
+
+    /// Whether the event is in scope, following the watched pid's forks.
+    pub fn event(&mut self, ev: &Event, lookup: &dyn Lookup) -> bool {
+        if let Some(prefix) = &self.cgroup {
+            // Every kind is decided here: settings are the host's, not a cgroup's.
+            let path = match &ev.body {
+                Body::Cgroup { path, .. } => Some(path.clone()),
+                Body::CoreSettings(_) | Body::SysctlWrite { .. } => None,
+                Body::SignalGenerate { .. }
+                | Body::SignalDeliver { .. }
+                | Body::DumpStart { .. }
+                | Body::HelperExec { .. }
+                | Body::HelperConnect { .. }
+                | Body::ProcessExit { .. }
+                | Body::ProcessFork { .. }
+                | Body::StackCapture { .. }
+                | Body::StackCopy { .. } => lookup.cgroup_path(ev),
+            };
+            if let Some(path) = path
+                && !cgroup_under(&path, prefix)
+            {
+                return false;
+            }
+        }
+        if self.watch.is_none() {
+            return true;
+        }
+        self.follow(ev);
+        let Some(w) = &self.watch else { return true };
+        let involved = |p: u32| w.followed.contains(&p);
+        match &ev.body {
+            Body::SignalGenerate { target, .. } => involved(ev.task.tgid) || involved(target.tgid),
+            Body::ProcessExit { ppid, .. } => involved(ev.task.tgid) || involved(*ppid),
+            Body::CoreSettings(_) => true,
+            Body::HelperExec { .. } | Body::HelperConnect { .. } => {
+                lookup.helper_chain(ev.task.tgid).map(|c| self.chain(c)).unwrap_or(false)
+            }
+            Body::SignalDeliver { .. }
+            | Body::DumpStart { .. }
+            | Body::ProcessFork { .. }
+            | Body::SysctlWrite { .. }
+            | Body::Cgroup { .. }
+            | Body::StackCapture { .. }
+            | Body::StackCopy { .. } => involved(ev.task.tgid),
+        }
+    }
+
+    /// Whether a chain is in scope.
+    pub fn chain(&self, chain: &Chain) -> bool {
+        if let Some(prefix) = &self.cgroup
+            && !chain.cgroup_path.as_deref().map(|p| cgroup_under(p, prefix)).unwrap_or(false)
+        {
+            return false;
+        }
+        let Some(w) = &self.watch else { return true };
+        w.followed.iter().any(|p| chain.involves(*p))
+            || (chain.linked_to.is_some() && chain.linked_to == w.handled)
+            // A PID 1 owns the coredump socket: every collector that talks
+            // to it, or fails to, is part of its story.
+            || (w.is_init
+                && (chain.verdict == Some(Verdict::CollectorUnreachablePid1)
+                    || chain
+                        .collector
+                        .as_ref()
+                        .map(|c| c.connects.iter().any(|k| k.path == SYSTEMD_COREDUMP_SOCKET))
+                        .unwrap_or(false)))
+    }
+
+    /// Whether a `watched` record about `pid` is in scope.
+    pub fn watched_record(&self, pid: u32) -> bool {
+        self.watch.as_ref().map(|w| w.pid == pid).unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;
