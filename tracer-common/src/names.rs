@@ -87,6 +87,8 @@ macro_rules! named_enum {
             $( $(#[$vmeta])* $variant $(= $disc)? ),+
         }
 
+        // The enum's own visibility decides who sees these.
+        #[allow(unreachable_pub)]
         impl $name {
             /// Every variant, in declaration order.
             pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];

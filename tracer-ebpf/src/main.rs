@@ -8,6 +8,9 @@
 //! `cargo build --workspace`) compiles to a program that only says so.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The programs are `pub` because the loader finds them by their exported
+// symbol names, not through Rust paths.
+#![allow(unreachable_pub)]
 
 #[cfg(target_arch = "bpf")]
 mod cgroups;

@@ -152,11 +152,10 @@ impl Correlator {
         self.cgroup_paths.insert(id, path);
         let ids: Vec<u64> = self.open.keys().copied().collect();
         for cid in ids {
-            if let Some(o) = self.open.get_mut(&cid) {
-                if o.chain.cgroup_id == id && o.chain.cgroup_path.is_none() {
+            if let Some(o) = self.open.get_mut(&cid)
+                && o.chain.cgroup_id == id && o.chain.cgroup_path.is_none() {
                     o.chain.cgroup_path = self.cgroup_paths.get(&id).cloned();
                 }
-            }
         }
     }
 
@@ -224,8 +223,8 @@ impl Correlator {
             }
             Body::HelperExec { filename, argv, .. } => self.on_helper_exec(ev, filename, argv),
             Body::HelperConnect { path, ret, .. } => {
-                if let Some(id) = self.by_helper.get(&ev.task.tgid).copied() {
-                    if let Some(open) = self.open.get_mut(&id) {
+                if let Some(id) = self.by_helper.get(&ev.task.tgid).copied()
+                    && let Some(open) = self.open.get_mut(&id) {
                         let what = if *ret == 0 {
                             format!("collector connect {path}: ok")
                         } else {
@@ -236,7 +235,6 @@ impl Correlator {
                             c.connects.push(Connect { path: path.clone(), ret: *ret });
                         }
                     }
-                }
             }
             Body::ProcessExit { exit_code, roles, .. } => self.on_exit(ev, *exit_code, roles),
             Body::ProcessFork { .. } => {}
@@ -340,15 +338,14 @@ impl Correlator {
         for open in self.open.values_mut() {
             let c = &mut open.chain;
             let collector_gone_at = c.collector.as_ref().and_then(|h| h.exit_ts_ns);
-            if let (None, Some(gone), None) = (open.complete_at, collector_gone_at, c.exit_code) {
-                if now >= gone.saturating_add(stall_ns) {
+            if let (None, Some(gone), None) = (open.complete_at, collector_gone_at, c.exit_code)
+                && now >= gone.saturating_add(stall_ns) {
                     // Reported now, while it is happening: waiting longer
                     // cannot bring the core back.
                     c.stalled = true;
                     c.step(now, format!("still dumping {} ms after the collector exited: stalled", stall_ns / 1_000_000));
                     open.complete_at = Some(now.saturating_sub(self.cfg.grace_ns));
                 }
-            }
         }
         let due: Vec<u64> = self
             .open
@@ -378,11 +375,10 @@ impl Correlator {
         if self.by_tgid.get(&chain.crasher.tgid) == Some(&id) {
             self.by_tgid.remove(&chain.crasher.tgid);
         }
-        if let Some(c) = &chain.collector {
-            if self.by_helper.get(&c.pid) == Some(&id) {
+        if let Some(c) = &chain.collector
+            && self.by_helper.get(&c.pid) == Some(&id) {
                 self.by_helper.remove(&c.pid);
             }
-        }
         if chain.cgroup_path.is_none() {
             chain.cgroup_path = self.cgroup_paths.get(&chain.cgroup_id).cloned();
         }
@@ -434,15 +430,14 @@ impl Correlator {
         if let Some(id) = self.live_chain(task.tgid) {
             return id;
         }
-        if self.open.len() >= self.cfg.max_open {
-            if let Some(oldest) = self.open.keys().next().copied() {
+        if self.open.len() >= self.cfg.max_open
+            && let Some(oldest) = self.open.keys().next().copied() {
                 self.stats.chains_evicted += 1;
                 if let Some(mut c) = self.finish(oldest) {
                     c.reason = format!("{} (ended early: more than {} chains in flight)", c.reason, self.cfg.max_open);
                     done.push(c);
                 }
             }
-        }
         let id = self.next_id;
         self.next_id += 1;
         self.stats.chains_opened += 1;
@@ -455,12 +450,11 @@ impl Correlator {
     fn link(&mut self, id: u64, ppid: u32) {
         let Some(&(parent_chain, ts)) = self.handled.get(&ppid) else { return };
         let window = self.cfg.link_window_ns;
-        if let Some(open) = self.open.get_mut(&id) {
-            if open.chain.linked_to.is_none() && open.chain.first_ts_ns < ts.saturating_add(window) {
+        if let Some(open) = self.open.get_mut(&id)
+            && open.chain.linked_to.is_none() && open.chain.first_ts_ns < ts.saturating_add(window) {
                 open.chain.linked_to = Some(parent_chain);
                 open.chain.step(open.chain.first_ts_ns, format!("forked by crash handler of pid {ppid} (chain #{parent_chain})"));
             }
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -480,8 +474,8 @@ impl Correlator {
         if sig == SIGCHLD {
             // The parent learns how its child died; si_pid is the child.
             let child = si_pid.unwrap_or(0);
-            if let Some(id) = self.by_tgid.get(&child).copied() {
-                if let Some(open) = self.open.get_mut(&id) {
+            if let Some(id) = self.by_tgid.get(&child).copied()
+                && let Some(open) = self.open.get_mut(&id) {
                     let name = code_name(sig, code);
                     if code == CLD_DUMPED {
                         open.chain.kernel_said_dumped = true;
@@ -491,20 +485,16 @@ impl Correlator {
                         open.chain.step(ev.ts_ns, format!("parent {target} got SIGCHLD {name}"));
                     }
                 }
-            }
             return;
         }
-        if sig == SIGPIPE {
-            if let Some(id) = self.by_tgid.get(&target.tgid).copied() {
-                if let Some(open) = self.open.get_mut(&id) {
-                    if open.chain.dump.is_some() && open.chain.exit_code.is_none() {
+        if sig == SIGPIPE
+            && let Some(id) = self.by_tgid.get(&target.tgid).copied()
+                && let Some(open) = self.open.get_mut(&id)
+                    && open.chain.dump.is_some() && open.chain.exit_code.is_none() {
                         open.chain.sigpipe_during_dump = true;
                         open.chain.step(ev.ts_ns, "SIGPIPE while dumping: the core's reader went away");
                         return;
                     }
-                }
-            }
-        }
         if !is_fatal_by_default(sig) || result == TRACE_SIGNAL_IGNORED || result == TRACE_SIGNAL_ALREADY_PENDING {
             return;
         }
@@ -515,12 +505,11 @@ impl Correlator {
         }
         if let Some(id) = self.live_chain(target.tgid) {
             // A second fatal signal while the first is acted on.
-            if let Some(open) = self.open.get_mut(&id) {
-                if open.chain.disposition.is_some() || open.chain.sig != sig {
+            if let Some(open) = self.open.get_mut(&id)
+                && (open.chain.disposition.is_some() || open.chain.sig != sig) {
                     open.chain.step(ev.ts_ns, format!("also {} from {}", signal_name(sig), ev.task));
                     return;
                 }
-            }
         }
         let id = self.chain_for(target.clone(), sig, ev.ts_ns, done);
         let origin = origin(sig, code, &ev.task, target);
@@ -566,15 +555,14 @@ impl Correlator {
         if sa_handler != SIG_DFL && !is_core_signal(sig) {
             return;
         }
-        if let Some(id) = self.live_chain(ev.task.tgid) {
-            if let Some(open) = self.open.get(&id) {
+        if let Some(id) = self.live_chain(ev.task.tgid)
+            && let Some(open) = self.open.get(&id) {
                 // SIGKILL reaching the other threads of a process already
                 // dying of its first signal adds nothing.
                 if sig == SIGKILL && open.chain.disposition.is_some() {
                     return;
                 }
             }
-        }
         let id = self.chain_for(ev.task.clone(), sig, ev.ts_ns, done);
         let settings = self.settings.clone();
         let in_flight = self.pipe_dumps_in_flight();
@@ -692,9 +680,9 @@ impl Correlator {
 
     fn on_exit(&mut self, ev: &Event, exit_code: i32, roles: &[Role]) {
         let tgid = ev.task.tgid;
-        if roles.contains(&Role::Helper) {
-            if let Some(id) = self.by_helper.get(&tgid).copied() {
-                if let Some(open) = self.open.get_mut(&id) {
+        if roles.contains(&Role::Helper)
+            && let Some(id) = self.by_helper.get(&tgid).copied()
+                && let Some(open) = self.open.get_mut(&id) {
                     open.chain.step(ev.ts_ns, format!("collector {} exited: {}", ev.task, describe_exit(exit_code)));
                     if let Some(c) = open.chain.collector.as_mut() {
                         c.exit_code = Some(exit_code);
@@ -704,10 +692,8 @@ impl Correlator {
                         open.complete_at = Some(ev.ts_ns);
                     }
                 }
-            }
-        }
-        if let Some(id) = self.live_chain(tgid) {
-            if let Some(open) = self.open.get_mut(&id) {
+        if let Some(id) = self.live_chain(tgid)
+            && let Some(open) = self.open.get_mut(&id) {
                 let c = &mut open.chain;
                 c.exit_code = Some(exit_code);
                 if exit_code & 0x80 != 0 {
@@ -719,7 +705,6 @@ impl Correlator {
                     open.complete_at = Some(ev.ts_ns);
                 }
             }
-        }
     }
 }
 

@@ -68,13 +68,11 @@ impl KernelBtf {
             if name == member {
                 return Some(m.bit_offset());
             }
-            if name.is_empty() {
-                if let Some(inner) = self.anonymous_aggregate(m) {
-                    if let Some(bits) = self.find_member(&inner, member) {
+            if name.is_empty()
+                && let Some(inner) = self.anonymous_aggregate(m)
+                    && let Some(bits) = self.find_member(&inner, member) {
                         return Some(m.bit_offset() + bits);
                     }
-                }
-            }
         }
         None
     }
@@ -162,7 +160,7 @@ impl KernelBtf {
 }
 
 /// Offset of `field` in a tracepoint's `format` file text, e.g.
-/// `field:struct sockaddr * uservaddr;	offset:24;	size:8;	signed:0;`.
+/// `field:struct sockaddr * uservaddr;    offset:24;    size:8;    signed:0;`.
 pub fn format_field_offset(format: &str, field: &str) -> Option<u32> {
     for line in format.lines() {
         let line = line.trim();

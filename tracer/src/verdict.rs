@@ -99,14 +99,13 @@ fn decide_file(chain: &Chain, path: &str, rlimit_core: Option<u64>) -> Decision 
     if is_discarding_file(path) {
         return decided(Verdict::CorePatternDiscards, format!("core_pattern writes cores to {path}"));
     }
-    if let Some(limit) = rlimit_core {
-        if limit < MIN_COREDUMP {
+    if let Some(limit) = rlimit_core
+        && limit < MIN_COREDUMP {
             return decided(
                 Verdict::RlimitCore,
                 format!("RLIMIT_CORE is {limit} bytes, below the {MIN_COREDUMP}-byte minimum for a core file"),
             );
         }
-    }
     if chain.kernel_said_dumped {
         return decided(Verdict::Stored, format!("the kernel wrote the core file ({path})"));
     }

@@ -197,8 +197,9 @@ fn crash_burst(n: u64) -> Vec<u32> {
 #[ignore = "privileged: needs root, real BPF, crashes processes and changes core_pattern"]
 fn ring_buffer_overflow_is_counted_and_reported() {
     // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
+        euid,
         0,
         "this test needs root (real BPF, /proc/sys writes): run `cargo xtask test` as root"
     );

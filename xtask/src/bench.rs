@@ -27,7 +27,7 @@ mod startup;
 mod stats;
 mod storm;
 mod stream;
-pub mod synth_log;
+pub(crate) mod synth_log;
 mod table;
 mod tracer;
 mod workload;
@@ -43,7 +43,7 @@ use anyhow::{Context, Result, bail};
 use table::{Section, Status, Table};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Small counts for a quick look (a couple of minutes). The figures are
     /// not the published ones, so BENCHMARKS.md is left alone unless --out
     /// names it.
@@ -61,7 +61,7 @@ pub struct BenchArgs {
 
 /// How much work each benchmark does.
 #[derive(Clone, Debug)]
-pub struct Scale {
+pub(crate) struct Scale {
     pub name: &'static str,
     pub overhead_rounds: usize,
     pub busy_forks: u64,
@@ -81,7 +81,7 @@ pub struct Scale {
 
 impl Scale {
     /// Sized so that the whole run stays near ten minutes on a 2-core machine.
-    pub const FULL: Scale = Scale {
+    pub(crate) const FULL: Scale = Scale {
         name: "full",
         overhead_rounds: 9,
         busy_forks: 20_000,
@@ -97,7 +97,7 @@ impl Scale {
         report_small_events: 100_000,
         report_runs: 3,
     };
-    pub const QUICK: Scale = Scale {
+    pub(crate) const QUICK: Scale = Scale {
         name: "quick",
         overhead_rounds: 3,
         busy_forks: 5_000,
@@ -117,7 +117,7 @@ impl Scale {
 
 impl Scale {
     /// The counts, as BENCHMARKS.md states them.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         use stats::count;
         format!(
             "Scale ({}): overhead {} rounds of {} forks + {} SIGUSR1 round trips; crash storms {} rounds of {} crashes \
@@ -143,7 +143,7 @@ impl Scale {
 }
 
 /// What every benchmark needs.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub root: PathBuf,
     /// target/release/crashtrace, absolute.
     pub binary: PathBuf,
@@ -158,11 +158,11 @@ pub struct Ctx {
 impl Ctx {
     /// `path` as the commands in BENCHMARKS.md show it: relative to the
     /// repository root when it is inside it.
-    pub fn show(&self, path: &Path) -> String {
+    pub(crate) fn show(&self, path: &Path) -> String {
         path.strip_prefix(&self.root).map(|p| p.display().to_string()).unwrap_or_else(|_| path.display().to_string())
     }
 
-    pub fn crashtrace_cmd(&self, args: &[String]) -> String {
+    pub(crate) fn crashtrace_cmd(&self, args: &[String]) -> String {
         let mut s = self.show(&self.binary);
         for a in args {
             s.push(' ');
@@ -171,7 +171,7 @@ impl Ctx {
         s
     }
 
-    pub fn storm_cmd(&self, args: &[String]) -> String {
+    pub(crate) fn storm_cmd(&self, args: &[String]) -> String {
         format!("{} {}", self.show(&self.storm.path), args.join(" "))
     }
 }
@@ -184,7 +184,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 
 /// Fails once Ctrl-C was pressed, so the benchmark unwinds and its guards
 /// restore core_pattern. Checked between runs.
-pub fn check_interrupted() -> Result<()> {
+pub(crate) fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -220,7 +220,7 @@ fn utc_now() -> String {
 }
 
 /// Runs the benchmarks; `binary` is the release build with the eBPF object in it.
-pub fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
     if !is_root() {
         bail!(
             "the benchmarks load BPF programs and change core_pattern, so they need root: run `sudo cargo xtask bench`"

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 
 /// What a task is about to do; each need brings its packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     /// Linking host binaries (crashtrace, bpf-linker, the test programs).
     Build,
     /// Tier 2: crashing test programs, a real collector, unshare/setpriv,
@@ -30,7 +30,7 @@ pub enum Need {
 /// A Debian package and how to tell, without dpkg, that what it brings is
 /// present (for the message on other distributions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Package {
+pub(crate) struct Package {
     pub deb: &'static str,
     /// Any one of these paths existing counts as present.
     pub probes: &'static [&'static str],
@@ -59,10 +59,10 @@ const FILE: Package = pkg("file", &["/usr/bin/file"]);
 const GZIP: Package = pkg("gzip", &["/bin/gzip", "/usr/bin/gzip"]);
 
 /// Every need: what `cargo xtask test` and `cargo xtask setup` install.
-pub const ALL: [Need; 5] = [Need::Build, Need::Privileged, Need::Fuzz, Need::Vm, Need::Dist];
+pub(crate) const ALL: [Need; 5] = [Need::Build, Need::Privileged, Need::Fuzz, Need::Vm, Need::Dist];
 
 /// Packages for a set of needs, each once, in a stable order.
-pub fn packages(needs: &[Need]) -> Vec<Package> {
+pub(crate) fn packages(needs: &[Need]) -> Vec<Package> {
     let mut out: Vec<Package> = Vec::new();
     for need in needs {
         let list: &[Package] = match need {
@@ -83,7 +83,7 @@ pub fn packages(needs: &[Need]) -> Vec<Package> {
 
 /// Whether /etc/os-release describes Debian or a derivative (Ubuntu says
 /// `ID_LIKE=debian`).
-pub fn is_debian_like(os_release: &str) -> bool {
+pub(crate) fn is_debian_like(os_release: &str) -> bool {
     os_release.lines().any(|line| {
         let Some((key, value)) = line.split_once('=') else { return false };
         let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
@@ -97,7 +97,7 @@ pub fn is_debian_like(os_release: &str) -> bool {
 
 /// Whether `dpkg-query -W -f='${Status}'` output means installed. A package
 /// that was removed but left its config reads `deinstall ok config-files`.
-pub fn status_is_installed(status: &str) -> bool {
+pub(crate) fn status_is_installed(status: &str) -> bool {
     status.split_whitespace().last() == Some("installed")
 }
 
@@ -115,7 +115,7 @@ fn probe_present(p: &Package) -> bool {
 
 /// Installs (Debian, Ubuntu) or names (elsewhere) the packages `needs` call
 /// for that are missing.
-pub fn ensure(needs: &[Need]) -> Result<()> {
+pub(crate) fn ensure(needs: &[Need]) -> Result<()> {
     let wanted = packages(needs);
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     if !is_debian_like(&os_release) {
@@ -204,7 +204,7 @@ impl Drop for CoreSettingsGuard {
 
 /// Classic tracepoints (the helper's connect()) and their format files need
 /// tracefs; crashtrace mounts it itself, but the tests read it first.
-pub fn mount_tracefs() -> Result<()> {
+pub(crate) fn mount_tracefs() -> Result<()> {
     if Path::new("/sys/kernel/tracing/events").is_dir() {
         return Ok(());
     }
@@ -214,7 +214,7 @@ pub fn mount_tracefs() -> Result<()> {
 
 /// Installs a rustup toolchain (minimal profile) when missing: the eBPF
 /// build and the fuzzers need nightly.
-pub fn rust_toolchain(name: &str) -> Result<()> {
+pub(crate) fn rust_toolchain(name: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["toolchain", "list"])
         .output()
@@ -228,7 +228,7 @@ pub fn rust_toolchain(name: &str) -> Result<()> {
 }
 
 /// Installs a rustup target (the standard library for it) when missing.
-pub fn rust_target(target: &str) -> Result<()> {
+pub(crate) fn rust_target(target: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()

@@ -19,19 +19,19 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 /// The static build's target: musl links everything in.
-pub const TARGET: &str = "x86_64-unknown-linux-musl";
+pub(crate) const TARGET: &str = "x86_64-unknown-linux-musl";
 /// The package's Debian architecture for [`TARGET`].
 const DEB_ARCH: &str = "amd64";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const DESCRIPTION: &str = "eBPF tracer of crashes, core dumps and their collectors";
 
 /// The unit the package installs; see the file for why each line is there.
-pub const UNIT: &str = include_str!("dist/crashtrace.service");
+pub(crate) const UNIT: &str = include_str!("dist/crashtrace.service");
 const UNIT_PATH: &str = "lib/systemd/system/crashtrace.service";
 
 /// `cargo xtask dist` arguments.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Args {
+pub(crate) struct Args {
     /// Then check what was built: static, runs, package contents, an
     /// install into a scratch root, the unit (and, as root, that it attaches).
     #[arg(long)]
@@ -39,19 +39,19 @@ pub struct Args {
 }
 
 /// What `build` produced.
-pub struct Dist {
+pub(crate) struct Dist {
     pub binary: PathBuf,
     pub deb: PathBuf,
 }
 
 /// The product's command line, as the binary parses it.
-pub fn cli() -> clap::Command {
+pub(crate) fn cli() -> clap::Command {
     crashtrace::cli::Cli::command()
 }
 
 /// Man pages for `cmd` and each visible subcommand: (file name, roff).
 /// Subcommand pages are named `crashtrace-report.1` and so on.
-pub fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
     fn walk(cmd: clap::Command, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
         let man = clap_mangen::Man::new(cmd.clone()).date("");
         let mut roff = Vec::new();
@@ -73,20 +73,20 @@ pub fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// The shells completions are made for, with where Debian's packages of
 /// each shell look for a vendor's completion file.
-pub const SHELLS: [(Shell, &str); 3] = [
+pub(crate) const SHELLS: [(Shell, &str); 3] = [
     (Shell::Bash, "usr/share/bash-completion/completions/crashtrace"),
     (Shell::Zsh, "usr/share/zsh/vendor-completions/_crashtrace"),
     (Shell::Fish, "usr/share/fish/vendor_completions.d/crashtrace.fish"),
 ];
 
-pub fn completion(shell: Shell, mut cmd: clap::Command) -> Vec<u8> {
+pub(crate) fn completion(shell: Shell, mut cmd: clap::Command) -> Vec<u8> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "crashtrace", &mut out);
     out
 }
 
 /// Every file the package must hold, as `dpkg-deb -c` names them.
-pub fn expected_files() -> Result<Vec<String>> {
+pub(crate) fn expected_files() -> Result<Vec<String>> {
     let mut files = vec!["./usr/bin/crashtrace".to_string(), format!("./{UNIT_PATH}")];
     for (name, _) in man_pages(cli())? {
         files.push(format!("./usr/share/man/man1/{name}.gz"));
@@ -102,7 +102,7 @@ pub fn expected_files() -> Result<Vec<String>> {
 
 /// The paths in `dpkg-deb -c` output (`perms owner size date time path`;
 /// a symlink adds ` -> target`).
-pub fn listed_paths(listing: &str) -> Vec<&str> {
+pub(crate) fn listed_paths(listing: &str) -> Vec<&str> {
     listing
         .lines()
         .filter_map(|line| {
@@ -113,7 +113,7 @@ pub fn listed_paths(listing: &str) -> Vec<&str> {
 }
 
 /// The package's control file.
-pub fn control(installed_kib: u64) -> String {
+pub(crate) fn control(installed_kib: u64) -> String {
     format!(
         "Package: crashtrace\n\
          Version: {VERSION}\n\
@@ -196,7 +196,7 @@ fn du_kib(dir: &Path) -> Result<u64> {
 }
 
 /// Builds the static binary and the .deb.
-pub fn build() -> Result<Dist> {
+pub(crate) fn build() -> Result<Dist> {
     let started = std::time::Instant::now();
     let root = crate::root();
     let out_dir = root.join("target/dist");
@@ -303,7 +303,7 @@ fn check_static(binary: &Path) -> Result<()> {
 /// file, installs into a scratch root, and its unit passes
 /// `systemd-analyze verify` where that exists. As root, the binary must
 /// also attach.
-pub fn check(dist: &Dist) -> Result<()> {
+pub(crate) fn check(dist: &Dist) -> Result<()> {
     check_static(&dist.binary)?;
     let help = output(Command::new(&dist.binary).arg("--help"))?;
     if !help.contains("--pid") {
@@ -386,7 +386,7 @@ pub fn check(dist: &Dist) -> Result<()> {
 }
 
 /// The unit's CapabilityBoundingSet as setpriv's `--bounding-set` value.
-pub fn setpriv_bounding_set(unit: &str) -> Result<String> {
+pub(crate) fn setpriv_bounding_set(unit: &str) -> Result<String> {
     let caps = unit
         .lines()
         .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
@@ -400,7 +400,7 @@ pub fn setpriv_bounding_set(unit: &str) -> Result<String> {
     Ok(out)
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub(crate) fn run(args: &Args) -> Result<()> {
     let dist = build()?;
     if args.check {
         check(&dist)?;

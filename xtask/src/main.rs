@@ -239,11 +239,10 @@ fn privileged_test_files() -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) == Some("rs") {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+        if path.extension().and_then(|e| e.to_str()) == Some("rs")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
                 out.push(stem.to_string());
             }
-        }
     }
     if out.is_empty() {
         bail!("no privileged test files in {}", dir.display());

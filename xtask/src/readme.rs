@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 const TEST: &str = "hooks::tests::readme_hook_section_is_current";
 const UPDATE_ENV: &str = "CRASHTRACE_UPDATE_README";
 
-pub fn update(root: &Path) -> Result<()> {
+pub(crate) fn update(root: &Path) -> Result<()> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root).env(UPDATE_ENV, "1").args(["test", "-p", "crashtrace", "--lib", "--", "--exact", TEST]);
     eprintln!("xtask: running {cmd:?}");

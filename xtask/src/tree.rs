@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 
 /// `git status` and the diff against HEAD at one moment; `None` outside a
 /// git checkout (a source tarball), where there is nothing to compare.
-pub struct Snapshot(Option<(String, Vec<u8>)>);
+pub(crate) struct Snapshot(Option<(String, Vec<u8>)>);
 
 fn git(args: &[&str]) -> Option<Vec<u8>> {
     let out = Command::new("git").current_dir(crate::root()).args(args).output().ok()?;
@@ -16,14 +16,14 @@ fn git(args: &[&str]) -> Option<Vec<u8>> {
 }
 
 impl Snapshot {
-    pub fn take() -> Snapshot {
+    pub(crate) fn take() -> Snapshot {
         let status = git(&["status", "--porcelain=v1", "--untracked-files=no"]);
         let diff = git(&["diff", "HEAD", "--binary"]);
         Snapshot(status.zip(diff).map(|(s, d)| (String::from_utf8_lossy(&s).into_owned(), d)))
     }
 
     /// Fails naming the tracked files `stage` changed, except `allowed`.
-    pub fn unchanged_since(&self, stage: &str, allowed: &[&str]) -> Result<()> {
+    pub(crate) fn unchanged_since(&self, stage: &str, allowed: &[&str]) -> Result<()> {
         let (Some(before), Snapshot(Some(after))) = (&self.0, Snapshot::take()) else {
             return Ok(());
         };
@@ -45,7 +45,7 @@ impl Snapshot {
 /// `git status --porcelain` outputs; when the lines are the same but the
 /// diff is not, a file that was already modified changed again, and its
 /// name is found in the diff headers that differ.
-pub fn changed_paths(before: &str, after: &str, diff_before: &[u8], diff_after: &[u8], allowed: &[&str]) -> Vec<String> {
+pub(crate) fn changed_paths(before: &str, after: &str, diff_before: &[u8], diff_after: &[u8], allowed: &[&str]) -> Vec<String> {
     let path_of = |line: &str| line.get(3..).unwrap_or("").to_string();
     let mut out: Vec<String> = after.lines().filter(|l| !before.lines().any(|b| b == *l)).map(path_of).collect();
     out.extend(before.lines().filter(|l| !after.lines().any(|a| a == *l)).map(path_of));

@@ -35,7 +35,7 @@ const KERNEL_OPTIONS: &[&str] = &[
 
 /// `cargo xtask vm-test` arguments.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Args {
+pub(crate) struct Args {
     /// Kernels to boot: `all` (the matrix), a matrix row (5.10, 6.1, 6.12,
     /// 6.18, newest) or any other kernel series such as 6.6.
     #[arg(long, default_value = "all", value_name = "VERSION|all")]
@@ -59,7 +59,7 @@ pub struct Args {
 
 impl Args {
     /// What `cargo xtask test` runs: every kernel, with a fresh build.
-    pub fn full_matrix() -> Args {
+    pub(crate) fn full_matrix() -> Args {
         Args { kernel: "all".into(), timeout: 900, no_build: false, crashtrace: None, update_readme: false }
     }
 }
@@ -80,7 +80,7 @@ impl KernelRun {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub(crate) fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let root = crate::root();
     let vm_dir = root.join("target/vm");

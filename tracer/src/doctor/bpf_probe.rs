@@ -67,19 +67,19 @@ struct RawTracepointOpenAttr {
 
 /// What trying to attach said.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProbeResult {
+pub(super) enum ProbeResult {
     Attached,
     /// The kernel refused; the text names the step and the errno.
     Refused(String),
 }
 
 /// A kernel BTF to find attach targets in.
-pub struct AttachTargets {
+pub(super) struct AttachTargets {
     btf: Btf,
 }
 
 impl AttachTargets {
-    pub fn open(path: &std::path::Path) -> Result<AttachTargets, String> {
+    pub(super) fn open(path: &std::path::Path) -> Result<AttachTargets, String> {
         Btf::from_file(path).map(|btf| AttachTargets { btf }).map_err(|e| format!("cannot read {}: {e}", path.display()))
     }
 
@@ -89,7 +89,7 @@ impl AttachTargets {
     }
 
     /// Loads and attaches an fentry program on kernel function `function`.
-    pub fn fentry(&self, function: &str) -> ProbeResult {
+    pub(super) fn fentry(&self, function: &str) -> ProbeResult {
         match self.id_of(function, |t| matches!(t, Type::Func(_))) {
             Some(id) => attach_tracing(BPF_TRACE_FENTRY, id),
             None => ProbeResult::Refused(format!("the kernel's BTF has no function {function}")),
@@ -98,7 +98,7 @@ impl AttachTargets {
 
     /// Loads and attaches a tp_btf program on tracepoint `tracepoint`
     /// (found in BTF as the typedef `btf_trace_<tracepoint>`).
-    pub fn tp_btf(&self, tracepoint: &str) -> ProbeResult {
+    pub(super) fn tp_btf(&self, tracepoint: &str) -> ProbeResult {
         match self.id_of(&format!("btf_trace_{tracepoint}"), |t| matches!(t, Type::Typedef(_))) {
             Some(id) => attach_tracing(BPF_TRACE_RAW_TP, id),
             None => ProbeResult::Refused(format!("the kernel's BTF has no tracepoint {tracepoint}")),

@@ -386,9 +386,11 @@ fn root_writable(dir: &str) -> DirState {
     let Ok(c) = std::ffi::CString::new(dir) else {
         return DirState::NotWritable("the path has a NUL byte".into());
     };
-    // SAFETY: statvfs(2) with a NUL-terminated path and a zeroed out-struct.
+    // SAFETY: statvfs is plain data; all-zero is a valid value.
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut vfs) } == 0 && vfs.f_flag & libc::ST_RDONLY != 0 {
+    // SAFETY: statvfs(2) with a NUL-terminated path and a valid out-struct.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut vfs) };
+    if rc == 0 && vfs.f_flag & libc::ST_RDONLY != 0 {
         return DirState::NotWritable("read-only file system".into());
     }
     // SAFETY: geteuid cannot fail; access(2) with a NUL-terminated path.

@@ -32,20 +32,20 @@ use serde_json::Value;
 
 /// The lock every test that changes global machine state or crashes
 /// processes holds for its whole duration (see the project's coordination rules).
-pub const GLOBAL_LOCK: &str = "/tmp/crashtrace-global.lock";
-pub const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
-pub const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
-pub const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
+pub(crate) const GLOBAL_LOCK: &str = "/tmp/crashtrace-global.lock";
+pub(crate) const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+pub(crate) const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
+pub(crate) const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
 
 /// The crashtrace binary Cargo built for this test run.
-pub const CRASHTRACE: &str = env!("CARGO_BIN_EXE_crashtrace");
+pub(crate) const CRASHTRACE: &str = env!("CARGO_BIN_EXE_crashtrace");
 
 /// The crashtrace binary to run: a hard link to [`CRASHTRACE`] named for
 /// this test process. The target directory is shared, and a build elsewhere
 /// (one without the eBPF object, say) can replace the binary at its usual
 /// path while slow scenarios run. Links left by ended test processes are
 /// removed.
-pub fn pinned_crashtrace() -> PathBuf {
+pub(crate) fn pinned_crashtrace() -> PathBuf {
     static PINNED: OnceLock<PathBuf> = OnceLock::new();
     PINNED
         .get_or_init(|| {
@@ -71,29 +71,29 @@ pub fn pinned_crashtrace() -> PathBuf {
 
 /// Attaching loads and verifies every program; on a busy 2-core machine
 /// that can take a while, so the bound is generous.
-pub const ATTACH_WAIT: Duration = Duration::from_secs(90);
+pub(crate) const ATTACH_WAIT: Duration = Duration::from_secs(90);
 /// A chain with no new evidence is ended after 15 s by the correlator, so a
 /// verdict must come well within this.
-pub const VERDICT_WAIT: Duration = Duration::from_secs(45);
+pub(crate) const VERDICT_WAIT: Duration = Duration::from_secs(45);
 /// SIGINT to exit, including the final flush and summary.
-pub const STOP_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const STOP_WAIT: Duration = Duration::from_secs(30);
 /// A crashing child, core dump and collector included.
-pub const CRASH_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const CRASH_WAIT: Duration = Duration::from_secs(30);
 
 /// Panics unless this is root: the tier needs real BPF and writes /proc/sys.
-pub fn require_root() {
+pub(crate) fn require_root() {
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "privileged tests need root (real BPF, /proc/sys writes); run them with `cargo xtask test` as root");
 }
 
 /// An exclusive flock on [`GLOBAL_LOCK`], released when dropped.
-pub struct GlobalLock {
+pub(crate) struct GlobalLock {
     _file: File,
 }
 
 impl GlobalLock {
-    pub fn acquire() -> GlobalLock {
+    pub(crate) fn acquire() -> GlobalLock {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -118,12 +118,12 @@ impl GlobalLock {
 
 /// core_pattern, core_pipe_limit and suid_dumpable as found, written back
 /// when dropped, also when the test panics.
-pub struct SavedSettings {
+pub(crate) struct SavedSettings {
     saved: Vec<(&'static str, String)>,
 }
 
 impl SavedSettings {
-    pub fn save() -> SavedSettings {
+    pub(crate) fn save() -> SavedSettings {
         let saved = [CORE_PATTERN, CORE_PIPE_LIMIT, SUID_DUMPABLE]
             .into_iter()
             .map(|path| {
@@ -170,35 +170,35 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), String> {
 /// What a privileged test holds for its whole duration: the global lock and
 /// the saved settings. Fields drop in order, so the settings are restored
 /// before the lock is released.
-pub struct Exclusive {
+pub(crate) struct Exclusive {
     _settings: SavedSettings,
     _lock: GlobalLock,
 }
 
 impl Exclusive {
-    pub fn take() -> Exclusive {
+    pub(crate) fn take() -> Exclusive {
         require_root();
         let lock = GlobalLock::acquire();
         let settings = SavedSettings::save();
         Exclusive { _settings: settings, _lock: lock }
     }
 
-    pub fn set_core_pattern(&self, pattern: &str) {
+    pub(crate) fn set_core_pattern(&self, pattern: &str) {
         write_sysctl(CORE_PATTERN, pattern).unwrap_or_else(|e| panic!("setting core_pattern: {e}"));
     }
 
-    pub fn set_core_pipe_limit(&self, limit: u32) {
+    pub(crate) fn set_core_pipe_limit(&self, limit: u32) {
         write_sysctl(CORE_PIPE_LIMIT, &limit.to_string()).unwrap_or_else(|e| panic!("setting core_pipe_limit: {e}"));
     }
 }
 
 /// A directory under /tmp, removed with its contents when dropped.
-pub struct TempDir {
+pub(crate) struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
+    pub(crate) fn new(prefix: &str) -> TempDir {
         let template = CString::new(format!("/tmp/{prefix}.XXXXXX")).expect("prefix has no NUL");
         let mut bytes = template.into_bytes_with_nul();
         // SAFETY: a writable, NUL-terminated template ending in XXXXXX.
@@ -208,7 +208,7 @@ impl TempDir {
         TempDir { path: PathBuf::from(String::from_utf8(bytes).expect("mkdtemp keeps the template ASCII")) }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -220,7 +220,7 @@ impl Drop for TempDir {
 }
 
 /// The crasher (tests/crashers/crash.c), compiled with `cc` once per test run.
-pub fn crasher() -> &'static Path {
+pub(crate) fn crasher() -> &'static Path {
     static CRASHER: OnceLock<PathBuf> = OnceLock::new();
     CRASHER.get_or_init(|| {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crashers/crash.c");
@@ -250,14 +250,14 @@ pub fn crasher() -> &'static Path {
 
 /// RLIMIT_CORE for a crasher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RlimitCore {
+pub(crate) enum RlimitCore {
     Unlimited,
     Bytes(u64),
 }
 
 /// A crasher process; killed and reaped when dropped if the test did not
 /// reap it, so a failed test leaves no process behind.
-pub struct Crasher {
+pub(crate) struct Crasher {
     child: Option<Child>,
     pub pid: u32,
 }
@@ -265,7 +265,7 @@ pub struct Crasher {
 impl Crasher {
     /// Starts the crasher in `mode` (segv, abort, pause) in `cwd`, with
     /// RLIMIT_CORE set (soft and hard) before exec.
-    pub fn spawn(mode: &str, rlimit: RlimitCore, cwd: &Path) -> Crasher {
+    pub(crate) fn spawn(mode: &str, rlimit: RlimitCore, cwd: &Path) -> Crasher {
         let limit = match rlimit {
             RlimitCore::Unlimited => libc::RLIM_INFINITY,
             RlimitCore::Bytes(n) => n as libc::rlim_t,
@@ -288,7 +288,7 @@ impl Crasher {
     }
 
     /// For `pause` mode: waits (bounded) until the crasher says it is ready.
-    pub fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         let stdout: &mut ChildStdout = self.child.as_mut().and_then(|c| c.stdout.as_mut()).expect("crasher stdout is piped");
         let mut pfd = libc::pollfd { fd: stdout.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
@@ -301,14 +301,14 @@ impl Crasher {
     }
 
     /// Sends `sig` to the crasher, from this (the test) process.
-    pub fn kill(&self, sig: i32) {
+    pub(crate) fn kill(&self, sig: i32) {
         // SAFETY: kill(2) on our own unreaped child.
         let rc = unsafe { libc::kill(self.pid as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill({}, {sig}) failed: {}", self.pid, std::io::Error::last_os_error());
     }
 
     /// Reaps the crasher (bounded wait) and returns its wait status.
-    pub fn wait(&mut self) -> ExitStatus {
+    pub(crate) fn wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("crasher already reaped");
         wait_bounded(&mut child, CRASH_WAIT, "the crasher")
     }
@@ -325,7 +325,7 @@ impl Drop for Crasher {
 
 /// A running crashtrace, its JSON Lines stdout parsed as it arrives and its
 /// stderr kept. Killed when dropped if the test did not stop it.
-pub struct Tracer {
+pub(crate) struct Tracer {
     child: Option<Child>,
     stdout_rx: Receiver<String>,
     stderr_rx: Receiver<String>,
@@ -336,7 +336,7 @@ pub struct Tracer {
 }
 
 /// What a stopped crashtrace left.
-pub struct Stopped {
+pub(crate) struct Stopped {
     pub status: ExitStatus,
     pub records: Vec<Value>,
     pub stderr: String,
@@ -365,7 +365,7 @@ fn read_lines<R: Read + Send + 'static>(
 impl Tracer {
     /// Starts crashtrace with `args` (add `--json`) and waits until it says
     /// it is attached.
-    pub fn start(args: &[&str]) -> Tracer {
+    pub(crate) fn start(args: &[&str]) -> Tracer {
         let binary = pinned_crashtrace();
         let mut child = Command::new(&binary)
             .args(args)
@@ -388,11 +388,11 @@ impl Tracer {
         tracer
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).expect("crashtrace is running")
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -431,7 +431,7 @@ impl Tracer {
 
     /// Reads records until the verdict whose crasher is process `tgid`
     /// arrives, and returns it.
-    pub fn wait_verdict(&mut self, tgid: u32) -> Value {
+    pub(crate) fn wait_verdict(&mut self, tgid: u32) -> Value {
         let deadline = Instant::now() + VERDICT_WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -460,7 +460,7 @@ impl Tracer {
     /// Reads records until one matches `pred` (or one already read does)
     /// and returns its index in `records`; fails with the last records and
     /// crashtrace's stderr after `limit`.
-    pub fn wait_for(&mut self, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> usize {
+    pub(crate) fn wait_for(&mut self, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> usize {
         let deadline = Instant::now() + limit;
         match self.wait_until(deadline, &pred) {
             Some(i) => i,
@@ -475,7 +475,7 @@ impl Tracer {
     /// The index of the first record, already read or arriving before
     /// `deadline`, that `pred` accepts; None when none came (the caller
     /// decides whether that fails).
-    pub fn wait_until(&mut self, deadline: Instant, pred: impl Fn(&Value) -> bool) -> Option<usize> {
+    pub(crate) fn wait_until(&mut self, deadline: Instant, pred: impl Fn(&Value) -> bool) -> Option<usize> {
         if let Some(i) = self.records.iter().position(&pred) {
             return Some(i);
         }
@@ -494,7 +494,7 @@ impl Tracer {
 
     /// Stops crashtrace with SIGINT (bounded wait) and returns every record
     /// it printed, its exit status and its stderr.
-    pub fn stop(mut self) -> Stopped {
+    pub(crate) fn stop(mut self) -> Stopped {
         let mut child = self.child.take().expect("crashtrace is running");
         // SAFETY: kill(2) on our own unreaped child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
@@ -523,7 +523,7 @@ impl Stopped {
     /// Exit status 0, no panic text, and a `summary` as the last record.
     /// Returns the summary.
     #[track_caller]
-    pub fn assert_clean_exit(&self) -> &Value {
+    pub(crate) fn assert_clean_exit(&self) -> &Value {
         assert!(
             self.status.success(),
             "crashtrace exited with {} after SIGINT; stderr:\n{}",
@@ -542,7 +542,7 @@ impl Stopped {
     }
 
     /// Verdict records whose crasher is process `tgid`.
-    pub fn verdicts_for(&self, tgid: u32) -> Vec<&Value> {
+    pub(crate) fn verdicts_for(&self, tgid: u32) -> Vec<&Value> {
         self.records.iter().filter(|r| is_verdict_for(r, tgid)).collect()
     }
 }
@@ -550,7 +550,7 @@ impl Stopped {
 /// Waits for `child` with a deadline; kills it and fails past the deadline.
 /// Polls briefly: tests act on a crasher's exit (removing its cgroup, say)
 /// right after it.
-pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+pub(crate) fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {
@@ -567,17 +567,17 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatu
 }
 
 /// The last `n` records, one per line, for failure messages.
-pub fn tail(records: &[Value], n: usize) -> String {
+pub(crate) fn tail(records: &[Value], n: usize) -> String {
     records[records.len().saturating_sub(n)..].iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
 }
 
-pub fn is_verdict_for(record: &Value, tgid: u32) -> bool {
+pub(crate) fn is_verdict_for(record: &Value, tgid: u32) -> bool {
     record["type"] == "verdict" && record.pointer("/crasher/tgid").and_then(Value::as_u64) == Some(tgid as u64)
 }
 
 /// Records that mention process `tgid` as a task, target, crasher or
 /// collector: the evidence to show when a check about it fails.
-pub fn about(records: &[Value], tgid: u32) -> Vec<String> {
+pub(crate) fn about(records: &[Value], tgid: u32) -> Vec<String> {
     let t = Some(tgid as u64);
     records
         .iter()
@@ -592,7 +592,7 @@ pub fn about(records: &[Value], tgid: u32) -> Vec<String> {
 }
 
 /// Output of a crashtrace run that is expected to end by itself.
-pub struct Finished {
+pub(crate) struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -600,7 +600,7 @@ pub struct Finished {
 
 /// Runs `cmd` to its end, bounded by `limit`; it is killed, and the test
 /// fails, if it runs longer.
-pub fn run_bounded(mut cmd: Command, limit: Duration) -> Finished {
+pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Finished {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -637,7 +637,7 @@ impl Finished {
     /// line on stderr starting `crashtrace:` and containing each of `needles`,
     /// no panic, and nothing on stdout (no header: it never started tracing).
     #[track_caller]
-    pub fn assert_usage_error(&self, needles: &[&str]) {
+    pub(crate) fn assert_usage_error(&self, needles: &[&str]) {
         assert!(
             !self.stderr.contains("built without its eBPF object"),
             "{CRASHTRACE} was built without its eBPF object, so this check cannot run: build the tests with \

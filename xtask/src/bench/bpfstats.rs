@@ -14,13 +14,13 @@ use super::global::GlobalLock;
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// Turns BPF run-time statistics on; back to what they were when dropped.
-pub struct StatsOn<'lock> {
+pub(super) struct StatsOn<'lock> {
     before: String,
     _lock: &'lock GlobalLock,
 }
 
 impl<'lock> StatsOn<'lock> {
-    pub fn enable(lock: &'lock GlobalLock) -> Result<StatsOn<'lock>> {
+    pub(super) fn enable(lock: &'lock GlobalLock) -> Result<StatsOn<'lock>> {
         let before = std::fs::read_to_string(STATS_SYSCTL).with_context(|| format!("reading {STATS_SYSCTL}"))?;
         std::fs::write(STATS_SYSCTL, "1").with_context(|| format!("writing 1 to {STATS_SYSCTL}"))?;
         Ok(StatsOn { before: before.trim().to_string(), _lock: lock })
@@ -39,7 +39,7 @@ impl Drop for StatsOn<'_> {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Prog {
+pub(super) struct Prog {
     /// "program (attach point)": the program's name from the kernel, and the
     /// tracepoint (or other attach point) its link names.
     pub name: String,
@@ -98,7 +98,7 @@ fn prog_name(pid: u32, fd: i32) -> Option<String> {
 }
 
 /// The BPF programs `pid` holds, by program id.
-pub fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
+pub(super) fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
     let dir = format!("/proc/{pid}/fdinfo");
     let mut progs: BTreeMap<u64, Prog> = BTreeMap::new();
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
@@ -143,7 +143,7 @@ pub fn read(pid: u32) -> Result<BTreeMap<u64, Prog>> {
 }
 
 /// Adds `b` into `a`, program by name.
-pub fn accumulate(into: &mut BTreeMap<String, Prog>, progs: &BTreeMap<u64, Prog>) {
+pub(super) fn accumulate(into: &mut BTreeMap<String, Prog>, progs: &BTreeMap<u64, Prog>) {
     for p in progs.values() {
         let e = into.entry(p.name.clone()).or_insert_with(|| Prog { name: p.name.clone(), ..Default::default() });
         e.run_cnt += p.run_cnt;

@@ -23,7 +23,7 @@ const RSS_TARGET_KIB: u64 = 32 * 1024;
 const GROWTH_TOLERANCE_KIB: u64 = 1024;
 const SETTLE: Duration = Duration::from_millis(500);
 
-pub fn run(ctx: &Ctx) -> Result<Section> {
+pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     let sc = &ctx.scale;
     let n = sc.churn_processes;
     let crashes = n.div_ceil(sc.churn_crash_every);

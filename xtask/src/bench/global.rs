@@ -6,17 +6,17 @@ use std::{fs::File, os::fd::AsRawFd, path::Path};
 
 use anyhow::{Context, Result, bail};
 
-pub const LOCK_PATH: &str = "/tmp/crashtrace-global.lock";
+pub(super) const LOCK_PATH: &str = "/tmp/crashtrace-global.lock";
 const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
 const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
 
 /// An exclusive flock on [`LOCK_PATH`], held until dropped.
-pub struct GlobalLock {
+pub(super) struct GlobalLock {
     _file: File,
 }
 
 impl GlobalLock {
-    pub fn acquire() -> Result<GlobalLock> {
+    pub(super) fn acquire() -> Result<GlobalLock> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -45,18 +45,18 @@ fn write(path: &str, value: &str) -> Result<()> {
 
 /// Saves core_pattern and core_pipe_limit; restores both when dropped.
 /// Borrowing the lock makes "changed without the lock" a compile error.
-pub struct CoreGuard<'lock> {
+pub(super) struct CoreGuard<'lock> {
     pattern: String,
     pipe_limit: String,
     _lock: &'lock GlobalLock,
 }
 
 impl<'lock> CoreGuard<'lock> {
-    pub fn save(lock: &'lock GlobalLock) -> Result<CoreGuard<'lock>> {
+    pub(super) fn save(lock: &'lock GlobalLock) -> Result<CoreGuard<'lock>> {
         Ok(CoreGuard { pattern: read(CORE_PATTERN)?, pipe_limit: read(CORE_PIPE_LIMIT)?, _lock: lock })
     }
 
-    pub fn set(&self, pattern: &str, pipe_limit: u32) -> Result<()> {
+    pub(super) fn set(&self, pattern: &str, pipe_limit: u32) -> Result<()> {
         write(CORE_PATTERN, pattern)?;
         write(CORE_PIPE_LIMIT, &pipe_limit.to_string())?;
         let now = read(CORE_PATTERN)?;
@@ -79,7 +79,7 @@ impl Drop for CoreGuard<'_> {
 
 /// Makes `dir` (on tmpfs) and returns it; a dir left by an earlier run is
 /// emptied first.
-pub fn scratch_dir(dir: &Path) -> Result<()> {
+pub(super) fn scratch_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
     }

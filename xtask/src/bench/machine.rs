@@ -5,7 +5,7 @@ use std::process::Command;
 
 use super::table::Table;
 
-pub struct Machine {
+pub(super) struct Machine {
     pub cores: usize,
     pub cpu_model: String,
     pub kernel: String,
@@ -21,7 +21,7 @@ fn first_line_with(path: &str, key: &str) -> Option<String> {
 }
 
 impl Machine {
-    pub fn probe() -> Machine {
+    pub(super) fn probe() -> Machine {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
         let perf = Command::new("perf").args(["stat", "-e", "instructions", "true"]).output();
         let perf_counters = match perf {
@@ -52,7 +52,7 @@ impl Machine {
         }
     }
 
-    pub fn table(&self) -> Table {
+    pub(super) fn table(&self) -> Table {
         let mut t = Table::new(&["", ""]);
         for (k, v) in [
             ("cores", self.cores.to_string()),
@@ -69,7 +69,7 @@ impl Machine {
     }
 }
 
-pub fn load_average() -> String {
+pub(super) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -77,7 +77,7 @@ pub fn load_average() -> String {
 
 /// Pids of crashtrace processes other than `except`: tracers someone else
 /// runs on this machine during the benchmark.
-pub fn other_tracers(except: &[u32]) -> Vec<u32> {
+pub(super) fn other_tracers(except: &[u32]) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))

@@ -71,7 +71,7 @@ struct Run {
     tracer_cpu: f64,
 }
 
-pub fn run(ctx: &Ctx) -> Result<Section> {
+pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     let sc = &ctx.scale;
     let mut section = Section::new(
         "1. Overhead on a busy host that is not crashing",

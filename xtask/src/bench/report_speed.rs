@@ -28,7 +28,7 @@ use super::{
 const SEED_CRASHES: u64 = 2_000;
 const TARGET_EVENTS_PER_SEC: f64 = 500_000.0;
 
-pub fn run(ctx: &Ctx) -> Result<Section> {
+pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     let sc = &ctx.scale;
     let mut section = Section::new(
         "5. Report speed",

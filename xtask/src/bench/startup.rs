@@ -16,7 +16,7 @@ use super::{
 
 const TARGET: Duration = Duration::from_millis(250);
 
-pub fn run(ctx: &Ctx) -> Result<Section> {
+pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     let runs = ctx.scale.startup_runs;
     let mut section = Section::new(
         "4. Start-up",

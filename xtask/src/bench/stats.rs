@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// The median of `values` (the mean of the middle two for an even count);
 /// `None` for an empty slice. NaNs sort last and so rarely matter.
-pub fn median(values: &[f64]) -> Option<f64> {
+pub(super) fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -14,31 +14,31 @@ pub fn median(values: &[f64]) -> Option<f64> {
     Some(if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 })
 }
 
-pub fn min_max(values: &[f64]) -> Option<(f64, f64)> {
+pub(super) fn min_max(values: &[f64]) -> Option<(f64, f64)> {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (!values.is_empty()).then_some((min, max))
 }
 
-pub fn secs(d: Duration) -> String {
+pub(super) fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-pub fn ms(ns: f64) -> String {
+pub(super) fn ms(ns: f64) -> String {
     format!("{:.1} ms", ns / 1e6)
 }
 
 /// A ratio as a signed percentage change: 1.023 -> "+2.3%".
-pub fn pct_change(ratio: f64) -> String {
+pub(super) fn pct_change(ratio: f64) -> String {
     format!("{:+.1}%", (ratio - 1.0) * 100.0)
 }
 
-pub fn mib(kib: u64) -> String {
+pub(super) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 /// Thousands separated with commas: 1234567 -> "1,234,567".
-pub fn count(n: u64) -> String {
+pub(super) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -50,7 +50,7 @@ pub fn count(n: u64) -> String {
     out
 }
 
-pub fn rate(n: f64) -> String {
+pub(super) fn rate(n: f64) -> String {
     count(n.round().max(0.0) as u64)
 }
 

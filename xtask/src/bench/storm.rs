@@ -68,7 +68,7 @@ struct Traced {
     hwm_kib: u64,
 }
 
-pub fn run(ctx: &Ctx) -> Result<Section> {
+pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     let sc = &ctx.scale;
     let cores_dir = ctx.scratch.join("cores");
     std::fs::create_dir_all(&cores_dir)?;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 #[derive(Debug, Default)]
-pub struct Stream {
+pub(super) struct Stream {
     pub event_records: u64,
     /// Verdict records whose crasher is one of ours, by verdict.
     pub ours: BTreeMap<String, u64>,
@@ -35,13 +35,13 @@ pub struct Stream {
 
 impl Stream {
     /// Our verdicts other than `expected`, as "verdict ×n" words.
-    pub fn wrong(&self, expected: &str) -> String {
+    pub(super) fn wrong(&self, expected: &str) -> String {
         let w: Vec<String> =
             self.ours.iter().filter(|(v, _)| *v != expected).map(|(v, n)| format!("{v} ×{n}")).collect();
         w.join(", ")
     }
 
-    pub fn summary_u64(&self, key: &str) -> Option<u64> {
+    pub(super) fn summary_u64(&self, key: &str) -> Option<u64> {
         self.summary.as_ref()?.get(key)?.as_u64()
     }
 }
@@ -84,7 +84,7 @@ fn describe(v: &Value) -> String {
 /// benchmark made, once per crash, all with command name `comm` (pids are
 /// reused, so the name tells our crashers from other processes that had the
 /// same pid); `expected` is the verdict each should get.
-pub fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Result<Stream> {
+pub(super) fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Result<Stream> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut owed: HashMap<u32, u64> = HashMap::new();
     for p in ours {

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 /// The fixtures replayed, in this order.
-pub const FIXTURES: [&str; 8] = [
+pub(crate) const FIXTURES: [&str; 8] = [
     "bin-false",
     "file-stored",
     "handled-reraise",
@@ -35,7 +35,7 @@ const WALL0: u64 = 1_795_723_000_000_000_000;
 const MONO0: u64 = 600_000_000_000;
 
 /// Writes a log of at least `events` events to `out`; returns the count.
-pub fn write(fixtures: &Path, out: &Path, events: u64, with_verdicts: bool) -> Result<u64> {
+pub(crate) fn write(fixtures: &Path, out: &Path, events: u64, with_verdicts: bool) -> Result<u64> {
     let mut templates = Vec::new();
     for name in FIXTURES {
         let path = fixtures.join(format!("{name}.jsonl"));

@@ -4,17 +4,17 @@
 use std::fmt::Write as _;
 
 #[derive(Clone, Debug)]
-pub struct Table {
+pub(super) struct Table {
     pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn new(headers: &[&str]) -> Table {
+    pub(super) fn new(headers: &[&str]) -> Table {
         Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(super) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
@@ -30,7 +30,7 @@ impl Table {
         w
     }
 
-    pub fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         let w = self.widths();
         let line = |cells: &[String]| {
             let mut s = String::from("  ");
@@ -48,7 +48,7 @@ impl Table {
         out
     }
 
-    pub fn markdown(&self) -> String {
+    pub(super) fn markdown(&self) -> String {
         let esc = |c: &str| c.replace('|', "\\|");
         let mut out = format!("| {} |\n", self.headers.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "));
         out += &format!("|{}\n", "---|".repeat(self.headers.len()));
@@ -62,7 +62,7 @@ impl Table {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub(super) enum Status {
     Met,
     Missed,
     /// Could not be measured here; the check says why.
@@ -70,7 +70,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn word(self) -> &'static str {
+    pub(super) fn word(self) -> &'static str {
         match self {
             Status::Met => "met",
             Status::Missed => "MISSED",
@@ -80,25 +80,25 @@ impl Status {
 }
 
 #[derive(Clone, Debug)]
-pub struct TargetCheck {
+pub(super) struct TargetCheck {
     pub target: String,
     pub measured: String,
     pub status: Status,
 }
 
 impl TargetCheck {
-    pub fn new(target: &str, measured: String, met: bool) -> TargetCheck {
+    pub(super) fn new(target: &str, measured: String, met: bool) -> TargetCheck {
         TargetCheck { target: target.into(), measured, status: if met { Status::Met } else { Status::Missed } }
     }
 
-    pub fn not_measured(target: &str, why: String) -> TargetCheck {
+    pub(super) fn not_measured(target: &str, why: String) -> TargetCheck {
         TargetCheck { target: target.into(), measured: why, status: Status::NotMeasured }
     }
 }
 
 /// One benchmark's results.
 #[derive(Clone, Debug, Default)]
-pub struct Section {
+pub(super) struct Section {
     pub title: String,
     /// How it was measured, in a sentence or three.
     pub method: String,
@@ -113,11 +113,11 @@ pub struct Section {
 }
 
 impl Section {
-    pub fn new(title: &str, method: &str) -> Section {
+    pub(super) fn new(title: &str, method: &str) -> Section {
         Section { title: title.into(), method: method.into(), ..Default::default() }
     }
 
-    pub fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         let mut out = format!("\n== {} ==\n", self.title);
         for t in &self.tables {
             out += &t.text();
@@ -135,7 +135,7 @@ impl Section {
         out
     }
 
-    pub fn markdown(&self) -> String {
+    pub(super) fn markdown(&self) -> String {
         let mut out = format!("## {}\n\n{}\n\n", self.title, self.method);
         if !self.commands.is_empty() {
             out += "```sh\n";

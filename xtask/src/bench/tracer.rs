@@ -27,14 +27,14 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// Longest wait, after "attached", for the SIGINT handler to be in place.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub enum Output {
+pub(super) enum Output {
     Null,
     File(PathBuf),
 }
 
 /// One memory sample of the tracer, from /proc/PID/status.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Sample {
+pub(super) struct Sample {
     /// Since the tracer printed "attached".
     pub at: Duration,
     pub rss_kib: u64,
@@ -46,7 +46,7 @@ pub struct Sample {
     pub shmem_kib: u64,
 }
 
-pub struct Tracer {
+pub(super) struct Tracer {
     child: Child,
     pid: i32,
     /// From just before spawn to reading "attached" on its stderr.
@@ -63,7 +63,7 @@ pub struct Tracer {
     sampler: Option<JoinHandle<Vec<Sample>>>,
 }
 
-pub struct Finished {
+pub(super) struct Finished {
     pub stderr: Vec<String>,
     /// CPU the tracer used from "attached" to the SIGINT that stopped it:
     /// the cost of tracing, without start-up or shut-down.
@@ -114,7 +114,7 @@ fn parse_attached(line: &str) -> Option<u64> {
 }
 
 impl Tracer {
-    pub fn start(binary: &Path, args: &[String], output: &Output) -> Result<Tracer> {
+    pub(super) fn start(binary: &Path, args: &[String], output: &Output) -> Result<Tracer> {
         let stdout: Stdio = match output {
             Output::Null => Stdio::null(),
             Output::File(p) => File::create(p).with_context(|| format!("creating {}", p.display()))?.into(),
@@ -182,13 +182,13 @@ impl Tracer {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid as u32
     }
 
     /// Resident KiB per mapped object (file path, "[heap]", anon_inode:...),
     /// largest first, from /proc/PID/smaps.
-    pub fn mappings(&self) -> Vec<(String, u64)> {
+    pub(super) fn mappings(&self) -> Vec<(String, u64)> {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid)) else { return Vec::new() };
         let mut by: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         let mut name = String::new();
@@ -207,7 +207,7 @@ impl Tracer {
         v
     }
 
-    pub fn rss_kib(&self) -> Option<u64> {
+    pub(super) fn rss_kib(&self) -> Option<u64> {
         status_kib(self.pid, "VmRSS:")
     }
 
@@ -221,7 +221,7 @@ impl Tracer {
     }
 
     /// SIGINT, then a clean exit within [`STOP_TIMEOUT`].
-    pub fn stop(mut self) -> Result<Finished> {
+    pub(super) fn stop(mut self) -> Result<Finished> {
         // crashtrace prints "attached" before it installs its SIGINT handler;
         // a SIGINT in between would kill it without its summary.
         let deadline = Instant::now() + HANDLER_TIMEOUT;
@@ -269,14 +269,14 @@ impl Tracer {
 
 /// Counts from the text summary crashtrace prints on stderr.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TextSummary {
+pub(super) struct TextSummary {
     pub events: u64,
     pub lost: u64,
 }
 
 impl Finished {
     /// "summary: N events, C crash chains, L events lost in the kernel, ..."
-    pub fn text_summary(&self) -> Option<TextSummary> {
+    pub(super) fn text_summary(&self) -> Option<TextSummary> {
         let line = self.stderr.iter().find_map(|l| l.strip_prefix("summary: "))?;
         let words: Vec<&str> = line.split_whitespace().collect();
         let number_before = |pred: &dyn Fn(&[&str]) -> bool| {
@@ -288,17 +288,17 @@ impl Finished {
     }
 
     /// Largest RSS sampled between `from` and `until` (while the workload ran).
-    pub fn peak_rss_between(&self, from: Duration, until: Duration) -> u64 {
+    pub(super) fn peak_rss_between(&self, from: Duration, until: Duration) -> u64 {
         self.samples.iter().filter(|s| s.at >= from && s.at <= until).map(|s| s.rss_kib).max().unwrap_or(0)
     }
 
     /// The first sample at or after `at`.
-    pub fn sample_at(&self, at: Duration) -> Option<Sample> {
+    pub(super) fn sample_at(&self, at: Duration) -> Option<Sample> {
         self.samples.iter().find(|s| s.at >= at).copied()
     }
 
     /// The last sample at or before `at`.
-    pub fn sample_before(&self, at: Duration) -> Option<Sample> {
+    pub(super) fn sample_before(&self, at: Duration) -> Option<Sample> {
         self.samples.iter().rev().find(|s| s.at <= at).copied()
     }
 }

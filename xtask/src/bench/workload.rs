@@ -9,19 +9,19 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-pub struct Storm {
+pub(crate) struct Storm {
     pub path: PathBuf,
 }
 
 /// What `storm busy` took.
-pub struct Busy {
+pub(crate) struct Busy {
     pub elapsed: Duration,
     pub cpu: Duration,
 }
 
 /// What `storm spawn` is asked to do.
 #[derive(Clone, Debug)]
-pub struct Spawn {
+pub(crate) struct Spawn {
     pub count: u64,
     pub jobs: u32,
     /// Every n-th child crashes; 1 for all.
@@ -33,7 +33,7 @@ pub struct Spawn {
 }
 
 /// What `storm spawn` did.
-pub struct Spawned {
+pub(crate) struct Spawned {
     pub elapsed: Duration,
     pub children: u64,
     /// Children killed by SIGSEGV.
@@ -46,11 +46,11 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    pub fn crashes_per_sec(&self) -> f64 {
+    pub(crate) fn crashes_per_sec(&self) -> f64 {
         self.segv as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    pub fn procs_per_sec(&self) -> f64 {
+    pub(crate) fn procs_per_sec(&self) -> f64 {
         self.children as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -70,7 +70,7 @@ fn fields(stdout: &str, keys: &[&str]) -> Option<Vec<u64>> {
 
 impl Storm {
     /// Compiles the workload into `dir`.
-    pub fn build(source: &Path, dir: &Path) -> Result<Storm> {
+    pub(crate) fn build(source: &Path, dir: &Path) -> Result<Storm> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("storm");
         let out = Command::new("cc")
@@ -100,20 +100,20 @@ impl Storm {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    pub fn busy_args(&self, forks: u64, rounds: u64) -> Vec<String> {
+    pub(crate) fn busy_args(&self, forks: u64, rounds: u64) -> Vec<String> {
         vec!["busy".into(), forks.to_string(), rounds.to_string()]
     }
 
     /// The fork/exit + SIGUSR1 ping-pong storm: its own elapsed time, and the
     /// CPU (user + system) its processes used.
-    pub fn busy(&self, forks: u64, rounds: u64) -> Result<Busy> {
+    pub(crate) fn busy(&self, forks: u64, rounds: u64) -> Result<Busy> {
         let out = self.run(&self.busy_args(forks, rounds))?;
         let f = fields(&out, &["elapsed_ns", "cpu_ns"])
             .with_context(|| format!("storm busy printed no elapsed_ns/cpu_ns: {out:?}"))?;
         Ok(Busy { elapsed: Duration::from_nanos(f[0]), cpu: Duration::from_nanos(f[1]) })
     }
 
-    pub fn spawn_args(&self, s: &Spawn, pidfile: &Path) -> Vec<String> {
+    pub(crate) fn spawn_args(&self, s: &Spawn, pidfile: &Path) -> Vec<String> {
         let mut args = vec![
             "spawn".into(),
             s.count.to_string(),
@@ -129,7 +129,7 @@ impl Storm {
     }
 
     /// `count` children over `jobs` spawners, every `crash_every`-th crashing.
-    pub fn spawn(&self, s: &Spawn, pidfile: &Path) -> Result<Spawned> {
+    pub(crate) fn spawn(&self, s: &Spawn, pidfile: &Path) -> Result<Spawned> {
         let out = self.run(&self.spawn_args(s, pidfile))?;
         let f = fields(&out, &["elapsed_ns", "children", "segv", "other"])
             .with_context(|| format!("storm spawn printed no counts: {out:?}"))?;
@@ -140,14 +140,14 @@ impl Storm {
 
     /// The command name (comm) its processes have: the file name, cut to 15
     /// bytes as the kernel does.
-    pub fn comm(&self) -> String {
+    pub(crate) fn comm(&self) -> String {
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         name.chars().take(15).collect()
     }
 
     /// The core_pattern that pipes cores to `storm sink`, which reads them to
     /// the end and exits 0. `%P` names the crash, as real collectors do.
-    pub fn sink_pattern(&self) -> String {
+    pub(crate) fn sink_pattern(&self) -> String {
         format!("|{} sink %P", self.path.display())
     }
 }

@@ -9,10 +9,10 @@ use serde_json::Value;
 /// crashtrace's `--coredump-hook` values the guest runs, and the
 /// `dump.hook` each must record in a chain. `auto` must pick fentry: the
 /// Debian kernels have it.
-pub const MODES: &[(&str, &str)] = &[("auto", "fentry"), ("fentry", "fentry"), ("kprobe", "kprobe"), ("infer", "inferred")];
+pub(super) const MODES: &[(&str, &str)] = &[("auto", "fentry"), ("fentry", "fentry"), ("kprobe", "kprobe"), ("infer", "inferred")];
 
 /// A crash scenario the guest runs, and what must come of it.
-pub struct Scenario {
+pub(super) struct Scenario {
     pub name: &'static str,
     pub verdict: &'static str,
     /// Whether a core file (or the collector's copy) must exist; None when
@@ -22,7 +22,7 @@ pub struct Scenario {
     pub since: (u32, u32),
 }
 
-pub const SCENARIOS: &[Scenario] = &[
+pub(super) const SCENARIOS: &[Scenario] = &[
     Scenario { name: "file", verdict: "stored", core: Some(true), since: (0, 0) },
     Scenario { name: "rlimit-core-0", verdict: "dropped:rlimit-core", core: Some(false), since: (0, 0) },
     Scenario { name: "pipe-bin-false", verdict: "dropped:core-pattern-discards", core: None, since: (0, 0) },
@@ -34,7 +34,7 @@ pub const SCENARIOS: &[Scenario] = &[
 
 /// What the guest wrote, parsed.
 #[derive(Debug, Default)]
-pub struct GuestReport {
+pub(super) struct GuestReport {
     pub info: Vec<(String, String)>,
     pub mode_info: BTreeMap<String, BTreeMap<String, String>>,
     pub sections: BTreeMap<String, Section>,
@@ -43,7 +43,7 @@ pub struct GuestReport {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct Section {
+pub(super) struct Section {
     pub lines: Vec<String>,
     /// None when the guest never finished the section.
     pub rc: Option<i32>,
@@ -51,7 +51,7 @@ pub struct Section {
 
 /// One scenario run in one mode.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Run {
+pub(super) struct Run {
     pub mode: String,
     pub name: String,
     pub pid: u32,
@@ -68,7 +68,7 @@ fn key_values(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-pub fn parse(text: &str) -> GuestReport {
+pub(super) fn parse(text: &str) -> GuestReport {
     let mut r = GuestReport::default();
     let mut open: Option<(String, Section)> = None;
     for line in text.lines() {
@@ -124,24 +124,24 @@ pub fn parse(text: &str) -> GuestReport {
 }
 
 impl GuestReport {
-    pub fn info(&self, key: &str) -> Option<&str> {
+    pub(super) fn info(&self, key: &str) -> Option<&str> {
         self.info.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
 /// (major, minor) of a release string such as "6.1.0-56-cloud-amd64".
-pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+pub(super) fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut it = release.split(['.', '-', '+']);
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// The kernel's core-dump entry point: renamed in 6.17.
-pub fn dump_function(version: (u32, u32)) -> &'static str {
+pub(super) fn dump_function(version: (u32, u32)) -> &'static str {
     if version >= (6, 17) { "vfs_coredump" } else { "do_coredump" }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Check {
+pub(super) struct Check {
     /// A scenario name, or "guest", "crashtrace" or "kernel-health".
     pub subject: String,
     pub mode: Option<String>,
@@ -151,7 +151,7 @@ pub struct Check {
 
 /// Per hook mode: what crashtrace said about itself.
 #[derive(Debug, Clone, Default)]
-pub struct ModeOutcome {
+pub(super) struct ModeOutcome {
     pub mode: String,
     pub attached: bool,
     pub dump_mode: Option<String>,
@@ -163,7 +163,7 @@ pub struct ModeOutcome {
 }
 
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(super) struct Outcome {
     pub kernel: Option<String>,
     pub modes: Vec<ModeOutcome>,
     pub checks: Vec<Check>,
@@ -171,7 +171,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn passed(&self) -> bool {
+    pub(super) fn passed(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.pass)
     }
 
@@ -189,7 +189,7 @@ fn unhealthy(line: &str) -> bool {
 
 /// A hook's failure detail in a few lines: a verifier log runs to hundreds,
 /// and only its head (the syscall's error) and tail (why) matter here.
-pub fn summarize_detail(detail: &str) -> String {
+pub(super) fn summarize_detail(detail: &str) -> String {
     let lines: Vec<&str> = detail.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let head = lines.first().copied().unwrap_or("");
     let head = head.split("Verifier output:").next().unwrap_or(head).trim();
@@ -243,13 +243,13 @@ fn shape_diff(a: &Value, b: &Value) -> Vec<String> {
 }
 
 /// How the boot ended, for a guest that did not finish.
-pub struct BootEnd<'a> {
+pub(super) struct BootEnd<'a> {
     pub timed_out: bool,
     pub exit: Option<String>,
     pub console: &'a str,
 }
 
-pub fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
+pub(super) fn evaluate(report: &GuestReport, boot: &BootEnd) -> Outcome {
     let mut o = Outcome { kernel: report.info("kernel").map(str::to_string), ..Default::default() };
 
     if !report.done {

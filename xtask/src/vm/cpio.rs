@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 /// An in-memory newc archive. Parent directories are added on demand, so
 /// every entry's directory precedes it, as the kernel's unpacker requires.
 #[derive(Default)]
-pub struct Archive {
+pub(super) struct Archive {
     data: Vec<u8>,
     dirs: BTreeSet<String>,
     next_ino: u32,
@@ -19,12 +19,12 @@ const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
 
 impl Archive {
-    pub fn new() -> Archive {
+    pub(super) fn new() -> Archive {
         Archive { next_ino: 1, ..Default::default() }
     }
 
     /// Adds a directory (and its parents) with mode 0755.
-    pub fn dir(&mut self, path: &str) {
+    pub(super) fn dir(&mut self, path: &str) {
         let path = path.trim_matches('/');
         if path.is_empty() || self.dirs.contains(path) {
             return;
@@ -36,23 +36,23 @@ impl Archive {
         self.entry(path, S_IFDIR | 0o755, 2, (0, 0), &[]);
     }
 
-    pub fn file(&mut self, path: &str, perm: u32, contents: &[u8]) {
+    pub(super) fn file(&mut self, path: &str, perm: u32, contents: &[u8]) {
         let path = self.parent_of(path);
         self.entry(&path, S_IFREG | (perm & 0o7777), 1, (0, 0), contents);
     }
 
-    pub fn symlink(&mut self, path: &str, target: &str) {
+    pub(super) fn symlink(&mut self, path: &str, target: &str) {
         let path = self.parent_of(path);
         self.entry(&path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes());
     }
 
-    pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) {
+    pub(super) fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) {
         let path = self.parent_of(path);
         self.entry(&path, S_IFCHR | (perm & 0o7777), 1, (major, minor), &[]);
     }
 
     /// The finished archive, with its trailer.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub(super) fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
         // The kernel reads the archive in 512-byte blocks; pad like cpio(1).
         while !self.data.len().is_multiple_of(512) {
