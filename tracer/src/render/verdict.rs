@@ -35,7 +35,8 @@ pub enum Section {
     PossibleCause,
     /// `report`: the verdict record or the rebuild this block shows.
     Source,
-    /// `report`: where the core is, or that it is missing.
+    /// Where the core is (the live lookup), or, in `report`, what the
+    /// stores hold now.
     Core,
     Timeline,
     Stack,
@@ -109,6 +110,23 @@ impl Block {
             for conn in &c.connects {
                 let r = if conn.ret == 0 { "ok".to_string() } else { errno_name(-conn.ret) };
                 b.line(Section::Collector, format_args!("              connect {} -> {r}", conn.path));
+            }
+        }
+        if let Some(core) = &chain.core {
+            match &core.path {
+                Some(_) => b.line(Section::Core, format_args!("   core       {}", core.describe())),
+                None if !core.searched.is_empty() => b.line(Section::Core, format_args!("   core       not found in {}", core.searched.join(", "))),
+                None => {}
+            }
+            if let Some(d) = &core.discarded {
+                b.line(Section::Core, format_args!("              collector's reason: {d}"));
+            }
+            if let Some(n) = &core.note {
+                b.line(Section::Core, format_args!("              {n}"));
+            }
+            if core.truncated {
+                let warning = "WARNING    the core is truncated: the collector or RLIMIT_CORE cut it short";
+                b.line(Section::Warning, format_args!("   {}", style.red(warning)));
             }
         }
         if let Some(p) = chain.linked_to {
