@@ -18,14 +18,14 @@ const MAX_DROP_INS: usize = 256;
 const MAX_FILE: u64 = 64 * 1024;
 
 /// A setting and the file that set it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Setting<T> {
     pub value: T,
     pub file: String,
 }
 
 /// The settings that decide whether a core is kept; `None`: the default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CoredumpConf {
     /// `external`, `journal` or `none` (default `external`).
     pub storage: Option<Setting<String>>,

@@ -329,17 +329,28 @@ pub fn locate_core(chain: &Chain, wall_start_ns: u64, last: bool) -> Option<Core
                     return Some(CoreLocation::found(file.clone(), Some(size), j.truncated, FoundBy::Journal));
                 }
                 let mut reasons = kmsg_reasons(chain.first_ts_ns);
-                if let Some(m) = journal.and_then(|j| j.message) {
+                if let Some(m) = journal.as_ref().and_then(|j| j.message.clone()) {
                     reasons.push(m);
                 }
                 let conf = CoredumpConf::read();
                 if let Some(r) = conf.keeps_nothing(None) {
                     reasons.push(format!("coredump.conf has {r}"));
-                } else if reasons.is_empty() {
+                } else {
+                    // The size limits name what the log line only numbers.
                     let limits = conf.limits();
                     if !limits.is_empty() {
                         reasons.push(format!("coredump.conf sets {}", limits.join(", ")));
                     }
+                }
+                if let Some(j) = &journal
+                    && j.filename.is_none()
+                    && conf.storage.as_ref().map(|s| s.value == "journal").unwrap_or(false)
+                {
+                    // Storage=journal: the core is a field of the journal entry.
+                    let mut loc = CoreLocation::on_word(FoundBy::Journal, Some(format!("journal:COREDUMP_PID={tgid}")), "Storage=journal: the core is in the journal entry");
+                    loc.truncated = j.truncated;
+                    loc.known_store = true;
+                    return Some(loc);
                 }
                 let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
                 Some(CoreLocation::missing(vec![store::SYSTEMD_COREDUMP_DIR.into()], reason))
