@@ -193,7 +193,7 @@ fn scan(dir: &std::path::Path, not_before_ns: u64, matches: impl Fn(&str) -> boo
         .map(|(m, p)| ((m.mtime().max(0) as u64).saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec().max(0) as u64), p))
         .filter(|(t, _)| *t >= not_before_ns)
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, p)| p).collect()
 }
 
