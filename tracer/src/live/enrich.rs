@@ -78,6 +78,11 @@ pub fn cgroup_v2_path(tgid: u32) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
 }
 
+/// A process's working directory (/proc/TGID/cwd), while it lives.
+pub fn cwd(tgid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()?.to_str().map(str::to_string)
+}
+
 /// The text of /proc/TGID/maps, for symbolising its stack later.
 pub fn maps(tgid: u32) -> Result<String, String> {
     std::fs::read_to_string(format!("/proc/{tgid}/maps")).map_err(|e| format!("/proc/{tgid}/maps: {e}"))
@@ -260,7 +265,7 @@ fn journal_entry(pid: u32) -> Option<core_location::JournalCoredump> {
 /// (or core_pattern) puts it. None: not found yet, look again later;
 /// `last` is the final attempt, which says what was searched and why
 /// nothing is there. `wall_start_ns` is the crash's wall-clock time.
-pub fn locate_core(chain: &Chain, wall_start_ns: u64, last: bool) -> Option<CoreLocation> {
+pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool) -> Option<CoreLocation> {
     let dump = chain.dump.as_ref()?;
     let tgid = chain.crasher.tgid;
     let not_before = wall_start_ns.saturating_sub(store::SLACK_NS);
@@ -280,7 +285,12 @@ pub fn locate_core(chain: &Chain, wall_start_ns: u64, last: bool) -> Option<Core
                 boot_id: None,
                 core_uses_pid: core_settings().map(|s| s.core_uses_pid),
             };
-            let (dir, names) = match store::pattern_location(path, &ctx) {
+            // The kernel resolves a relative pattern against the crasher's cwd.
+            let path = match cwd {
+                Some(cwd) if !path.starts_with('/') => format!("{}/{path}", cwd.trim_end_matches('/')),
+                _ => path.clone(),
+            };
+            let (dir, names) = match store::pattern_location(&path, &ctx) {
                 Ok(l) => l,
                 Err(why) => {
                     let mut loc = CoreLocation::on_word(FoundBy::FilePattern, None, &why);
@@ -403,6 +413,48 @@ mod tests {
         assert!(!r.allow(s + 20));
         assert!(!r.allow(s + 999_999_999));
         assert!(r.allow(s + 1_000_000_000));
+    }
+
+    fn file_chain(pattern: &str, tgid: u32, rlimit: Option<u64>) -> Chain {
+        let mut c = Chain::new(1, crate::event::Proc { pid: tgid, tgid, comm: "app".into() }, 11, 0);
+        c.dump = Some(crate::chain::Dump {
+            hook: crate::event::DumpHook::Inferred,
+            mode: core_pattern::parse_core_pattern(pattern),
+            core_pattern: pattern.into(),
+            rlimit_core: rlimit,
+            dumpable: Some(1),
+            helper_executable: None,
+            over_pipe_limit: false,
+        });
+        c.kernel_said_dumped = true;
+        c
+    }
+
+    #[test]
+    fn a_relative_pattern_is_found_in_the_crashers_cwd_and_links_and_fifos_are_not_cores() {
+        let dir = std::env::temp_dir().join(format!("crashtrace-locate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cwd = dir.display().to_string();
+        // A symlink and a FIFO with the core's name: neither is followed or read.
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("core.4242")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("core.4343").display().to_string()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(locate_core(&file_chain("core.%p", 4242, None), 0, Some(&cwd), false), None);
+        assert_eq!(locate_core(&file_chain("core.%p", 4343, None), 0, Some(&cwd), false), None);
+        let missing = locate_core(&file_chain("core.%p", 4242, None), 0, Some(&cwd), true).unwrap();
+        assert_eq!((missing.path, missing.searched), (None, vec![cwd.clone()]));
+        // Without the cwd a relative pattern cannot be looked for.
+        assert!(locate_core(&file_chain("core.%p", 4444, None), 0, None, true).unwrap().note.unwrap().contains("relative"));
+
+        std::fs::write(dir.join("core.4444"), vec![7u8; 5000]).unwrap();
+        let found = locate_core(&file_chain("core.%p", 4444, Some(8192)), 0, Some(&cwd), false).unwrap();
+        assert_eq!(found.path, Some(format!("{cwd}/core.4444")));
+        assert_eq!((found.size, found.found_by), (Some(5000), Some(FoundBy::FilePattern)));
+        // Not an ELF core: within a page of RLIMIT_CORE counts as cut short.
+        assert!(found.truncated);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

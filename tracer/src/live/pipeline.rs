@@ -4,7 +4,7 @@
 
 use crate::{
     chain::Chain,
-    core_pattern::CoreSettings,
+    core_pattern::{CoreSettings, DumpMode},
     correlate::{Correlator, CORE_LOOKUP_WINDOW_NS},
     decode::DecodeError,
     event::{Body, Event, Proc},
@@ -17,6 +17,8 @@ use crate::{
 
 use super::{enrich::{self, Enricher}, watch::WatchedPid};
 
+/// Working directories kept for crashers at most.
+const CWDS_MAX: usize = 1024;
 /// Undecodable records reported on stderr, at most; more are only counted.
 const DECODE_ERRORS_PRINTED: u64 = 10;
 
@@ -32,6 +34,8 @@ pub struct Pipeline {
     settings: Option<CoreSettings>,
     /// Wall-clock ns minus monotonic ns, from the start.
     mono_to_wall: i128,
+    /// Crashers' working directories, for a relative file pattern (bounded).
+    cwds: std::collections::BTreeMap<u32, String>,
     pub decode_errors: u64,
 }
 
@@ -70,6 +74,7 @@ impl Pipeline {
             sinks,
             settings: None,
             mono_to_wall,
+            cwds: Default::default(),
             decode_errors: 0,
         }
     }
@@ -141,6 +146,15 @@ impl Pipeline {
             if let Some(path) = enrich::cgroup_v2_path(ev.task.tgid) {
                 self.correlator.learn_cgroup_path(ev.cgroup_id, path);
             }
+            // A relative file pattern is relative to the crasher's working
+            // directory, which is only to be read while it lives.
+            let relative = self.settings.as_ref().map(|s| matches!(s.mode(), DumpMode::File { path } if !path.starts_with('/'))).unwrap_or(false);
+            if relative && let Some(cwd) = enrich::cwd(ev.task.tgid) {
+                if self.cwds.len() >= CWDS_MAX {
+                    self.cwds.pop_first();
+                }
+                self.cwds.insert(ev.task.tgid, cwd);
+            }
         }
         self.event(&ev);
         for chain in ended {
@@ -202,7 +216,9 @@ impl Pipeline {
         for req in self.correlator.core_requests() {
             let last = all_last || now_ns >= req.complete_at_ns.saturating_add(CORE_LOOKUP_WINDOW_NS);
             let wall_start = wall(req.chain.first_ts_ns, self.mono_to_wall);
-            let Some(loc) = enrich::locate_core(&req.chain, wall_start, last) else { continue };
+            let cwd = self.cwds.get(&req.chain.crasher.tgid).map(String::as_str);
+            let Some(loc) = enrich::locate_core(&req.chain, wall_start, cwd, last) else { continue };
+            self.cwds.remove(&req.chain.crasher.tgid);
             let ev = Event {
                 ts_ns: now_ns.max(req.chain.last_ts_ns),
                 cpu: 0,
