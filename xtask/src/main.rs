@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod distro;
 mod vm;
 
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Task {
     /// Tier 3: boot Debian kernels under qemu (TCG) and run the crash
     /// scenarios under every core-dump hook mode.
     VmTest(vm::Args),
+    /// Boot Debian userlands (bullseye .. sid) with systemd as PID 1 under
+    /// qemu (TCG), crashtrace running as a service, and make PID 1 crash.
+    DistroTest(distro::Args),
     /// Performance benchmarks (root): overhead, crash storms, memory under
     /// pid churn, start-up, report speed. Writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
@@ -188,6 +192,7 @@ fn main() -> Result<()> {
         Task::Test { unit_only } => test(unit_only),
         Task::Fuzz { seconds } => fuzz(seconds),
         Task::VmTest(args) => vm::run(&args),
+        Task::DistroTest(args) => distro::run(&args),
         Task::Bench(args) => {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)
