@@ -92,6 +92,23 @@ pub fn run(args: &Args) -> Result<()> {
     apt.update_if_stale()?;
     let candidates = apt.cloud_images()?;
 
+    // Image builds are network- and disk-bound and booting is CPU-bound, so
+    // the next release's image is built while the previous one boots.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let builder = {
+        let releases = releases.clone();
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            for rel in releases {
+                eprintln!("xtask: distro: {}: root image (mmdebstrap, cached by recipe)", rel.name);
+                let built = image::root_image(&dir.join(rel.name), &rel).map_err(|e| format!("{e:#}"));
+                if tx.send(built).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
     let mut runs = Vec::new();
     for rel in releases {
         let work = dir.join(rel.name).join("run");
@@ -105,12 +122,14 @@ pub fn run(args: &Args) -> Result<()> {
             error: None,
             work: work.clone(),
         };
-        if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, &dir, &crashtrace, &vmtool) {
+        let image = rx.recv().unwrap_or_else(|_| Err("the image builder stopped".into()));
+        if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &crashtrace, &vmtool) {
             run.error = Some(format!("{e:#}"));
         }
         report_one(&run);
         runs.push(run);
     }
+    let _ = builder.join();
 
     let table = results_table(&runs);
     let behaviour = behaviour_table(&runs);
@@ -132,7 +151,7 @@ fn run_one(
     apt: &kernels::Apt,
     candidates: &[kernels::Candidate],
     vm_dir: &Path,
-    dir: &Path,
+    image: std::result::Result<(PathBuf, Option<Duration>), String>,
     crashtrace: &Path,
     vmtool: &Path,
 ) -> Result<()> {
@@ -146,8 +165,7 @@ fn run_one(
     let kernel = kernels::fetch(apt, &candidate, vm_dir)?;
     run.kernel = Some(format!("{} ({})", kernel.release, candidate.suite));
 
-    eprintln!("xtask: distro: {}: root image (mmdebstrap, cached by recipe)", rel.name);
-    let (image, built) = image::root_image(&dir.join(rel.name), rel)?;
+    let (image, built) = image.map_err(anyhow::Error::msg).with_context(|| format!("building the {} root image", rel.name))?;
     run.image_build = built;
     match built {
         Some(t) => eprintln!("xtask: distro: {}: built {} in {:.0} s", rel.name, image.display(), t.as_secs_f64()),
@@ -165,6 +183,7 @@ fn run_one(
             ev.facts = check::parse_facts(&read("results.txt"));
             (ev.records, ev.bad_lines) = check::parse_records(&read("crashtrace.jsonl"));
             ev.doctor = read("e.doctor.txt");
+            ev.doctor_after_restore = read("d.doctor.txt");
         }
         Err(e) => {
             let end = match boot.exit {

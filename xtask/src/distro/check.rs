@@ -31,12 +31,35 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("d.econnrefused", "the collector's connect failed with ECONNREFUSED"),
     ("e.doctor-exit", "`crashtrace doctor` after the freeze exits 1"),
     ("e.doctor-names", "doctor names the discarding pattern and the dead socket"),
+    ("e.doctor-after-restore", "doctor with systemd's pattern back names the dead socket and exits 1"),
 ];
 
 /// Checks that fail today because of known crashtrace bugs, keyed by
 /// (release, check id), with the reason. A listed check that fails does not
 /// fail the tier; one that passes is reported as XPASS so the entry can go.
-pub const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[];
+pub const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[
+    ("bookworm", "a.stored", FALSE_DEADLOCK),
+    ("bookworm", "b.pattern-writer", WRITE_FILTERED),
+    ("bookworm", "b.watched-frozen", WAITID_FREEZE),
+    ("bookworm", "c.verdict", DISCARD_FILTERED),
+    ("bookworm", "c.set-by", DISCARD_FILTERED),
+    ("bookworm", "c.kernel-said-dumped", DISCARD_FILTERED),
+    ("bookworm", "e.doctor-names", DOCTOR_SOCKET),
+];
+
+/// The reasons of [`EXPECTED_FAILURES`], each a crashtrace bug this tier
+/// found.
+const FALSE_DEADLOCK: &str = "a healthy hand-off to systemd-coredump@.service takes over 3 s under TCG, and crashtrace \
+     calls it `dropped:collector-unreachable-pid1` with `stalled: true` (PID 1 never accepts) though PID 1 is running, \
+     not in a crash handler, and the core is stored";
+const WRITE_FILTERED: &str = "with --pid 1 the sysctl-write by systemd-coredump (the collector of PID 1's crash child) \
+     is not logged: events of processes outside PID 1's followed set are filtered out";
+const WAITID_FREEZE: &str = "systemd's freeze loop sleeps in waitid (do_wait) with fds 0-2 kept open, which \
+     crashtrace does not call `frozen-in-crash-handler` (it stays `handling-crash`)";
+const DISCARD_FILTERED: &str = "with --pid 1 a crash discarded by the `|/bin/false` that PID 1's crash left behind \
+     is not part of PID 1's story: its chain is counted in the summary but its verdict record is not logged";
+const DOCTOR_SOCKET: &str = "doctor checks /run/systemd/coredump only while core_pattern pipes to systemd-coredump, \
+     so with `|/bin/false` in force it does not name the dead socket that a restored pattern will hit";
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Status {
@@ -107,6 +130,8 @@ pub struct Evidence {
     pub records: Vec<Value>,
     pub bad_lines: usize,
     pub doctor: String,
+    /// doctor's output once systemd's pattern is back.
+    pub doctor_after_restore: String,
     /// Set when the guest produced no results at all.
     pub missing: Option<String>,
 }
@@ -321,6 +346,19 @@ pub fn evaluate(release: &str, ev: &Evidence) -> Vec<Check> {
         ),
     );
 
+    let rc = ev.fact("d.doctor_rc").unwrap_or("?");
+    let names_socket = ev.doctor_after_restore.contains("/run/systemd/coredump")
+        && ["ECONNREFUSED", "no process listens", "refused"].iter().any(|w| ev.doctor_after_restore.contains(w));
+    if ev.fact("d.coredump_socket").is_some_and(|s| s != "connectable") {
+        put(
+            "e.doctor-after-restore",
+            Some(rc == "1" && names_socket),
+            format!("exit {rc}; dead socket {}", if names_socket { "named" } else { "NOT named" }),
+        );
+    } else {
+        put("e.doctor-after-restore", None, "the coredump socket still takes connections".into());
+    }
+
     raw.into_iter()
         .map(|(id, pass, detail)| {
             let listed = EXPECTED_FAILURES.iter().find(|(r, c, _)| *r == release && *c == id).map(|(_, _, why)| *why);
@@ -397,6 +435,7 @@ c.core_pattern=|/bin/false
 d.crasher_pid=800
 d.coredump_socket=refused
 e.doctor_rc=1
+d.doctor_rc=1
 ";
         let records = r#"{"v":1,"type":"header","dump_mode":"fentry"}
 {"v":1,"type":"verdict","id":1,"crasher":{"pid":500,"comm":"vmtool"},"verdict":"stored","reason":"r"}
@@ -414,16 +453,31 @@ e.doctor_rc=1
             records,
             bad_lines,
             doctor: "core_pattern \"|/bin/false\" discards every core\n/run/systemd/coredump: the socket file exists, but no process listens on it (ECONNREFUSED)\n".into(),
+            doctor_after_restore: "LOSS  collector-socket-unreachable\n  cause    the socket file /run/systemd/coredump exists, but no process listens on it\n".into(),
             missing: None,
         }
     }
 
     #[test]
     fn a_good_run_passes_every_check() {
-        let checks = evaluate("bookworm", &good_run());
+        // A release without expected failures: the statuses are the raw ones.
+        let checks = evaluate("unlisted", &good_run());
         for c in &checks {
             assert_eq!(c.status, Status::Pass, "{}: {}", c.id, c.detail);
         }
+    }
+
+    #[test]
+    fn listed_checks_become_xfail_or_xpass() {
+        let (release, id, _) = EXPECTED_FAILURES[0];
+        let checks = evaluate(release, &good_run());
+        assert!(matches!(by_id(&checks, id).status, Status::UnexpectedPass(_)), "{id}");
+        assert!(by_id(&checks, id).status.ok());
+        let checks = evaluate(release, &Evidence { missing: Some("no archive".into()), ..Default::default() });
+        assert!(matches!(by_id(&checks, id).status, Status::ExpectedFail(_)), "{id}");
+        assert!(by_id(&checks, id).status.ok());
+        // Unlisted failures still fail the tier.
+        assert!(!by_id(&checks, "guest-finished").status.ok());
     }
 
     #[test]
@@ -437,7 +491,7 @@ e.doctor_rc=1
         ev.records = parse_records(&text.join("\n")).0;
         ev.facts.insert("e.doctor_rc".into(), "0".into());
         ev.doctor = "core_pattern \"|/bin/false\" discards every core\n".into();
-        let checks = evaluate("bookworm", &ev);
+        let checks = evaluate("unlisted", &ev);
         for id in ["b.watched-frozen", "b.child-linked", "e.doctor-exit", "e.doctor-names"] {
             assert_eq!(by_id(&checks, id).status, Status::Fail, "{id}");
         }
