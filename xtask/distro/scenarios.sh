@@ -85,14 +85,14 @@ coredump_info() {
 		i=$((i + 1))
 	done
 	fact "$1.coredumpctl_rc" "$rc"
-	fact "$1.coredumpctl_storage" "$(sed -n 's/^ *Storage: //p' "$R/$1.coredumpctl.txt" | head -1 | tr ' ' '_')"
+	fact "$1.coredumpctl_storage" "$(sed -n 's/^ *Storage: //p' "$R/$1.coredumpctl.txt" | head -1)"
 }
 
 fact boot_uptime "$(now)"
-fact startup "$(systemd-analyze time 2>/dev/null | head -1 | tr ' ' '_')"
-fact systemd_version "$(systemctl --version | head -1 | tr ' ' '_')"
+fact startup "$(systemd-analyze time 2>/dev/null | head -1)"
+fact systemd_version "$(systemctl --version | head -1)"
 fact kernel "$(uname -r)"
-fact os "$(. /etc/os-release; echo "${PRETTY_NAME// /_}")"
+fact os "$(. /etc/os-release; echo "$PRETTY_NAME")"
 fact core_pattern_initial "$(cat /proc/sys/kernel/core_pattern)"
 fact core_pipe_limit "$(cat /proc/sys/kernel/core_pipe_limit)"
 fact coredump_units "$(systemctl list-unit-files 'systemd-coredump*' --no-legend 2>/dev/null | awk '{printf "%s:%s,", $1, $2}')"
@@ -128,7 +128,7 @@ done
 fact b.frozen_after "$i"
 journalctl -b -o short-monotonic --no-pager _PID=1 >"$R/b.pid1-journal.txt" 2>&1
 child=$(sed -n 's/.*Caught <SEGV>.*dumped core as pid \([0-9]*\).*/\1/p' "$R/b.pid1-journal.txt" | head -1)
-fact b.caught_line "$(grep -m1 'Caught <' "$R/b.pid1-journal.txt" | sed 's/.*systemd\[1\]: //' | tr ' ' '_')"
+fact b.caught_line "$(grep 'Caught <' "$R/b.pid1-journal.txt" | sed 's/.*systemd\[1\]: //' | paste -sd'/' -)"
 fact b.crash_child "$child"
 wait_log '"type":"verdict".*"crasher":\{"pid":1,' 60 && fact b.verdict_seen yes || fact b.verdict_seen no
 [ -n "$child" ] && coredump_info b "$child" 30
@@ -147,7 +147,7 @@ fact e.doctor_rc "$?"
 # d. systemd's own pattern put back by hand: the collector now finds PID 1's
 # socket closed
 cat "$R/core_pattern_initial" >/proc/sys/kernel/core_pattern
-fact d.core_pattern_restored "$(cat /proc/sys/kernel/core_pattern | tr ' ' '_')"
+fact d.core_pattern_restored "$(cat /proc/sys/kernel/core_pattern)"
 crash d 5
 pid1_facts d probe
 timeout 60 "$CT" doctor >"$R/d.doctor.txt" 2>&1

@@ -214,7 +214,7 @@ fn report_one(run: &ReleaseRun) {
     if let Some(k) = &run.kernel {
         let _ = writeln!(s, "   kernel   {k}");
     }
-    let _ = writeln!(s, "   systemd  {}", f("systemd_version").replace('_', " "));
+    let _ = writeln!(s, "   systemd  {}", f("systemd_version"));
     match run.image_build {
         Some(t) => {
             let _ = writeln!(s, "   image    built in {:.0} s", t.as_secs_f64());
@@ -225,7 +225,7 @@ fn report_one(run: &ReleaseRun) {
     }
     if let Some(t) = run.boot {
         let script = to_script(&run.evidence).map(|u| format!(", scenarios started {u:.0} s after power-on")).unwrap_or_default();
-        let _ = writeln!(s, "   time     {:.0} s under TCG, boot to power-off{script}; {}", t.as_secs_f64(), f("startup").replace('_', " "));
+        let _ = writeln!(s, "   time     {:.0} s under TCG, boot to power-off{script}; {}", t.as_secs_f64(), f("startup"));
     }
     if let Some(e) = &run.error {
         let _ = writeln!(s, "   FAIL     {e}");
@@ -273,7 +273,7 @@ fn behaviour_table(runs: &[ReleaseRun]) -> String {
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in runs {
-        let f = |k: &str| r.evidence.facts.get(k).map(|v| v.replace('_', " ").replace('|', "\\|")).unwrap_or_else(|| "?".into());
+        let f = |k: &str| r.evidence.facts.get(k).map(|v| v.replace('|', "\\|")).unwrap_or_else(|| "?".into());
         let stored = |k: &str| match r.evidence.facts.get(k) {
             Some(v) if v.starts_with('/') => "core stored".to_string(),
             Some(_) | None => "no core stored".to_string(),

@@ -105,7 +105,11 @@ pub fn root_image(dir: &Path, release: &Release) -> Result<(PathBuf, Option<Dura
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(["--variant=minbase", "--mode=root", "--quiet"])
         .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg("--aptopt=Acquire::Retries \"3\"");
+        .arg("--aptopt=Acquire::Retries \"3\"")
+        // The mirror may serve a snapshot whose sid Release file has passed
+        // its Valid-Until; the packages are still the ones signed. (apt
+        // options do not change the image, so they are not in the recipe.)
+        .arg("--aptopt=Acquire::Check-Valid-Until \"false\"");
     for hook in customize_hooks(&staging) {
         cmd.arg(format!("--customize-hook={hook}"));
     }
