@@ -1,7 +1,7 @@
 //! Booting a release's root disk under qemu's TCG emulator, with systemd as
 //! PID 1 and no initramfs: the Debian cloud kernels have NVMe and ext4
-//! built in, so the disks are namespaces of one NVMe controller (numbered
-//! by nsid: root 1, payload 2, results 3).
+//! built in, so the disks are namespaces of one NVMe controller (nsid: root
+//! 1, payload 2, results 3), found in the guest by PARTUUID, label and nsid.
 
 use std::{
     fs,
@@ -33,7 +33,8 @@ pub fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, limit: Duration) -> R
         .arg(vmlinuz)
         // panic=-1 turns a panic into a reboot, and -no-reboot into qemu's
         // exit; the guest powers off through sysrq when it is done.
-        .args(["-append", "console=ttyS0 root=/dev/nvme0n1 rw rootfstype=ext4 panic=-1 loglevel=4 systemd.show_status=1"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 {} rw rootfstype=ext4 panic=-1 loglevel=4 systemd.show_status=1", super::image::root_arg()))
         .args(["-drive", &drive("root", &disks.root_overlay, "qcow2")])
         .args(["-drive", &drive("payload", &disks.payload, "raw")])
         .args(["-drive", &drive("results", &disks.results, "raw")])

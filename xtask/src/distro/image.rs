@@ -21,15 +21,28 @@ pub const SCENARIOS: &str = include_str!("../../distro/scenarios.sh");
 pub const VMTOOL_C: &str = include_str!("../../vm/vmtool.c");
 /// The payload disk carries this label; the image's fstab mounts it by it.
 const PAYLOAD_LABEL: &str = "ctpayload";
-const ROOT_SIZE: &str = "3G";
+/// The root file system's size, and where it starts on the disk: one MBR
+/// partition, so the kernel finds it by PARTUUID. Device names do not
+/// work: from Linux 7.x on, NVMe namespaces are probed in parallel and
+/// /dev/nvme0n1 may be the payload disk.
+const ROOT_SIZE_MIB: u64 = 3072;
+const ROOT_OFFSET_MIB: u64 = 1;
+/// The MBR disk signature; the partition is PARTUUID=<it>-01.
+const DISK_ID: &str = "43545231";
+const DISK_ID_VALUE: u32 = 0x4354_5231;
+
+/// The kernel's `root=` for the image.
+pub fn root_arg() -> String {
+    format!("root=PARTUUID={DISK_ID}-01")
+}
 /// Bumped by hand when the customize steps below change in a way the hash
 /// of their text would not show.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// The fstab the image ships: the root disk and the payload disk.
 fn fstab() -> String {
     format!(
-        "/dev/nvme0n1 / ext4 rw,errors=remount-ro 0 1\n\
+        "PARTUUID={DISK_ID}-01 / ext4 rw,errors=remount-ro 0 1\n\
          LABEL={PAYLOAD_LABEL} /payload ext4 ro,nofail,x-systemd.device-timeout=60s 0 0\n"
     )
 }
@@ -64,7 +77,7 @@ pub fn fnv1a(data: &[u8]) -> u64 {
 /// Everything that decides the image's contents, as text to hash.
 pub fn recipe(release: &Release) -> String {
     format!(
-        "v{RECIPE_VERSION}\n{} {} {}\nvariant=minbase\npackages={}\nsize={ROOT_SIZE}\n--fstab\n{}--hooks\n{}\n--unit\n{CRASHTRACE_UNIT}--unit\n{SCENARIOS_UNIT}",
+        "v{RECIPE_VERSION}\n{} {} {}\nvariant=minbase\npackages={}\nsize={ROOT_SIZE_MIB}M at {ROOT_OFFSET_MIB}M of an MBR disk {DISK_ID}\n--fstab\n{}--hooks\n{}\n--unit\n{CRASHTRACE_UNIT}--unit\n{SCENARIOS_UNIT}",
         release.suite,
         release.mirror,
         release.name,
@@ -117,8 +130,19 @@ pub fn root_image(dir: &Path, release: &Release) -> Result<(PathBuf, Option<Dura
     crate::run(&mut cmd).with_context(|| {
         format!("mmdebstrap could not build {}; it needs {} to be reachable", release.name, release.mirror)
     })?;
-    crate::run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "distro-root", "-d"]).arg(&tree).arg(&partial).arg(ROOT_SIZE))
-        .context("turning the tree into an ext4 image (needs e2fsprogs 1.43+ for -d)")?;
+    fs::File::create(&partial)?.set_len((ROOT_OFFSET_MIB + ROOT_SIZE_MIB) << 20)?;
+    crate::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "distro-root", "-E"])
+            .arg(format!("offset={},nodiscard", ROOT_OFFSET_MIB << 20))
+            .arg("-d")
+            .arg(&tree)
+            .arg(&partial)
+            .arg(format!("{ROOT_SIZE_MIB}M")),
+    )
+    .context("turning the tree into an ext4 file system (needs e2fsprogs 1.43+ for -d)")?;
+    // After mkfs, which must not touch the first MiB but need not be trusted to.
+    write_mbr(&partial)?;
     fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
     // Images of older recipes are dead weight.
     for e in fs::read_dir(dir)?.flatten() {
@@ -129,6 +153,32 @@ pub fn root_image(dir: &Path, release: &Release) -> Result<(PathBuf, Option<Dura
     }
     fs::rename(&partial, &image)?;
     Ok((image, Some(started.elapsed())))
+}
+
+/// A master boot record with one Linux partition from ROOT_OFFSET_MIB
+/// over ROOT_SIZE_MIB, and DISK_ID as its signature (which makes the
+/// kernel's PARTUUID `<DISK_ID>-01`).
+pub fn mbr() -> [u8; 512] {
+    let mut m = [0u8; 512];
+    m[0x1b8..0x1bc].copy_from_slice(&DISK_ID_VALUE.to_le_bytes());
+    let e = &mut m[0x1be..0x1ce];
+    // CHS fields say "use LBA" (0xfe 0xff 0xff); the kernel reads the LBA ones.
+    e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    e[4] = 0x83;
+    e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    let start = (ROOT_OFFSET_MIB << 11) as u32;
+    let sectors = (ROOT_SIZE_MIB << 11) as u32;
+    e[8..12].copy_from_slice(&start.to_le_bytes());
+    e[12..16].copy_from_slice(&sectors.to_le_bytes());
+    m[510] = 0x55;
+    m[511] = 0xaa;
+    m
+}
+
+fn write_mbr(disk: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().write(true).open(disk).with_context(|| format!("opening {}", disk.display()))?;
+    f.write_all(&mbr()).with_context(|| format!("writing the partition table of {}", disk.display()))
 }
 
 /// Builds the static crasher (the VM tier's helper program).
@@ -232,6 +282,18 @@ mod tests {
     fn fnv1a_known_values() {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn mbr_layout() {
+        let m = mbr();
+        assert_eq!(&m[510..], &[0x55, 0xaa]);
+        assert_eq!(format!("{:08x}", u32::from_le_bytes(m[0x1b8..0x1bc].try_into().unwrap())), DISK_ID);
+        assert_eq!(m[0x1be + 4], 0x83);
+        assert_eq!(u32::from_le_bytes(m[0x1be + 8..0x1be + 12].try_into().unwrap()), 2048);
+        assert_eq!(u64::from(u32::from_le_bytes(m[0x1be + 12..0x1be + 16].try_into().unwrap())), ROOT_SIZE_MIB * 2048);
+        // The other three entries are empty.
+        assert!(m[0x1ce..0x1fe].iter().all(|b| *b == 0));
     }
 
     #[test]
