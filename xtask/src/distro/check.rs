@@ -59,6 +59,13 @@ pub const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[
     ("trixie", "c.set-by", DISCARD_FILTERED),
     ("trixie", "c.kernel-said-dumped", DISCARD_FILTERED),
     ("trixie", "e.doctor-names", DOCTOR_SOCKET),
+    ("sid", "a.stored", FALSE_DEADLOCK),
+    ("sid", "b.pattern-writer", WRITE_FILTERED),
+    ("sid", "b.watched-frozen", WAITID_FREEZE),
+    ("sid", "c.verdict", DISCARD_FILTERED),
+    ("sid", "c.set-by", DISCARD_FILTERED),
+    ("sid", "c.kernel-said-dumped", DISCARD_FILTERED),
+    ("sid", "e.doctor-names", DOCTOR_SOCKET),
 ];
 
 /// The reasons of [`EXPECTED_FAILURES`], each a crashtrace bug this tier
