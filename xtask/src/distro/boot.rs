@@ -27,8 +27,8 @@ pub fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, limit: Duration) -> R
     let console_path = work.join("console.log");
     let drive = |id: &str, file: &Path, format: &str| format!("file={},if=none,id={id},format={format},cache=unsafe", file.display());
     let mut cmd = Command::new(QEMU);
-    // One vCPU: the measured configuration. Two (MTTCG) were not faster on
-    // a loaded 2-core host.
+    // One vCPU: the configuration the tier's timings were measured with;
+    // two (MTTCG) have not been measured on an idle host.
     cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", "1"])
         .args(["-nodefaults", "-display", "none", "-no-reboot"])
         .arg("-kernel")
