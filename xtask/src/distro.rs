@@ -35,21 +35,21 @@ pub(crate) struct Args {
     /// Hard limit for one guest, boot to power-off, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub timeout: u64,
-    /// Use the crashtrace already built at target/release/crashtrace
-    /// instead of running `cargo xtask build` first.
+    /// Use the static crashtrace already built at
+    /// target/x86_64-unknown-linux-musl/release/crashtrace instead of
+    /// building it first.
     #[arg(long)]
     pub no_build: bool,
-    /// Test this crashtrace binary (with its eBPF object built in).
+    /// Test this crashtrace binary (static, with its eBPF object built in).
     #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
     pub crashtrace: Option<PathBuf>,
 }
 
-/// The crashtrace that `cargo xtask build` makes (glibc, eBPF object
-/// built in). It needs glibc 2.34 and bullseye has 2.31, and a musl build
-/// does not compile (tracer/src calls glibc's malloc_trim), so the payload
-/// carries the host's loader and libraries with it (see image::bundle).
+/// The static (musl) crashtrace `cargo xtask dist` builds, eBPF object
+/// built in: it runs on every guest's libc (bullseye has glibc 2.31) as it
+/// is, and keeps its own name (its comm) in the guest.
 fn release_binary() -> PathBuf {
-    crate::root().join("target/release/crashtrace")
+    crate::root().join("target").join(crate::dist::TARGET).join("release/crashtrace")
 }
 
 /// One release's run.
@@ -80,7 +80,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let crashtrace = match (&args.crashtrace, args.no_build) {
         (Some(p), _) => p.clone(),
         (None, true) => release_binary(),
-        (None, false) => crate::build(false).context("building crashtrace for the guests")?,
+        (None, false) => crate::dist::static_binary().context("building the static crashtrace for the guests")?,
     };
     if !crashtrace.is_file() {
         bail!("{} does not exist; run `cargo xtask build` or drop --no-build", crashtrace.display());
