@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Test this crashtrace binary (static, with its eBPF object built in).
     #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
     pub crashtrace: Option<PathBuf>,
+    /// Also write the systemd × scenario table into README.md between
+    /// `<!-- distro-matrix:begin -->` and `<!-- distro-matrix:end -->`.
+    #[arg(long)]
+    pub update_readme: bool,
 }
 
 /// The static (musl) crashtrace `cargo xtask dist` builds, eBPF object
@@ -137,6 +141,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let summary = dir.join("matrix.md");
     fs::write(&summary, &text).with_context(|| format!("writing {}", summary.display()))?;
     eprintln!("\n{text}\nxtask: distro: tables written to {}; total {:.0} s", summary.display(), started.elapsed().as_secs_f64());
+    if args.update_readme {
+        crate::vm::replace_readme_block(&root.join("README.md"), "distro-matrix", "cargo xtask distro-test --update-readme", &format!("{behaviour}\n{table}"))?;
+    }
     let failed: Vec<&str> = runs.iter().filter(|r| !r.passed()).map(|r| r.release.name).collect();
     if !failed.is_empty() {
         bail!("distro tier failed on {}; details above, guest output under {}", failed.join(", "), dir.display());
