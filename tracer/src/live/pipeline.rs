@@ -11,7 +11,7 @@ use crate::{
     record::{EventRecord, Record, Summary},
     render::wall,
     scope::{Lookup, Scope},
-    sink::{Emitted, Sink},
+    sink::{Emitted, Sink, SinkSpec},
     symbolize::Symbolizer,
 };
 
@@ -33,6 +33,10 @@ pub struct Pipeline {
     /// Wall-clock ns minus monotonic ns, from the start.
     mono_to_wall: i128,
     pub decode_errors: u64,
+    /// Chains shown with a dropped:* verdict (`--fail-on-drop`).
+    pub dropped: u64,
+    /// The header and the latest core-settings event, for sinks opened later.
+    preamble: Vec<Record>,
 }
 
 /// What the scope asks, answered from the correlator, else from /proc.
@@ -71,15 +75,77 @@ impl Pipeline {
             settings: None,
             mono_to_wall,
             decode_errors: 0,
+            dropped: 0,
+            preamble: Vec::new(),
         }
     }
 
     /// Hands a record to every sink.
     pub fn emit(&mut self, record: Record) {
+        match &record {
+            Record::Header(_) => self.preamble = vec![record.clone()],
+            Record::Event(e) if matches!(e.event.body, Body::CoreSettings(_)) => {
+                self.preamble.truncate(1);
+                self.preamble.push(record.clone());
+            }
+            _ => {}
+        }
         let out = Emitted::new(record);
         for sink in &mut self.sinks {
             sink.write(&out);
         }
+    }
+
+    /// SIGHUP: every sink reopens what was renamed away. The first error is
+    /// returned; the other sinks reopen all the same.
+    pub fn reopen_sinks(&mut self) -> Result<(), crate::log::LogError> {
+        let mut first = Ok(());
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.reopen()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Moves from the sinks `old` describes (the ones open, in order) to
+    /// `new`: an output in both is kept (reopened, and given its new
+    /// settings), the others are opened and given the header and settings
+    /// first. If a new one cannot be opened, nothing changes.
+    pub fn reconfigure_sinks(&mut self, old: &[SinkSpec], new: &[SinkSpec]) -> Result<(), crate::log::LogError> {
+        let plan = keep_plan(old, new);
+        // Open first: a failure leaves every sink as it was.
+        let mut fresh = Vec::new();
+        for (spec, keep) in new.iter().zip(&plan) {
+            if keep.is_none() {
+                fresh.push(spec.open()?);
+            }
+        }
+        let mut current: Vec<Option<Box<dyn Sink>>> = std::mem::take(&mut self.sinks).into_iter().map(Some).collect();
+        let mut fresh = fresh.into_iter();
+        let preamble: Vec<Emitted> = self.preamble.iter().cloned().map(Emitted::new).collect();
+        for (spec, keep) in new.iter().zip(plan) {
+            let sink = match keep.and_then(|j| current.get_mut(j).and_then(Option::take)) {
+                Some(mut sink) => {
+                    sink.reconfigure(spec);
+                    if let Err(e) = sink.reopen() {
+                        crate::sink::warn(&format!("crashtrace: reopening an output: {e}"));
+                    }
+                    sink
+                }
+                None => {
+                    let Some(mut sink) = fresh.next() else { continue };
+                    for p in &preamble {
+                        sink.prime(p);
+                    }
+                    sink
+                }
+            };
+            self.sinks.push(sink);
+        }
+        Ok(())
     }
 
     /// Tracing began.
@@ -112,7 +178,7 @@ impl Pipeline {
             Err(e) => {
                 self.decode_errors += 1;
                 if self.decode_errors <= DECODE_ERRORS_PRINTED {
-                    eprintln!("crashtrace: undecodable event ({e}); counted in the summary");
+                    crate::sink::warn(&format!("crashtrace: undecodable event ({e}); counted in the summary"));
                 }
                 return;
             }
@@ -174,6 +240,9 @@ impl Pipeline {
             // Off the event path: the chain is over, its maps were read at delivery.
             self.symbolizer.symbolize(chain.crasher.tgid, stack);
         }
+        if chain.verdict.is_some_and(|v| v.is_dropped()) {
+            self.dropped += 1;
+        }
         self.emit(Record::Verdict(Box::new(chain)));
     }
 
@@ -211,6 +280,22 @@ impl Pipeline {
         summary.log_write_failures = self.sink_failures();
         self.emit(Record::Summary(summary));
     }
+}
+
+/// For each new sink, the old one it keeps, if any: the same output with
+/// the same settings, or a log at the same path (which takes new settings
+/// in place).
+pub fn keep_plan(old: &[SinkSpec], new: &[SinkSpec]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; old.len()];
+    new.iter()
+        .map(|spec| {
+            let j = old.iter().enumerate().position(|(j, o)| {
+                !taken[j] && (o == spec || (matches!(spec, SinkSpec::Log { .. }) && o.same_output(spec)))
+            })?;
+            taken[j] = true;
+            Some(j)
+        })
+        .collect()
 }
 
 #[cfg(test)]

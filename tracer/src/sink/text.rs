@@ -37,7 +37,7 @@ impl TextSink {
             Record::Loss(l) => render::loss_text(l, self.style) + "\n",
             Record::Watched(w) => render::watched_text(w, self.mono_to_wall, self.style),
             Record::Summary(s) => {
-                eprint!("{}", render::summary_text(s));
+                super::warn(&render::summary_text(s));
                 return None;
             }
         })
@@ -48,6 +48,13 @@ impl Sink for TextSink {
     fn write(&mut self, out: &Emitted) {
         if let Some(text) = self.text(out.record()) {
             self.stdout.print(&text);
+        }
+    }
+
+    fn prime(&mut self, preamble: &Emitted) {
+        // Only the clock: the header was shown when tracing began.
+        if let Record::Header(h) = preamble.record() {
+            self.mono_to_wall = h.start_wall_ns as i128 - h.start_mono_ns as i128;
         }
     }
 
