@@ -231,9 +231,115 @@ impl Cli {
     }
 }
 
+/// README.md's flag tables sit between these markers.
+pub const README_FLAGS_BEGIN: &str = "<!-- flags:begin -->";
+pub const README_FLAGS_END: &str = "<!-- flags:end -->";
+
+/// Every visible flag of every command as Markdown tables, from the clap
+/// definition itself, so the README cannot lose a flag.
+pub fn markdown_flags() -> String {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut out = String::new();
+    let sections: [(&str, &clap::Command); 3] = [
+        ("`crashtrace` (and `crashtrace live`)", &cmd),
+        ("`crashtrace report LOG...` (and `crashtrace report list LOG...`)", cmd.find_subcommand("report").expect("report")),
+        ("`crashtrace doctor`", cmd.find_subcommand("doctor").expect("doctor")),
+    ];
+    for (title, c) in sections {
+        out.push_str(&format!("{title}\n\n| flag | default | what it does |\n| --- | --- | --- |\n"));
+        for arg in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let value = || -> String {
+                let possible: Vec<String> = arg.get_possible_values().iter().map(|p| p.get_name().to_string()).collect();
+                if !possible.is_empty() {
+                    return possible.join("|");
+                }
+                arg.get_value_names().map(|n| n.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+            };
+            let takes_value = arg.get_action().takes_values();
+            let mut name = match (arg.get_short(), arg.get_long()) {
+                (Some(s), Some(l)) => format!("`-{s}`, `--{l}"),
+                (None, Some(l)) => format!("`--{l}"),
+                (Some(s), None) => format!("`-{s}"),
+                (None, None) => format!("`{}...", value()),
+            };
+            if (arg.get_long().is_some() || arg.get_short().is_some()) && takes_value {
+                name.push(' ');
+                name.push_str(&value());
+            }
+            name.push('`');
+            let default: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            let default = if default.is_empty() || default == ["false"] { String::new() } else { format!("`{}`", default.join(" ")) };
+            let help = arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default();
+            let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            out.push_str(&format!("| {} | {} | {} |\n", cell(&name), cell(&default), cell(&help)));
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
+/// A Markdown table cell: `|` escaped.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `readme` with its flag region replaced by [`markdown_flags`]; None if it
+/// has no region.
+pub fn with_readme_flags(readme: &str) -> Option<String> {
+    let begin = readme.find(README_FLAGS_BEGIN)? + README_FLAGS_BEGIN.len();
+    let end = begin + readme[begin..].find(README_FLAGS_END)?;
+    Some(format!("{}\n{}\n{}", &readme[..begin], markdown_flags(), &readme[end..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README.md's flag tables are what the CLI definition renders; set
+    /// CRASHTRACE_UPDATE_README=1 (or run `cargo xtask readme`) to rewrite them.
+    #[test]
+    fn readme_flag_section_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let want = with_readme_flags(&readme)
+            .unwrap_or_else(|| panic!("{} has no {README_FLAGS_BEGIN} ... {README_FLAGS_END} region", path.display()));
+        if readme == want {
+            return;
+        }
+        if std::env::var_os("CRASHTRACE_UPDATE_README").is_some() {
+            std::fs::write(&path, &want).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            return;
+        }
+        panic!("README.md's flag tables are stale: run `cargo xtask readme` to regenerate them from tracer/src/cli.rs");
+    }
+
+    #[test]
+    fn flag_tables_name_every_visible_flag_of_every_command() {
+        use clap::CommandFactory;
+        let tables = markdown_flags();
+        let cmd = Cli::command();
+        let mut checked = 0;
+        for c in [&cmd, cmd.find_subcommand("report").unwrap(), cmd.find_subcommand("report").unwrap().find_subcommand("list").unwrap(), cmd.find_subcommand("doctor").unwrap()] {
+            for arg in c.get_arguments().filter(|a| !a.is_hide_set()) {
+                if let Some(long) = arg.get_long() {
+                    assert!(tables.contains(&format!("`--{long}")), "--{long} of {} missing:\n{tables}", c.get_name());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 25, "only {checked} flags checked");
+        assert!(!tables.contains("naive-all-signals"), "a hidden flag is listed");
+        assert!(tables.contains("| `-p`, `--pid PID` |"), "{tables}");
+        assert!(tables.contains("`--log-sync verdict\\|event\\|none` | `verdict` |"), "{tables}");
+        assert!(tables.contains("| `LOG...` |"), "{tables}");
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("crashtrace").chain(args.iter().copied()))

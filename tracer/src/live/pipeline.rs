@@ -372,4 +372,104 @@ mod tests {
             records.iter().filter_map(|r| if let Record::Event(e) = r { Some(e.event.body.name()) } else { None }).collect();
         assert_eq!(kinds, vec!["core-settings"]);
     }
+
+    /// Records of each line of a log file, by type.
+    fn types_in(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn pipeline_with(sinks: Vec<Box<dyn Sink>>) -> Pipeline {
+        Pipeline::new(Correlator::new(Config::default()), Scope::default(), None, Enricher::new(true), sinks, 0)
+    }
+
+    fn header() -> Record {
+        Record::Header(crate::record::Header {
+            tracer_version: "0.1.0".into(),
+            kernel: "6.18".into(),
+            hostname: "vm".into(),
+            boot_id: "b".into(),
+            start_wall_ns: 1,
+            start_mono_ns: 1,
+            dump_mode: "inferred".into(),
+            dump_mode_reason: "test".into(),
+            hooks: vec![],
+            core_settings: None,
+            watched_pid: None,
+        })
+    }
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("crashtrace-pipeline-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    #[test]
+    fn a_log_renamed_away_is_reopened_at_its_path_with_the_header() {
+        let d = dir("reopen");
+        let path = d.0.join("ct.jsonl");
+        let spec = SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions::default() };
+        let mut p = pipeline_with(vec![spec.open().unwrap()]);
+        p.emit(header());
+        p.emit(Record::Summary(Summary::default()));
+        // Nothing moved: reopening keeps the same file, and adds nothing.
+        p.reopen_sinks().unwrap();
+        assert_eq!(types_in(&path), ["header", "summary"]);
+        // logrotate: rename, then SIGHUP.
+        let rotated = d.0.join("ct.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        p.reopen_sinks().unwrap();
+        p.emit(Record::Summary(Summary { events: 7, ..Summary::default() }));
+        assert_eq!(types_in(&rotated), ["header", "summary", "summary"], "records before the SIGHUP go to the renamed file");
+        assert_eq!(types_in(&path), ["header", "summary"], "the new file starts with the header");
+    }
+
+    #[test]
+    fn reconfiguring_keeps_a_log_at_the_same_path_and_opens_a_new_one_with_the_header() {
+        let d = dir("reconfigure");
+        let (a, b) = (d.0.join("a.jsonl"), d.0.join("b.jsonl"));
+        let log = |path: &PathBuf, keep| SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions { keep, ..Default::default() } };
+        let old = vec![log(&a, 5)];
+        let mut p = pipeline_with(vec![old[0].open().unwrap()]);
+        p.emit(header());
+        // Same path, other settings: the same writer, no second header.
+        let same = vec![log(&a, 2)];
+        p.reconfigure_sinks(&old, &same).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        assert_eq!(types_in(&a), ["header", "summary"]);
+        // Another path: a new file that reads on its own.
+        let moved = vec![log(&b, 2)];
+        p.reconfigure_sinks(&same, &moved).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        assert_eq!(types_in(&b), ["header", "summary"]);
+        assert_eq!(types_in(&a), ["header", "summary"], "the old log gets nothing more");
+        // A log that cannot be opened changes nothing.
+        let bad = vec![log(&d.0.join("missing-dir/c.jsonl"), 2)];
+        assert!(p.reconfigure_sinks(&moved, &bad).is_err());
+        p.emit(Record::Summary(Summary::default()));
+        assert_eq!(types_in(&b), ["header", "summary", "summary"]);
+    }
+
+    #[test]
+    fn keep_plan_keeps_equal_outputs_and_logs_by_path() {
+        use crate::render::Style;
+        let text = |color| SinkSpec::Text { style: Style { color }, verdicts_only: false };
+        let log = |p: &str, keep| SinkSpec::Log { path: p.into(), options: crate::log::LogOptions { keep, ..Default::default() } };
+        assert_eq!(keep_plan(&[log("/a", 1), text(false)], &[log("/a", 2), text(false)]), [Some(0), Some(1)]);
+        assert_eq!(keep_plan(&[log("/a", 1), text(false)], &[log("/b", 1), text(true)]), [None, None]);
+        assert_eq!(keep_plan(&[log("/a", 1), text(false)], &[SinkSpec::JsonLines]), [None]);
+        assert_eq!(keep_plan(&[text(false)], &[log("/a", 1), text(false)]), [None, Some(0)]);
+    }
 }

@@ -95,7 +95,9 @@ mod tests {
     #[test]
     fn the_header_sets_the_clock_of_later_records() {
         let mut sink = TextSink::new(Style::default(), false);
-        assert!(sink.text(&header(3_600_000_000_000, 1_000_000_000)).unwrap().ends_with("watching pid 7\n"));
+        let head = sink.text(&header(3_600_000_000_000, 1_000_000_000)).unwrap();
+        assert!(head.ends_with("watching pid 7\n"), "{head}");
+        assert!(head.starts_with("crashtrace 0.1.0 on vm (kernel 6.18), started 01:00:00.000 UTC; times are UTC\n"), "{head}");
         // 1 s monotonic + (3600 s - 1 s) = 01:00:00.000 wall.
         let watched = Record::Watched(Watched { ts_ns: 1_000_000_000, pid: 7, state: crate::watched::State::Running, evidence: vec![] });
         assert_eq!(sink.text(&watched).unwrap(), "01:00:00.000 watched pid 7 is running\n");
