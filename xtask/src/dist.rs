@@ -17,6 +17,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
+
+// The distro tier's .deb scenario; see the module for what wiring it needs.
+#[allow(dead_code)]
+mod service_vm;
 use clap_complete::Shell;
 
 /// The static build's target: musl links everything in.
@@ -126,6 +130,7 @@ pub(crate) fn control(installed_kib: u64) -> String {
          Architecture: {DEB_ARCH}\n\
          Maintainer: The crashtrace developers\n\
          Installed-Size: {installed_kib}\n\
+         Recommends: procps\n\
          Section: admin\n\
          Priority: optional\n\
          Description: {DESCRIPTION}\n \
@@ -355,6 +360,12 @@ pub(crate) fn check(dist: &Dist) -> Result<()> {
 
     match Command::new("systemd-analyze").arg("--version").output() {
         Ok(o) if o.status.success() => {
+            // ExecReload's /bin/kill comes from procps (which the package
+            // recommends), not from this package: put the host's in the
+            // scratch root, as a real root has it, so verify finds it.
+            let kill = scratch.join("bin/kill");
+            fs::create_dir_all(scratch.join("bin"))?;
+            fs::copy("/bin/kill", &kill).context("copying /bin/kill into the scratch root (install procps)")?;
             let unit = scratch.join(UNIT_PATH);
             let out = Command::new("systemd-analyze")
                 .arg(format!("--root={}", scratch.display()))
@@ -601,7 +612,8 @@ mod tests {
     #[test]
     fn control_has_the_fields_dpkg_needs() {
         let c = control(1234);
-        for field in ["Package: crashtrace\n", "Architecture: amd64\n", "Installed-Size: 1234\n", "Maintainer: "] {
+        // Recommends procps: the unit's ExecReload runs its /bin/kill.
+        for field in ["Package: crashtrace\n", "Architecture: amd64\n", "Installed-Size: 1234\n", "Maintainer: ", "Recommends: procps\n"] {
             assert!(c.contains(field), "{field:?} missing from\n{c}");
         }
         assert!(c.contains(&format!("Version: {VERSION}\n")));
