@@ -25,9 +25,36 @@ pub enum Command {
     /// Trace live (the default when no command is given).
     Live(LiveArgs),
     /// Read crashtrace event logs after the fact: timelines, verdicts, summary.
-    Report(ReportArgs),
+    Report(ReportCommand),
     /// Check this host, without tracing, for whatever would drop or hide cores.
     Doctor(DoctorArgs),
+}
+
+/// `report [list] LOG...`: the full report, or one line per crash.
+#[derive(Debug, Args, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportCommand {
+    #[command(subcommand)]
+    pub action: Option<ReportAction>,
+    #[command(flatten)]
+    pub args: ReportArgs,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum ReportAction {
+    /// One line per crash (time, pid, signal, verdict, core, executable),
+    /// like `coredumpctl list`.
+    List(ReportArgs),
+}
+
+impl ReportCommand {
+    /// The report's arguments, and whether only the list is wanted.
+    pub fn args(&self) -> (&ReportArgs, bool) {
+        match &self.action {
+            Some(ReportAction::List(a)) => (a, true),
+            None => (&self.args, false),
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -40,11 +67,13 @@ pub struct ReportArgs {
     /// children cause.
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Only chains that started at or after this time (RFC 3339, or Unix seconds).
-    #[arg(long, value_name = "TIME")]
+    /// Only chains that started at or after this time: RFC 3339
+    /// (2026-05-20T19:59:01Z), Unix seconds, or a time ago (`1h`, `30m`,
+    /// `2d`, `-1h`; s, m, h, d, w).
+    #[arg(short = 'S', long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Only chains that started before this time (RFC 3339, or Unix seconds).
-    #[arg(long, value_name = "TIME")]
+    /// Only chains that started before this time (as for --since).
+    #[arg(short = 'U', long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only chains with this verdict; `dropped` matches every dropped:* verdict.
     #[arg(long, value_name = "VERDICT")]
@@ -58,6 +87,9 @@ pub struct ReportArgs {
     /// Stop at the first bad line instead of reporting it and going on.
     #[arg(long)]
     pub strict: bool,
+    /// Exit 1 if any chain shown has a dropped:* verdict (for scripts and CI).
+    #[arg(long)]
+    pub fail_on_drop: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -72,6 +104,11 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct LiveArgs {
+    /// Read the configuration from this file instead of
+    /// /etc/crashtrace/crashtrace.toml (flags override it; SIGHUP re-reads it).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Only chains involving this process: signals to and from it, the
     /// children its crash handler forks, and the collectors of their dumps.
     #[arg(short, long, value_name = "PID")]
@@ -138,6 +175,10 @@ pub struct LiveArgs {
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<u64>,
 
+    /// Exit 1 at the end if any core was dropped (for scripts and CI).
+    #[arg(long)]
+    pub fail_on_drop: bool,
+
     /// Load the eBPF object from this file instead of the one built in.
     #[arg(long, value_name = "PATH", env = "CRASHTRACE_BPF_OBJECT")]
     pub bpf_object: Option<PathBuf>,
@@ -161,7 +202,7 @@ pub enum CoredumpHook {
     Infer,
 }
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_ring_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
     if n < 4096 || !n.is_power_of_two() {
         return Err(format!("{n} is not a power of two of at least 4096"));
@@ -169,7 +210,7 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
-fn parse_stack_copy(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_stack_copy(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
     let max = tracer_common::stack::STACK_COPY_MAX as u32;
     let min = tracer_common::stack::STACK_COPY_MIN as u32;
@@ -190,9 +231,115 @@ impl Cli {
     }
 }
 
+/// README.md's flag tables sit between these markers.
+pub const README_FLAGS_BEGIN: &str = "<!-- flags:begin -->";
+pub const README_FLAGS_END: &str = "<!-- flags:end -->";
+
+/// Every visible flag of every command as Markdown tables, from the clap
+/// definition itself, so the README cannot lose a flag.
+pub fn markdown_flags() -> String {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut out = String::new();
+    let sections: [(&str, &clap::Command); 3] = [
+        ("`crashtrace` (and `crashtrace live`)", &cmd),
+        ("`crashtrace report LOG...` (and `crashtrace report list LOG...`)", cmd.find_subcommand("report").expect("report")),
+        ("`crashtrace doctor`", cmd.find_subcommand("doctor").expect("doctor")),
+    ];
+    for (title, c) in sections {
+        out.push_str(&format!("{title}\n\n| flag | default | what it does |\n| --- | --- | --- |\n"));
+        for arg in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let value = || -> String {
+                let possible: Vec<String> = arg.get_possible_values().iter().map(|p| p.get_name().to_string()).collect();
+                if !possible.is_empty() {
+                    return possible.join("|");
+                }
+                arg.get_value_names().map(|n| n.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+            };
+            let takes_value = arg.get_action().takes_values();
+            let mut name = match (arg.get_short(), arg.get_long()) {
+                (Some(s), Some(l)) => format!("`-{s}`, `--{l}"),
+                (None, Some(l)) => format!("`--{l}"),
+                (Some(s), None) => format!("`-{s}"),
+                (None, None) => format!("`{}...", value()),
+            };
+            if (arg.get_long().is_some() || arg.get_short().is_some()) && takes_value {
+                name.push(' ');
+                name.push_str(&value());
+            }
+            name.push('`');
+            let default: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            let default = if default.is_empty() || default == ["false"] { String::new() } else { format!("`{}`", default.join(" ")) };
+            let help = arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default();
+            let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            out.push_str(&format!("| {} | {} | {} |\n", cell(&name), cell(&default), cell(&help)));
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
+/// A Markdown table cell: `|` escaped.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `readme` with its flag region replaced by [`markdown_flags`]; None if it
+/// has no region.
+pub fn with_readme_flags(readme: &str) -> Option<String> {
+    let begin = readme.find(README_FLAGS_BEGIN)? + README_FLAGS_BEGIN.len();
+    let end = begin + readme[begin..].find(README_FLAGS_END)?;
+    Some(format!("{}\n{}\n{}", &readme[..begin], markdown_flags(), &readme[end..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README.md's flag tables are what the CLI definition renders; set
+    /// CRASHTRACE_UPDATE_README=1 (or run `cargo xtask readme`) to rewrite them.
+    #[test]
+    fn readme_flag_section_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let want = with_readme_flags(&readme)
+            .unwrap_or_else(|| panic!("{} has no {README_FLAGS_BEGIN} ... {README_FLAGS_END} region", path.display()));
+        if readme == want {
+            return;
+        }
+        if std::env::var_os("CRASHTRACE_UPDATE_README").is_some() {
+            std::fs::write(&path, &want).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            return;
+        }
+        panic!("README.md's flag tables are stale: run `cargo xtask readme` to regenerate them from tracer/src/cli.rs");
+    }
+
+    #[test]
+    fn flag_tables_name_every_visible_flag_of_every_command() {
+        use clap::CommandFactory;
+        let tables = markdown_flags();
+        let cmd = Cli::command();
+        let mut checked = 0;
+        for c in [&cmd, cmd.find_subcommand("report").unwrap(), cmd.find_subcommand("report").unwrap().find_subcommand("list").unwrap(), cmd.find_subcommand("doctor").unwrap()] {
+            for arg in c.get_arguments().filter(|a| !a.is_hide_set()) {
+                if let Some(long) = arg.get_long() {
+                    assert!(tables.contains(&format!("`--{long}")), "--{long} of {} missing:\n{tables}", c.get_name());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 25, "only {checked} flags checked");
+        assert!(!tables.contains("naive-all-signals"), "a hidden flag is listed");
+        assert!(tables.contains("| `-p`, `--pid PID` |"), "{tables}");
+        assert!(tables.contains("`--log-sync verdict\\|event\\|none` | `verdict` |"), "{tables}");
+        assert!(tables.contains("| `LOG...` |"), "{tables}");
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("crashtrace").chain(args.iter().copied()))
@@ -235,6 +382,8 @@ mod tests {
         }
         match parse(&["report", "-p", "9", "-j", "a.jsonl"]).unwrap().command {
             Some(Command::Report(r)) => {
+                let (r, list) = r.args();
+                assert!(!list);
                 assert_eq!(r.pid, Some(9));
                 assert!(r.json);
                 assert_eq!(r.logs, vec![PathBuf::from("a.jsonl")]);
@@ -258,6 +407,22 @@ mod tests {
         assert!(parse(&["report", "-p", "x", "a.jsonl"]).is_err());
         // Only -p and -j are short; other letters stay unclaimed.
         assert!(parse(&["-c", "/x"]).is_err());
+    }
+
+    #[test]
+    fn report_list_takes_the_report_flags() {
+        match parse(&["report", "list", "-S", "1h", "-U", "-5m", "--fail-on-drop", "a.jsonl", "b.jsonl"]).unwrap().command {
+            Some(Command::Report(r)) => {
+                let (r, list) = r.args();
+                assert!(list);
+                assert_eq!((r.since.as_deref(), r.until.as_deref()), (Some("1h"), Some("-5m")));
+                assert!(r.fail_on_drop);
+                assert_eq!(r.logs.len(), 2);
+            }
+            other => panic!("expected report list, got {other:?}"),
+        }
+        assert!(parse(&["report", "list"]).is_err(), "list needs a log");
+        assert!(parse(&["report"]).is_err(), "report needs a log");
     }
 
     #[test]

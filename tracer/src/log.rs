@@ -168,6 +168,47 @@ impl LogWriter {
         &self.path
     }
 
+    /// Takes new sync and rotation settings (a reloaded configuration).
+    pub fn set_options(&mut self, opts: LogOptions) {
+        self.opts = opts;
+    }
+
+    /// Follows the path after the file was renamed away or deleted (as
+    /// logrotate does before sending SIGHUP): opens PATH, created if missing,
+    /// and starts it with the header and settings like a rotated-in file, so
+    /// it reads on its own. While PATH is still the open file, nothing
+    /// changes. Returns whether another file was opened.
+    pub fn reopen_path(&mut self) -> Result<bool, LogError> {
+        let same = match (&self.file, std::fs::symlink_metadata(&self.path)) {
+            (Some(f), Ok(at_path)) => f.metadata().map(|m| m.dev() == at_path.dev() && m.ino() == at_path.ino()).unwrap_or(false),
+            _ => false,
+        };
+        if same {
+            return Ok(false);
+        }
+        let file = open_file(&self.path, false)?;
+        if let Some(old) = self.file.take()
+            && self.opts.sync != SyncPolicy::None
+            && let Err(e) = old.sync_data()
+        {
+            // What went to the renamed file may not all be on disk.
+            self.sync_failures += 1;
+            self.report(&e);
+        }
+        self.len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut last = [0u8; 1];
+        self.needs_newline = self.len > 0 && file.read_at(&mut last, self.len - 1).is_ok() && last[0] != b'\n';
+        self.file = Some(file);
+        let preamble: Vec<String> = self.header.iter().chain(self.settings.iter()).cloned().collect();
+        for line in preamble {
+            if !self.append(&line) {
+                break;
+            }
+        }
+        self.preamble_len = self.len;
+        Ok(true)
+    }
+
     /// Writes one record, rotating first if the cap says so, then syncs as
     /// the policy says. `json` is the record's JSON form.
     pub fn write_record(&mut self, record: &Record, json: &str) {
@@ -320,10 +361,10 @@ impl LogWriter {
     fn report(&mut self, e: &dyn std::fmt::Display) {
         if !self.reported {
             self.reported = true;
-            eprintln!(
+            crate::sink::warn(&format!(
                 "crashtrace: writing log {} failed: {e}; live output goes on, unwritten records are counted",
                 self.path.display()
-            );
+            ));
         }
     }
 }

@@ -2,33 +2,41 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use crashtrace::{
     cli::{Cli, Command},
-    live::config::{Env, LiveConfig},
+    live::config::{Env, Layers},
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("crashtrace: {}", crashtrace::loader::error_chain(e.as_ref()));
+            crashtrace::sink::warn(&format!("crashtrace: {}", crashtrace::loader::error_chain(e.as_ref())));
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.live_args() {
         Some(args) => {
-            let config = LiveConfig::resolve(args, Env::current());
-            runtime.block_on(crashtrace::live::run(&config))?;
-            Ok(ExitCode::SUCCESS)
+            // The flags as given on the command line (bare, or under `live`),
+            // over the configuration file.
+            let live_matches = matches.subcommand_matches("live").unwrap_or(matches);
+            let layers = Layers::from_matches(args, live_matches);
+            let (config, _) = layers.resolve(Env::current())?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let finished = runtime.block_on(crashtrace::live::run(&config, Some(&layers)))?;
+            Ok(if config.fail_on_drop && finished.dropped > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         None => match cli.command {
-            Some(Command::Report(args)) => crashtrace::report::run(&args),
+            Some(Command::Report(cmd)) => {
+                let (args, list) = cmd.args();
+                crashtrace::report::run(args, list)
+            }
             Some(Command::Doctor(args)) => crashtrace::doctor::run(&args),
             Some(Command::Live(_)) | None => unreachable!("live_args covers these"),
         },

@@ -168,6 +168,10 @@ pub struct Summary {
     pub state_size_peak: u64,
     #[serde(default)]
     pub state_size_end: u64,
+    /// Lines for stdout or stderr dropped because their reader (journald,
+    /// under systemd) did not take them in time; the log has every record.
+    #[serde(default)]
+    pub output_dropped: u64,
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ use self::{
     print::{Printer, Row, ShownChain, ShownRun, ShownSummary},
     reader::{parse_line, rotated_set, BadLine, LineReader, RawLine, MAX_LINE},
     store::{ChainContext, CoreStatus, Stores},
-    time::{format_utc, parse_time},
+    time::{format_utc, parse_when},
 };
 
 /// Replay ticks the correlator this often, in event time (as live does).
@@ -130,12 +130,17 @@ pub struct Options {
     /// systemd-coredump's store; None to leave it out (tests).
     pub systemd_dir: Option<PathBuf>,
     pub stores: Vec<PathBuf>,
+    /// `report list`: one line per crash, no timelines or summary.
+    pub list: bool,
+    /// `--fail-on-drop`: exit 1 if a chain shown was dropped.
+    pub fail_on_drop: bool,
 }
 
 impl Options {
-    pub fn from_args(args: &ReportArgs) -> Result<Options, ReportError> {
-        let since_ns = args.since.as_deref().map(parse_time).transpose().map_err(ReportError::Since)?;
-        let until_ns = args.until.as_deref().map(parse_time).transpose().map_err(ReportError::Until)?;
+    pub fn from_args(args: &ReportArgs, list: bool) -> Result<Options, ReportError> {
+        let now = crate::live::realtime_ns();
+        let since_ns = args.since.as_deref().map(|s| parse_when(s, now)).transpose().map_err(ReportError::Since)?;
+        let until_ns = args.until.as_deref().map(|s| parse_when(s, now)).transpose().map_err(ReportError::Until)?;
         if let (Some(s), Some(u)) = (since_ns, until_ns)
             && s >= u
         {
@@ -154,6 +159,8 @@ impl Options {
             color: !args.json && tty && std::env::var_os("NO_COLOR").is_none(),
             systemd_dir: Some(PathBuf::from(store::SYSTEMD_COREDUMP_DIR)),
             stores: args.store.clone(),
+            list,
+            fail_on_drop: args.fail_on_drop,
         })
     }
 
@@ -166,12 +173,13 @@ impl Options {
     }
 }
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let opts = Options::from_args(args)?;
+pub fn run(args: &ReportArgs, list: bool) -> anyhow::Result<ExitCode> {
+    let opts = Options::from_args(args, list)?;
+    let fail_on_drop = opts.fail_on_drop;
     let stdout = io::stdout().lock();
     let mut report = Report::new(opts, io::BufWriter::with_capacity(1 << 16, stdout), io::stderr().lock());
     match report.run_all(&args.logs).and_then(|stopped| if stopped { Ok(None) } else { report.finish().map(Some) }) {
-        Ok(Some(outcome)) => Ok(ExitCode::from(outcome.exit_status())),
+        Ok(Some(outcome)) => Ok(ExitCode::from(outcome.exit_status(fail_on_drop))),
         Ok(None) => {
             let _ = report.out.flush();
             Ok(ExitCode::from(2))
@@ -280,8 +288,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn exit_status(&self) -> u8 {
-        if self.totals.bad_lines > 0 { 1 } else { 0 }
+    /// 1 for bad input, or with `fail_on_drop` for a dropped core shown; else 0.
+    pub fn exit_status(&self, fail_on_drop: bool) -> u8 {
+        let dropped = fail_on_drop && self.totals.drops.values().any(|n| *n > 0);
+        if self.totals.bad_lines > 0 || dropped { 1 } else { 0 }
     }
 }
 
@@ -316,7 +326,7 @@ impl<W: Write, E: Write> Report<W, E> {
     pub fn new(opts: Options, out: W, err: E) -> Report<W, E> {
         let stores = Stores::new(opts.systemd_dir.clone(), opts.stores.clone());
         Report {
-            printer: print::printer(opts.json, Style { color: opts.color }),
+            printer: print::printer(opts.json, opts.list, Style { color: opts.color }),
             scope: Scope::new(opts.pid, false, None),
             opts,
             out,

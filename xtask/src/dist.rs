@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: what a host installs. Under target/dist/ it leaves a
 //! static x86_64 (musl) crashtrace with the eBPF object built in, its
-//! SHA-256, and a .deb with that binary, a systemd unit, man pages and shell
-//! completions generated from the real `Cli`, and the licence texts.
+//! SHA-256, and a .deb with that binary, a systemd unit, the configuration
+//! file (a conffile), man pages and shell completions generated from the
+//! real `Cli`, and the licence texts.
 //!
 //! The .deb is assembled with `dpkg-deb` rather than cargo-deb: dpkg-deb is on
 //! every host this targets (it needs Debian to install anyway), costs no
@@ -16,6 +17,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
+
+// The distro tier's .deb scenario; see the module for what wiring it needs.
+#[allow(dead_code)]
+mod service_vm;
 use clap_complete::Shell;
 
 /// The static build's target: musl links everything in.
@@ -28,6 +33,11 @@ const DESCRIPTION: &str = "eBPF tracer of crashes, core dumps and their collecto
 /// The unit the package installs; see the file for why each line is there.
 pub(crate) const UNIT: &str = include_str!("dist/crashtrace.service");
 const UNIT_PATH: &str = "lib/systemd/system/crashtrace.service";
+/// The configuration file the package installs: the service's settings,
+/// and every other key commented out with its default and what it does.
+pub(crate) const CONFIG: &str = include_str!("dist/crashtrace.toml");
+/// Where it goes; also the binary's default `--config`.
+const CONFIG_PATH: &str = "etc/crashtrace/crashtrace.toml";
 
 /// `cargo xtask dist` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -87,7 +97,7 @@ pub(crate) fn completion(shell: Shell, mut cmd: clap::Command) -> Vec<u8> {
 
 /// Every file the package must hold, as `dpkg-deb -c` names them.
 pub(crate) fn expected_files() -> Result<Vec<String>> {
-    let mut files = vec!["./usr/bin/crashtrace".to_string(), format!("./{UNIT_PATH}")];
+    let mut files = vec!["./usr/bin/crashtrace".to_string(), format!("./{UNIT_PATH}"), format!("./{CONFIG_PATH}")];
     for (name, _) in man_pages(cli())? {
         files.push(format!("./usr/share/man/man1/{name}.gz"));
     }
@@ -120,6 +130,7 @@ pub(crate) fn control(installed_kib: u64) -> String {
          Architecture: {DEB_ARCH}\n\
          Maintainer: The crashtrace developers\n\
          Installed-Size: {installed_kib}\n\
+         Recommends: procps\n\
          Section: admin\n\
          Priority: optional\n\
          Description: {DESCRIPTION}\n \
@@ -235,6 +246,10 @@ pub(crate) fn build() -> Result<Dist> {
     }
     write(&stage.join("usr/bin/crashtrace"), &fs::read(&binary)?, 0o755)?;
     write(&stage.join(UNIT_PATH), UNIT.as_bytes(), 0o644)?;
+    write(&stage.join(CONFIG_PATH), CONFIG.as_bytes(), 0o644)?;
+    // dpkg keeps an edited conffile on upgrade (and asks); only files
+    // listed here get that care.
+    write(&stage.join("DEBIAN/conffiles"), format!("/{CONFIG_PATH}\n").as_bytes(), 0o644)?;
     let man_dir = stage.join("usr/share/man/man1");
     for (name, roff) in man_pages(cli())? {
         let page = man_dir.join(&name);
@@ -354,6 +369,12 @@ pub(crate) fn check(dist: &Dist) -> Result<()> {
 
     match Command::new("systemd-analyze").arg("--version").output() {
         Ok(o) if o.status.success() => {
+            // ExecReload's /bin/kill comes from procps (which the package
+            // recommends), not from this package: put the host's in the
+            // scratch root, as a real root has it, so verify finds it.
+            let kill = scratch.join("bin/kill");
+            fs::create_dir_all(scratch.join("bin"))?;
+            fs::copy("/bin/kill", &kill).context("copying /bin/kill into the scratch root (install procps)")?;
             let unit = scratch.join(UNIT_PATH);
             let out = Command::new("systemd-analyze")
                 .arg(format!("--root={}", scratch.display()))
@@ -430,11 +451,20 @@ mod tests {
     fn man_page_mentions_every_visible_flag() {
         let pages = man_pages(cli()).unwrap();
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["crashtrace.1", "crashtrace-live.1", "crashtrace-report.1", "crashtrace-doctor.1"]);
-        let mut built = cli();
+        assert_eq!(names, ["crashtrace.1", "crashtrace-live.1", "crashtrace-report.1", "crashtrace-report-list.1", "crashtrace-doctor.1"]);
+        let mut built = cli().disable_help_subcommand(true);
         built.build();
-        let commands = std::iter::once(&built).chain(built.get_subcommands().filter(|s| !s.is_hide_set()));
-        for (cmd, (name, roff)) in commands.zip(&pages) {
+        // In the order man_pages walks them: depth first.
+        fn walk<'a>(cmd: &'a clap::Command, out: &mut Vec<&'a clap::Command>) {
+            out.push(cmd);
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+                walk(sub, out);
+            }
+        }
+        let mut commands = Vec::new();
+        walk(&built, &mut commands);
+        assert_eq!(commands.len(), pages.len());
+        for (cmd, (name, roff)) in commands.into_iter().zip(&pages) {
             let text = plain(roff);
             let mut checked = 0;
             for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
@@ -472,19 +502,81 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unit_runs_the_packaged_binary_with_its_log_in_the_logs_directory() {
+    /// The service's configuration: the unit's flags over the shipped file.
+    fn service_config() -> crashtrace::live::config::LiveConfig {
+        use clap::{CommandFactory, FromArgMatches};
         let exec = UNIT.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
         let argv: Vec<&str> = exec.split_whitespace().collect();
         assert_eq!(argv[0], "/usr/bin/crashtrace");
         // The unit's flags must parse with the real CLI.
-        let cli = <crashtrace::cli::Cli as clap::Parser>::try_parse_from(&argv).unwrap();
+        let matches = crashtrace::cli::Cli::command().try_get_matches_from(&argv).unwrap();
+        let cli = crashtrace::cli::Cli::from_arg_matches(&matches).unwrap();
         let live = cli.live_args().expect("the service traces live");
-        let log = live.log.as_deref().expect("--log");
+        let layers = crashtrace::live::config::Layers::from_matches(live, &matches);
+        let file = crashtrace::live::config_file::parse(std::path::Path::new(CONFIG_PATH), CONFIG.to_string()).unwrap();
+        let env = crashtrace::live::config::Env { stdout_is_tty: false, no_color: false };
+        layers.resolve_with(&file, env).unwrap()
+    }
+
+    #[test]
+    fn unit_runs_the_packaged_binary_with_its_log_in_the_logs_directory() {
+        use crashtrace::sink::SinkSpec;
+        let config = service_config();
+        let log = config.sinks.iter().find_map(|s| match s {
+            SinkSpec::Log { path, options } => Some((path.clone(), *options)),
+            _ => None,
+        });
+        let (log, options) = log.expect("the service logs");
         assert!(log.starts_with("/var/log/crashtrace/"), "{}", log.display());
+        assert_eq!((options.max_size, options.keep), (Some(64 << 20), 8));
         assert!(UNIT.lines().any(|l| l == "LogsDirectory=crashtrace"), "the log directory is not created");
         assert!(UNIT.lines().any(|l| l == "ProtectSystem=strict"));
-        assert!(UNIT.lines().any(|l| l == "Type=simple"), "Type=notify needs sd_notify support first");
+        assert!(UNIT.lines().any(|l| l == "Type=notify"), "crashtrace sends READY=1 once attached");
+        assert!(UNIT.lines().any(|l| l == "ExecReload=/bin/kill -HUP $MAINPID"));
+        assert!(UNIT.lines().any(|l| l == "Restart=on-failure"));
+        assert!(!UNIT.lines().any(|l| l.starts_with("WatchdogSec=")), "a frozen PID 1 could not act on a watchdog anyway");
+        // The binary's default path is where the package puts the file.
+        assert_eq!(crashtrace::live::config_file::DEFAULT_PATH, format!("/{CONFIG_PATH}"));
+    }
+
+    /// The shipped file with every `# key = value` line uncommented.
+    fn every_key_set() -> String {
+        CONFIG
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn shipped_config_documents_every_live_flag_and_parses() {
+        // Every key, commented or not, is a live flag, and every live flag
+        // (but --config itself and hidden ones) is a key: a new flag
+        // without its line here fails this test.
+        let all = every_key_set();
+        let table: toml::Table = toml::from_str(&all).unwrap_or_else(|e| panic!("uncommented config: {e}"));
+        let keys: std::collections::BTreeSet<String> = table.keys().cloned().collect();
+        let cmd = cli();
+        let flags: std::collections::BTreeSet<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_long().is_some())
+            .map(|a| a.get_id().as_str().to_string())
+            .filter(|id| !matches!(id.as_str(), "config" | "help" | "version"))
+            .collect();
+        assert_eq!(keys, flags, "keys of the shipped config vs live flags");
+        // Each value is one the binary takes, commented defaults included.
+        let cli = <crashtrace::cli::Cli as clap::Parser>::try_parse_from(["crashtrace"]).unwrap();
+        let mut args = cli.live_args().unwrap().clone();
+        let file = crashtrace::live::config_file::parse(std::path::Path::new(CONFIG_PATH), all).unwrap();
+        file.apply(&mut args, &|_| false).unwrap();
+        assert_eq!(args.pid, Some(1), "the uncommented pid line is read");
+        // The file as shipped parses too, and only sets the service's keys.
+        let shipped: toml::Table = toml::from_str(CONFIG).unwrap();
+        let set: Vec<&str> = shipped.keys().map(String::as_str).collect();
+        assert_eq!(set, ["color", "log", "log_keep", "log_max_size", "verdicts_only"]);
     }
 
     #[test]
@@ -513,6 +605,7 @@ mod tests {
         for want in [
             "./usr/bin/crashtrace",
             "./lib/systemd/system/crashtrace.service",
+            "./etc/crashtrace/crashtrace.toml",
             "./usr/share/man/man1/crashtrace.1.gz",
             "./usr/share/man/man1/crashtrace-report.1.gz",
             "./usr/share/bash-completion/completions/crashtrace",
@@ -523,14 +616,13 @@ mod tests {
         ] {
             assert!(files.iter().any(|f| f == want), "{want} not expected in {files:?}");
         }
-        // No config file until the binary reads one.
-        assert!(!files.iter().any(|f| f.starts_with("./etc/")), "{files:?}");
     }
 
     #[test]
     fn control_has_the_fields_dpkg_needs() {
         let c = control(1234);
-        for field in ["Package: crashtrace\n", "Architecture: amd64\n", "Installed-Size: 1234\n", "Maintainer: "] {
+        // Recommends procps: the unit's ExecReload runs its /bin/kill.
+        for field in ["Package: crashtrace\n", "Architecture: amd64\n", "Installed-Size: 1234\n", "Maintainer: ", "Recommends: procps\n"] {
             assert!(c.contains(field), "{field:?} missing from\n{c}");
         }
         assert!(c.contains(&format!("Version: {VERSION}\n")));

@@ -1,24 +1,30 @@
-//! `cargo xtask readme`: rewrites README.md's hook section (between
-//! `<!-- hooks:begin -->` and `<!-- hooks:end -->`) from the hook table in
-//! tracer/src/hooks.rs.
+//! `cargo xtask readme`: rewrites README.md's generated regions: the hook
+//! section (between `<!-- hooks:begin -->` and `<!-- hooks:end -->`) from the
+//! hook table in tracer/src/hooks.rs, and the flag tables (`<!-- flags:begin
+//! -->` ...) from the CLI definition in tracer/src/cli.rs.
 //!
-//! The rendering lives in the tracer crate (`hooks::markdown_table`), next
-//! to the table. Its tier-1 test `readme_hook_section_is_current` fails when
-//! the region is stale and rewrites it when CRASHTRACE_UPDATE_README is set;
-//! running that one test here keeps xtask free of the tracer's dependencies
-//! (aya, tokio, blazesym), so xtask stays quick to build.
+//! The rendering lives in the tracer crate, next to what it renders. Each
+//! region's tier-1 test fails when the region is stale and rewrites it when
+//! CRASHTRACE_UPDATE_README is set; this runs those tests.
 
 use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 
-/// The test that checks, or with [`UPDATE_ENV`] rewrites, the region.
-const TEST: &str = "hooks::tests::readme_hook_section_is_current";
+/// The tests that check, or with [`UPDATE_ENV`] rewrite, the regions.
+const TESTS: [&str; 2] = ["hooks::tests::readme_hook_section_is_current", "cli::tests::readme_flag_section_is_current"];
 const UPDATE_ENV: &str = "CRASHTRACE_UPDATE_README";
 
 pub(crate) fn update(root: &Path) -> Result<()> {
+    for test in TESTS {
+        update_one(root, test)?;
+    }
+    Ok(())
+}
+
+fn update_one(root: &Path, test: &str) -> Result<()> {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root).env(UPDATE_ENV, "1").args(["test", "-p", "crashtrace", "--lib", "--", "--exact", TEST]);
+    cmd.current_dir(root).env(UPDATE_ENV, "1").args(["test", "-p", "crashtrace", "--lib", "--", "--exact", test]);
     eprintln!("xtask: running {cmd:?}");
     let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -31,9 +37,9 @@ pub(crate) fn update(root: &Path) -> Result<()> {
     }
     // A filter that matches nothing passes too: insist that the test ran.
     if !ran_one(&stdout) {
-        bail!("{TEST} did not run (was it renamed? update xtask/src/readme.rs):\n{stdout}");
+        bail!("{test} did not run (was it renamed? update xtask/src/readme.rs):\n{stdout}");
     }
-    eprintln!("xtask: README.md's hook section is up to date with tracer/src/hooks.rs");
+    eprintln!("xtask: README.md's region checked by {test} is up to date");
     Ok(())
 }
 

@@ -4,11 +4,12 @@
 //! validates flags; [`LiveConfig::resolve`] decides what they mean here and
 //! now (whether to colour, which sinks to open and in what order, which
 //! scope) and the tracer runs on the result. Each field is named after the
-//! flag it comes from, so a configuration file can later supply the same
-//! keys as another layer under the flags, without the tracer changing.
+//! flag it comes from, and [`Layers`] puts the configuration file
+//! ([`super::config_file`]) under the flags: flag, else file, else default.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
+use super::config_file::{self, ConfigFileError};
 use crate::{
     cli::{ColorChoice, CoredumpHook, LiveArgs},
     log::LogOptions,
@@ -30,6 +31,8 @@ pub struct LiveConfig {
     pub load: LoadConfig,
     /// `--duration`: stop after this long.
     pub duration: Option<Duration>,
+    /// `--fail-on-drop`: exit 1 if a core was dropped.
+    pub fail_on_drop: bool,
 }
 
 /// The eBPF side: the object and how its programs are loaded.
@@ -89,7 +92,66 @@ impl LiveConfig {
                 naive_all_signals: args.naive_all_signals,
             },
             duration: args.duration.map(Duration::from_secs),
+            fail_on_drop: args.fail_on_drop,
         }
+    }
+
+    /// The keys that differ from `new` and that only a restart applies
+    /// (see [`config_file::RELOADABLE_KEYS`] for the others).
+    pub fn restart_keys(&self, new: &LiveConfig) -> Vec<&'static str> {
+        let (a, b) = (&self.load, &new.load);
+        [
+            ("pid", self.pid != new.pid),
+            ("cgroup", self.cgroup != new.cgroup),
+            ("duration", self.duration != new.duration),
+            ("fail_on_drop", self.fail_on_drop != new.fail_on_drop),
+            ("bpf_object", a.bpf_object != b.bpf_object),
+            ("coredump_hook", a.coredump_hook != b.coredump_hook),
+            ("ring_buffer_size", a.ring_buffer_size != b.ring_buffer_size),
+            ("stack_copy", a.stack_copy != b.stack_copy),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+}
+
+/// What the configuration is built from: the flags as parsed and which of
+/// them the command line (or environment) gave, kept so that SIGHUP builds it
+/// again from a re-read file under the same flags.
+#[derive(Clone, Debug)]
+pub struct Layers {
+    pub args: LiveArgs,
+    pub given: BTreeSet<String>,
+}
+
+impl Layers {
+    /// From clap's matches of the live arguments.
+    pub fn from_matches(args: &LiveArgs, matches: &clap::ArgMatches) -> Layers {
+        let given = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        Layers { args: args.clone(), given }
+    }
+
+    /// Reads the configuration file (again) and resolves flags over it.
+    pub fn resolve(&self, env: Env) -> Result<(LiveConfig, Option<PathBuf>), ConfigFileError> {
+        let file = config_file::load(self.args.config.as_deref())?;
+        Ok((self.resolve_with(&file, env)?, file.path.clone()))
+    }
+
+    /// Resolves flags over an already read file.
+    pub fn resolve_with(&self, file: &config_file::Loaded, env: Env) -> Result<LiveConfig, ConfigFileError> {
+        let mut args = self.args.clone();
+        file.apply(&mut args, &|key| self.given.contains(key))?;
+        Ok(LiveConfig::resolve(&args, env))
     }
 }
 

@@ -1,11 +1,14 @@
 //! The live tracer's loop: load and attach, then drain the ring buffer as
 //! tokio says it is readable, tick the correlator, follow the watched pid,
-//! report kernel-side loss, and stop at Ctrl-C, SIGTERM or `--duration`
-//! with a final drain, flush and summary. The only module that ties aya and
+//! report kernel-side loss, re-read the configuration and reopen the log on
+//! SIGHUP, tell systemd when tracing began, and stop at Ctrl-C, SIGTERM or
+//! `--duration` with a final drain, flush and summary. The only module that ties aya and
 //! tokio to the pure ones; what happens to each event is [`pipeline`].
 
 pub mod config;
+pub mod config_file;
 pub mod enrich;
+pub mod notify;
 pub mod pipeline;
 pub mod watch;
 
@@ -14,7 +17,13 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{Context, Result};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 
-use self::{config::LiveConfig, enrich::Enricher, pipeline::Pipeline, watch::WatchedPid};
+use self::{
+    config::{Layers, LiveConfig},
+    enrich::Enricher,
+    notify::Notifier,
+    pipeline::Pipeline,
+    watch::WatchedPid,
+};
 use crate::{
     cli::LiveArgs,
     correlate::{Config, Correlator},
@@ -22,7 +31,7 @@ use crate::{
     loader::{self, LoadOptions},
     record::{Header, Loss, Record, Summary},
     scope::Scope,
-    sink::Sink,
+    sink::{self, Sink},
 };
 
 /// The eBPF object built into this binary by `cargo xtask build`, if any.
@@ -51,13 +60,28 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Runs the live tracer with the flags given: see [`run`].
-pub async fn run_live(args: &LiveArgs) -> Result<()> {
-    run(&LiveConfig::resolve(args, config::Env::current())).await
+/// Runs the live tracer with the flags given (no configuration file): see [`run`].
+pub async fn run_live(args: &LiveArgs) -> Result<Finished> {
+    run(&LiveConfig::resolve(args, config::Env::current()), None).await
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Finished {
+    /// Chains shown with a dropped:* verdict.
+    pub dropped: u64,
 }
 
 /// Runs the live tracer until Ctrl-C, SIGTERM or the configured duration.
-pub async fn run(config: &LiveConfig) -> Result<()> {
+/// With `layers`, SIGHUP re-reads the configuration file from them;
+/// without, it only reopens the log.
+pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finished> {
+    // First: SIGHUP's default is to die, and logrotate or `systemctl reload`
+    // may send it while the programs are still loading.
+    let mut sighup = tokio::signal::unix::signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut notifier = Notifier::from_env();
+    sink::nonblocking_journal_stream();
+    let mut config = config.clone();
     if let Some(pid) = config.pid
         && !enrich::process_exists(pid)
     {
@@ -96,6 +120,7 @@ pub async fn run(config: &LiveConfig) -> Result<()> {
         libc::malloc_trim(0)
     };
     let loader::Loaded { ebpf: _ebpf, events, lost, hooks, dump_mode, dump_mode_reason } = loaded;
+    let status = format!("STATUS=tracing (core dumps: {dump_mode})");
 
     let start_mono = monotonic_ns();
     let start_wall = realtime_ns();
@@ -130,7 +155,10 @@ pub async fn run(config: &LiveConfig) -> Result<()> {
     // get a clean stop with a summary, never the default death.
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    eprintln!("crashtrace: attached in {attach_ns} ns");
+    sink::warn(&format!("crashtrace: attached in {attach_ns} ns"));
+    if let Some(n) = notifier.as_mut() {
+        n.send(&format!("READY=1\n{status}"));
+    }
 
     pipeline.initial_settings(settings, start_mono);
 
@@ -169,20 +197,76 @@ pub async fn run(config: &LiveConfig) -> Result<()> {
                 }
                 loss.report(&lost, &mut pipeline);
             }
+            _ = sighup.recv() => {
+                if let Some(n) = notifier.as_mut() {
+                    n.send(&notify::reloading_message(monotonic_ns()));
+                }
+                reload(&mut config, layers, &mut pipeline);
+                if let Some(n) = notifier.as_mut() {
+                    n.send(&format!("READY=1\n{status}"));
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sleep_until => break,
         }
     }
 
+    if let Some(n) = notifier.as_mut() {
+        n.send("STOPPING=1");
+    }
     // Detach cleanly: take what is still in the ring, then end every chain.
     drain(ring.get_mut(), &mut pipeline);
     loss.report(&lost, &mut pipeline);
     let state_size_end = pipeline.correlator.state_size() as u64;
     state_size_peak = state_size_peak.max(state_size_end);
     pipeline.flush();
-    pipeline.summary(Summary { lost_kernel: loss.total, state_size_start, state_size_peak, state_size_end, ..Summary::default() });
-    Ok(())
+    pipeline.summary(Summary {
+        lost_kernel: loss.total,
+        state_size_start,
+        state_size_peak,
+        state_size_end,
+        output_dropped: sink::stdio_dropped(),
+        ..Summary::default()
+    });
+    Ok(Finished { dropped: pipeline.dropped })
+}
+
+/// SIGHUP: re-read the configuration (when there is a file to read) and
+/// apply what can change while tracing, the outputs; then reopen the log
+/// for logrotate. Nothing here stops the tracer: a bad file keeps the
+/// configuration in use, and says so.
+fn reload(config: &mut LiveConfig, layers: Option<&Layers>, pipeline: &mut Pipeline) {
+    let new = match layers.map(|l| l.resolve(config::Env::current())) {
+        None => None,
+        Some(Ok((new, _))) => Some(new),
+        Some(Err(e)) => {
+            sink::warn(&format!("crashtrace: SIGHUP: {e}; keeping the configuration in use"));
+            None
+        }
+    };
+    let Some(new) = new else {
+        if let Err(e) = pipeline.reopen_sinks() {
+            sink::warn(&format!("crashtrace: SIGHUP: {e}; records go on to the file open before"));
+        }
+        return;
+    };
+    let restart = config.restart_keys(&new);
+    if !restart.is_empty() {
+        sink::warn(&format!(
+            "crashtrace: SIGHUP: {} changed in the configuration; they take a restart (systemctl restart crashtrace), the values in use stay",
+            restart.join(", ")
+        ));
+    }
+    match pipeline.reconfigure_sinks(&config.sinks, &new.sinks) {
+        Ok(()) => {
+            if config.sinks != new.sinks {
+                sink::warn("crashtrace: SIGHUP: outputs reconfigured");
+            }
+            config.sinks = new.sinks;
+        }
+        Err(e) => sink::warn(&format!("crashtrace: SIGHUP: {e}; the outputs stay as they were")),
+    }
 }
 
 /// Takes every record the ring buffer holds.

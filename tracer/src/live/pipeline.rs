@@ -11,7 +11,7 @@ use crate::{
     record::{EventRecord, Record, Summary},
     render::wall,
     scope::{Lookup, Scope},
-    sink::{Emitted, Sink},
+    sink::{Emitted, Sink, SinkSpec},
     symbolize::Symbolizer,
 };
 
@@ -37,6 +37,10 @@ pub struct Pipeline {
     /// Crashers' working directories, for a relative file pattern (bounded).
     cwds: std::collections::BTreeMap<u32, String>,
     pub decode_errors: u64,
+    /// Chains shown with a dropped:* verdict (`--fail-on-drop`).
+    pub dropped: u64,
+    /// The header and the latest core-settings event, for sinks opened later.
+    preamble: Vec<Record>,
 }
 
 /// What the scope asks, answered from the correlator, else from /proc.
@@ -76,15 +80,77 @@ impl Pipeline {
             mono_to_wall,
             cwds: Default::default(),
             decode_errors: 0,
+            dropped: 0,
+            preamble: Vec::new(),
         }
     }
 
     /// Hands a record to every sink.
     pub fn emit(&mut self, record: Record) {
+        match &record {
+            Record::Header(_) => self.preamble = vec![record.clone()],
+            Record::Event(e) if matches!(e.event.body, Body::CoreSettings(_)) => {
+                self.preamble.truncate(1);
+                self.preamble.push(record.clone());
+            }
+            _ => {}
+        }
         let out = Emitted::new(record);
         for sink in &mut self.sinks {
             sink.write(&out);
         }
+    }
+
+    /// SIGHUP: every sink reopens what was renamed away. The first error is
+    /// returned; the other sinks reopen all the same.
+    pub fn reopen_sinks(&mut self) -> Result<(), crate::log::LogError> {
+        let mut first = Ok(());
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.reopen()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Moves from the sinks `old` describes (the ones open, in order) to
+    /// `new`: an output in both is kept (reopened, and given its new
+    /// settings), the others are opened and given the header and settings
+    /// first. If a new one cannot be opened, nothing changes.
+    pub fn reconfigure_sinks(&mut self, old: &[SinkSpec], new: &[SinkSpec]) -> Result<(), crate::log::LogError> {
+        let plan = keep_plan(old, new);
+        // Open first: a failure leaves every sink as it was.
+        let mut fresh = Vec::new();
+        for (spec, keep) in new.iter().zip(&plan) {
+            if keep.is_none() {
+                fresh.push(spec.open()?);
+            }
+        }
+        let mut current: Vec<Option<Box<dyn Sink>>> = std::mem::take(&mut self.sinks).into_iter().map(Some).collect();
+        let mut fresh = fresh.into_iter();
+        let preamble: Vec<Emitted> = self.preamble.iter().cloned().map(Emitted::new).collect();
+        for (spec, keep) in new.iter().zip(plan) {
+            let sink = match keep.and_then(|j| current.get_mut(j).and_then(Option::take)) {
+                Some(mut sink) => {
+                    sink.reconfigure(spec);
+                    if let Err(e) = sink.reopen() {
+                        crate::sink::warn(&format!("crashtrace: reopening an output: {e}"));
+                    }
+                    sink
+                }
+                None => {
+                    let Some(mut sink) = fresh.next() else { continue };
+                    for p in &preamble {
+                        sink.prime(p);
+                    }
+                    sink
+                }
+            };
+            self.sinks.push(sink);
+        }
+        Ok(())
     }
 
     /// Tracing began.
@@ -117,7 +183,7 @@ impl Pipeline {
             Err(e) => {
                 self.decode_errors += 1;
                 if self.decode_errors <= DECODE_ERRORS_PRINTED {
-                    eprintln!("crashtrace: undecodable event ({e}); counted in the summary");
+                    crate::sink::warn(&format!("crashtrace: undecodable event ({e}); counted in the summary"));
                 }
                 return;
             }
@@ -188,6 +254,9 @@ impl Pipeline {
             // Off the event path: the chain is over, its maps were read at delivery.
             self.symbolizer.symbolize(chain.crasher.tgid, stack);
         }
+        if chain.verdict.is_some_and(|v| v.is_dropped()) {
+            self.dropped += 1;
+        }
         self.emit(Record::Verdict(Box::new(chain)));
     }
 
@@ -250,6 +319,22 @@ impl Pipeline {
         summary.log_write_failures = self.sink_failures();
         self.emit(Record::Summary(summary));
     }
+}
+
+/// For each new sink, the old one it keeps, if any: the same output with
+/// the same settings, or a log at the same path (which takes new settings
+/// in place).
+pub fn keep_plan(old: &[SinkSpec], new: &[SinkSpec]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; old.len()];
+    new.iter()
+        .map(|spec| {
+            let j = old.iter().enumerate().position(|(j, o)| {
+                !taken[j] && (o == spec || (matches!(spec, SinkSpec::Log { .. }) && o.same_output(spec)))
+            })?;
+            taken[j] = true;
+            Some(j)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -342,5 +427,105 @@ mod tests {
         let kinds: Vec<&str> =
             records.iter().filter_map(|r| if let Record::Event(e) = r { Some(e.event.body.name()) } else { None }).collect();
         assert_eq!(kinds, vec!["core-settings"]);
+    }
+
+    /// Records of each line of a log file, by type.
+    fn types_in(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn pipeline_with(sinks: Vec<Box<dyn Sink>>) -> Pipeline {
+        Pipeline::new(Correlator::new(Config::default()), Scope::default(), None, Enricher::new(true), sinks, 0)
+    }
+
+    fn header() -> Record {
+        Record::Header(crate::record::Header {
+            tracer_version: "0.1.0".into(),
+            kernel: "6.18".into(),
+            hostname: "vm".into(),
+            boot_id: "b".into(),
+            start_wall_ns: 1,
+            start_mono_ns: 1,
+            dump_mode: "inferred".into(),
+            dump_mode_reason: "test".into(),
+            hooks: vec![],
+            core_settings: None,
+            watched_pid: None,
+        })
+    }
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("crashtrace-pipeline-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    #[test]
+    fn a_log_renamed_away_is_reopened_at_its_path_with_the_header() {
+        let d = dir("reopen");
+        let path = d.0.join("ct.jsonl");
+        let spec = SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions::default() };
+        let mut p = pipeline_with(vec![spec.open().unwrap()]);
+        p.emit(header());
+        p.emit(Record::Summary(Summary::default()));
+        // Nothing moved: reopening keeps the same file, and adds nothing.
+        p.reopen_sinks().unwrap();
+        assert_eq!(types_in(&path), ["header", "summary"]);
+        // logrotate: rename, then SIGHUP.
+        let rotated = d.0.join("ct.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        p.reopen_sinks().unwrap();
+        p.emit(Record::Summary(Summary { events: 7, ..Summary::default() }));
+        assert_eq!(types_in(&rotated), ["header", "summary", "summary"], "records before the SIGHUP go to the renamed file");
+        assert_eq!(types_in(&path), ["header", "summary"], "the new file starts with the header");
+    }
+
+    #[test]
+    fn reconfiguring_keeps_a_log_at_the_same_path_and_opens_a_new_one_with_the_header() {
+        let d = dir("reconfigure");
+        let (a, b) = (d.0.join("a.jsonl"), d.0.join("b.jsonl"));
+        let log = |path: &PathBuf, keep| SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions { keep, ..Default::default() } };
+        let old = vec![log(&a, 5)];
+        let mut p = pipeline_with(vec![old[0].open().unwrap()]);
+        p.emit(header());
+        // Same path, other settings: the same writer, no second header.
+        let same = vec![log(&a, 2)];
+        p.reconfigure_sinks(&old, &same).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        assert_eq!(types_in(&a), ["header", "summary"]);
+        // Another path: a new file that reads on its own.
+        let moved = vec![log(&b, 2)];
+        p.reconfigure_sinks(&same, &moved).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        assert_eq!(types_in(&b), ["header", "summary"]);
+        assert_eq!(types_in(&a), ["header", "summary"], "the old log gets nothing more");
+        // A log that cannot be opened changes nothing.
+        let bad = vec![log(&d.0.join("missing-dir/c.jsonl"), 2)];
+        assert!(p.reconfigure_sinks(&moved, &bad).is_err());
+        p.emit(Record::Summary(Summary::default()));
+        assert_eq!(types_in(&b), ["header", "summary", "summary"]);
+    }
+
+    #[test]
+    fn keep_plan_keeps_equal_outputs_and_logs_by_path() {
+        use crate::render::Style;
+        let text = |color| SinkSpec::Text { style: Style { color }, verdicts_only: false };
+        let log = |p: &str, keep| SinkSpec::Log { path: p.into(), options: crate::log::LogOptions { keep, ..Default::default() } };
+        assert_eq!(keep_plan(&[log("/a", 1), text(false)], &[log("/a", 2), text(false)]), [Some(0), Some(1)]);
+        assert_eq!(keep_plan(&[log("/a", 1), text(false)], &[log("/b", 1), text(true)]), [None, None]);
+        assert_eq!(keep_plan(&[log("/a", 1), text(false)], &[SinkSpec::JsonLines]), [None]);
+        assert_eq!(keep_plan(&[text(false)], &[log("/a", 1), text(false)]), [None, Some(0)]);
     }
 }

@@ -7,7 +7,14 @@ use super::{clock, wall, Style};
 use crate::record::{Header, Loss, Summary, Watched};
 
 pub fn header_text(h: &Header) -> String {
-    let mut s = format!("crashtrace {} on {} (kernel {})\n", h.tracer_version, h.hostname, h.kernel);
+    // Event lines show only the time of day; the zone is said once, here.
+    let mut s = format!(
+        "crashtrace {} on {} (kernel {}), started {} UTC; times are UTC\n",
+        h.tracer_version,
+        h.hostname,
+        h.kernel,
+        clock(h.start_wall_ns)
+    );
     let _ = writeln!(s, "dump detection: {} — {}", h.dump_mode, h.dump_mode_reason);
     for hook in &h.hooks {
         let _ = writeln!(

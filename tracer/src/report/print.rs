@@ -68,8 +68,95 @@ pub(super) trait Printer {
     fn summary(&self, out: &mut dyn Write, s: &ShownSummary<'_>) -> io::Result<()>;
 }
 
-pub(super) fn printer(json: bool, style: Style) -> Box<dyn Printer> {
-    if json { Box::new(JsonPrinter) } else { Box::new(TextPrinter { style }) }
+pub(super) fn printer(json: bool, list: bool, style: Style) -> Box<dyn Printer> {
+    match (list, json) {
+        (true, json) => Box::new(ListPrinter { json, heading_done: std::cell::Cell::new(false) }),
+        (false, true) => Box::new(JsonPrinter),
+        (false, false) => Box::new(TextPrinter { style }),
+    }
+}
+
+/// `report list`: one line per crash, like `coredumpctl list`; runs, gaps
+/// and the summary are left out (the full report has them).
+struct ListPrinter {
+    json: bool,
+    heading_done: std::cell::Cell<bool>,
+}
+
+/// One crash as `report list` shows it.
+#[derive(Serialize)]
+pub(super) struct ListRow {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub pid: u32,
+    pub signal: String,
+    pub verdict: String,
+    /// `present` (found in a store), `missing` (stored, but not found),
+    /// `stored` (not checked), `none` (dropped) or `-` (not known).
+    pub core: &'static str,
+    pub comm: String,
+}
+
+impl ListRow {
+    pub(super) fn of(c: &ShownChain<'_>) -> ListRow {
+        let verdict = c.chain.verdict.unwrap_or(Verdict::Unknown);
+        let core = match c.core {
+            Some(CoreStatus::Found { .. }) => "present",
+            Some(CoreStatus::Unaccounted { .. }) => "missing",
+            _ if verdict == Verdict::Stored => "stored",
+            _ if verdict.is_dropped() => "none",
+            _ => "-",
+        };
+        ListRow {
+            time: format_utc(c.start_wall_ns),
+            pid: c.chain.crasher.tgid,
+            signal: c.chain.signal.clone(),
+            verdict: verdict.as_str().to_string(),
+            core,
+            comm: c.chain.crasher.comm.clone(),
+        }
+    }
+
+    /// The text line; columns as wide as their usual values.
+    fn text(&self) -> String {
+        format!("{:<24}  {:>7}  {:<8} {:<30} {:<7}  {}", self.time, self.pid, self.signal, self.verdict, self.core, self.comm)
+    }
+}
+
+impl Printer for ListPrinter {
+    fn chain(&self, out: &mut dyn Write, c: &ShownChain<'_>) -> io::Result<()> {
+        let row = ListRow::of(c);
+        if self.json {
+            return json_line(out, "crash", &row);
+        }
+        if !self.heading_done.replace(true) {
+            let heading = ListRow {
+                time: "TIME (UTC)".into(),
+                pid: 0,
+                signal: "SIG".into(),
+                verdict: "VERDICT".into(),
+                core: "CORE",
+                comm: "COMM".into(),
+            };
+            writeln!(out, "{}", heading.text().replacen("      0", "    PID", 1))?;
+        }
+        writeln!(out, "{}", row.text())
+    }
+
+    fn gap(&self, _out: &mut dyn Write, _gap: &Gap) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn run(&self, _out: &mut dyn Write, _run: &ShownRun<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn summary(&self, out: &mut dyn Write, s: &ShownSummary<'_>) -> io::Result<()> {
+        if !self.json && !self.heading_done.get() {
+            writeln!(out, "no crashes in these logs{}", if s.totals.chains_total > 0 { " match the filters" } else { "" })?;
+        }
+        Ok(())
+    }
 }
 
 /// JSON Lines, each a [`Document`].

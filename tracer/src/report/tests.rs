@@ -34,6 +34,8 @@ fn opts() -> Options {
         color: false,
         systemd_dir: None,
         stores: Vec::new(),
+        list: false,
+        fail_on_drop: false,
     }
 }
 
@@ -396,17 +398,23 @@ fn options_from_args_check_their_values() {
     let args = |extra: &[&str]| {
         let cli = crate::cli::Cli::try_parse_from(["crashtrace", "report", "x.jsonl"].iter().chain(extra.iter())).unwrap();
         match cli.command {
-            Some(crate::cli::Command::Report(a)) => a,
+            Some(crate::cli::Command::Report(a)) => a.args().0.clone(),
             _ => panic!("not a report"),
         }
     };
     use clap::Parser;
-    let o = Options::from_args(&args(&["--since", "2026-05-20T00:00:00Z", "--until", "1800000000", "--verdict", "dropped"])).unwrap();
+    let o = Options::from_args(&args(&["--since", "2026-05-20T00:00:00Z", "--until", "1800000000", "--verdict", "dropped"]), false).unwrap();
     assert_eq!(o.since_ns, Some(1_779_235_200_000_000_000));
     assert_eq!(o.verdict, Some(VerdictFilter::Dropped));
-    assert!(matches!(Options::from_args(&args(&["--since", "tuesday"])), Err(ReportError::Since(_))));
-    assert!(matches!(Options::from_args(&args(&["--since", "200", "--until", "100"])), Err(ReportError::EmptyRange)));
-    let e = Options::from_args(&args(&["--verdict", "dropped:pid1"])).unwrap_err().to_string();
+    assert!(matches!(Options::from_args(&args(&["--since", "tuesday"]), false), Err(ReportError::Since(_))));
+    assert!(matches!(Options::from_args(&args(&["--since", "200", "--until", "100"]), false), Err(ReportError::EmptyRange)));
+    let e = Options::from_args(&args(&["--verdict", "dropped:pid1"]), false).unwrap_err().to_string();
+    // Relative times count back from now.
+    let o = Options::from_args(&args(&["-S", "2h", "-U", "-1h", "--fail-on-drop"]), true).unwrap();
+    let (since, until) = (o.since_ns.unwrap(), o.until_ns.unwrap());
+    assert_eq!(until - since, 3600 * 1_000_000_000);
+    assert!(until < crate::live::realtime_ns());
+    assert!(o.list && o.fail_on_drop);
     assert!(e.contains("dropped:collector-unreachable-pid1"), "lists the verdicts: {e}");
 }
 
@@ -550,7 +558,7 @@ fn a_missing_file_is_bad_input() {
     let mut r = Report::new(opts(), Vec::new(), Vec::new());
     r.run_all(&[PathBuf::from("/nonexistent/crashtrace.jsonl")]).unwrap();
     let t = r.finish().unwrap();
-    assert_eq!(t.exit_status(), 1);
+    assert_eq!(t.exit_status(false), 1);
     assert!(String::from_utf8_lossy(&r.err).contains("/nonexistent/crashtrace.jsonl: cannot read"));
 }
 
@@ -628,4 +636,48 @@ fn report_pid_follows_the_children_the_pid_forked_as_live_does() {
     assert_eq!(shown(13320), vec![(14809, "stored".to_string())]);
     assert_eq!(shown(14809), vec![(14809, "stored".to_string())]);
     assert!(shown(13321).is_empty());
+}
+
+#[test]
+fn fail_on_drop_exits_1_only_when_a_dropped_chain_is_shown() {
+    let dropped = fixture("systemd-no-pid1");
+    let stored = fixture("file-stored");
+    let status = |text: &str, fail_on_drop| {
+        let ran = report(opts(), &[("log", text.as_bytes())]);
+        assert_eq!(ran.totals.bad_lines, 0, "{}", ran.stderr);
+        Outcome { totals: ran.totals }.exit_status(fail_on_drop)
+    };
+    assert_eq!(status(&dropped, true), 1);
+    assert_eq!(status(&dropped, false), 0, "without the flag a drop is not a failure");
+    assert_eq!(status(&stored, true), 0);
+    // A filter that hides the dropped chain hides it from the exit status too.
+    let ran = report(Options { verdict: Some(VerdictFilter::parse("stored").unwrap()), ..opts() }, &[("log", dropped.as_bytes())]);
+    assert_eq!(Outcome { totals: ran.totals }.exit_status(true), 0);
+}
+
+#[test]
+fn report_list_is_one_line_per_crash() {
+    let logs = [fixture("systemd-no-pid1"), fixture("file-stored")];
+    let files: Vec<(&str, &[u8])> = vec![("a", logs[0].as_bytes()), ("b", logs[1].as_bytes())];
+    let ran = report(Options { list: true, json: false, ..opts() }, &files);
+    let lines: Vec<&str> = ran.text.lines().collect();
+    assert_eq!(lines.len(), 1 + ran.totals.chains_shown as usize, "{}", ran.text);
+    assert!(lines[0].starts_with("TIME (UTC)") && lines[0].contains("PID") && lines[0].contains("VERDICT"), "{}", lines[0]);
+    assert!(ran.text.contains("dropped:collector-unreachable-pid1"), "{}", ran.text);
+    for line in &lines[1..] {
+        assert!(line.contains("Z ") && line.contains("SIG"), "time with its zone, and the signal: {line}");
+    }
+    assert!(!ran.text.contains("summary"), "no summary in the list: {}", ran.text);
+    // JSON: one "crash" document per chain, with the same fields.
+    let ran = report(Options { list: true, ..opts() }, &files);
+    assert_eq!(ran.records.len() as u64, ran.totals.chains_shown);
+    for r in &ran.records {
+        assert_eq!(r["type"], "crash", "{r}");
+        for key in ["time", "pid", "signal", "verdict", "core", "comm"] {
+            assert!(!r[key].is_null(), "{key} missing in {r}");
+        }
+    }
+    // Nothing to list still says so.
+    let none = report(Options { list: true, json: false, verdict: Some(VerdictFilter::parse("stored").unwrap()), ..opts() }, &files[..1]);
+    assert_eq!(none.text, "no crashes in these logs match the filters\n");
 }

@@ -1,5 +1,6 @@
 //! Wall-clock times for `--since`/`--until` and for the report's text:
-//! RFC 3339 (any offset) or Unix seconds in, RFC 3339 UTC out. Civil-date
+//! RFC 3339 (any offset), Unix seconds or a time ago (`1h`, `-30m`, as
+//! journalctl and coredumpctl take them) in, RFC 3339 UTC out. Civil-date
 //! arithmetic after Howard Hinnant's `days_from_civil`.
 
 /// Parses RFC 3339 (`2026-05-20T19:59:01Z`, `2026-05-20T21:59:01.5+02:00`),
@@ -75,6 +76,63 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is before 1970"));
     }
     (secs as u64).checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).ok_or_else(err)
+}
+
+/// Parses what `--since`/`--until` take, relative times against `now_ns`:
+/// `1h`, `30m`, `2d`, `1h30m` and `-1h` all mean that long ago, `+1h` that
+/// long from now, `now` now (units: s, m or min, h, d, w); anything else as
+/// [`parse_time`].
+pub fn parse_when(s: &str, now_ns: u64) -> Result<u64, String> {
+    let t = s.trim();
+    if t == "now" {
+        return Ok(now_ns);
+    }
+    let (sign, body) = match t.as_bytes().first() {
+        Some(b'+') => (1i8, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => (-1, t),
+    };
+    match parse_span(body) {
+        Some(span) => {
+            let when = if sign > 0 { now_ns.checked_add(span) } else { now_ns.checked_sub(span) };
+            when.ok_or_else(|| format!("{s:?} is out of range; give a shorter span"))
+        }
+        None if sign > 0 || t.starts_with('-') => Err(format!(
+            "{s:?} is not a span of time; give a number and a unit: s, m, h, d or w (like -1h or 30m)"
+        )),
+        None => parse_time(t).map_err(|e| {
+            format!("{e}, or a time ago (1h, 30m, 2d, -1h)")
+        }),
+    }
+}
+
+/// `1h30m` -> ns; None if it is not numbers each with a unit.
+fn parse_span(s: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "s" | "sec" => 1,
+            "m" | "min" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(secs)?.checked_mul(1_000_000_000)?)?;
+        rest = rest[unit_len..].trim_start();
+    }
+    Some(total)
 }
 
 /// ".123" -> 123_000_000 ns; digits past nanoseconds are dropped.
@@ -174,6 +232,48 @@ mod tests {
         ] {
             assert!(parse_time(bad).is_err(), "{bad:?} accepted as {:?}", parse_time(bad));
         }
+    }
+
+    #[test]
+    fn relative_times_are_ago_unless_plus() {
+        let now = 1_779_307_141 * S;
+        assert_eq!(parse_when("1h", now), Ok(now - 3600 * S));
+        assert_eq!(parse_when("-1h", now), Ok(now - 3600 * S));
+        assert_eq!(parse_when("+1h", now), Ok(now + 3600 * S));
+        assert_eq!(parse_when("30m", now), Ok(now - 1800 * S));
+        assert_eq!(parse_when("30min", now), Ok(now - 1800 * S));
+        assert_eq!(parse_when("2d", now), Ok(now - 2 * 86_400 * S));
+        assert_eq!(parse_when("1w", now), Ok(now - 7 * 86_400 * S));
+        assert_eq!(parse_when("90s", now), Ok(now - 90 * S));
+        assert_eq!(parse_when("1h30m", now), Ok(now - 5400 * S));
+        assert_eq!(parse_when(" -1h 30m ", now), Ok(now - 5400 * S));
+        assert_eq!(parse_when("now", now), Ok(now));
+    }
+
+    #[test]
+    fn absolute_times_still_parse_beside_relative_ones() {
+        let now = 4_000_000_000 * S;
+        assert_eq!(parse_when("1779307141", now), Ok(1_779_307_141 * S));
+        assert_eq!(parse_when("2026-05-20T19:59:01Z", now), Ok(1_779_307_141 * S));
+        assert_eq!(parse_when("2026-05-20", now), Ok(1_779_235_200 * S));
+    }
+
+    #[test]
+    fn rejects_bad_relative_times() {
+        let now = 1_779_307_141 * S;
+        for bad in ["1y", "h", "-h", "+", "-", "1h-30m", "1.5h", "-yesterday", "1 hour", "10"] {
+            let parsed = parse_when(bad, now);
+            // "10" is Unix second 10: a time, not a span.
+            if bad == "10" {
+                assert_eq!(parsed, Ok(10 * S));
+                continue;
+            }
+            assert!(parsed.is_err(), "{bad:?} accepted as {parsed:?}");
+        }
+        // More ago than the epoch: an error, not a wrap-around.
+        assert!(parse_when("100000w", 1000 * S).is_err());
+        let msg = parse_when("yesterday", now).unwrap_err();
+        assert!(msg.contains("1h"), "the error says relative times are taken: {msg}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Emitted, Sink};
+use super::{Emitted, Sink, SinkSpec};
 use crate::log::{LogError, LogOptions, LogWriter};
 
 pub struct LogSink {
@@ -25,5 +25,19 @@ impl Sink for LogSink {
 
     fn failures(&self) -> u64 {
         self.writer.failures
+    }
+
+    fn reopen(&mut self) -> Result<(), LogError> {
+        self.writer.reopen_path().map(|_| ())
+    }
+
+    fn reconfigure(&mut self, spec: &SinkSpec) -> bool {
+        match spec {
+            SinkSpec::Log { path, options } if path == self.writer.path() => {
+                self.writer.set_options(*options);
+                true
+            }
+            _ => false,
+        }
     }
 }

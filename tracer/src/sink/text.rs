@@ -37,7 +37,7 @@ impl TextSink {
             Record::Loss(l) => render::loss_text(l, self.style) + "\n",
             Record::Watched(w) => render::watched_text(w, self.mono_to_wall, self.style),
             Record::Summary(s) => {
-                eprint!("{}", render::summary_text(s));
+                super::warn(&render::summary_text(s));
                 return None;
             }
         })
@@ -48,6 +48,13 @@ impl Sink for TextSink {
     fn write(&mut self, out: &Emitted) {
         if let Some(text) = self.text(out.record()) {
             self.stdout.print(&text);
+        }
+    }
+
+    fn prime(&mut self, preamble: &Emitted) {
+        // Only the clock: the header was shown when tracing began.
+        if let Record::Header(h) = preamble.record() {
+            self.mono_to_wall = h.start_wall_ns as i128 - h.start_mono_ns as i128;
         }
     }
 
@@ -88,7 +95,9 @@ mod tests {
     #[test]
     fn the_header_sets_the_clock_of_later_records() {
         let mut sink = TextSink::new(Style::default(), false);
-        assert!(sink.text(&header(3_600_000_000_000, 1_000_000_000)).unwrap().ends_with("watching pid 7\n"));
+        let head = sink.text(&header(3_600_000_000_000, 1_000_000_000)).unwrap();
+        assert!(head.ends_with("watching pid 7\n"), "{head}");
+        assert!(head.starts_with("crashtrace 0.1.0 on vm (kernel 6.18), started 01:00:00.000 UTC; times are UTC\n"), "{head}");
         // 1 s monotonic + (3600 s - 1 s) = 01:00:00.000 wall.
         let watched = Record::Watched(Watched { ts_ns: 1_000_000_000, pid: 7, state: crate::watched::State::Running, evidence: vec![] });
         assert_eq!(sink.text(&watched).unwrap(), "01:00:00.000 watched pid 7 is running\n");

@@ -366,9 +366,15 @@ impl Tracer {
     /// Starts crashtrace with `args` (add `--json`) and waits until it says
     /// it is attached.
     pub(crate) fn start(args: &[&str]) -> Tracer {
+        Tracer::start_with_env(args, &[])
+    }
+
+    /// As [`Tracer::start`], with these environment variables set.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Tracer {
         let binary = pinned_crashtrace();
         let mut child = Command::new(&binary)
             .args(args)
+            .envs(env.iter().copied())
             // The object built into the binary is the one under test.
             .env_remove("CRASHTRACE_BPF_OBJECT")
             .stdin(Stdio::null())
