@@ -43,6 +43,9 @@ pub(crate) struct Args {
     /// Test this crashtrace binary (static, with its eBPF object built in).
     #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
     pub crashtrace: Option<PathBuf>,
+    /// Guests booted side by side (each has one vCPU).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
     /// Also write the systemd × scenario table into README.md between
     /// `<!-- distro-matrix:begin -->` and `<!-- distro-matrix:end -->`.
     #[arg(long)]
@@ -97,7 +100,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let candidates = apt.cloud_images()?;
 
     // Image builds are network- and disk-bound and booting is CPU-bound, so
-    // the next release's image is built while the previous one boots.
+    // the next release's image is built while guests boot.
     let (tx, rx) = std::sync::mpsc::channel();
     let builder = {
         let releases = releases.clone();
@@ -106,34 +109,50 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             for rel in releases {
                 eprintln!("xtask: distro: {}: root image (mmdebstrap, cached by recipe)", rel.name);
                 let built = image::root_image(&dir.join(rel.name), &rel).map_err(|e| format!("{e:#}"));
-                if tx.send(built).is_err() {
+                if tx.send((rel, built)).is_err() {
                     return;
                 }
             }
         })
     };
 
-    let mut runs = Vec::new();
-    for rel in releases {
-        let work = dir.join(rel.name).join("run");
-        let mut run = ReleaseRun {
-            release: rel.clone(),
-            kernel: None,
-            image_build: None,
-            boot: None,
-            evidence: check::Evidence::default(),
-            checks: Vec::new(),
-            error: None,
-            work: work.clone(),
-        };
-        let image = rx.recv().unwrap_or_else(|_| Err("the image builder stopped".into()));
-        if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &crashtrace, &vmtool) {
-            run.error = Some(format!("{e:#}"));
+    // Each guest has one vCPU, so `--jobs` guests boot side by side; they
+    // take images in release order as the builder finishes them.
+    let rx = std::sync::Mutex::new(rx);
+    let runs = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| loop {
+                let next = rx.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
+                let Ok((rel, image)) = next else { return };
+                let work = dir.join(rel.name).join("run");
+                let mut run = ReleaseRun {
+                    release: rel,
+                    kernel: None,
+                    image_build: None,
+                    boot: None,
+                    evidence: check::Evidence::default(),
+                    checks: Vec::new(),
+                    error: None,
+                    work,
+                };
+                if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &crashtrace, &vmtool) {
+                    run.error = Some(format!("{e:#}"));
+                }
+                report_one(&run);
+                if let Ok(mut runs) = runs.lock() {
+                    runs.push(run);
+                }
+            });
         }
-        report_one(&run);
-        runs.push(run);
-    }
+    });
     let _ = builder.join();
+    let mut runs = runs.into_inner().unwrap_or_default();
+    // Oldest release first, whatever order the guests finished in.
+    runs.sort_by_key(|r| release::RELEASES.iter().position(|x| x.name == r.release.name));
+    if runs.len() != releases.len() {
+        bail!("only {} of {} releases ran: the image builder stopped", runs.len(), releases.len());
+    }
 
     let table = results_table(&runs);
     let behaviour = behaviour_table(&runs);
@@ -169,7 +188,12 @@ fn run_one(
         .with_context(|| format!("{} names kernel row {}, which the VM matrix lacks", rel.name, rel.kernel))?;
     let candidate = kernels::choose(&spec, candidates)
         .with_context(|| format!("no cloud kernel of row {} in {}", spec.label, spec.suites.join(", ")))?;
-    let kernel = kernels::fetch(apt, &candidate, vm_dir)?;
+    // Two releases may boot the same kernel: one download at a time.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let kernel = {
+        let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        kernels::fetch(apt, &candidate, vm_dir)?
+    };
     run.kernel = Some(format!("{} ({})", kernel.release, candidate.suite));
 
     let (image, built) = image.map_err(anyhow::Error::msg).with_context(|| format!("building the {} root image", rel.name))?;
