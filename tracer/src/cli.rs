@@ -141,6 +141,27 @@ pub struct LiveArgs {
     /// Load the eBPF object from this file instead of the one built in.
     #[arg(long, value_name = "PATH", env = "CRASHTRACE_BPF_OBJECT")]
     pub bpf_object: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9477).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Write the metrics to this file for node_exporter's textfile collector
+    /// (e.g. /var/lib/node_exporter/textfile_collector/crashtrace.prom).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_textfile: Option<PathBuf>,
+
+    /// How often the metrics textfile is rewritten.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, requires = "metrics_textfile")]
+    pub metrics_interval: u64,
+
+    /// Send each verdict to the systemd journal as a structured entry.
+    #[arg(long)]
+    pub journal: bool,
+
+    /// journald's native socket (for tests).
+    #[arg(long, value_name = "PATH", hide = true, default_value = crate::sink::journal::JOURNAL_SOCKET)]
+    pub journal_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -77,6 +77,17 @@ impl LiveConfig {
             };
             sinks.push(SinkSpec::Text { style: Style { color }, verdicts_only: args.verdicts_only });
         }
+        // After the log and the screen: neither waits on these.
+        if args.journal {
+            sinks.push(SinkSpec::Journal { socket: args.journal_socket.clone() });
+        }
+        if args.metrics_listen.is_some() || args.metrics_textfile.is_some() {
+            sinks.push(SinkSpec::Metrics {
+                listen: args.metrics_listen,
+                textfile: args.metrics_textfile.clone(),
+                interval: Duration::from_secs(args.metrics_interval.max(1)),
+            });
+        }
         LiveConfig {
             pid: args.pid,
             cgroup: args.cgroup.clone(),
@@ -123,6 +134,26 @@ mod tests {
         let c = resolve(&["--json", "--log", "/tmp/x.jsonl", "--log-sync", "event", "--log-keep", "2"], TTY);
         let options = LogOptions { sync: SyncPolicy::Event, max_size: None, keep: 2 };
         assert_eq!(c.sinks, vec![SinkSpec::Log { path: "/tmp/x.jsonl".into(), options }, SinkSpec::JsonLines]);
+    }
+
+    #[test]
+    fn journal_and_metrics_are_opt_in_and_come_last() {
+        assert!(!resolve(&[], PIPE).sinks.iter().any(|s| matches!(s, SinkSpec::Journal { .. } | SinkSpec::Metrics { .. })));
+        let c = resolve(&["--json", "--journal", "--metrics-listen", "127.0.0.1:9477", "--metrics-textfile", "/tmp/c.prom"], PIPE);
+        assert_eq!(
+            c.sinks,
+            vec![
+                SinkSpec::JsonLines,
+                SinkSpec::Journal { socket: "/run/systemd/journal/socket".into() },
+                SinkSpec::Metrics {
+                    listen: Some("127.0.0.1:9477".parse().unwrap()),
+                    textfile: Some("/tmp/c.prom".into()),
+                    interval: Duration::from_secs(15),
+                },
+            ]
+        );
+        let c = resolve(&["--metrics-textfile", "/tmp/c.prom", "--metrics-interval", "2"], PIPE);
+        assert!(matches!(c.sinks.last(), Some(SinkSpec::Metrics { listen: None, interval, .. }) if *interval == Duration::from_secs(2)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     record::{EventRecord, Record, Summary},
     render::wall,
     scope::{Lookup, Scope},
-    sink::{Emitted, Sink},
+    sink::{Emitted, Sink, Status},
     symbolize::Symbolizer,
 };
 
@@ -92,6 +92,24 @@ impl Pipeline {
     /// Records the sinks could not write.
     pub fn sink_failures(&self) -> u64 {
         self.sinks.iter().map(|s| s.failures()).sum()
+    }
+
+    pub fn journal_failures(&self) -> u64 {
+        self.sinks.iter().map(|s| s.journal_failures()).sum()
+    }
+
+    /// Hands the running totals to every sink (for the metrics).
+    fn status(&mut self, now_ns: u64) {
+        let status = Status {
+            decode_errors: self.decode_errors,
+            log_write_failures: self.sink_failures(),
+            journal_failures: self.journal_failures(),
+            open_chains: self.correlator.open_chains(),
+            now_ns,
+        };
+        for sink in &mut self.sinks {
+            sink.status(&status);
+        }
     }
 
     /// The settings read at start: correlated, and also an event record, so a
@@ -198,6 +216,7 @@ impl Pipeline {
         for chain in self.correlator.tick(now_ns) {
             self.verdict(chain);
         }
+        self.status(now_ns);
     }
 
     /// The last record.
@@ -209,6 +228,7 @@ impl Pipeline {
         summary.kernel_said_dumped_but_dropped = stats.kernel_said_dumped_but_dropped;
         summary.decode_errors = self.decode_errors;
         summary.log_write_failures = self.sink_failures();
+        summary.journal_failures = self.journal_failures();
         self.emit(Record::Summary(summary));
     }
 }
