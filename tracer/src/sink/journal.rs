@@ -343,6 +343,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_the_same_message_ids() {
+        let readme = include_str!("../../../README.md");
+        for (verdict, id) in MESSAGE_IDS {
+            let row = format!("| `{verdict}` | `{id}` |");
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn priorities_follow_the_verdict() {
         assert_eq!(priority(Verdict::CorePatternDiscards), 3);
         assert_eq!(priority(Verdict::RlimitCore), 3);
