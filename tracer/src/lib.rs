@@ -25,6 +25,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod container;
 pub mod core_pattern;
 pub mod correlate;
 pub mod decode;
