@@ -49,6 +49,13 @@ pub struct ReportArgs {
     /// Only chains with this verdict; `dropped` matches every dropped:* verdict.
     #[arg(long, value_name = "VERDICT")]
     pub verdict: Option<String>,
+    /// Only crashes in this container (id, 12+ characters of it, or an
+    /// nspawn machine name), as the chain's cgroup path names it.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+    /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
     /// JSON Lines output instead of text.
     #[arg(short, long)]
     pub json: bool,
@@ -154,6 +161,15 @@ pub struct LiveArgs {
     /// How often the metrics textfile is rewritten.
     #[arg(long, value_name = "SECONDS", default_value_t = 15, requires = "metrics_textfile")]
     pub metrics_interval: u64,
+
+    /// Only crashes in this container: its id (12 characters or more of it)
+    /// or, for systemd-nspawn, its machine name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+
+    /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
 
     /// Send each verdict to the systemd journal as a structured entry.
     #[arg(long)]

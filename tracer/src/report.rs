@@ -130,6 +130,9 @@ pub struct Options {
     /// systemd-coredump's store; None to leave it out (tests).
     pub systemd_dir: Option<PathBuf>,
     pub stores: Vec<PathBuf>,
+    /// `--container` and `--unit`.
+    pub container: Option<String>,
+    pub unit: Option<String>,
 }
 
 impl Options {
@@ -154,6 +157,8 @@ impl Options {
             color: !args.json && tty && std::env::var_os("NO_COLOR").is_none(),
             systemd_dir: Some(PathBuf::from(store::SYSTEMD_COREDUMP_DIR)),
             stores: args.store.clone(),
+            container: args.container.clone(),
+            unit: args.unit.clone(),
         })
     }
 
@@ -317,7 +322,7 @@ impl<W: Write, E: Write> Report<W, E> {
         let stores = Stores::new(opts.systemd_dir.clone(), opts.stores.clone());
         Report {
             printer: print::printer(opts.json, Style { color: opts.color }),
-            scope: Scope::new(opts.pid, false, None),
+            scope: Scope::new(opts.pid, false, None).with_context(opts.container.clone(), opts.unit.clone()),
             opts,
             out,
             err,

@@ -23,6 +23,9 @@ pub struct LiveConfig {
     pub pid: Option<u32>,
     /// `--cgroup`: the cgroup subtree in scope.
     pub cgroup: Option<String>,
+    /// `--container`, `--unit`: the container or systemd unit in scope.
+    pub container: Option<String>,
+    pub unit: Option<String>,
     /// Where records go, in this order: the log first, so that a verdict is
     /// on disk before it is shown.
     pub sinks: Vec<SinkSpec>,
@@ -91,6 +94,8 @@ impl LiveConfig {
         LiveConfig {
             pid: args.pid,
             cgroup: args.cgroup.clone(),
+            container: args.container.clone(),
+            unit: args.unit.clone(),
             sinks,
             load: LoadConfig {
                 bpf_object: args.bpf_object.clone(),
@@ -158,8 +163,9 @@ mod tests {
 
     #[test]
     fn scope_load_and_duration_come_from_their_flags() {
-        let c = resolve(&["--pid", "7", "--cgroup", "/system.slice", "--duration", "3", "--stack-copy", "4096"], PIPE);
+        let c = resolve(&["--pid", "7", "--cgroup", "/system.slice", "--duration", "3", "--stack-copy", "4096", "--unit", "a"], PIPE);
         assert_eq!((c.pid, c.cgroup.as_deref()), (Some(7), Some("/system.slice")));
+        assert_eq!((c.container.as_deref(), c.unit.as_deref()), (None, Some("a")));
         assert_eq!(c.duration, Some(Duration::from_secs(3)));
         assert_eq!(c.load.stack_copy, 4096);
         assert_eq!(c.load.coredump_hook, CoredumpHook::Auto);

@@ -185,6 +185,7 @@ impl Pipeline {
         if chain.stalled {
             self.enrich.stall_evidence(&mut chain, self.scope.watched_pid());
         }
+        chain.learn_context();
         if !self.scope.chain(&chain) {
             return;
         }

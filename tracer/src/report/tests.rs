@@ -34,6 +34,8 @@ fn opts() -> Options {
         color: false,
         systemd_dir: None,
         stores: Vec::new(),
+        container: None,
+        unit: None,
     }
 }
 

@@ -131,6 +131,15 @@ pub fn verdict_entry(chain: &Chain) -> Entry {
         .field("CRASHTRACE_SIGNAL", chain.signal.as_bytes())
         .field("CRASHTRACE_REASON", chain.reason.as_bytes())
         .field("CRASHTRACE_CHAIN", chain.id.to_string().as_bytes());
+    if let Some(c) = &chain.container {
+        e.field("CRASHTRACE_CONTAINER_RUNTIME", c.runtime.as_str().as_bytes()).field("CRASHTRACE_CONTAINER_ID", c.id.as_bytes());
+    }
+    if let Some(p) = &chain.pod {
+        e.field("CRASHTRACE_POD_UID", p.uid.as_bytes()).field("CRASHTRACE_POD_QOS", p.qos.as_str().as_bytes());
+    }
+    if let Some(unit) = &chain.unit {
+        e.field("CRASHTRACE_UNIT", unit.as_bytes());
+    }
     if let Some(missing) = &chain.missing {
         e.field("CRASHTRACE_MISSING", missing.as_bytes());
     }
@@ -371,6 +380,8 @@ mod tests {
         .unwrap();
         dump.mode = DumpMode::File { path: "/var/crash/core.7".into() };
         c.dump = Some(dump);
+        c.cgroup_path = Some("/system.slice/nginx.service".into());
+        c.learn_context();
         let e = verdict_entry(&c);
         let fields = parse_entry(e.bytes()).expect("well-formed");
         let want: &[(&str, &[u8])] = &[
@@ -385,6 +396,7 @@ mod tests {
             ("CRASHTRACE_REASON", b"the kernel wrote the core"),
             ("CRASHTRACE_CHAIN", b"42"),
             ("CRASHTRACE_CORE_PATH", b"/var/crash/core.7"),
+            ("CRASHTRACE_UNIT", b"nginx.service"),
         ];
         for (name, value) in want {
             assert_eq!(field(&fields, name), Some(*value), "{name}");
