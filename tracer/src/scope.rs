@@ -135,6 +135,7 @@ impl Scope {
                 | Body::ProcessExit { .. }
                 | Body::ProcessFork { .. }
                 | Body::StackCapture { .. }
+                | Body::CoreLocated(_)
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
@@ -162,6 +163,7 @@ impl Scope {
             | Body::SysctlWrite { .. }
             | Body::Cgroup { .. }
             | Body::StackCapture { .. }
+            | Body::CoreLocated(_)
             | Body::StackCopy { .. } => involved(ev.task.tgid),
         }
     }

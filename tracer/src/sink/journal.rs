@@ -40,6 +40,7 @@ pub const MESSAGE_IDS: &[(Verdict, &str)] = &[
     (Verdict::CollectorUnreachablePid1, "ff04fedc3f094e2aac7a46fb38ffd959"),
     (Verdict::CorePatternDiscards, "b1726b5917c34dcc8a8f25714b77a4a4"),
     (Verdict::CollectorFailed, "4a0813cd34194fd0bbbc905343804c15"),
+    (Verdict::CollectorDiscarded, "63c5c4f8cee146feb92942d04f822e43"),
     (Verdict::ReaderVanished, "ac10005042a5499f9d76865d1eac8508"),
     (Verdict::RlimitCore, "c439c017eea941178061d4bef3eaf668"),
     (Verdict::NotDumpable, "d6f4d649ebc2478d81f2771712220acf"),
@@ -143,8 +144,11 @@ pub fn verdict_entry(chain: &Chain) -> Entry {
     if let Some(missing) = &chain.missing {
         e.field("CRASHTRACE_MISSING", missing.as_bytes());
     }
-    // The core's path is known only when the kernel wrote it to a file.
-    if verdict == Verdict::Stored
+    // Where the core was found (a file, socket or journal entry); failing
+    // that, the file a file pattern named, when the core was stored.
+    if let Some(path) = chain.core.as_ref().and_then(|c| c.path.as_deref()) {
+        e.field("CRASHTRACE_CORE_PATH", path.as_bytes());
+    } else if verdict == Verdict::Stored
         && let Some(dump) = &chain.dump
         && let DumpMode::File { path } = &dump.mode
     {
