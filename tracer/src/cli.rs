@@ -78,6 +78,13 @@ pub struct ReportArgs {
     /// Only chains with this verdict; `dropped` matches every dropped:* verdict.
     #[arg(long, value_name = "VERDICT")]
     pub verdict: Option<String>,
+    /// Only crashes in this container (id, 12+ characters of it, or an
+    /// nspawn machine name), as the chain's cgroup path names it.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+    /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
     /// JSON Lines output instead of text.
     #[arg(short, long)]
     pub json: bool,
@@ -182,6 +189,36 @@ pub struct LiveArgs {
     /// Load the eBPF object from this file instead of the one built in.
     #[arg(long, value_name = "PATH", env = "CRASHTRACE_BPF_OBJECT")]
     pub bpf_object: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9477).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Write the metrics to this file for node_exporter's textfile collector
+    /// (e.g. /var/lib/node_exporter/textfile_collector/crashtrace.prom).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_textfile: Option<PathBuf>,
+
+    /// How often the metrics textfile is rewritten.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, requires = "metrics_textfile")]
+    pub metrics_interval: u64,
+
+    /// Only crashes in this container: its id (12 characters or more of it)
+    /// or, for systemd-nspawn, its machine name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+
+    /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+
+    /// Send each verdict to the systemd journal as a structured entry.
+    #[arg(long)]
+    pub journal: bool,
+
+    /// journald's native socket (for tests).
+    #[arg(long, value_name = "PATH", hide = true, default_value = crate::sink::journal::JOURNAL_SOCKET)]
+    pub journal_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,6 +27,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod container;
 pub mod core_location;
 pub mod core_pattern;
 pub mod coredump_conf;

@@ -134,6 +134,9 @@ pub struct Options {
     pub list: bool,
     /// `--fail-on-drop`: exit 1 if a chain shown was dropped.
     pub fail_on_drop: bool,
+    /// `--container` and `--unit`.
+    pub container: Option<String>,
+    pub unit: Option<String>,
 }
 
 impl Options {
@@ -161,6 +164,8 @@ impl Options {
             stores: args.store.clone(),
             list,
             fail_on_drop: args.fail_on_drop,
+            container: args.container.clone(),
+            unit: args.unit.clone(),
         })
     }
 
@@ -327,7 +332,7 @@ impl<W: Write, E: Write> Report<W, E> {
         let stores = Stores::new(opts.systemd_dir.clone(), opts.stores.clone());
         Report {
             printer: print::printer(opts.json, opts.list, Style { color: opts.color }),
-            scope: Scope::new(opts.pid, false, None),
+            scope: Scope::new(opts.pid, false, None).with_context(opts.container.clone(), opts.unit.clone()),
             opts,
             out,
             err,

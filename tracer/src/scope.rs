@@ -27,6 +27,9 @@ pub trait Lookup {
 pub struct Scope {
     /// `--cgroup PATH`: only crashes and events in this cgroup subtree.
     cgroup: Option<String>,
+    /// `--container ID|NAME` and `--unit NAME`, read from the cgroup path.
+    container: Option<String>,
+    unit: Option<String>,
     watch: Option<Watch>,
 }
 
@@ -59,7 +62,33 @@ impl Scope {
     /// the live tracer can tell; a log does not say).
     pub fn new(pid: Option<u32>, pid_is_init: bool, cgroup: Option<String>) -> Scope {
         let watch = pid.map(|pid| Watch { pid, followed: [pid].into_iter().collect(), is_init: pid_is_init, handled: None });
-        Scope { cgroup, watch }
+        Scope { cgroup, container: None, unit: None, watch }
+    }
+
+    /// Adds `--container` and `--unit`: only what runs in that container
+    /// or systemd unit, as [`crate::container`] reads its cgroup path.
+    pub fn with_context(mut self, container: Option<String>, unit: Option<String>) -> Scope {
+        (self.container, self.unit) = (container, unit);
+        self
+    }
+
+    /// Whether a cgroup path passes `--cgroup`, `--container` and `--unit`.
+    fn path_in(&self, path: &str) -> bool {
+        if let Some(prefix) = &self.cgroup
+            && !cgroup_under(path, prefix)
+        {
+            return false;
+        }
+        if self.container.is_none() && self.unit.is_none() {
+            return true;
+        }
+        let ctx = crate::container::parse(path);
+        self.container.as_deref().is_none_or(|c| crate::container::matches_container(&ctx, c))
+            && self.unit.as_deref().is_none_or(|u| crate::container::matches_unit(&ctx, u))
+    }
+
+    fn by_path(&self) -> bool {
+        self.cgroup.is_some() || self.container.is_some() || self.unit.is_some()
     }
 
     pub fn watched_pid(&self) -> Option<u32> {
@@ -68,7 +97,7 @@ impl Scope {
 
     /// Whether anything is left out at all.
     pub fn is_everything(&self) -> bool {
-        self.cgroup.is_none() && self.watch.is_none()
+        !self.by_path() && self.watch.is_none()
     }
 
     /// Learns from a finished chain (before it is judged in or out): a
@@ -93,7 +122,7 @@ impl Scope {
 
     /// Whether the event is in scope, following the watched pid's forks.
     pub fn event(&mut self, ev: &Event, lookup: &dyn Lookup) -> bool {
-        if let Some(prefix) = &self.cgroup {
+        if self.by_path() {
             // Every kind is decided here: settings are the host's, not a cgroup's.
             let path = match &ev.body {
                 Body::Cgroup { path, .. } => Some(path.clone()),
@@ -110,7 +139,7 @@ impl Scope {
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
-                && !cgroup_under(&path, prefix)
+                && !self.path_in(&path)
             {
                 return false;
             }
@@ -141,9 +170,7 @@ impl Scope {
 
     /// Whether a chain is in scope.
     pub fn chain(&self, chain: &Chain) -> bool {
-        if let Some(prefix) = &self.cgroup
-            && !chain.cgroup_path.as_deref().map(|p| cgroup_under(p, prefix)).unwrap_or(false)
-        {
+        if self.by_path() && !chain.cgroup_path.as_deref().is_some_and(|p| self.path_in(p)) {
             return false;
         }
         let Some(w) = &self.watch else { return true };

@@ -11,7 +11,7 @@ use crate::{
     record::{EventRecord, Record, Summary},
     render::wall,
     scope::{Lookup, Scope},
-    sink::{Emitted, Sink, SinkSpec},
+    sink::{Emitted, Sink, SinkSpec, Status},
     symbolize::Symbolizer,
 };
 
@@ -119,7 +119,7 @@ impl Pipeline {
     /// `new`: an output in both is kept (reopened, and given its new
     /// settings), the others are opened and given the header and settings
     /// first. If a new one cannot be opened, nothing changes.
-    pub fn reconfigure_sinks(&mut self, old: &[SinkSpec], new: &[SinkSpec]) -> Result<(), crate::log::LogError> {
+    pub fn reconfigure_sinks(&mut self, old: &[SinkSpec], new: &[SinkSpec]) -> Result<(), crate::sink::SinkError> {
         let plan = keep_plan(old, new);
         // Open first: a failure leaves every sink as it was.
         let mut fresh = Vec::new();
@@ -163,6 +163,24 @@ impl Pipeline {
     /// Records the sinks could not write.
     pub fn sink_failures(&self) -> u64 {
         self.sinks.iter().map(|s| s.failures()).sum()
+    }
+
+    pub fn journal_failures(&self) -> u64 {
+        self.sinks.iter().map(|s| s.journal_failures()).sum()
+    }
+
+    /// Hands the running totals to every sink (for the metrics).
+    fn status(&mut self, now_ns: u64) {
+        let status = Status {
+            decode_errors: self.decode_errors,
+            log_write_failures: self.sink_failures(),
+            journal_failures: self.journal_failures(),
+            open_chains: self.correlator.open_chains(),
+            now_ns,
+        };
+        for sink in &mut self.sinks {
+            sink.status(&status);
+        }
     }
 
     /// The settings read at start: correlated, and also an event record, so a
@@ -247,6 +265,7 @@ impl Pipeline {
         if chain.stalled {
             self.enrich.stall_evidence(&mut chain, self.scope.watched_pid());
         }
+        chain.learn_context();
         if !self.scope.chain(&chain) {
             return;
         }
@@ -306,6 +325,7 @@ impl Pipeline {
         for chain in self.correlator.tick(now_ns) {
             self.verdict(chain);
         }
+        self.status(now_ns);
     }
 
     /// The last record.
@@ -317,6 +337,7 @@ impl Pipeline {
         summary.kernel_said_dumped_but_dropped = stats.kernel_said_dumped_but_dropped;
         summary.decode_errors = self.decode_errors;
         summary.log_write_failures = self.sink_failures();
+        summary.journal_failures = self.journal_failures();
         self.emit(Record::Summary(summary));
     }
 }

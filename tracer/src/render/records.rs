@@ -57,6 +57,9 @@ pub fn summary_text(s: &Summary) -> String {
     if s.log_write_failures > 0 {
         let _ = write!(out, ", {} records not written to the log", s.log_write_failures);
     }
+    if s.journal_failures > 0 {
+        let _ = write!(out, ", {} verdicts not sent to the journal", s.journal_failures);
+    }
     out.push('\n');
     for (v, n) in &s.verdicts {
         let _ = writeln!(out, "  {v:<36} {n}");
