@@ -141,11 +141,13 @@ impl Stack {
     /// (`mapped` answers from its maps, read while it lived): frame 0 stays
     /// (it is where the thread was, even if that is nowhere), but a return
     /// address in no mapping is junk the walk read, and the frames after it
-    /// are dropped.
+    /// are dropped. Frames the kernel found a build-id for are left alone.
     pub fn end_at_unmapped(&mut self, mapped: impl Fn(u64) -> bool) {
         for i in 0..self.user.len() {
             let f = &mut self.user[i];
-            if f.invalid.is_some() || mapped(f.addr) {
+            // A build-id the kernel read at the capture is its own proof
+            // that a file was mapped there, whatever the maps say.
+            if f.invalid.is_some() || f.build_id.is_some() || mapped(f.addr) {
                 continue;
             }
             f.invalid = Some(format!("{:#x} is in no mapping of the process", f.addr));
