@@ -180,7 +180,7 @@ impl Pipeline {
     /// Re-checks the watched pid and reports a state change.
     pub fn check_watched(&mut self, now_ns: u64) {
         let Some(w) = self.watched.as_mut() else { return };
-        let facts = enrich::watched_facts(w.pid(), w.handled_crash(), w.handled_signal());
+        let facts = enrich::watched_facts(w.pid(), w.handled_crash(), w.handled_signal(), w.crash_child_ended());
         if let Some(record) = w.observe(now_ns, &facts) {
             self.emit(Record::Watched(record));
         }
