@@ -168,6 +168,14 @@ pub struct Summary {
     pub state_size_peak: u64,
     #[serde(default)]
     pub state_size_end: u64,
+    /// With `--pid` or `--cgroup`: chains that ended but were not shown.
+    /// `chains` and `verdicts` count the chains shown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chains_out_of_scope: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
