@@ -151,7 +151,13 @@ impl Scope {
         let involved = |p: u32| w.followed.contains(&p);
         match &ev.body {
             Body::SignalGenerate { target, .. } => involved(ev.task.tgid) || involved(target.tgid),
-            Body::ProcessExit { ppid, .. } => involved(ev.task.tgid) || involved(*ppid),
+            // A collector's exit is part of its chain's story: without it in
+            // the log, a replay says the collector never exited.
+            Body::ProcessExit { ppid, .. } => {
+                involved(ev.task.tgid)
+                    || involved(*ppid)
+                    || lookup.helper_chain(ev.task.tgid).map(|c| self.chain(c)).unwrap_or(false)
+            }
             Body::CoreSettings(_) => true,
             Body::HelperExec { .. } | Body::HelperConnect { .. } => {
                 lookup.helper_chain(ev.task.tgid).map(|c| self.chain(c)).unwrap_or(false)

@@ -389,6 +389,43 @@ mod tests {
         assert_eq!(s.chains_out_of_scope, 1, "{s:?}");
     }
 
+    /// `report` replays the logged events and found "systemd-coredump did
+    /// not exit" for PID 1's crash child, while the verdict record's
+    /// timeline showed the exit: with `--pid 1` the collector's exit was
+    /// never logged. Every event a recorded verdict rests on must be logged,
+    /// so that the replay agrees with the record.
+    #[test]
+    fn a_logged_pid1_run_replays_to_the_verdicts_it_recorded() {
+        let records = run_events(pid1_crash_then_discard(), Scope::new(Some(1), true, None));
+        let logged: Vec<Event> =
+            records.iter().filter_map(|r| if let Record::Event(e) = r { Some(e.event.clone()) } else { None }).collect();
+        assert!(
+            logged.iter().any(|e| e.task.tgid == 901 && e.body.name() == "process-exit"),
+            "the crash child's collector's exit is logged: {:?}",
+            logged.iter().map(|e| (e.task.tgid, e.body.name())).collect::<Vec<_>>()
+        );
+        let mut replay = Correlator::new(Config::default());
+        let mut rebuilt = Vec::new();
+        for ev in &logged {
+            rebuilt.extend(replay.feed(ev));
+        }
+        rebuilt.extend(replay.flush());
+        // The chains of PID 1 and its crash child; the discard PID 1's crash
+        // caused is known to be in scope only when its chain ends, after
+        // its first events went by.
+        for r in &records {
+            let Record::Verdict(recorded) = r else { continue };
+            if ![1, 900].contains(&recorded.crasher.tgid) {
+                continue;
+            }
+            let again = rebuilt
+                .iter()
+                .find(|c| c.crasher.tgid == recorded.crasher.tgid)
+                .unwrap_or_else(|| panic!("no replayed chain for {}", recorded.crasher));
+            assert_eq!(again.verdict, recorded.verdict, "{}: replayed {:?} ({}) vs recorded", recorded.crasher, again.verdict, again.reason);
+        }
+    }
+
     #[test]
     fn out_of_scope_leaves_only_the_settings() {
         let records = run("kill-segv", Scope::new(Some(4_000_000), false, None));
