@@ -198,8 +198,17 @@ impl Correlator {
             Body::SignalGenerate {
                 sig, code, result, target, target_ppid, target_handler, target_blocked, fault_addr, si_pid, ..
             } => {
-                let g = Generated { sig: *sig, code: *code, result: *result, target_handler: *target_handler, target_blocked: *target_blocked };
-                self.on_generate(ev, g, target, *target_ppid, *fault_addr, *si_pid, &mut done)
+                let g = Generated {
+                    sig: *sig,
+                    code: *code,
+                    result: *result,
+                    target_ppid: *target_ppid,
+                    target_handler: *target_handler,
+                    target_blocked: *target_blocked,
+                    fault_addr: *fault_addr,
+                    si_pid: *si_pid,
+                };
+                self.on_generate(ev, g, target, &mut done)
             }
             Body::SignalDeliver { sig, code, sa_handler, fault_addr, rlimit_core, ppid, dumpable, pidns, ns_pid, .. } => {
                 self.on_deliver(ev, *sig, *code, *sa_handler, *fault_addr, *rlimit_core, *ppid, *dumpable, &mut done);
@@ -471,12 +480,9 @@ impl Correlator {
         ev: &Event,
         g: Generated,
         target: &Proc,
-        target_ppid: u32,
-        fault_addr: Option<u64>,
-        si_pid: Option<u32>,
         done: &mut Vec<Chain>,
     ) {
-        let Generated { sig, code, result, target_handler, target_blocked } = g;
+        let Generated { sig, code, result, target_ppid, target_handler, target_blocked, fault_addr, si_pid } = g;
         if sig == SIGCHLD {
             // The parent learns how its child died; si_pid is the child.
             let child = si_pid.unwrap_or(0);
@@ -727,8 +733,11 @@ struct Generated {
     sig: i32,
     code: i32,
     result: i32,
+    target_ppid: u32,
     target_handler: u64,
     target_blocked: bool,
+    fault_addr: Option<u64>,
+    si_pid: Option<u32>,
 }
 
 fn new_dump(settings: Option<&CoreSettings>, hook: DumpHook, rlimit_core: Option<u64>, dumpable: Option<u32>) -> Dump {
