@@ -135,6 +135,7 @@ impl Scope {
                 | Body::ProcessExit { .. }
                 | Body::ProcessFork { .. }
                 | Body::StackCapture { .. }
+                | Body::CoreLocated(_)
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
@@ -179,6 +180,7 @@ impl Scope {
             | Body::ProcessFork { .. }
             | Body::Cgroup { .. }
             | Body::StackCapture { .. }
+            | Body::CoreLocated(_)
             | Body::StackCopy { .. } => involved(ev.task.tgid),
         }
     }
