@@ -175,6 +175,10 @@ pub struct Summary {
     /// under systemd) did not take them in time; the log has every record.
     #[serde(default)]
     pub output_dropped: u64,
+    /// With `--pid` or `--cgroup`: chains that ended but were not shown.
+    /// `chains` and `verdicts` count the chains shown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chains_out_of_scope: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

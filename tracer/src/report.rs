@@ -54,9 +54,23 @@ use crate::{
     event::{Body, Event, Proc},
     record::{EventRecord, Header, Line, Loss, Record, Summary, Watched},
     render::Style,
-    scope::Scope,
+    scope::{Lookup, Scope},
     verdict::Verdict,
 };
+
+/// What the scope asks, answered from the replay's correlator (a log has
+/// no /proc to read).
+struct Replayed<'a>(&'a Correlator);
+
+impl Lookup for Replayed<'_> {
+    fn cgroup_path(&self, ev: &Event) -> Option<String> {
+        self.0.cgroup_path(ev.cgroup_id).map(str::to_string)
+    }
+
+    fn helper_chain(&self, tgid: u32) -> Option<&Chain> {
+        self.0.helper_chain(tgid)
+    }
+}
 
 use self::{
     print::{Printer, Row, ShownChain, ShownRun, ShownSummary},
@@ -635,8 +649,9 @@ impl<W: Write, E: Write> Report<W, E> {
             self.next_tick_ns = ev.ts_ns.saturating_add(TICK_NS);
         }
         self.watermark = self.watermark.max(ev.ts_ns);
-        // The children the watched pid forks are in scope too.
-        self.scope.follow(&ev);
+        // The children the watched pid forks are in scope too, and the
+        // pattern writes by collectors in scope (as live learns them).
+        let _ = self.scope.event(&ev, &Replayed(&self.correlator));
         for chain in self.correlator.feed(&ev) {
             self.insert_rebuilt(chain);
         }

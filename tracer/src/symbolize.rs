@@ -270,6 +270,7 @@ impl Symbolizer {
                 self.learn_build_id(m);
             }
             self.unwind_copy(tgid, stack, mappings);
+            stack.end_at_unmapped(|a| mappings.iter().any(|m| m.start <= a && a < m.end));
         } else if self.copies.remove(&tgid).is_some() {
             self.copies_order.retain(|t| *t != tgid);
             stack.notes.push("a stack copy was taken, but without the process's mappings it cannot be unwound".into());

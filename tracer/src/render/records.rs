@@ -54,6 +54,9 @@ pub fn summary_text(s: &Summary) -> String {
         "summary: {} events, {} crash chains, {} events lost in the kernel, {} undecodable",
         s.events, s.chains, s.lost_kernel, s.decode_errors
     );
+    if s.chains_out_of_scope > 0 {
+        let _ = write!(out, " ({} more crash chains outside --pid/--cgroup, not shown)", s.chains_out_of_scope);
+    }
     if s.log_write_failures > 0 {
         let _ = write!(out, ", {} records not written to the log", s.log_write_failures);
     }
