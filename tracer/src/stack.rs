@@ -56,8 +56,8 @@ pub struct Stack {
     pub sp: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bp: Option<u64>,
-    /// Frame 0 is the IP; the rest are return addresses from the
-    /// frame-pointer walk.
+    /// Frame 0 is the IP; the rest are return addresses, innermost first,
+    /// as `unwound_by` says they were found.
     pub user: Vec<Frame>,
     pub kernel: Vec<Frame>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -69,8 +69,10 @@ pub struct Stack {
     /// gone). None: not symbolised.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub symbolized_from: Option<String>,
-    /// How `user` was unwound: "frame-pointers" (the kernel's walk) or
-    /// "eh-frame" (DWARF call-frame information over a stack copy).
+    /// How `user` was unwound: "frame-pointer" (the kernel's walk alone),
+    /// "eh_frame" (DWARF call-frame information over the stack copy), or
+    /// "mixed" (`.eh_frame` for the innermost frames, then the walk from
+    /// where the two meet): see [`crate::unwind::merge`].
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub unwound_by: Option<String>,
     /// What limited symbolisation, in words.
@@ -108,7 +110,7 @@ impl Stack {
             user_errno: *user_errno,
             kernel_errno: *kernel_errno,
             symbolized_from: None,
-            unwound_by: Some("frame-pointers".into()),
+            unwound_by: Some(crate::unwind::UnwoundBy::FramePointer.name().into()),
             notes: Vec::new(),
         })
     }

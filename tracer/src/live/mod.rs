@@ -7,6 +7,7 @@
 pub mod config;
 pub mod enrich;
 pub mod pipeline;
+pub mod symbolizer;
 pub mod watch;
 
 use std::{collections::BTreeMap, time::Duration};

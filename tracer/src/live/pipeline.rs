@@ -12,10 +12,14 @@ use crate::{
     render::wall,
     scope::{Lookup, Scope},
     sink::{Emitted, Sink},
-    symbolize::Symbolizer,
+    symbolize::Pending,
 };
 
-use super::{enrich::{self, Enricher}, watch::WatchedPid};
+use super::{
+    enrich::{self, Enricher},
+    symbolizer::{SymbolizeWorker, DEADLINE},
+    watch::WatchedPid,
+};
 
 /// Undecodable records reported on stderr, at most; more are only counted.
 const DECODE_ERRORS_PRINTED: u64 = 10;
@@ -25,8 +29,11 @@ pub struct Pipeline {
     scope: Scope,
     watched: Option<WatchedPid>,
     enrich: Enricher,
-    /// Names the frames of captured stacks when their chains end.
-    symbolizer: Symbolizer,
+    /// The maps and stack copies of captured stacks, until their chains end.
+    pending: Pending,
+    /// Names the frames of captured stacks when their chains end, on its
+    /// own thread.
+    symbolizer: SymbolizeWorker,
     sinks: Vec<Box<dyn Sink>>,
     /// The core settings the last settings record gave.
     settings: Option<CoreSettings>,
@@ -66,7 +73,8 @@ impl Pipeline {
             scope,
             watched,
             enrich,
-            symbolizer: Symbolizer::new(),
+            pending: Pending::default(),
+            symbolizer: SymbolizeWorker::new(DEADLINE),
             sinks,
             settings: None,
             mono_to_wall,
@@ -121,8 +129,8 @@ impl Pipeline {
         match &ev.body {
             // The thread is acting on its fatal signal: its maps are still
             // there to read, and may not be by the time its chain ends.
-            Body::StackCapture { .. } => self.symbolizer.remember_maps(ev.task.tgid, enrich::maps(ev.task.tgid)),
-            Body::StackCopy { sp, data } => self.symbolizer.remember_stack_copy(ev.task.tgid, *sp, data.clone()),
+            Body::StackCapture { .. } => self.pending.remember_maps(ev.task.tgid, enrich::maps(ev.task.tgid)),
+            Body::StackCopy { sp, data } => self.pending.remember_stack_copy(ev.task.tgid, *sp, data.clone()),
             _ => {}
         }
         // Record the settings whenever they change, so the chain (and the
@@ -171,8 +179,10 @@ impl Pipeline {
             return;
         }
         if let Some(stack) = chain.stack.as_mut() {
-            // Off the event path: the chain is over, its maps were read at delivery.
-            self.symbolizer.symbolize(chain.crasher.tgid, stack);
+            // On the worker thread, waiting at most its deadline: the chain
+            // is over, its maps were read at delivery.
+            let taken = self.pending.take(chain.crasher.tgid);
+            self.symbolizer.symbolize(chain.crasher.tgid, stack, taken);
         }
         self.emit(Record::Verdict(Box::new(chain)));
     }
