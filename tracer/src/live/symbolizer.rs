@@ -25,7 +25,10 @@ use crate::{
 };
 
 /// How long a verdict waits for its stack's names.
-pub const DEADLINE: Duration = Duration::from_millis(1500);
+pub const DEADLINE: Duration = Duration::from_secs(3);
+/// An address in the kernel's text (its usual start on x86-64), looked up
+/// once to load the kernel's symbols.
+const KERNEL_TEXT: u64 = 0xffff_ffff_8100_0000;
 /// Workers abandoned (stuck past their deadline) before symbolisation is
 /// given up for the run: each may hold a thread blocked in the kernel.
 const ABANDONED_MAX: u32 = 8;
@@ -58,6 +61,11 @@ fn spawn(handler: Handler) -> Option<Worker> {
         .name("crashtrace-symbolize".into())
         .spawn(move || {
             let mut symbolizer = Symbolizer::new();
+            // Load the kernel's symbols now, not at the first crash: it is
+            // the one slow step (a parse of /proc/kallsyms), and the first
+            // verdict should not spend its deadline on it.
+            let mut warm = Stack { kernel: vec![crate::stack::Frame::raw(KERNEL_TEXT)], ..Stack::default() };
+            symbolizer.symbolize_taken(0, &mut warm, Taken::default());
             // Ends when the loop drops (or abandons) its sender.
             for Job { id, tgid, mut stack, taken } in job_rx {
                 handler(&mut symbolizer, tgid, &mut stack, taken);
