@@ -52,9 +52,9 @@ const OPEN_MODULES_MAX: usize = 64;
 /// Where separate debug files are found by build-id.
 const DEBUG_BUILD_ID_DIR: &str = "/usr/lib/debug/.build-id";
 
-/// The virtual address (as the ELF file's program headers place it) of
-/// file offset `offset`, from the headers at the start of the file `path`.
-fn offset_to_vaddr(path: &Path, offset: u64) -> Option<u64> {
+/// The PT_LOAD segment holding file offset `offset` of the ELF file at
+/// `path`, from the headers at its start: (p_offset, p_vaddr, p_filesz).
+fn load_segment(path: &Path, offset: u64) -> Option<(u64, u64, u64)> {
     use object::read::elf::{FileHeader, ProgramHeader};
     use std::io::Read;
     // ELF and program headers sit at the start of the file.
@@ -64,8 +64,27 @@ fn offset_to_vaddr(path: &Path, offset: u64) -> Option<u64> {
     let endian = header.endian().ok()?;
     header.program_headers(endian, &*head).ok()?.iter().find_map(|ph| {
         let (off, size) = (ph.p_offset(endian), ph.p_filesz(endian));
-        (ph.p_type(endian) == object::elf::PT_LOAD && off <= offset && offset < off + size).then(|| offset - off + ph.p_vaddr(endian))
+        (ph.p_type(endian) == object::elf::PT_LOAD && off <= offset && offset < off + size).then(|| (off, ph.p_vaddr(endian), size))
     })
+}
+
+/// The virtual address (as the ELF file's program headers place it) of
+/// file offset `offset`.
+fn offset_to_vaddr(path: &Path, offset: u64) -> Option<u64> {
+    let (off, vaddr, _) = load_segment(path, offset)?;
+    Some(offset - off + vaddr)
+}
+
+/// The mapping a process must have had for `addr` to be at file offset
+/// `offset` of the file open at `fd`: the segment's pages, placed so that
+/// the offset lands on the address.
+fn mapping_for(fd: &Path, path: &str, dev: u64, inode: u64, addr: u64, offset: u64) -> Option<Mapping> {
+    const PAGE: u64 = 4096;
+    let (off, _, size) = load_segment(fd, offset)?;
+    let off_page = off & !(PAGE - 1);
+    let start = addr.checked_sub(offset - off_page)?;
+    let end = start.checked_add((off + size - off_page).div_ceil(PAGE) * PAGE)?;
+    Some(Mapping { start, end, offset: off_page, inode, dev: Some(dev), path: path.to_string() })
 }
 
 /// "xx/yyyy" for a build-id under [`DEBUG_BUILD_ID_DIR`]. The kernel pads
@@ -288,14 +307,12 @@ impl Symbolizer {
 
     /// Merges the frame-pointer frames with an `.eh_frame` unwind over the
     /// stack copy: see [`crate::unwind::merge`].
-    fn unwind_copy(&mut self, tgid: u32, stack: &mut Stack, copy: Option<(u64, Vec<u8>)>, mappings: &[Mapping]) {
+    fn unwind_copy(&mut self, pid: Option<u32>, stack: &mut Stack, copy: Option<(u64, Vec<u8>)>, mappings: &[Mapping]) {
         let Some((copy_sp, data)) = copy else {
             stack.notes.push("no stack copy arrived (lost, or none taken): the frame-pointer walk alone".into());
             return;
         };
         let (Some(ip), Some(sp), Some(bp)) = (stack.ip, stack.sp, stack.bp) else { return };
-        // map_files while the process lives; its paths (checked) after.
-        let pid = Some(tgid);
         let unwound = self.unwinder.unwind(pid, ip, sp, bp, copy_sp, &data, mappings);
         let fp: Vec<u64> = stack.user.iter().map(|f| f.addr).collect();
         let (frames, by) = crate::unwind::merge(&fp, &unwound.frames, unwound.stopped.is_none());
@@ -331,25 +348,35 @@ impl Symbolizer {
     pub fn symbolize_taken(&mut self, tgid: u32, stack: &mut Stack, taken: Taken) {
         self.stats.stacks += 1;
         let Taken { maps, copy } = taken;
+        // map_files while the process lives; its paths (checked) after.
+        let mut pid = Some(tgid);
+        let synthetic: Vec<Mapping>;
         let mappings = match &maps {
             Some(Maps::Read(m)) => {
                 stack.symbolized_from = Some("proc-maps".into());
                 Some(m.as_slice())
             }
-            Some(Maps::Failed(why)) => {
-                stack.notes.push(format!("no mappings: {why}"));
-                None
-            }
-            None => {
-                stack.notes.push("no mappings were read for this process".into());
-                None
+            other => {
+                stack.notes.push(match other {
+                    Some(Maps::Failed(why)) => format!("no mappings: {why}"),
+                    _ => "no mappings were read for this process".into(),
+                });
+                // Gone before its maps were read: where its modules were,
+                // from the kernel's build-id + file offset of each frame
+                // and a file known to have that build-id.
+                synthetic = self.mappings_from_build_ids(stack);
+                pid = None;
+                (!synthetic.is_empty()).then(|| {
+                    stack.symbolized_from = Some("build-id".into());
+                    synthetic.as_slice()
+                })
             }
         };
         if let Some(mappings) = mappings {
             for m in mappings {
-                self.learn_build_id(Some(tgid), m);
+                self.learn_build_id(pid, m);
             }
-            self.unwind_copy(tgid, stack, copy, mappings);
+            self.unwind_copy(pid, stack, copy, mappings);
         } else if copy.is_some() {
             stack.notes.push("a stack copy was taken, but without the process's mappings it cannot be unwound".into());
         }
@@ -359,7 +386,7 @@ impl Symbolizer {
             // A return address points after its call; look up the call.
             let adjust = if i == 0 { 0 } else { 1 };
             let frame = &mut stack.user[i];
-            let mut located = mappings.and_then(|m| self.locate_in_maps(Some(tgid), frame, m, &mut notes));
+            let mut located = mappings.and_then(|m| self.locate_in_maps(pid, frame, m, &mut notes));
             if located.is_none() && frame.module.is_none() {
                 // Gone before its maps were read, or outside them: the
                 // kernel's build-id and file offset.
@@ -484,7 +511,16 @@ impl Symbolizer {
     /// to (see [`Symbolizer::name_from_debug_file`]).
     fn locate_by_build_id(&mut self, frame: &mut Frame) -> Option<(ModuleKey, PathBuf)> {
         let id = frame.build_id.clone()?;
-        if !self.build_id_paths.contains_key(&id) && !self.learned_own {
+        let (path, fd, _) = self.file_by_build_id(&id)?;
+        frame.module = Some(path);
+        Some((ModuleKey::BuildId(id), fd))
+    }
+
+    /// A file that has build-id `id` (as the kernel pads it): seen in an
+    /// earlier process's maps, mapped by this process, or linked from the
+    /// debug directory. Returns its path, the open file, and the file.
+    fn file_by_build_id(&mut self, id: &str) -> Option<(String, PathBuf, (u64, u64))> {
+        if !self.build_id_paths.contains_key(id) && !self.learned_own {
             // Once, and only when needed: most crashers share libc and the
             // loader with this process, so its own maps name those.
             self.learned_own = true;
@@ -494,24 +530,40 @@ impl Symbolizer {
                 self.learn_build_id(Some(me), m);
             }
         }
-        let path = match self.build_id_paths.get(&id) {
+        let path = match self.build_id_paths.get(id) {
             Some(p) => p.clone(),
             // The binary itself, linked from the debug directory by its
             // build-id (as Fedora's packages do: .build-id/xx/yyyy -> the
             // installed file).
-            None => format!("{DEBUG_BUILD_ID_DIR}/{}", build_id_subpath(&id)?),
+            None => format!("{DEBUG_BUILD_ID_DIR}/{}", build_id_subpath(id)?),
         };
-        // Only a regular file that still has this build-id may name the frame.
+        // Only a regular file that still has this build-id may name a frame.
         let follow = path.starts_with(DEBUG_BUILD_ID_DIR);
         let f = crate::modfile::open_path(Path::new(&path), follow, None).ok()?;
-        let inode = f.inode;
+        let file = (f.dev, f.inode);
         let fd = self.keep(f);
-        match self.file_build_id(&fd, &path, inode).flatten() {
-            Some(d) if padded(&d) == id => {}
-            _ => return None,
+        match self.file_build_id(&fd, &path, file.1).flatten() {
+            Some(d) if padded(&d) == id => Some((path, fd, file)),
+            _ => None,
         }
-        frame.module = Some(path.clone());
-        Some((ModuleKey::BuildId(id), fd))
+    }
+
+    /// Mappings rebuilt from the kernel's build-id + file offset of each
+    /// frame, for a process gone before its maps were read: enough to
+    /// unwind the stack copy and name frames as if the maps had been read.
+    fn mappings_from_build_ids(&mut self, stack: &Stack) -> Vec<Mapping> {
+        let mut out: Vec<Mapping> = Vec::new();
+        for f in &stack.user {
+            let (Some(id), Some(offset)) = (&f.build_id, f.file_offset) else { continue };
+            if out.iter().any(|m| m.start <= f.addr && f.addr < m.end) {
+                continue;
+            }
+            let Some((path, fd, (dev, inode))) = self.file_by_build_id(id) else { continue };
+            if let Some(m) = mapping_for(&fd, &path, dev, inode, f.addr, offset) {
+                out.push(m);
+            }
+        }
+        out
     }
 
     fn name_frame(&mut self, frame: &mut Frame, key: ModuleKey, fd: &Path, adjust: u64) {

@@ -316,6 +316,31 @@ mod tests {
     }
 
     #[test]
+    fn a_process_gone_before_its_maps_were_read_is_unwound_by_build_id() {
+        // Only what the kernel gives survives such a process: the registers,
+        // the stack copy, and frame 0 as build-id + file offset.
+        let (ip, sp, bp, copy) = unwind_level1();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let m = maps.iter().find(|m| m.start <= ip && ip < m.end).expect("own code is mapped");
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let id = crate::event::hex(&blazesym::helper::read_elf_build_id(&exe).unwrap().expect("cargo links with a build-id"));
+        let mut id40 = id.clone();
+        while id40.len() < 40 {
+            id40.push('0');
+        }
+        let frame0 = Frame { addr: ip, build_id: Some(id40), file_offset: Some(ip - m.start + m.offset), ..Frame::default() };
+        let mut stack = Stack { user: vec![frame0], ip: Some(ip), sp: Some(sp), bp: Some(bp), ..Stack::default() };
+        let mut pending = crate::symbolize::Pending::default();
+        pending.remember_stack_copy(77, sp, copy);
+        Symbolizer::new().symbolize_taken(77, &mut stack, pending.take(77));
+        assert_eq!(stack.symbolized_from.as_deref(), Some("build-id"), "{stack:?}");
+        let names: Vec<String> = stack.user.iter().map(|f| f.function.clone().unwrap_or_default()).collect();
+        let at = |name: &str| names.iter().position(|n| n.ends_with(name)).unwrap_or_else(|| panic!("{name} not in {names:?}"));
+        assert!(at("capture_here") < at("unwind_level2") && at("unwind_level2") < at("unwind_level1"), "{names:?}");
+        assert_eq!(stack.unwound_by.as_deref(), Some("eh_frame"), "{stack:?}");
+    }
+
+    #[test]
     fn bias_follows_the_executable_segment_mid_page() {
         // As lld lays out Rust binaries: the executable segment starts at
         // file offset 0x250dd0 but virtual address 0x251dd0.
