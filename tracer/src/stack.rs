@@ -163,6 +163,15 @@ pub fn text(stack: &Stack) -> String {
     if let (Some(ip), Some(sp), Some(bp)) = (stack.ip, stack.sp, stack.bp) {
         let _ = writeln!(s, "     registers  ip {ip:#x}  sp {sp:#x}  bp {bp:#x}");
     }
+    match (&stack.unwound_by, &stack.symbolized_from) {
+        (Some(u), Some(f)) => {
+            let _ = writeln!(s, "     unwound by {u}, modules from {f}");
+        }
+        (Some(u), None) => {
+            let _ = writeln!(s, "     unwound by {u}, not symbolised");
+        }
+        _ => {}
+    }
     if !stack.kernel.is_empty() {
         let _ = writeln!(s, "   Kernel stack:");
         for (i, f) in stack.kernel.iter().enumerate() {
@@ -226,6 +235,14 @@ mod tests {
         assert_eq!(lines[5], "     registers  ip 0x1139  sp 0x20  bp 0x30");
         assert_eq!(lines[6], "   Kernel stack:");
         assert_eq!(lines[7], "     #0  0xffffffff81000000 get_signal+0x1a ([kernel])");
+    }
+
+    #[test]
+    fn text_says_how_the_stack_was_unwound() {
+        let stack = Stack { tid: 7, unwound_by: Some("mixed".into()), symbolized_from: Some("build-id".into()), ..Stack::default() };
+        assert!(text(&stack).contains("     unwound by mixed, modules from build-id\n"), "{}", text(&stack));
+        let raw = Stack { unwound_by: Some("frame-pointer".into()), ..stack };
+        assert!(text(&Stack { symbolized_from: None, ..raw }).contains("unwound by frame-pointer, not symbolised"));
     }
 
     #[test]
