@@ -104,10 +104,15 @@ fn require_systemd_collector_without_pid1() {
 /// (the core is lost; the crasher waits for the collector, so it is alive
 /// when its maps are read) and returns its verdict record.
 fn crash_with_core_lost(machine: &Exclusive, binary: &Path, dir: &Path) -> Value {
+    crash_with_core_lost_args(machine, binary, dir, &["--json"])
+}
+
+/// [`crash_with_core_lost`] with crashtrace started with `args`.
+fn crash_with_core_lost_args(machine: &Exclusive, binary: &Path, dir: &Path, args: &[&str]) -> Value {
     require_systemd_collector_without_pid1();
     machine.set_core_pattern(SYSTEMD_PATTERN);
     machine.set_core_pipe_limit(16);
-    let mut tracer = Tracer::start(&["--json"]);
+    let mut tracer = Tracer::start(args);
     let pid = crash(binary, dir, 0);
     let verdict = tracer.wait_verdict(pid);
     let stopped = tracer.stop();
@@ -195,7 +200,9 @@ fn without_frame_pointers_the_ip_names_the_faulting_function() {
     let machine = Exclusive::take();
     let dir = TempDir::new("crashtrace-stacks");
     let binary = build_c(dir.path(), "deep-nofp", &["-O2", "-fomit-frame-pointer"]);
-    let verdict = crash_with_core_lost(&machine, &binary, dir.path());
+    // No stack copy: the kernel's frame-pointer walk alone.
+    let verdict = crash_with_core_lost_args(&machine, &binary, dir.path(), &["--json", "--stack-copy", "0"]);
+    assert_eq!(verdict["stack"]["unwound_by"], "frame-pointer", "{:#}", verdict["stack"]);
     let frames = user_frames(&verdict);
     // What a frame-pointer walk gives here: the IP is exact; after it, the
     // walk follows whatever the BP register held, so no caller is found
@@ -230,7 +237,7 @@ fn stack_copy_unwinds_code_without_frame_pointers_from_eh_frame() {
     stopped.assert_clean_exit();
     let frames = user_frames(&verdict);
     eprintln!("no frame pointers, -O2, --stack-copy 8192:\n{}", describe(frames));
-    assert_eq!(verdict["stack"]["unwound_by"], "eh-frame", "{:#}", verdict["stack"]);
+    assert_unwound_by_eh_frame(&verdict);
     assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
     // The copy itself is in the event stream, for unwinding elsewhere.
     let copy = stopped
