@@ -676,7 +676,7 @@ fn a_fifo_in_place_of_a_module_does_not_block_the_tracer() {
     eprintln!("FIFO in place of the module:\n{}\nnotes {:#}", describe(user_frames(&first)), first["stack"]["notes"]);
     assert_named_or_refused(&first, "a FIFO");
     assert_run(&second, 0, &["leaf", "caller", "outer", "main"]);
-    assert!(stop_took < std::time::Duration::from_secs(5), "SIGINT took {stop_took:?}");
+    assert!(stop_took < std::time::Duration::from_secs(10), "SIGINT took {stop_took:?}");
 }
 
 #[test]
@@ -688,7 +688,7 @@ fn a_symlink_to_dev_zero_in_place_of_a_module_is_not_read() {
     eprintln!("/dev/zero in place of the module:\n{}\nnotes {:#}", describe(user_frames(&first)), first["stack"]["notes"]);
     assert_named_or_refused(&first, "Too many levels of symbolic links");
     assert_run(&second, 0, &["leaf", "caller", "outer", "main"]);
-    assert!(stop_took < std::time::Duration::from_secs(5), "SIGINT took {stop_took:?}");
+    assert!(stop_took < std::time::Duration::from_secs(10), "SIGINT took {stop_took:?}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// How long a verdict waits for its stack's names.
-pub const DEADLINE: Duration = Duration::from_secs(3);
+pub const DEADLINE: Duration = Duration::from_secs(5);
 /// An address in the kernel's text (its usual start on x86-64), looked up
 /// once to load the kernel's symbols.
 const KERNEL_TEXT: u64 = 0xffff_ffff_8100_0000;
