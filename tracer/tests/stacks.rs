@@ -535,7 +535,7 @@ fn default_flags_name_a_cxx_throw_that_terminates() {
     let at = position(&verdict, "__cxa_throw");
     assert_run(&verdict, at, &["__cxa_throw", "level2()", "level1()", "main"]);
     let before: Vec<String> = names(&verdict)[..at].to_vec();
-    assert!(before.iter().any(|n| n == "abort"), "no abort frame above __cxa_throw: {before:?}");
+    assert!(before.iter().any(|n| n.ends_with("abort")), "no abort frame above __cxa_throw: {before:?}");
     assert!(before.iter().any(|n| n.contains("terminate")), "no std::terminate above __cxa_throw: {before:?}");
 }
 
