@@ -161,12 +161,17 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
 
-    /// Also copy this many bytes of the dying thread's user stack (at most
-    /// 32768), so frames of code built without frame pointers can be
-    /// unwound from `.eh_frame`. Each crash then costs this much ring
-    /// buffer and log space; a copy is skipped (and counted as lost) while
-    /// the ring buffer is over a quarter full. 0, the default, copies nothing.
-    #[arg(long, value_name = "BYTES", default_value_t = 0, value_parser = parse_stack_copy)]
+    /// Bytes of the dying thread's user stack copied at a fatal signal (512
+    /// to 32768; 0 for none). User space unwinds the innermost frames from
+    /// this copy with the modules' `.eh_frame` tables, then continues with
+    /// the kernel's frame-pointer walk: without the copy, a fault in a leaf
+    /// function or a libc string function loses its caller, and code built
+    /// without frame pointers loses every caller. Each crash costs this much
+    /// ring buffer and log space; a copy is skipped (and counted as lost)
+    /// while the ring buffer is over a quarter full. The kernel copies the
+    /// largest of 32, 16, 8, 4, 2, 1 KiB or 512 bytes that fits below the
+    /// top of the stack.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_COPY, value_parser = parse_stack_copy)]
     pub stack_copy: u32,
 
     /// Ship every signal_generate event to user space, unfiltered. This is the
@@ -246,6 +251,11 @@ pub(crate) fn parse_ring_size(s: &str) -> Result<u32, String> {
     }
     Ok(n)
 }
+
+/// `--stack-copy` unless given: enough for the innermost frames of most
+/// crashes (and whole small programs), small enough to copy in about a
+/// microsecond.
+pub const DEFAULT_STACK_COPY: u32 = 8192;
 
 pub(crate) fn parse_stack_copy(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;

@@ -40,6 +40,7 @@ pub mod layout;
 pub mod live;
 pub mod loader;
 pub mod log;
+pub mod modfile;
 pub mod procmaps;
 pub mod record;
 pub mod render;

@@ -60,8 +60,8 @@ pub struct Stack {
     pub sp: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bp: Option<u64>,
-    /// Frame 0 is the IP; the rest are return addresses from the
-    /// frame-pointer walk.
+    /// Frame 0 is the IP; the rest are return addresses, innermost first,
+    /// as `unwound_by` says they were found.
     pub user: Vec<Frame>,
     pub kernel: Vec<Frame>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -73,8 +73,10 @@ pub struct Stack {
     /// gone). None: not symbolised.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub symbolized_from: Option<String>,
-    /// How `user` was unwound: "frame-pointers" (the kernel's walk) or
-    /// "eh-frame" (DWARF call-frame information over a stack copy).
+    /// How `user` was unwound: "frame-pointer" (the kernel's walk alone),
+    /// "eh_frame" (DWARF call-frame information over the stack copy), or
+    /// "mixed" (`.eh_frame` for the innermost frames, then the walk from
+    /// where the two meet): see [`crate::unwind::merge`].
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub unwound_by: Option<String>,
     /// What limited symbolisation, in words.
@@ -130,7 +132,7 @@ impl Stack {
             user_errno: *user_errno,
             kernel_errno: *kernel_errno,
             symbolized_from: None,
-            unwound_by: Some("frame-pointers".into()),
+            unwound_by: Some(crate::unwind::UnwoundBy::FramePointer.name().into()),
             notes,
         })
     }
@@ -235,6 +237,15 @@ pub fn text(stack: &Stack) -> String {
     }
     if let (Some(ip), Some(sp), Some(bp)) = (stack.ip, stack.sp, stack.bp) {
         let _ = writeln!(s, "     registers  ip {ip:#x}  sp {sp:#x}  bp {bp:#x}");
+    }
+    match (&stack.unwound_by, &stack.symbolized_from) {
+        (Some(u), Some(f)) => {
+            let _ = writeln!(s, "     unwound by {u}, modules from {f}");
+        }
+        (Some(u), None) => {
+            let _ = writeln!(s, "     unwound by {u}, not symbolised");
+        }
+        _ => {}
     }
     if !stack.kernel.is_empty() {
         let _ = writeln!(s, "   Kernel stack:");
@@ -370,6 +381,14 @@ mod tests {
         let wrapped = capture(vec![0x5555_0000_1139], vec![bid(u64::MAX - 7)]);
         let s = Stack::from_event(&wrapped).expect("a stack");
         assert!(s.user[0].invalid.is_some() && s.user[0].build_id.is_none(), "{:?}", s.user[0]);
+    }
+
+    #[test]
+    fn text_says_how_the_stack_was_unwound() {
+        let stack = Stack { tid: 7, unwound_by: Some("mixed".into()), symbolized_from: Some("build-id".into()), ..Stack::default() };
+        assert!(text(&stack).contains("     unwound by mixed, modules from build-id\n"), "{}", text(&stack));
+        let raw = Stack { unwound_by: Some("frame-pointer".into()), ..stack };
+        assert!(text(&Stack { symbolized_from: None, ..raw }).contains("unwound by frame-pointer, not symbolised"));
     }
 
     #[test]

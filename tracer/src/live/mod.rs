@@ -10,6 +10,7 @@ pub mod config_file;
 pub mod enrich;
 pub mod notify;
 pub mod pipeline;
+pub mod symbolizer;
 pub mod watch;
 
 use std::{collections::BTreeMap, time::Duration};

@@ -12,10 +12,14 @@ use crate::{
     render::wall,
     scope::{Lookup, Scope},
     sink::{Emitted, Sink, SinkSpec, Status},
-    symbolize::Symbolizer,
+    symbolize::Pending,
 };
 
-use super::{enrich::{self, Enricher}, watch::WatchedPid};
+use super::{
+    enrich::{self, Enricher},
+    symbolizer::{SymbolizeWorker, DEADLINE},
+    watch::WatchedPid,
+};
 
 /// Working directories kept for crashers at most.
 const CWDS_MAX: usize = 1024;
@@ -27,8 +31,11 @@ pub struct Pipeline {
     scope: Scope,
     watched: Option<WatchedPid>,
     enrich: Enricher,
-    /// Names the frames of captured stacks when their chains end.
-    symbolizer: Symbolizer,
+    /// The maps and stack copies of captured stacks, until their chains end.
+    pending: Pending,
+    /// Names the frames of captured stacks when their chains end, on its
+    /// own thread.
+    symbolizer: SymbolizeWorker,
     sinks: Vec<Box<dyn Sink>>,
     /// The core settings the last settings record gave.
     settings: Option<CoreSettings>,
@@ -85,7 +92,8 @@ impl Pipeline {
             scope,
             watched,
             enrich,
-            symbolizer: Symbolizer::new(),
+            pending: Pending::default(),
+            symbolizer: SymbolizeWorker::new(DEADLINE),
             sinks,
             settings: None,
             mono_to_wall,
@@ -222,8 +230,8 @@ impl Pipeline {
         match &ev.body {
             // The thread is acting on its fatal signal: its maps are still
             // there to read, and may not be by the time its chain ends.
-            Body::StackCapture { .. } => self.symbolizer.remember_maps(ev.task.tgid, enrich::maps(ev.task.tgid)),
-            Body::StackCopy { sp, data } => self.symbolizer.remember_stack_copy(ev.task.tgid, *sp, data.clone()),
+            Body::StackCapture { .. } => self.pending.remember_maps(ev.task.tgid, enrich::maps(ev.task.tgid)),
+            Body::StackCopy { sp, data } => self.pending.remember_stack_copy(ev.task.tgid, *sp, data.clone()),
             _ => {}
         }
         // Record the settings whenever they change, so the chain (and the
@@ -288,8 +296,10 @@ impl Pipeline {
             self.shown.kernel_said_dumped_but_dropped += 1;
         }
         if let Some(stack) = chain.stack.as_mut() {
-            // Off the event path: the chain is over, its maps were read at delivery.
-            self.symbolizer.symbolize(chain.crasher.tgid, stack);
+            // On the worker thread, waiting at most its deadline: the chain
+            // is over, its maps were read at delivery.
+            let taken = self.pending.take(chain.crasher.tgid);
+            self.symbolizer.symbolize(chain.crasher.tgid, stack, taken);
         }
         if chain.verdict.is_some_and(|v| v.is_dropped()) {
             self.dropped += 1;
