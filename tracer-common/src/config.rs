@@ -57,11 +57,15 @@ pub struct KernelOffsets {
     pub exec_state_dumpable: u32,
     /// Offset of `sig` in the coredump:coredump tracepoint's record (7.3+).
     pub coredump_tp_sig: u32,
+    /// task_struct.blocked and task_struct.real_blocked (sigset_t): a
+    /// signal the target blocks is not acted on when generated.
+    pub task_blocked: u32,
+    pub task_real_blocked: u32,
     /// 1 once user space filled the struct in; programs do nothing until then.
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 144);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 152);
 
 impl KernelOffsets {
     pub const fn zeroed() -> Self {
@@ -101,6 +105,8 @@ impl KernelOffsets {
             task_exec_state: 0,
             exec_state_dumpable: 0,
             coredump_tp_sig: 0,
+            task_blocked: 0,
+            task_real_blocked: 0,
             valid: 0,
         }
     }

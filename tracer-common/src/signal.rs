@@ -124,10 +124,16 @@ pub struct SignalGenerate {
     pub target_handler: u64,
     /// The target's parent's thread-group id.
     pub target_ppid: u32,
-    pub _pad0: u32,
+    /// `GENERATE_*` bits.
+    pub flags: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SignalGenerate>() == 128);
+
+/// `SignalGenerate.flags`: the target blocked the signal when it was
+/// generated (sent anyway because a watched pid or the naive baseline is
+/// involved); it is acted on only if and when it is unblocked.
+pub const GENERATE_TARGET_BLOCKED: u32 = 1;
 
 /// A signal being acted on in the receiving thread (`signal:signal_deliver`).
 /// The header's task is the receiver.

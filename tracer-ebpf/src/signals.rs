@@ -4,14 +4,17 @@
 //! second. What passes: core-dumping signals, signals whose default action
 //! kills a target that has no handler, SIGCHLD reporting a killed or dumped
 //! child, SIGPIPE to a task that is dumping, and anything to or from a
-//! watched pid. A ping-pong of caught SIGUSR1s never reaches the ring buffer.
+//! watched pid. A ping-pong of caught SIGUSR1s never reaches the ring buffer,
+//! and neither does a fatal-by-default signal the target blocks (a daemon
+//! taking SIGTERM through signalfd or sigwait): it is read, not acted on, and
+//! if it is unblocked and acted on later, signal_deliver sees it then.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{
     config::SETTING_NAIVE_ALL_SIGNALS,
     signal::{
-        is_core_signal, is_fault_signal, is_terminating_signal, SignalDeliver, SignalGenerate, CLD_DUMPED, CLD_KILLED, INFO_FULL,
-        INFO_NOINFO, INFO_PRIV, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL,
+        is_core_signal, is_fault_signal, is_terminating_signal, SignalDeliver, SignalGenerate, CLD_DUMPED, CLD_KILLED,
+        GENERATE_TARGET_BLOCKED, INFO_FULL, INFO_NOINFO, INFO_PRIV, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL,
     },
     EventKind,
 };
@@ -61,8 +64,9 @@ fn read_info(sig: i32, info: *const u8) -> Info {
     out
 }
 
+/// si_code, 0 for the SEND_SIG_NOINFO/SEND_SIG_PRIV markers.
 #[inline(always)]
-fn sigchld_code(info: *const u8) -> i32 {
+fn si_code(info: *const u8) -> i32 {
     if (info as usize) <= 1 {
         return 0;
     }
@@ -92,13 +96,14 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
     let target_tgid = target.tgid();
 
     let mut handler = SIG_DFL;
-    let wanted = if settings_flags() & SETTING_NAIVE_ALL_SIGNALS != 0 {
+    let naive = settings_flags() & SETTING_NAIVE_ALL_SIGNALS != 0;
+    let wanted = if naive {
         true
     } else if is_core_signal(sig) {
         handler = target.handler(sig);
         true
     } else if sig == SIGCHLD {
-        let code = sigchld_code(info);
+        let code = si_code(info);
         code == CLD_KILLED || code == CLD_DUMPED || is_watched(target_tgid) || is_watched(current_tgid())
     } else if sig == SIGPIPE && is_crashing(target_tgid) {
         // The dump's reader went away: the dumper gets SIGPIPE mid-dump.
@@ -113,9 +118,26 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
         return;
     }
 
+    // Blocked, and not forced by a fault (force_sig_info_to_task unblocks a
+    // fault's signal before generating it; the si_code check is a second
+    // guard): not a crash candidate. Dropped here, before ring-buffer space
+    // is taken, unless a watched pid is involved or the baseline wants all.
+    let mut flags = 0;
+    if (is_core_signal(sig) || is_terminating_signal(sig))
+        && sig != SIGKILL
+        && !(is_fault_signal(sig) && si_code(info) > 0)
+        && target.blocks(sig)
+    {
+        if !naive && !is_watched(target_tgid) && !is_watched(current_tgid()) {
+            return;
+        }
+        flags = GENERATE_TARGET_BLOCKED;
+    }
+
     // Follow a process that is sent a fatal signal to its exit, even if it
-    // never acts on the signal (blocked, or it exits first).
-    if result == 0 && (is_core_signal(sig) || (is_terminating_signal(sig) && handler == SIG_DFL)) {
+    // never acts on the signal (it exits first). A blocked one is followed
+    // only once signal_deliver sees it acted on.
+    if result == 0 && flags == 0 && (is_core_signal(sig) || (is_terminating_signal(sig) && handler == SIG_DFL)) {
         let _ = CRASHING.insert(&target_tgid, &sig, 0);
     }
     let Some(mut entry) = reserve::<SignalGenerate>(EventKind::SignalGenerate) else {
@@ -138,7 +160,7 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
         (*event).si_uid = facts.si_uid;
         (*event).target_handler = handler;
         (*event).target_ppid = target.ppid();
-        (*event)._pad0 = 0;
+        (*event).flags = flags;
     }
     entry.submit(0);
 }

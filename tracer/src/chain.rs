@@ -199,6 +199,14 @@ pub struct Chain {
     /// The crasher's cgroup v2 path, from cgroup events or /proc.
     #[serde(default)]
     pub cgroup_path: Option<String>,
+    /// The container, pod and systemd unit its cgroup path names
+    /// ([`crate::container`]), set when the chain ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::container::Container>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::container::Pod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     /// The crasher's pid namespace (inode of /proc/PID/ns/pid) and its pid
     /// as seen inside that namespace.
     #[serde(default)]
@@ -262,6 +270,9 @@ impl Chain {
             ppid: None,
             cgroup_id: 0,
             cgroup_path: None,
+            container: None,
+            pod: None,
+            unit: None,
             pidns: None,
             ns_pid: None,
             cgroup_context: Vec::new(),
@@ -306,6 +317,12 @@ impl Chain {
     }
 
     /// A "core dumped" from the kernel on a chain whose core was not stored.
+    /// Sets `container`, `pod` and `unit` from the cgroup path.
+    pub fn learn_context(&mut self) {
+        let ctx = self.cgroup_path.as_deref().map(crate::container::parse).unwrap_or_default();
+        (self.container, self.pod, self.unit) = (ctx.container, ctx.pod, ctx.unit);
+    }
+
     pub fn misleading_core_dumped(&self) -> bool {
         self.kernel_said_dumped && self.verdict.map(|v| v.is_dropped()).unwrap_or(false)
     }

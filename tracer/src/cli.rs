@@ -78,6 +78,13 @@ pub struct ReportArgs {
     /// Only chains with this verdict; `dropped` matches every dropped:* verdict.
     #[arg(long, value_name = "VERDICT")]
     pub verdict: Option<String>,
+    /// Only crashes in this container (id, 12+ characters of it, or an
+    /// nspawn machine name), as the chain's cgroup path names it.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+    /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
     /// JSON Lines output instead of text.
     #[arg(short, long)]
     pub json: bool,
@@ -154,12 +161,17 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
 
-    /// Also copy this many bytes of the dying thread's user stack (at most
-    /// 32768), so frames of code built without frame pointers can be
-    /// unwound from `.eh_frame`. Each crash then costs this much ring
-    /// buffer and log space; a copy is skipped (and counted as lost) while
-    /// the ring buffer is over a quarter full. 0, the default, copies nothing.
-    #[arg(long, value_name = "BYTES", default_value_t = 0, value_parser = parse_stack_copy)]
+    /// Bytes of the dying thread's user stack copied at a fatal signal (512
+    /// to 32768; 0 for none). User space unwinds the innermost frames from
+    /// this copy with the modules' `.eh_frame` tables, then continues with
+    /// the kernel's frame-pointer walk: without the copy, a fault in a leaf
+    /// function or a libc string function loses its caller, and code built
+    /// without frame pointers loses every caller. Each crash costs this much
+    /// ring buffer and log space; a copy is skipped (and counted as lost)
+    /// while the ring buffer is over a quarter full. The kernel copies the
+    /// largest of 32, 16, 8, 4, 2, 1 KiB or 512 bytes that fits below the
+    /// top of the stack.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_COPY, value_parser = parse_stack_copy)]
     pub stack_copy: u32,
 
     /// Ship every signal_generate event to user space, unfiltered. This is the
@@ -182,6 +194,36 @@ pub struct LiveArgs {
     /// Load the eBPF object from this file instead of the one built in.
     #[arg(long, value_name = "PATH", env = "CRASHTRACE_BPF_OBJECT")]
     pub bpf_object: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9477).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Write the metrics to this file for node_exporter's textfile collector
+    /// (e.g. /var/lib/node_exporter/textfile_collector/crashtrace.prom).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_textfile: Option<PathBuf>,
+
+    /// How often the metrics textfile is rewritten.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, requires = "metrics_textfile")]
+    pub metrics_interval: u64,
+
+    /// Only crashes in this container: its id (12 characters or more of it)
+    /// or, for systemd-nspawn, its machine name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+
+    /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+
+    /// Send each verdict to the systemd journal as a structured entry.
+    #[arg(long)]
+    pub journal: bool,
+
+    /// journald's native socket (for tests).
+    #[arg(long, value_name = "PATH", hide = true, default_value = crate::sink::journal::JOURNAL_SOCKET)]
+    pub journal_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -209,6 +251,11 @@ pub(crate) fn parse_ring_size(s: &str) -> Result<u32, String> {
     }
     Ok(n)
 }
+
+/// `--stack-copy` unless given: enough for the innermost frames of most
+/// crashes (and whole small programs), small enough to copy in about a
+/// microsecond.
+pub const DEFAULT_STACK_COPY: u32 = 8192;
 
 pub(crate) fn parse_stack_copy(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;

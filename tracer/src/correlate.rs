@@ -235,8 +235,20 @@ impl Correlator {
                     open.chain.core = Some(loc.clone());
                 }
             }
-            Body::SignalGenerate { sig, code, result, target, target_ppid, target_handler, fault_addr, si_pid, .. } => {
-                self.on_generate(ev, *sig, *code, *result, target, *target_ppid, *target_handler, *fault_addr, *si_pid, &mut done)
+            Body::SignalGenerate {
+                sig, code, result, target, target_ppid, target_handler, target_blocked, fault_addr, si_pid, ..
+            } => {
+                let g = Generated {
+                    sig: *sig,
+                    code: *code,
+                    result: *result,
+                    target_ppid: *target_ppid,
+                    target_handler: *target_handler,
+                    target_blocked: *target_blocked,
+                    fault_addr: *fault_addr,
+                    si_pid: *si_pid,
+                };
+                self.on_generate(ev, g, target, &mut done)
             }
             Body::SignalDeliver { sig, code, sa_handler, fault_addr, rlimit_core, ppid, dumpable, pidns, ns_pid, .. } => {
                 self.on_deliver(ev, *sig, *code, *sa_handler, *fault_addr, *rlimit_core, *ppid, *dumpable, &mut done);
@@ -340,8 +352,12 @@ impl Correlator {
         });
     }
 
-    /// cgroup events before the crash that may explain it: removals by the
-    /// crasher itself, and its own cgroup (or an ancestor) emptied or removed.
+    /// cgroup events before the crash that may explain it: the crasher's own
+    /// cgroup (or an ancestor) removed, by anyone; or a group the crasher
+    /// removed or emptied while it still held a zombie (a child the crasher
+    /// had not reaped, the incident's shape). That the crasher removed a
+    /// group is not enough: a service manager removes one at every unit
+    /// clean-up (systemd's PID 1 removing systemd-coredump@'s group).
     fn cgroup_context(&self, chain: &Chain) -> Vec<CgroupNote> {
         let since = chain.first_ts_ns.saturating_sub(self.cfg.cgroup_window_ns);
         let own_path = chain.cgroup_path.clone().unwrap_or_default();
@@ -354,11 +370,13 @@ impl Correlator {
                 // "emptied" of them predates it; only removals count there.
                 let own = n.op == CgroupOp::Rmdir
                     && (n.id == chain.cgroup_id
-                    || (!n.path.is_empty() && own_path.starts_with(&n.path) && (own_path.len() == n.path.len() || own_path[n.path.len()..].starts_with('/'))));
-                let why = match (by_crasher, own) {
-                    (true, _) => format!("{} by the crashing process", n.why),
-                    (false, true) => format!("{}: the crashing process's own cgroup", n.why),
-                    _ => return None,
+                        || (!n.path.is_empty() && !own_path.is_empty() && crate::scope::cgroup_under(&own_path, &n.path)));
+                let why = if own {
+                    format!("{}: the crashing process's own cgroup", n.why)
+                } else if by_crasher && !n.zombies.is_empty() {
+                    format!("{} by the crashing process", n.why)
+                } else {
+                    return None;
                 };
                 Some(CgroupNote { why, ..n.clone() })
             })
@@ -520,20 +538,14 @@ impl Correlator {
             }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_generate(
         &mut self,
         ev: &Event,
-        sig: i32,
-        code: i32,
-        result: i32,
+        g: Generated,
         target: &Proc,
-        target_ppid: u32,
-        target_handler: u64,
-        fault_addr: Option<u64>,
-        si_pid: Option<u32>,
         done: &mut Vec<Chain>,
     ) {
+        let Generated { sig, code, result, target_ppid, target_handler, target_blocked, fault_addr, si_pid } = g;
         if sig == SIGCHLD {
             // The parent learns how its child died; si_pid is the child.
             let child = si_pid.unwrap_or(0);
@@ -559,6 +571,13 @@ impl Correlator {
                         return;
                     }
         if !is_fatal_by_default(sig) || result == TRACE_SIGNAL_IGNORED || result == TRACE_SIGNAL_ALREADY_PENDING {
+            return;
+        }
+        // A blocked signal that no fault forced is not acted on now: the
+        // target takes it through sigwait/signalfd (and exits normally), or
+        // acts on it once it unblocks it, and then signal_deliver opens the
+        // chain. (The kernel side drops these unless a watched pid is involved.)
+        if target_blocked && sig != SIGKILL && !(code > 0 && is_fault_signal(sig)) {
             return;
         }
         // A terminating (non-core) signal with a handler is ordinary life
@@ -769,6 +788,19 @@ impl Correlator {
                 }
             }
     }
+}
+
+/// What a signal_generate event says of the signal, for [`Correlator::on_generate`].
+#[derive(Clone, Copy)]
+struct Generated {
+    sig: i32,
+    code: i32,
+    result: i32,
+    target_ppid: u32,
+    target_handler: u64,
+    target_blocked: bool,
+    fault_addr: Option<u64>,
+    si_pid: Option<u32>,
 }
 
 /// A chain whose verdict, as the evidence stands, is `stored`, and whose

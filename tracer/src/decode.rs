@@ -10,7 +10,7 @@ use tracer_common::{
     collector::{HelperConnect, HelperExec},
     coredump::{DumpStart, HOOK_FENTRY, HOOK_KPROBE, HOOK_TRACEPOINT},
     process::{ProcessExit, ProcessFork, ROLE_CRASHER, ROLE_HELPER, ROLE_WATCHED, ROLE_WATCHED_CHILD},
-    signal::{is_fault_signal, SignalDeliver, SignalGenerate, SIGCHLD, DUMPABLE_UNKNOWN, INFO_NOINFO, INFO_PRIV},
+    signal::{is_fault_signal, SignalDeliver, SignalGenerate, GENERATE_TARGET_BLOCKED, SIGCHLD, DUMPABLE_UNKNOWN, INFO_NOINFO, INFO_PRIV},
     stack::{
         frames_in, BuildIdFrame, StackCapture, StackCopy, BUILD_ID_STATUS_VALID, KERNEL_FRAMES_MAX, STACK_COPY_MAX,
         STACK_REGS_VALID, USER_FRAMES_MAX,
@@ -114,6 +114,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 target: Proc { pid: e.target_pid, tgid: e.target_tgid, comm: c_str(&e.target_comm) },
                 target_ppid: e.target_ppid,
                 target_handler: e.target_handler,
+                target_blocked: e.flags & GENERATE_TARGET_BLOCKED != 0,
                 fault_addr: if full && e.code > 0 && is_fault_signal(e.sig) { Some(e.fault_addr) } else { None },
                 si_pid: if full && (e.code <= 0 || e.sig == SIGCHLD) { Some(e.si_pid) } else { None },
                 si_uid: if full && (e.code <= 0 || e.sig == SIGCHLD) { Some(e.si_uid) } else { None },
@@ -295,7 +296,7 @@ mod tests {
             si_uid: 0,
             target_handler: 0,
             target_ppid: 1,
-            _pad0: 0,
+            flags: 0,
         }
     }
 

@@ -111,6 +111,10 @@ pub enum Body {
         target_ppid: u32,
         /// The target's sa_handler for this signal when it was generated.
         target_handler: u64,
+        /// The target blocked the signal when it was generated (it waits in
+        /// sigwait/signalfd, or acts on it only once unblocked).
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        target_blocked: bool,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         fault_addr: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -424,6 +428,7 @@ mod tests {
                 target: Proc::default(),
                 target_ppid: 1,
                 target_handler: 0,
+                target_blocked: false,
                 fault_addr: None,
                 si_pid: None,
                 si_uid: None,

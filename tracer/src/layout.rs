@@ -154,6 +154,8 @@ impl KernelBtf {
             exec_state_dumpable,
             // Filled in from the tracepoint's format file when it exists.
             coredump_tp_sig: 0,
+            task_blocked: self.member_offset("task_struct", "blocked")?,
+            task_real_blocked: self.member_offset("task_struct", "real_blocked")?,
             valid: 1,
         })
     }

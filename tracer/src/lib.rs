@@ -27,6 +27,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod container;
 pub mod core_location;
 pub mod core_pattern;
 pub mod coredump_conf;
@@ -39,6 +40,7 @@ pub mod layout;
 pub mod live;
 pub mod loader;
 pub mod log;
+pub mod modfile;
 pub mod procmaps;
 pub mod record;
 pub mod render;

@@ -11,6 +11,8 @@ pub struct Mapping {
     /// File offset of `start`.
     pub offset: u64,
     pub inode: u64,
+    /// The file's device as `st_dev` holds it (None: not parsed).
+    pub dev: Option<u64>,
     /// The file, or a special mapping such as `[vdso]`. A file deleted
     /// since it was mapped ends in " (deleted)", as the kernel prints it.
     pub path: String,
@@ -40,7 +42,7 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
             let range = field();
             let perms = field();
             let offset = field();
-            let _dev = field();
+            let dev = field();
             let inode = field();
             let path = rest.trim();
             if !perms.contains('x') || path.is_empty() {
@@ -52,6 +54,7 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
                 end: u64::from_str_radix(end, 16).ok()?,
                 offset: u64::from_str_radix(offset, 16).ok()?,
                 inode: inode.parse().ok()?,
+                dev: crate::modfile::dev_from_maps(dev),
                 path: path.to_string(),
             })
         })

@@ -159,6 +159,9 @@ pub struct Summary {
     pub lost_kernel: u64,
     pub decode_errors: u64,
     pub log_write_failures: u64,
+    /// Verdicts journald did not take (`--journal`; absent or down).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_failures: u64,
     /// Correlation state entries (open chains and their indexes) right after
     /// attach, at the largest seen, and just before the final flush: the
     /// evidence that the state stays bounded however many processes come and go.
@@ -172,6 +175,14 @@ pub struct Summary {
     /// under systemd) did not take them in time; the log has every record.
     #[serde(default)]
     pub output_dropped: u64,
+    /// With `--pid` or `--cgroup`: chains that ended but were not shown.
+    /// `chains` and `verdicts` count the chains shown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chains_out_of_scope: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

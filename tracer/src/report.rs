@@ -54,9 +54,23 @@ use crate::{
     event::{Body, Event, Proc},
     record::{EventRecord, Header, Line, Loss, Record, Summary, Watched},
     render::Style,
-    scope::Scope,
+    scope::{Lookup, Scope},
     verdict::Verdict,
 };
+
+/// What the scope asks, answered from the replay's correlator (a log has
+/// no /proc to read).
+struct Replayed<'a>(&'a Correlator);
+
+impl Lookup for Replayed<'_> {
+    fn cgroup_path(&self, ev: &Event) -> Option<String> {
+        self.0.cgroup_path(ev.cgroup_id).map(str::to_string)
+    }
+
+    fn helper_chain(&self, tgid: u32) -> Option<&Chain> {
+        self.0.helper_chain(tgid)
+    }
+}
 
 use self::{
     print::{Printer, Row, ShownChain, ShownRun, ShownSummary},
@@ -134,6 +148,9 @@ pub struct Options {
     pub list: bool,
     /// `--fail-on-drop`: exit 1 if a chain shown was dropped.
     pub fail_on_drop: bool,
+    /// `--container` and `--unit`.
+    pub container: Option<String>,
+    pub unit: Option<String>,
 }
 
 impl Options {
@@ -161,6 +178,8 @@ impl Options {
             stores: args.store.clone(),
             list,
             fail_on_drop: args.fail_on_drop,
+            container: args.container.clone(),
+            unit: args.unit.clone(),
         })
     }
 
@@ -327,7 +346,7 @@ impl<W: Write, E: Write> Report<W, E> {
         let stores = Stores::new(opts.systemd_dir.clone(), opts.stores.clone());
         Report {
             printer: print::printer(opts.json, opts.list, Style { color: opts.color }),
-            scope: Scope::new(opts.pid, false, None),
+            scope: Scope::new(opts.pid, false, None).with_context(opts.container.clone(), opts.unit.clone()),
             opts,
             out,
             err,
@@ -630,8 +649,9 @@ impl<W: Write, E: Write> Report<W, E> {
             self.next_tick_ns = ev.ts_ns.saturating_add(TICK_NS);
         }
         self.watermark = self.watermark.max(ev.ts_ns);
-        // The children the watched pid forks are in scope too.
-        self.scope.follow(&ev);
+        // The children the watched pid forks are in scope too, and the
+        // pattern writes by collectors in scope (as live learns them).
+        let _ = self.scope.event(&ev, &Replayed(&self.correlator));
         for chain in self.correlator.feed(&ev) {
             self.insert_rebuilt(chain);
         }

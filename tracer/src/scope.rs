@@ -7,8 +7,12 @@
 //! handler's children), the chain a handled crash of P's handler is linked to,
 //! the collectors of those chains, and, if P is the init of a pid namespace
 //! (the process systemd-coredump's socket belongs to), every chain whose
-//! collector talks to that socket or cannot reach it. `--cgroup PATH` keeps
-//! what happens in that cgroup subtree.
+//! collector talks to that socket or cannot reach it. What the watched
+//! pid's crash caused is kept too: a write to core_pattern by a collector
+//! of a chain in scope (systemd-coredump writes `|/bin/false` when it
+//! handles PID 1's crash child), and every chain that write's pattern
+//! decided (`core_pattern_set_by`). `--cgroup PATH` keeps what happens in
+//! that cgroup subtree.
 
 use std::collections::HashSet;
 
@@ -27,6 +31,9 @@ pub trait Lookup {
 pub struct Scope {
     /// `--cgroup PATH`: only crashes and events in this cgroup subtree.
     cgroup: Option<String>,
+    /// `--container ID|NAME` and `--unit NAME`, read from the cgroup path.
+    container: Option<String>,
+    unit: Option<String>,
     watch: Option<Watch>,
 }
 
@@ -41,7 +48,15 @@ struct Watch {
     is_init: bool,
     /// The chain of a fatal signal the watched pid's own handler caught.
     handled: Option<u64>,
+    /// Writes to core_pattern by collectors of chains in scope: (writer
+    /// tgid, time), newest last, bounded. A chain whose pattern one of them
+    /// set is in scope: the watched pid's crash caused it.
+    pattern_writes: Vec<(u32, u64)>,
 }
+
+/// Pattern writes remembered, at most: they are rare (one per crash of the
+/// watched pid), and the oldest matter least.
+const PATTERN_WRITES_MAX: usize = 64;
 
 /// Whether `chain` is a crash of `pid` that its own handler caught.
 pub fn is_handled_crash_of(pid: u32, chain: &Chain) -> bool {
@@ -58,8 +73,40 @@ impl Scope {
     /// `pid_is_init`: whether `pid` is the init of its pid namespace (only
     /// the live tracer can tell; a log does not say).
     pub fn new(pid: Option<u32>, pid_is_init: bool, cgroup: Option<String>) -> Scope {
-        let watch = pid.map(|pid| Watch { pid, followed: [pid].into_iter().collect(), is_init: pid_is_init, handled: None });
-        Scope { cgroup, watch }
+        let watch = pid.map(|pid| Watch {
+            pid,
+            followed: [pid].into_iter().collect(),
+            is_init: pid_is_init,
+            handled: None,
+            pattern_writes: Vec::new(),
+        });
+        Scope { cgroup, container: None, unit: None, watch }
+    }
+
+    /// Adds `--container` and `--unit`: only what runs in that container
+    /// or systemd unit, as [`crate::container`] reads its cgroup path.
+    pub fn with_context(mut self, container: Option<String>, unit: Option<String>) -> Scope {
+        (self.container, self.unit) = (container, unit);
+        self
+    }
+
+    /// Whether a cgroup path passes `--cgroup`, `--container` and `--unit`.
+    fn path_in(&self, path: &str) -> bool {
+        if let Some(prefix) = &self.cgroup
+            && !cgroup_under(path, prefix)
+        {
+            return false;
+        }
+        if self.container.is_none() && self.unit.is_none() {
+            return true;
+        }
+        let ctx = crate::container::parse(path);
+        self.container.as_deref().is_none_or(|c| crate::container::matches_container(&ctx, c))
+            && self.unit.as_deref().is_none_or(|u| crate::container::matches_unit(&ctx, u))
+    }
+
+    fn by_path(&self) -> bool {
+        self.cgroup.is_some() || self.container.is_some() || self.unit.is_some()
     }
 
     pub fn watched_pid(&self) -> Option<u32> {
@@ -68,7 +115,7 @@ impl Scope {
 
     /// Whether anything is left out at all.
     pub fn is_everything(&self) -> bool {
-        self.cgroup.is_none() && self.watch.is_none()
+        !self.by_path() && self.watch.is_none()
     }
 
     /// Learns from a finished chain (before it is judged in or out): a
@@ -78,6 +125,17 @@ impl Scope {
             && is_handled_crash_of(w.pid, chain)
         {
             w.handled = Some(chain.id);
+        }
+    }
+
+    fn note_pattern_write(&mut self, writer: u32, ts_ns: u64) {
+        if let Some(w) = self.watch.as_mut()
+            && !w.pattern_writes.contains(&(writer, ts_ns))
+        {
+            if w.pattern_writes.len() >= PATTERN_WRITES_MAX {
+                w.pattern_writes.remove(0);
+            }
+            w.pattern_writes.push((writer, ts_ns));
         }
     }
 
@@ -93,7 +151,7 @@ impl Scope {
 
     /// Whether the event is in scope, following the watched pid's forks.
     pub fn event(&mut self, ev: &Event, lookup: &dyn Lookup) -> bool {
-        if let Some(prefix) = &self.cgroup {
+        if self.by_path() {
             // Every kind is decided here: settings are the host's, not a cgroup's.
             let path = match &ev.body {
                 Body::Cgroup { path, .. } => Some(path.clone()),
@@ -110,7 +168,7 @@ impl Scope {
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
-                && !cgroup_under(&path, prefix)
+                && !self.path_in(&path)
             {
                 return false;
             }
@@ -123,15 +181,32 @@ impl Scope {
         let involved = |p: u32| w.followed.contains(&p);
         match &ev.body {
             Body::SignalGenerate { target, .. } => involved(ev.task.tgid) || involved(target.tgid),
-            Body::ProcessExit { ppid, .. } => involved(ev.task.tgid) || involved(*ppid),
+            // A collector's exit is part of its chain's story: without it in
+            // the log, a replay says the collector never exited.
+            Body::ProcessExit { ppid, .. } => {
+                involved(ev.task.tgid)
+                    || involved(*ppid)
+                    || lookup.helper_chain(ev.task.tgid).map(|c| self.chain(c)).unwrap_or(false)
+            }
             Body::CoreSettings(_) => true,
             Body::HelperExec { .. } | Body::HelperConnect { .. } => {
                 lookup.helper_chain(ev.task.tgid).map(|c| self.chain(c)).unwrap_or(false)
             }
+            Body::SysctlWrite { name, .. } => {
+                if involved(ev.task.tgid) {
+                    return true;
+                }
+                // A collector of a chain in scope changing the pattern (the
+                // crash child's systemd-coredump writing |/bin/false).
+                let by_collector = lookup.helper_chain(ev.task.tgid).map(|c| self.chain(c)).unwrap_or(false);
+                if by_collector && name == "kernel/core_pattern" {
+                    self.note_pattern_write(ev.task.tgid, ev.ts_ns);
+                }
+                by_collector
+            }
             Body::SignalDeliver { .. }
             | Body::DumpStart { .. }
             | Body::ProcessFork { .. }
-            | Body::SysctlWrite { .. }
             | Body::Cgroup { .. }
             | Body::StackCapture { .. }
             | Body::CoreLocated(_)
@@ -141,14 +216,14 @@ impl Scope {
 
     /// Whether a chain is in scope.
     pub fn chain(&self, chain: &Chain) -> bool {
-        if let Some(prefix) = &self.cgroup
-            && !chain.cgroup_path.as_deref().map(|p| cgroup_under(p, prefix)).unwrap_or(false)
-        {
+        if self.by_path() && !chain.cgroup_path.as_deref().is_some_and(|p| self.path_in(p)) {
             return false;
         }
         let Some(w) = &self.watch else { return true };
         w.followed.iter().any(|p| chain.involves(*p))
             || (chain.linked_to.is_some() && chain.linked_to == w.handled)
+            // A pattern written by a collector in scope decided this chain.
+            || chain.core_pattern_set_by.as_ref().is_some_and(|p| w.pattern_writes.contains(&(p.writer.tgid, p.ts_ns)))
             // A PID 1 owns the coredump socket: every collector that talks
             // to it, or fails to, is part of its story.
             || (w.is_init

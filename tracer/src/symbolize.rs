@@ -18,7 +18,7 @@
 //! one bug symbolises once.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
 };
 
@@ -48,6 +48,61 @@ const BUILD_IDS_MAX: usize = 4096;
 /// Distinct ELF files blazesym may hold open (mapped, parsed) before its
 /// caches are dropped and rebuilt.
 const OPEN_MODULES_MAX: usize = 64;
+
+/// Where separate debug files are found by build-id.
+const DEBUG_BUILD_ID_DIR: &str = "/usr/lib/debug/.build-id";
+
+/// The PT_LOAD segment holding file offset `offset` of the ELF file at
+/// `path`, from the headers at its start: (p_offset, p_vaddr, p_filesz).
+fn load_segment(path: &Path, offset: u64) -> Option<(u64, u64, u64)> {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    use std::io::Read;
+    // ELF and program headers sit at the start of the file.
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(64 * 1024).read_to_end(&mut head).ok()?;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(&*head).ok()?;
+    let endian = header.endian().ok()?;
+    header.program_headers(endian, &*head).ok()?.iter().find_map(|ph| {
+        let (off, size) = (ph.p_offset(endian), ph.p_filesz(endian));
+        (ph.p_type(endian) == object::elf::PT_LOAD && off <= offset && offset < off + size).then(|| (off, ph.p_vaddr(endian), size))
+    })
+}
+
+/// The virtual address (as the ELF file's program headers place it) of
+/// file offset `offset`.
+fn offset_to_vaddr(path: &Path, offset: u64) -> Option<u64> {
+    let (off, vaddr, _) = load_segment(path, offset)?;
+    Some(offset - off + vaddr)
+}
+
+/// The mapping a process must have had for `addr` to be at file offset
+/// `offset` of the file open at `fd`: the segment's pages, placed so that
+/// the offset lands on the address.
+fn mapping_for(fd: &Path, path: &str, dev: u64, inode: u64, addr: u64, offset: u64) -> Option<Mapping> {
+    const PAGE: u64 = 4096;
+    let (off, _, size) = load_segment(fd, offset)?;
+    let off_page = off & !(PAGE - 1);
+    let start = addr.checked_sub(offset - off_page)?;
+    let end = start.checked_add((off + size - off_page).div_ceil(PAGE) * PAGE)?;
+    Some(Mapping { start, end, offset: off_page, inode, dev: Some(dev), path: path.to_string() })
+}
+
+/// "xx/yyyy" for a build-id under [`DEBUG_BUILD_ID_DIR`]. The kernel pads
+/// build-ids to 20 bytes with zeros; GNU's are 20 bytes (SHA-1), so the
+/// padding is only stripped from a shorter one.
+fn build_id_subpath(build_id: &str) -> Option<String> {
+    let mut id = build_id;
+    if id.len() == 40 && id.ends_with("00000000") {
+        id = id.trim_end_matches('0');
+        if id.len() % 2 == 1 {
+            id = &build_id[..id.len() + 1];
+        }
+    }
+    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.contains('/') {
+        return None;
+    }
+    Some(format!("{}/{}", &id[..2], &id[2..]))
+}
 
 /// What reading a process's maps gave.
 #[derive(Clone, Debug)]
@@ -82,17 +137,12 @@ pub struct Stats {
     pub frames: u64,
     /// Frames answered from the cache.
     pub cache_hits: u64,
-    pub maps_read: u64,
-    pub maps_failed: u64,
 }
 
 /// The symboliser the live tracer keeps for its whole run.
 pub struct Symbolizer {
-    maps: HashMap<u32, Maps>,
-    maps_order: VecDeque<u32>,
-    /// `--stack-copy` data by process: (SP, bytes from SP up).
-    copies: HashMap<u32, (u64, Vec<u8>)>,
-    copies_order: VecDeque<u32>,
+    /// What was kept for stacks not yet symbolised.
+    pub pending: Pending,
     unwinder: crate::unwind::StackUnwinder,
     /// build-id -> a file that had it.
     build_id_paths: HashMap<String, String>,
@@ -100,8 +150,10 @@ pub struct Symbolizer {
     file_build_ids: HashMap<(String, u64), Option<String>>,
     symbols: HashMap<(ModuleKey, u64), Option<Named>>,
     blaze: Blaze,
-    /// Files blazesym has opened since it was last rebuilt.
-    opened: HashSet<String>,
+    /// Module files opened (and checked) since blazesym was last rebuilt,
+    /// by (device, inode); blazesym reads them as /proc/self/fd/N, so they
+    /// stay open as long as it may.
+    files: HashMap<(u64, u64), crate::modfile::ModuleFile>,
     /// Whether this process's own modules (the C library and loader most
     /// crashers share) were added to `build_id_paths`.
     learned_own: bool,
@@ -127,24 +179,28 @@ fn padded(build_id: &str) -> String {
     s
 }
 
-impl Symbolizer {
-    pub fn new() -> Symbolizer {
-        Symbolizer {
-            maps: HashMap::new(),
-            maps_order: VecDeque::new(),
-            copies: HashMap::new(),
-            copies_order: VecDeque::new(),
-            unwinder: crate::unwind::StackUnwinder::new(),
-            build_id_paths: HashMap::new(),
-            file_build_ids: HashMap::new(),
-            symbols: HashMap::new(),
-            blaze: new_blaze(),
-            opened: HashSet::new(),
-            learned_own: false,
-            stats: Stats::default(),
-        }
-    }
+/// What is kept for a stack between its capture and its symbolisation:
+/// the process's maps (read while it lived) and the stack copy. Bounded,
+/// by process; cheap to fill on the event loop.
+#[derive(Default)]
+pub struct Pending {
+    maps: HashMap<u32, Maps>,
+    maps_order: VecDeque<u32>,
+    /// Stack copies by process: (SP, bytes from SP up).
+    copies: HashMap<u32, (u64, Vec<u8>)>,
+    copies_order: VecDeque<u32>,
+    pub maps_read: u64,
+    pub maps_failed: u64,
+}
 
+/// What [`Pending::take`] gives for one process.
+#[derive(Debug, Default)]
+pub struct Taken {
+    maps: Option<Maps>,
+    copy: Option<(u64, Vec<u8>)>,
+}
+
+impl Pending {
     /// Keeps the text of /proc/TGID/maps, read while the process lived (by
     /// [`crate::live::enrich`]), for a later [`Symbolizer::symbolize`]; `Err`
     /// says why it could not be read. Cheap: a parse.
@@ -162,8 +218,8 @@ impl Symbolizer {
             Err(why) => Maps::Failed(why),
         };
         match &maps {
-            Maps::Read(_) => self.stats.maps_read += 1,
-            Maps::Failed(_) => self.stats.maps_failed += 1,
+            Maps::Read(_) => self.maps_read += 1,
+            Maps::Failed(_) => self.maps_failed += 1,
         }
         self.insert_maps(tgid, maps);
     }
@@ -186,44 +242,6 @@ impl Symbolizer {
         }
     }
 
-    /// Replaces the frame-pointer frames with an `.eh_frame` unwind over the
-    /// stack copy where that finds more: see [`crate::unwind`].
-    fn unwind_copy(&mut self, tgid: u32, stack: &mut Stack, mappings: &[Mapping]) {
-        let Some((copy_sp, data)) = self.copies.remove(&tgid) else { return };
-        self.copies_order.retain(|t| *t != tgid);
-        let (Some(ip), Some(sp), Some(bp)) = (stack.ip, stack.sp, stack.bp) else { return };
-        let unwound = self.unwinder.unwind(ip, sp, bp, copy_sp, &data, mappings);
-        let fp: Vec<u64> = stack.user.iter().map(|f| f.addr).collect();
-        let eh = &unwound.frames;
-        let stopped = unwound.stopped.as_deref().map(|s| format!(" (stopped: {s})")).unwrap_or_default();
-        if !eh.is_empty() && fp.starts_with(eh) {
-            stack.notes.push(format!(
-                "the .eh_frame unwind over {} bytes of stack agrees with the frame-pointer walk for {} frames{stopped}",
-                data.len(),
-                eh.len()
-            ));
-        } else if eh.len() >= 2 || (fp.len() <= 1 && !eh.is_empty()) {
-            stack.notes.push(format!(
-                "unwound from .eh_frame over {} bytes of stack: {} frames (the frame-pointer walk gave {}){stopped}",
-                data.len(),
-                eh.len(),
-                fp.len()
-            ));
-            let old = std::mem::take(&mut stack.user);
-            stack.user = eh
-                .iter()
-                .map(|&addr| old.iter().find(|f| f.addr == addr).cloned().unwrap_or_else(|| Frame::raw(addr)))
-                .collect();
-            stack.unwound_by = Some("eh-frame".into());
-        } else {
-            stack.notes.push(format!(
-                "the .eh_frame unwind over {} bytes of stack gave {} frames, fewer than the frame-pointer walk{stopped}",
-                data.len(),
-                eh.len()
-            ));
-        }
-    }
-
     fn insert_maps(&mut self, tgid: u32, maps: Maps) {
         if self.maps.insert(tgid, maps).is_none() {
             self.maps_order.push_back(tgid);
@@ -241,37 +259,126 @@ impl Symbolizer {
         Some(maps)
     }
 
+    /// Takes (and forgets) what was kept for process `tgid`.
+    pub fn take(&mut self, tgid: u32) -> Taken {
+        let maps = self.forget_maps(tgid);
+        let copy = self.copies.remove(&tgid);
+        if copy.is_some() {
+            self.copies_order.retain(|t| *t != tgid);
+        }
+        Taken { maps, copy }
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Symbolizer {
+        Symbolizer {
+            pending: Pending::default(),
+            unwinder: crate::unwind::StackUnwinder::new(),
+            build_id_paths: HashMap::new(),
+            file_build_ids: HashMap::new(),
+            symbols: HashMap::new(),
+            blaze: new_blaze(),
+            files: HashMap::new(),
+            learned_own: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// See [`Pending::remember_maps`].
+    pub fn remember_maps(&mut self, tgid: u32, read: Result<String, String>) {
+        self.pending.remember_maps(tgid, read);
+    }
+
+    /// See [`Pending::set_maps`].
+    pub fn set_maps(&mut self, tgid: u32, mappings: Vec<Mapping>) {
+        self.pending.set_maps(tgid, mappings);
+    }
+
+    /// See [`Pending::remember_stack_copy`].
+    pub fn remember_stack_copy(&mut self, tgid: u32, sp: u64, data: Vec<u8>) {
+        self.pending.remember_stack_copy(tgid, sp, data);
+    }
+
     /// Processes whose maps are held.
     pub fn held_maps(&self) -> usize {
-        self.maps.len()
+        self.pending.maps.len()
+    }
+
+    /// Merges the frame-pointer frames with an `.eh_frame` unwind over the
+    /// stack copy: see [`crate::unwind::merge`].
+    fn unwind_copy(&mut self, pid: Option<u32>, stack: &mut Stack, copy: Option<(u64, Vec<u8>)>, mappings: &[Mapping]) {
+        let Some((copy_sp, data)) = copy else {
+            stack.notes.push("no stack copy arrived (lost, or none taken): the frame-pointer walk alone".into());
+            return;
+        };
+        let (Some(ip), Some(sp), Some(bp)) = (stack.ip, stack.sp, stack.bp) else { return };
+        let unwound = self.unwinder.unwind(pid, ip, sp, bp, copy_sp, &data, mappings);
+        let fp: Vec<u64> = stack.user.iter().map(|f| f.addr).collect();
+        let (frames, by) = crate::unwind::merge(&fp, &unwound.frames, unwound.stopped.is_none());
+        let stopped = unwound.stopped.as_deref().map(|s| format!(" (it stopped: {s})")).unwrap_or_default();
+        stack.notes.push(format!(
+            "the .eh_frame unwind over {} bytes of stack gave {} frames, the frame-pointer walk {}; kept {} ({}){stopped}",
+            data.len(),
+            unwound.frames.len(),
+            fp.len(),
+            frames.len(),
+            by.name()
+        ));
+        if frames != fp {
+            let old = std::mem::take(&mut stack.user);
+            stack.user = frames
+                .iter()
+                .map(|&addr| old.iter().find(|f| f.addr == addr).cloned().unwrap_or_else(|| Frame::raw(addr)))
+                .collect();
+        }
+        stack.unwound_by = Some(by.name().into());
     }
 
     /// Fills in modules, offsets, build-ids and names for `stack`, taken
     /// from process `tgid`, and forgets that process's maps.
     pub fn symbolize(&mut self, tgid: u32, stack: &mut Stack) {
+        let taken = self.pending.take(tgid);
+        self.symbolize_taken(tgid, stack, taken);
+    }
+
+    /// [`Symbolizer::symbolize`] with what was kept for the process given
+    /// (taken from a [`Pending`] elsewhere: the live tracer keeps it on its
+    /// event loop and symbolises on a worker thread).
+    pub fn symbolize_taken(&mut self, tgid: u32, stack: &mut Stack, taken: Taken) {
         self.stats.stacks += 1;
-        let maps = self.forget_maps(tgid);
+        let Taken { maps, copy } = taken;
+        // map_files while the process lives; its paths (checked) after.
+        let mut pid = Some(tgid);
+        let synthetic: Vec<Mapping>;
         let mappings = match &maps {
             Some(Maps::Read(m)) => {
                 stack.symbolized_from = Some("proc-maps".into());
                 Some(m.as_slice())
             }
-            Some(Maps::Failed(why)) => {
-                stack.notes.push(format!("no mappings: {why}"));
-                None
-            }
-            None => {
-                stack.notes.push("no mappings were read for this process".into());
-                None
+            other => {
+                stack.notes.push(match other {
+                    Some(Maps::Failed(why)) => format!("no mappings: {why}"),
+                    _ => "no mappings were read for this process".into(),
+                });
+                // Gone before its maps were read: where its modules were,
+                // from the kernel's build-id + file offset of each frame
+                // and a file known to have that build-id.
+                synthetic = self.mappings_from_build_ids(stack);
+                pid = None;
+                (!synthetic.is_empty()).then(|| {
+                    stack.symbolized_from = Some("build-id".into());
+                    synthetic.as_slice()
+                })
             }
         };
         if let Some(mappings) = mappings {
             for m in mappings {
-                self.learn_build_id(m);
+                self.learn_build_id(pid, m);
             }
-            self.unwind_copy(tgid, stack, mappings);
-        } else if self.copies.remove(&tgid).is_some() {
-            self.copies_order.retain(|t| *t != tgid);
+            self.unwind_copy(pid, stack, copy, mappings);
+            stack.end_at_unmapped(|a| mappings.iter().any(|m| m.start <= a && a < m.end));
+        } else if copy.is_some() {
             stack.notes.push("a stack copy was taken, but without the process's mappings it cannot be unwound".into());
         }
         let mut notes = Vec::new();
@@ -280,16 +387,15 @@ impl Symbolizer {
             // A return address points after its call; look up the call.
             let adjust = if i == 0 { 0 } else { 1 };
             let frame = &mut stack.user[i];
-            let located = match mappings {
-                Some(m) => self.locate_in_maps(frame, m, &mut notes),
-                None => {
-                    let found = self.locate_by_build_id(frame);
-                    used_build_ids |= frame.build_id.is_some();
-                    found
-                }
-            };
-            if let Some((key, path)) = located {
-                self.name_frame(frame, key, &path, adjust);
+            let mut located = mappings.and_then(|m| self.locate_in_maps(pid, frame, m, &mut notes));
+            if located.is_none() && frame.module.is_none() {
+                // Gone before its maps were read, or outside them: the
+                // kernel's build-id and file offset.
+                located = self.locate_by_build_id(frame);
+                used_build_ids |= frame.build_id.is_some();
+            }
+            if let Some((key, fd)) = located {
+                self.name_frame(frame, key, &fd, adjust);
             }
         }
         if mappings.is_none() && used_build_ids {
@@ -305,32 +411,50 @@ impl Symbolizer {
         stack.kernel.drain(..ours);
         notes.dedup();
         stack.notes.extend(notes);
-        if self.opened.len() > OPEN_MODULES_MAX {
-            // blazesym keeps every file it opened mapped; start afresh
-            // rather than grow without bound. Names already found stay cached.
+        if stack.user.iter().all(|f| f.function.is_none()) && !stack.user.is_empty() {
+            stack.notes.push("no user frame could be named (see the notes above; module, offset and build-id are kept)".into());
+        }
+        if self.files.len() > OPEN_MODULES_MAX {
+            // blazesym keeps every file it opened mapped, and the files are
+            // held open for it; start afresh rather than grow without bound.
+            // Names already found stay cached.
             self.blaze = new_blaze();
-            self.opened.clear();
+            self.files.clear();
         }
     }
 
-    fn learn_build_id(&mut self, m: &Mapping) {
+    /// Opens the file behind mapping `m` (see [`crate::modfile`]) and keeps
+    /// it open while blazesym may read it; returns a path naming the open
+    /// file, never the crasher's path.
+    fn open_mapped(&mut self, pid: Option<u32>, m: &Mapping) -> Result<PathBuf, String> {
+        let f = crate::modfile::open_mapped(pid, m).map_err(|e| e.to_string())?;
+        Ok(self.keep(f))
+    }
+
+    fn keep(&mut self, f: crate::modfile::ModuleFile) -> PathBuf {
+        let key = (f.dev, f.inode);
+        self.files.entry(key).or_insert(f).fd_path()
+    }
+
+    fn learn_build_id(&mut self, pid: Option<u32>, m: &Mapping) {
         if !m.is_file() {
             return;
         }
-        if let Some(Some(id)) = self.file_build_id(&m.path, m.inode) {
+        let Ok(fd) = self.open_mapped(pid, m) else { return };
+        if let Some(Some(id)) = self.file_build_id(&fd, &m.path, m.inode) {
             bounded_insert(&mut self.build_id_paths, padded(&id), m.path.clone(), BUILD_IDS_MAX);
         }
     }
 
-    /// The build-id of the file at `path` (cached by path and inode).
-    fn file_build_id(&mut self, path: &str, inode: u64) -> Option<Option<String>> {
+    /// The build-id of the open file `fd` (cached by its path and inode).
+    fn file_build_id(&mut self, fd: &Path, path: &str, inode: u64) -> Option<Option<String>> {
         let key = (path.to_string(), inode);
         if let Some(id) = self.file_build_ids.get(&key) {
             return Some(id.clone());
         }
-        let id = match blazesym::helper::read_elf_build_id(Path::new(path)) {
+        let id = match blazesym::helper::read_elf_build_id(fd) {
             Ok(id) => id.map(|b| hex(&b)),
-            // Unreadable now (gone, no permission): no answer, not "none".
+            // Unreadable (not ELF, truncated): no answer, not "none".
             Err(_) => return None,
         };
         bounded_insert(&mut self.file_build_ids, key, id.clone(), BUILD_IDS_MAX);
@@ -338,8 +462,15 @@ impl Symbolizer {
     }
 
     /// Module, file offset and build-id of `frame` from the process's
-    /// mappings. Returns the key and path to name it with, if it can be.
-    fn locate_in_maps(&mut self, frame: &mut Frame, mappings: &[Mapping], notes: &mut Vec<String>) -> Option<(ModuleKey, String)> {
+    /// mappings. Returns the key and the open file to name it with, if it
+    /// can be.
+    fn locate_in_maps(
+        &mut self,
+        pid: Option<u32>,
+        frame: &mut Frame,
+        mappings: &[Mapping],
+        notes: &mut Vec<String>,
+    ) -> Option<(ModuleKey, PathBuf)> {
         // Outside every mapping, the kernel's build-id and offset (if any)
         // are all there is, and stay.
         let m = mappings.iter().find(|m| m.start <= frame.addr && frame.addr < m.end)?;
@@ -347,15 +478,19 @@ impl Symbolizer {
         frame.module = Some(m.path.clone());
         if !m.path.starts_with('/') {
             // [vdso] and the like: no file to read symbols from.
+            frame.build_id = kernel_id;
             return None;
         }
         frame.file_offset = Some(frame.addr - m.start + m.offset);
-        if !m.is_file() {
-            frame.build_id = kernel_id;
-            notes.push(format!("{} was deleted after it was mapped; its frames are not named", m.path));
-            return None;
-        }
-        let disk_id = self.file_build_id(&m.path, m.inode).flatten();
+        let fd = match self.open_mapped(pid, m) {
+            Ok(fd) => fd,
+            Err(why) => {
+                frame.build_id = kernel_id;
+                notes.push(format!("{}: its frames are not named: {why}", m.path));
+                return None;
+            }
+        };
+        let disk_id = self.file_build_id(&fd, &m.path, m.inode).flatten();
         frame.build_id = kernel_id.clone().or_else(|| disk_id.clone());
         if let (Some(k), Some(d)) = (&kernel_id, &disk_id)
             && padded(d) != *k
@@ -367,36 +502,72 @@ impl Symbolizer {
             Some(id) => ModuleKey::BuildId(padded(id)),
             None => ModuleKey::File(m.path.clone(), m.inode),
         };
-        Some((key, m.path.clone()))
+        Some((key, fd))
     }
 
     /// Module of `frame` from the kernel's build-id alone (the process was
     /// gone): a file seen earlier with that build-id. A separate debug file
-    /// (/usr/lib/debug/.build-id) is not enough: its program headers do not
-    /// keep the file offsets the kernel's offset is relative to.
-    fn locate_by_build_id(&mut self, frame: &mut Frame) -> Option<(ModuleKey, String)> {
+    /// (/usr/lib/debug/.build-id) is not enough on its own: its program
+    /// headers do not keep the file offsets the kernel's offset is relative
+    /// to (see [`Symbolizer::name_from_debug_file`]).
+    fn locate_by_build_id(&mut self, frame: &mut Frame) -> Option<(ModuleKey, PathBuf)> {
         let id = frame.build_id.clone()?;
-        if !self.build_id_paths.contains_key(&id) && !self.learned_own {
+        let (path, fd, _) = self.file_by_build_id(&id)?;
+        frame.module = Some(path);
+        Some((ModuleKey::BuildId(id), fd))
+    }
+
+    /// A file that has build-id `id` (as the kernel pads it): seen in an
+    /// earlier process's maps, mapped by this process, or linked from the
+    /// debug directory. Returns its path, the open file, and the file.
+    fn file_by_build_id(&mut self, id: &str) -> Option<(String, PathBuf, (u64, u64))> {
+        if !self.build_id_paths.contains_key(id) && !self.learned_own {
             // Once, and only when needed: most crashers share libc and the
             // loader with this process, so its own maps name those.
             self.learned_own = true;
             let own = std::fs::read_to_string("/proc/self/maps").map(|t| parse_maps(&t)).unwrap_or_default();
+            let me = std::process::id();
             for m in &own {
-                self.learn_build_id(m);
+                self.learn_build_id(Some(me), m);
             }
         }
-        let path = self.build_id_paths.get(&id)?.clone();
-        // Only a file that still has this build-id may name the frame.
-        let inode = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()?;
-        match self.file_build_id(&path, inode).flatten() {
-            Some(d) if padded(&d) == id => {}
-            _ => return None,
+        let path = match self.build_id_paths.get(id) {
+            Some(p) => p.clone(),
+            // The binary itself, linked from the debug directory by its
+            // build-id (as Fedora's packages do: .build-id/xx/yyyy -> the
+            // installed file).
+            None => format!("{DEBUG_BUILD_ID_DIR}/{}", build_id_subpath(id)?),
+        };
+        // Only a regular file that still has this build-id may name a frame.
+        let follow = path.starts_with(DEBUG_BUILD_ID_DIR);
+        let f = crate::modfile::open_path(Path::new(&path), follow, None).ok()?;
+        let file = (f.dev, f.inode);
+        let fd = self.keep(f);
+        match self.file_build_id(&fd, &path, file.1).flatten() {
+            Some(d) if padded(&d) == id => Some((path, fd, file)),
+            _ => None,
         }
-        frame.module = Some(path.clone());
-        Some((ModuleKey::BuildId(id), path))
     }
 
-    fn name_frame(&mut self, frame: &mut Frame, key: ModuleKey, path: &str, adjust: u64) {
+    /// Mappings rebuilt from the kernel's build-id + file offset of each
+    /// frame, for a process gone before its maps were read: enough to
+    /// unwind the stack copy and name frames as if the maps had been read.
+    fn mappings_from_build_ids(&mut self, stack: &Stack) -> Vec<Mapping> {
+        let mut out: Vec<Mapping> = Vec::new();
+        for f in &stack.user {
+            let (Some(id), Some(offset)) = (&f.build_id, f.file_offset) else { continue };
+            if out.iter().any(|m| m.start <= f.addr && f.addr < m.end) {
+                continue;
+            }
+            let Some((path, fd, (dev, inode))) = self.file_by_build_id(id) else { continue };
+            if let Some(m) = mapping_for(&fd, &path, dev, inode, f.addr, offset) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    fn name_frame(&mut self, frame: &mut Frame, key: ModuleKey, fd: &Path, adjust: u64) {
         self.stats.frames += 1;
         let Some(offset) = frame.file_offset else { return };
         let lookup = offset.saturating_sub(adjust);
@@ -407,9 +578,13 @@ impl Symbolizer {
                 n.clone()
             }
             None => {
-                let src = Source::Elf(Elf::new(PathBuf::from(path)));
-                let n = self.lookup(&src, Input::FileOffset(lookup));
-                self.opened.insert(path.to_string());
+                let src = Source::Elf(Elf::new(fd.to_path_buf()));
+                let mut n = self.lookup(&src, Input::FileOffset(lookup));
+                if n.is_none()
+                    && let Some(id) = frame.build_id.clone()
+                {
+                    n = self.name_from_debug_file(fd, &id, lookup);
+                }
                 bounded_insert(&mut self.symbols, cache_key, n.clone(), SYMBOLS_MAX);
                 n
             }
@@ -419,6 +594,19 @@ impl Symbolizer {
             frame.function_offset = Some(n.offset + adjust);
             frame.source = n.source;
         }
+    }
+
+    /// A name for file offset `offset` of the (stripped) module open at
+    /// `module` from its separate debug file, found by build-id under
+    /// [`DEBUG_BUILD_ID_DIR`]: the module's program headers turn the offset
+    /// into an address, which the debug file's symbols name.
+    fn name_from_debug_file(&mut self, module: &Path, build_id: &str, offset: u64) -> Option<Named> {
+        let path = PathBuf::from(format!("{DEBUG_BUILD_ID_DIR}/{}.debug", build_id_subpath(build_id)?));
+        // The debug directory is root's: its symlinks are followed.
+        let f = crate::modfile::open_path(&path, true, None).ok()?;
+        let debug = self.keep(f);
+        let vaddr = offset_to_vaddr(module, offset)?;
+        self.lookup(&Source::Elf(Elf::new(debug)), Input::VirtOffset(vaddr))
     }
 
     fn name_kernel_frame(&mut self, frame: &mut Frame, adjust: u64) {
@@ -534,7 +722,7 @@ garbage line
         let m = parse_maps(MAPS);
         let paths: Vec<&str> = m.iter().map(|m| m.path.as_str()).collect();
         assert_eq!(paths, vec!["/tmp/dir with space/deep", "/usr/lib/x86_64-linux-gnu/libc.so.6", "[vdso]", "/opt/old (deleted)"]);
-        assert_eq!(m[0], Mapping { start: 0x55d0c9a1d000, end: 0x55d0c9a1e000, offset: 0x1000, inode: 1234, path: "/tmp/dir with space/deep".into() });
+        assert_eq!(m[0], Mapping { start: 0x55d0c9a1d000, end: 0x55d0c9a1e000, offset: 0x1000, inode: 1234, dev: Some(libc::makedev(0xfe, 1)), path: "/tmp/dir with space/deep".into() });
         assert!(!m[3].is_file());
     }
 
@@ -567,7 +755,9 @@ garbage line
         assert_eq!(u[4].module, None, "an address outside every mapping has no module");
         assert_eq!(u[4].build_id, Some("cd".repeat(20)), "the kernel's build-id stays");
         assert_eq!(u[4].file_offset, Some(0x40));
-        assert!(stack.notes.iter().any(|n| n.contains("/opt/old (deleted) was deleted")), "{:?}", stack.notes);
+        assert!(stack.notes.iter().any(|n| n.contains("/opt/old (deleted): its frames are not named: cannot open /opt/old (deleted): deleted after it was mapped")), "{:?}", stack.notes);
+        // A file at the path with another inode than the maps say is not read.
+        assert!(stack.notes.iter().any(|n| n.contains("libc.so.6 is not the file the process mapped")), "{:?}", stack.notes);
         assert_eq!(s.held_maps(), 0, "maps are forgotten once used");
     }
 
@@ -657,6 +847,30 @@ garbage line
         assert_eq!(f.function, None, "{f:?}");
         assert_eq!(f.build_id, Some("ee".repeat(20)), "the build-id seen at the crash is kept");
         assert!(stack.notes.iter().any(|n| n.contains("was replaced since the crash")), "{:?}", stack.notes);
+    }
+
+    #[test]
+    fn build_id_paths_keep_sha1_ids_and_drop_the_kernels_padding() {
+        let sha1 = "6eeba2cf8765215f6dfaf4b50442547a14d7238c";
+        assert_eq!(build_id_subpath(sha1).as_deref(), Some("6e/eba2cf8765215f6dfaf4b50442547a14d7238c"));
+        assert_eq!(build_id_subpath(&padded("abcdef12")).as_deref(), Some("ab/cdef12"));
+        assert_eq!(build_id_subpath("../../etc"), None);
+        assert_eq!(build_id_subpath("ab"), None);
+    }
+
+    #[test]
+    fn file_offsets_become_addresses_by_the_program_headers() {
+        // This test binary: its own code's file offset and address differ
+        // by the load bias alone.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let addr = bounded_insert::<u64, u64> as *const () as u64;
+        let m = maps.iter().find(|m| m.start <= addr && addr < m.end).expect("own code is mapped");
+        let offset = addr - m.start + m.offset;
+        let vaddr = offset_to_vaddr(&exe, offset).expect("offset in a PT_LOAD");
+        // The bias is a multiple of the page size.
+        assert_eq!((addr - vaddr) % 4096, 0, "{addr:#x} {vaddr:#x}");
+        assert_eq!(offset_to_vaddr(&exe, u64::MAX / 2), None);
     }
 
     #[test]

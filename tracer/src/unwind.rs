@@ -42,8 +42,10 @@ struct ModuleData {
 }
 
 impl ModuleData {
-    fn read(path: &str) -> Option<ModuleData> {
-        let bytes = std::fs::read(path).ok()?;
+    /// The module behind `m`, opened as [`crate::modfile`] does (never a
+    /// FIFO, a device or a replaced file; size capped).
+    fn read(pid: Option<u32>, m: &Mapping) -> Option<ModuleData> {
+        let bytes = crate::modfile::open_mapped(pid, m).ok()?.read_all().ok()?;
         let file = object::File::parse(&*bytes).ok()?;
         let section = |name: &str| {
             let s = file.section_by_name(name)?;
@@ -104,7 +106,7 @@ impl StackUnwinder {
         StackUnwinder::default()
     }
 
-    fn module(&mut self, m: &Mapping) -> Option<Arc<ModuleData>> {
+    fn module(&mut self, pid: Option<u32>, m: &Mapping) -> Option<Arc<ModuleData>> {
         let key = (m.path.clone(), m.inode);
         if let Some(found) = self.modules.get(&key) {
             return found.clone();
@@ -113,21 +115,32 @@ impl StackUnwinder {
             // A cache: start afresh rather than grow.
             self.modules.clear();
         }
-        let data = ModuleData::read(&m.path).map(Arc::new);
+        let data = ModuleData::read(pid, m).map(Arc::new);
         self.modules.insert(key, data.clone());
         data
     }
 
     /// Unwinds from the registers through `stack` (the bytes at `stack_sp`
-    /// and up), with the modules of `mappings`.
-    pub fn unwind(&mut self, ip: u64, sp: u64, bp: u64, stack_sp: u64, stack: &[u8], mappings: &[Mapping]) -> Unwound {
+    /// and up), with the modules of `mappings` (of process `pid`, while it
+    /// lives: its files are opened through /proc/PID/map_files).
+    #[allow(clippy::too_many_arguments)]
+    pub fn unwind(
+        &mut self,
+        pid: Option<u32>,
+        ip: u64,
+        sp: u64,
+        bp: u64,
+        stack_sp: u64,
+        stack: &[u8],
+        mappings: &[Mapping],
+    ) -> Unwound {
         let mut unwinder: UnwinderX86_64<Bytes> = UnwinderX86_64::new();
         let mut added: Vec<&str> = Vec::new();
         for m in mappings.iter().filter(|m| m.path.starts_with('/') && !m.path.ends_with(" (deleted)")) {
             if added.contains(&m.path.as_str()) {
                 continue;
             }
-            let Some(data) = self.module(m) else { continue };
+            let Some(data) = self.module(pid, m) else { continue };
             let Some(bias) = data.bias(m) else { continue };
             // The module spans all its executable mappings.
             let start = mappings.iter().filter(|o| o.path == m.path).map(|o| o.start).min().unwrap_or(m.start);
@@ -167,6 +180,70 @@ impl StackUnwinder {
         };
         Unwound { frames, stopped }
     }
+}
+
+/// How a stack's user frames were found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnwoundBy {
+    /// All from the `.eh_frame` unwind over the stack copy.
+    EhFrame,
+    /// All from the kernel's frame-pointer walk.
+    FramePointer,
+    /// The `.eh_frame` unwind for the innermost frames, then the
+    /// frame-pointer walk from where the two meet.
+    Mixed,
+}
+
+impl UnwoundBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnwoundBy::EhFrame => "eh_frame",
+            UnwoundBy::FramePointer => "frame-pointer",
+            UnwoundBy::Mixed => "mixed",
+        }
+    }
+}
+
+/// The user frames to keep, from the kernel's frame-pointer walk `fp` and
+/// the `.eh_frame` unwind `eh` over the stack copy (`eh_complete`: it
+/// reached the outermost frame rather than the end of the copy or an
+/// address no module covers).
+///
+/// The frame-pointer walk misses the caller of a function that has no
+/// frame of its own (a leaf, an asm string function) and follows garbage
+/// through code built without frame pointers; the `.eh_frame` unwind is
+/// exact but ends where the copy ends. So the `.eh_frame` frames come first,
+/// and where its last frame is also in the frame-pointer walk (the two
+/// agree from there outward), the walk's frames beyond it follow.
+pub fn merge(fp: &[u64], eh: &[u64], eh_complete: bool) -> (Vec<u64>, UnwoundBy) {
+    if eh.len() <= 1 {
+        // Nothing past the IP: the copy (or the unwind tables) gave nothing.
+        return (fp.to_vec(), UnwoundBy::FramePointer);
+    }
+    if eh_complete {
+        return (eh.to_vec(), UnwoundBy::EhFrame);
+    }
+    let last = eh[eh.len() - 1];
+    if let Some(j) = fp.iter().skip(1).position(|&a| a == last).map(|j| j + 1) {
+        let rest = &fp[j + 1..];
+        if rest.is_empty() {
+            return (eh.to_vec(), UnwoundBy::EhFrame);
+        }
+        if eh.len() == j + 1 && fp[..=j] == *eh {
+            // The two agree frame for frame: the walk alone had it right.
+            return (fp.to_vec(), UnwoundBy::FramePointer);
+        }
+        let mut out = eh.to_vec();
+        out.extend_from_slice(rest);
+        return (out, UnwoundBy::Mixed);
+    }
+    // No frame in common: the `.eh_frame` frames are right as far as they
+    // go; a walk that is longer may only be following garbage, unless the
+    // unwind gave up early, so the longer of the two is kept.
+    if fp.len() > eh.len() && fp.first() == eh.first() && fp.get(1) == eh.get(1) {
+        return (fp.to_vec(), UnwoundBy::FramePointer);
+    }
+    (eh.to_vec(), UnwoundBy::EhFrame)
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -223,7 +300,7 @@ mod tests {
         let (ip, sp, bp, copy) = unwind_level1();
         let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
         let mut unwinder = StackUnwinder::new();
-        let unwound = unwinder.unwind(ip, sp, bp, sp, &copy, &maps);
+        let unwound = unwinder.unwind(Some(std::process::id()), ip, sp, bp, sp, &copy, &maps);
         assert!(unwound.frames.len() >= 3, "{unwound:?}");
         assert_eq!(unwound.frames[0], ip);
         // Name the frames the way a crash's are named.
@@ -239,11 +316,36 @@ mod tests {
     }
 
     #[test]
+    fn a_process_gone_before_its_maps_were_read_is_unwound_by_build_id() {
+        // Only what the kernel gives survives such a process: the registers,
+        // the stack copy, and frame 0 as build-id + file offset.
+        let (ip, sp, bp, copy) = unwind_level1();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let m = maps.iter().find(|m| m.start <= ip && ip < m.end).expect("own code is mapped");
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let id = crate::event::hex(&blazesym::helper::read_elf_build_id(&exe).unwrap().expect("cargo links with a build-id"));
+        let mut id40 = id.clone();
+        while id40.len() < 40 {
+            id40.push('0');
+        }
+        let frame0 = Frame { addr: ip, build_id: Some(id40), file_offset: Some(ip - m.start + m.offset), ..Frame::default() };
+        let mut stack = Stack { user: vec![frame0], ip: Some(ip), sp: Some(sp), bp: Some(bp), ..Stack::default() };
+        let mut pending = crate::symbolize::Pending::default();
+        pending.remember_stack_copy(77, sp, copy);
+        Symbolizer::new().symbolize_taken(77, &mut stack, pending.take(77));
+        assert_eq!(stack.symbolized_from.as_deref(), Some("build-id"), "{stack:?}");
+        let names: Vec<String> = stack.user.iter().map(|f| f.function.clone().unwrap_or_default()).collect();
+        let at = |name: &str| names.iter().position(|n| n.ends_with(name)).unwrap_or_else(|| panic!("{name} not in {names:?}"));
+        assert!(at("capture_here") < at("unwind_level2") && at("unwind_level2") < at("unwind_level1"), "{names:?}");
+        assert_eq!(stack.unwound_by.as_deref(), Some("eh_frame"), "{stack:?}");
+    }
+
+    #[test]
     fn bias_follows_the_executable_segment_mid_page() {
         // As lld lays out Rust binaries: the executable segment starts at
         // file offset 0x250dd0 but virtual address 0x251dd0.
         let data = ModuleData { text: None, eh_frame: None, eh_frame_hdr: None, got: None, loads: vec![(0x250dd0, 0x251dd0, 0x7444f0)] };
-        let m = Mapping { start: 0x5600_0003_f000, end: 0x5600_0078_5000, offset: 0x250000, inode: 1, path: "/x".into() };
+        let m = Mapping { start: 0x5600_0003_f000, end: 0x5600_0078_5000, offset: 0x250000, inode: 1, dev: None, path: "/x".into() };
         assert_eq!(data.bias(&m), Some(0x5600_0003_f000 - 0x251000));
         // gcc/ld: offset and address equal.
         let data = ModuleData { loads: vec![(0x1000, 0x1000, 0x2000)], ..data };
@@ -254,10 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn merge_puts_the_eh_frame_callers_first_and_continues_with_the_walk() {
+        // A leaf without a frame: the walk skips its caller (0xb).
+        let fp = [0xa, 0xc, 0xd, 0xe];
+        let (got, by) = merge(&fp, &[0xa, 0xb, 0xc], false);
+        assert_eq!((got, by), (vec![0xa, 0xb, 0xc, 0xd, 0xe], UnwoundBy::Mixed));
+        // A complete unwind stands alone.
+        assert_eq!(merge(&fp, &[0xa, 0xb, 0xc], true), (vec![0xa, 0xb, 0xc], UnwoundBy::EhFrame));
+        // Both agree: the walk, which goes further.
+        assert_eq!(merge(&fp, &[0xa, 0xc], false), (fp.to_vec(), UnwoundBy::FramePointer));
+        // Nothing past the IP: the walk.
+        assert_eq!(merge(&fp, &[0xa], false), (fp.to_vec(), UnwoundBy::FramePointer));
+        // No frame pointers: the walk is garbage after the IP; no frame in common.
+        assert_eq!(merge(&[0xa, 0x1], &[0xa, 0xb, 0xc], false), (vec![0xa, 0xb, 0xc], UnwoundBy::EhFrame));
+        // The IP alone in common does not count as agreement.
+        assert_eq!(merge(&[0xa, 0x7, 0x8, 0x9, 0x10], &[0xa, 0xb], false).1, UnwoundBy::EhFrame);
+    }
+
+    #[test]
     fn an_empty_copy_gives_only_the_ip() {
         let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
         let ip = capture_here as *const () as u64;
-        let unwound = StackUnwinder::new().unwind(ip, 0x1000, 0, 0x1000, &[], &maps);
+        let unwound = StackUnwinder::new().unwind(None, ip, 0x1000, 0, 0x1000, &[], &maps);
         assert_eq!(unwound.frames.first(), Some(&ip));
         assert!(unwound.frames.len() <= 2, "frames past an empty copy: {unwound:?}");
     }

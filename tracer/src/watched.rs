@@ -14,6 +14,14 @@
 /// https://elixir.bootlin.com/linux/v6.18/source/arch/x86/entry/syscalls/syscall_64.tbl
 const SYS_PAUSE: i64 = 34;
 const SYS_RT_SIGSUSPEND: i64 = 130;
+/// "Reaping children": systemd's freeze() loops in waitid() forever.
+const SYS_WAIT4: i64 = 61;
+const SYS_WAITID: i64 = 247;
+/// Zombie children this many and more, after a caught crash: nobody reaps.
+const ZOMBIES_PILING_UP: usize = 3;
+/// stdin, stdout, stderr: what a frozen handler keeps (on /dev/null or the
+/// console) after closing everything else.
+const STDIO_FDS: usize = 3;
 
 tracer_common::named_enum! {
     serde
@@ -42,6 +50,11 @@ pub struct Facts {
     /// Current system call number (/proc/PID/syscall), if sleeping in one.
     pub syscall: Option<i64>,
     pub open_fds: Option<usize>,
+    /// Open fds that are sockets (`socket:[…]` link targets in /proc/PID/fd).
+    pub socket_fds: usize,
+    /// The chain of the crash child its handler forked has ended (the child
+    /// dumped and exited): the handler has nothing left to wait for.
+    pub crash_child_ended: bool,
     /// Zombie children (state Z, PPID = the watched pid).
     pub zombies: usize,
 }
@@ -57,21 +70,38 @@ pub fn assess(f: &Facts) -> (State, Vec<String>) {
         "its handler caught fatal {} (crash #{chain}) and it did not exit",
         f.handled_signal.as_deref().unwrap_or("signal")
     )];
+    if f.crash_child_ended {
+        evidence.push("the crash child its handler forked has dumped and exited".into());
+    }
     let pausing = matches!(f.syscall, Some(SYS_PAUSE) | Some(SYS_RT_SIGSUSPEND));
+    let reaping = matches!(f.syscall, Some(SYS_WAIT4) | Some(SYS_WAITID)) || f.wchan == "do_wait";
     if pausing {
         evidence.push(format!("sleeps in pause (syscall {}, wchan {})", f.syscall.unwrap_or(-1), f.wchan));
+    } else if reaping && f.crash_child_ended {
+        evidence.push(format!("waits for children forever (wchan {})", if f.wchan.is_empty() { "?" } else { &f.wchan }));
     } else if !f.wchan.is_empty() && f.wchan != "0" {
         evidence.push(format!("waits in the kernel at {}", f.wchan));
     }
-    if let Some(0) = f.open_fds {
-        evidence.push("no file descriptors left: its sockets, the coredump socket included, are closed".into());
-    } else if let Some(n) = f.open_fds {
-        evidence.push(format!("{n} file descriptors open"));
+    match f.open_fds {
+        Some(0) => evidence.push("no file descriptors left: its sockets, the coredump socket included, are closed".into()),
+        Some(n) if f.socket_fds == 0 => evidence.push(format!(
+            "{n} file descriptors open, none a socket: the coredump socket and its services' sockets are closed"
+        )),
+        Some(n) => evidence.push(format!("{n} file descriptors open, {} of them sockets", f.socket_fds)),
+        None => {}
     }
     if f.zombies > 0 {
         evidence.push(format!("{} zombie children not reaped", f.zombies));
     }
-    let frozen = pausing || f.open_fds == Some(0);
+    // Frozen: asleep for good with nothing left open (a test init's pause,
+    // no fds); or, as real systemd's freeze() is, its crash child gone and
+    // reaping forever with only stdio and no socket left; or not reaping
+    // at all while zombies pile up.
+    let only_stdio = matches!(f.open_fds, Some(n) if n <= STDIO_FDS) && f.socket_fds == 0;
+    let frozen = pausing
+        || f.open_fds == Some(0)
+        || (f.crash_child_ended && reaping && only_stdio)
+        || f.zombies >= ZOMBIES_PILING_UP;
     if frozen {
         (State::FrozenInCrashHandler, evidence)
     } else {
@@ -86,13 +116,27 @@ fn read(path: String) -> Option<String> {
 impl Facts {
     /// Reads the pid's state from /proc; `handled_crash` and `handled_signal`
     /// come from the correlator (a fatal signal the pid's own handler caught).
-    pub fn gather(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>) -> Facts {
+    pub fn gather(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>, crash_child_ended: bool) -> Facts {
         let alive = std::path::Path::new(&format!("/proc/{pid}/stat")).exists() && !is_zombie(pid);
         let wchan = read(format!("/proc/{pid}/wchan")).unwrap_or_default();
         let syscall = read(format!("/proc/{pid}/syscall"))
             .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()));
-        let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count());
-        Facts { alive, handled_crash, handled_signal, wchan, syscall, open_fds, zombies: zombie_children(pid) }
+        let fds: Option<Vec<std::path::PathBuf>> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()
+            .map(|d| d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).collect());
+        let open_fds = fds.as_ref().map(Vec::len);
+        let socket_fds = fds.iter().flatten().filter(|t| t.to_string_lossy().starts_with("socket:")).count();
+        Facts {
+            alive,
+            handled_crash,
+            handled_signal,
+            wchan,
+            syscall,
+            open_fds,
+            socket_fds,
+            crash_child_ended,
+            zombies: zombie_children(pid),
+        }
     }
 }
 
@@ -200,6 +244,50 @@ mod tests {
         assert!(evidence.iter().any(|e| e.contains("no file descriptors")));
         assert!(evidence.iter().any(|e| e.contains("3 zombie")));
         assert!(evidence.iter().any(|e| e.contains("SIGSEGV")));
+    }
+
+    /// Real systemd 252 as PID 1 after its crash child dumped: freeze()
+    /// closed every fd but stdio (on /dev/null or the console) and reaps in
+    /// waitid() forever; its services are still its live children.
+    fn systemd_frozen() -> Facts {
+        Facts {
+            wchan: "do_wait".into(),
+            syscall: Some(SYS_WAITID),
+            open_fds: Some(3),
+            socket_fds: 0,
+            crash_child_ended: true,
+            ..handled()
+        }
+    }
+
+    #[test]
+    fn real_systemd_reaping_forever_with_only_stdio_is_frozen() {
+        let (state, evidence) = assess(&systemd_frozen());
+        assert_eq!(state, State::FrozenInCrashHandler, "{evidence:?}");
+        assert!(evidence.iter().any(|e| e.contains("crash child")), "{evidence:?}");
+        assert!(evidence.iter().any(|e| e.contains("3 file descriptors open, none a socket")), "{evidence:?}");
+    }
+
+    #[test]
+    fn waiting_with_sockets_or_before_the_crash_child_ended_is_still_handling() {
+        // Still waiting for the crash child: the handler is doing its job.
+        let f = Facts { crash_child_ended: false, ..systemd_frozen() };
+        assert_eq!(assess(&f).0, State::HandlingCrash);
+        // Sockets still open: the coredump socket may still be served.
+        let f = Facts { open_fds: Some(3), socket_fds: 1, ..systemd_frozen() };
+        assert_eq!(assess(&f).0, State::HandlingCrash);
+        // More than stdio open.
+        let f = Facts { open_fds: Some(43), ..systemd_frozen() };
+        assert_eq!(assess(&f).0, State::HandlingCrash);
+    }
+
+    #[test]
+    fn zombies_piling_up_after_a_caught_crash_is_frozen() {
+        let f = Facts { wchan: "do_epoll_wait".into(), open_fds: Some(40), socket_fds: 20, zombies: ZOMBIES_PILING_UP, ..handled() };
+        let (state, evidence) = assess(&f);
+        assert_eq!(state, State::FrozenInCrashHandler, "{evidence:?}");
+        let f = Facts { zombies: 1, ..f };
+        assert_eq!(assess(&f).0, State::HandlingCrash);
     }
 
     #[test]

@@ -710,6 +710,11 @@ fn frozen_pid1_drops_every_later_core() {
     }
     let stopped = tracer.stop();
     check_clean_exit(&mut f, &stopped, init);
+    // A watched record comes again when its evidence changes: the last
+    // frozen one says what held when the run ended.
+    let watched = watched.and_then(|_| {
+        stopped.records.iter().rev().find(|r| is_watched(r, init) && r["state"] == "frozen-in-crash-handler").cloned()
+    });
 
     f.check(verdict.is_some(), || {
         format!(

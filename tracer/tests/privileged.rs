@@ -333,6 +333,81 @@ fn pid_filter_shows_only_the_watched_crash() {
     assert!(leaked.is_empty(), "records about the unwatched pid {} got through --pid:\n{}", other.pid, leaked.join("\n"));
 }
 
+/// A daemon that blocks SIGTERM and SIGUSR1 and takes them with sigwait
+/// (`sigwait`) or a signalfd (`signalfd`), pinged with SIGUSR1 and shut down
+/// with SIGTERM: it exits 0 having acted on nothing. The kernel side must
+/// not ship those signals at all (no signal-generate event), and no chain
+/// may open. A plain SIGTERM'd `pause` crasher afterwards is the barrier
+/// that shows the tracer had caught up.
+fn blocked_signals_are_not_shipped(mode: &str) {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-privileged");
+    machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
+    let mut tracer = Tracer::start(&["--json"]);
+
+    let mut daemon = Crasher::spawn(mode, RlimitCore::Unlimited, dir.path());
+    daemon.wait_ready();
+    for _ in 0..5 {
+        daemon.kill(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.kill(libc::SIGTERM);
+    let status = daemon.wait();
+    assert_eq!(status.code(), Some(0), "the {mode} daemon should take SIGTERM and exit 0: {status}");
+
+    let mut barrier = Crasher::spawn("pause", RlimitCore::Unlimited, dir.path());
+    barrier.wait_ready();
+    barrier.kill(libc::SIGTERM);
+    barrier.wait();
+    let chain = tracer.wait_verdict(barrier.pid);
+    expect(&chain, "/verdict", json!("no-dump"));
+    let stopped = tracer.stop();
+    stopped.assert_clean_exit();
+
+    let shipped: Vec<String> = stopped
+        .records
+        .iter()
+        .filter(|r| r["event"] == "signal-generate" && r.pointer("/target/tgid").and_then(Value::as_u64) == Some(daemon.pid as u64))
+        .map(Value::to_string)
+        .collect();
+    assert!(shipped.is_empty(), "signals the {mode} daemon {} blocked were shipped:\n{}", daemon.pid, shipped.join("\n"));
+    let verdicts = stopped.verdicts_for(daemon.pid);
+    assert!(verdicts.is_empty(), "a chain was opened for the {mode} daemon's clean shutdown: {verdicts:?}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn blocked_signals_taken_with_sigwait_are_not_shipped() {
+    blocked_signals_are_not_shipped("sigwait");
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn blocked_signals_taken_with_signalfd_are_not_shipped() {
+    blocked_signals_are_not_shipped("signalfd");
+}
+
+/// A process that blocks SIGTERM and unblocks it once it is pending dies of
+/// it: signal_deliver still sees the default action, and the chain is there.
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn a_blocked_sigterm_acted_on_after_unblocking_is_still_no_dump() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-privileged");
+    machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
+    let mut tracer = Tracer::start(&["--json"]);
+
+    let mut c = Crasher::spawn("unblock", RlimitCore::Unlimited, dir.path());
+    c.wait_ready();
+    c.kill(libc::SIGTERM);
+    let status = c.wait();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "the crasher should die of SIGTERM once it unblocks it: {status}");
+    let chain = tracer.wait_verdict(c.pid);
+    tracer.stop().assert_clean_exit();
+    expect(&chain, "/verdict", json!("no-dump"));
+    expect(&chain, "/signal", json!("SIGTERM"));
+}
+
 /// Bounded run of crashtrace expected to fail at once; `--duration` ends a
 /// run that wrongly starts tracing.
 fn crashtrace_failing(args: &[&str]) -> common::Finished {

@@ -104,10 +104,15 @@ fn require_systemd_collector_without_pid1() {
 /// (the core is lost; the crasher waits for the collector, so it is alive
 /// when its maps are read) and returns its verdict record.
 fn crash_with_core_lost(machine: &Exclusive, binary: &Path, dir: &Path) -> Value {
+    crash_with_core_lost_args(machine, binary, dir, &["--json"])
+}
+
+/// [`crash_with_core_lost`] with crashtrace started with `args`.
+fn crash_with_core_lost_args(machine: &Exclusive, binary: &Path, dir: &Path, args: &[&str]) -> Value {
     require_systemd_collector_without_pid1();
     machine.set_core_pattern(SYSTEMD_PATTERN);
     machine.set_core_pipe_limit(16);
-    let mut tracer = Tracer::start(&["--json"]);
+    let mut tracer = Tracer::start(args);
     let pid = crash(binary, dir, 0);
     let verdict = tracer.wait_verdict(pid);
     let stopped = tracer.stop();
@@ -165,7 +170,7 @@ fn frame_pointers_name_three_levels_when_the_core_is_lost() {
     let dir = TempDir::new("crashtrace-stacks");
     let binary = build_c(dir.path(), "deep-fp", &["-O0", "-fno-omit-frame-pointer"]);
     let verdict = crash_with_core_lost(&machine, &binary, dir.path());
-    eprintln!("frame pointers, -O0:\n{}", describe(user_frames(&verdict)));
+    eprintln!("frame pointers, -O0:\n{}", show(&verdict));
 
     // The core is lost, the stack is not.
     assert_eq!(verdict["verdict"], "dropped:collector-unreachable-pid1", "{verdict:#}");
@@ -195,7 +200,9 @@ fn without_frame_pointers_the_ip_names_the_faulting_function() {
     let machine = Exclusive::take();
     let dir = TempDir::new("crashtrace-stacks");
     let binary = build_c(dir.path(), "deep-nofp", &["-O2", "-fomit-frame-pointer"]);
-    let verdict = crash_with_core_lost(&machine, &binary, dir.path());
+    // No stack copy: the kernel's frame-pointer walk alone.
+    let verdict = crash_with_core_lost_args(&machine, &binary, dir.path(), &["--json", "--stack-copy", "0"]);
+    assert_eq!(verdict["stack"]["unwound_by"], "frame-pointer", "{:#}", verdict["stack"]);
     let frames = user_frames(&verdict);
     // What a frame-pointer walk gives here: the IP is exact; after it, the
     // walk follows whatever the BP register held, so no caller is found
@@ -230,7 +237,7 @@ fn stack_copy_unwinds_code_without_frame_pointers_from_eh_frame() {
     stopped.assert_clean_exit();
     let frames = user_frames(&verdict);
     eprintln!("no frame pointers, -O2, --stack-copy 8192:\n{}", describe(frames));
-    assert_eq!(verdict["stack"]["unwound_by"], "eh-frame", "{:#}", verdict["stack"]);
+    assert_unwound_by_eh_frame(&verdict);
     assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
     // The copy itself is in the event stream, for unwinding elsewhere.
     let copy = stopped
@@ -250,7 +257,7 @@ fn rust_frames_are_named_in_order() {
     let dir = TempDir::new("crashtrace-stacks");
     let binary = build_rust(dir.path());
     let verdict = crash_with_core_lost(&machine, &binary, dir.path());
-    eprintln!("Rust, frame pointers forced:\n{}", describe(user_frames(&verdict)));
+    eprintln!("Rust, frame pointers forced:\n{}", show(&verdict));
     assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
 }
 
@@ -334,4 +341,383 @@ fn kernel_build_ids_name_the_frames_after_the_process_is_gone() {
         // The maps were read in time: the frames are named in place too.
         assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
     }
+}
+
+// ---------------------------------------------------------------------
+// Callers with default flags: the stack copy taken at every fatal signal,
+// unwound from .eh_frame and merged with the frame-pointer walk.
+// ---------------------------------------------------------------------
+
+const SIGABRT: i32 = 6;
+
+/// Builds tests/crashers/callers.c into `dir/name` with `flags`.
+fn build_callers(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    run_tool(Command::new("cc").args(flags).arg("-Wall").arg("-pthread").arg("-o").arg(&out).arg(source("callers.c")));
+    out
+}
+
+/// Starts `binary args` in `dir` with RLIMIT_CORE 0, stdin and stdout piped.
+fn spawn(binary: &Path, args: &[&str], dir: &Path) -> std::process::Child {
+    let mut cmd = Command::new(binary);
+    cmd.args(args).current_dir(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches no parent state.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::setrlimit(libc::RLIMIT_CORE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
+
+/// Waits (bounded) for `child` to die of `sig`.
+fn reap(mut child: std::process::Child, sig: i32, what: &str) {
+    let status = common::wait_bounded(&mut child, std::time::Duration::from_secs(30), what);
+    assert_eq!(status.signal(), Some(sig), "{what} should die of signal {sig}, got {status}");
+}
+
+/// A pipe helper that reads nothing and exits after 2 s: with
+/// core_pipe_limit set, the kernel waits for it, so the crasher is still
+/// there (its maps readable) when its stack is drained, however busy the
+/// machine. What happens when it is not is
+/// [`a_process_gone_before_its_stack_is_drained_still_gets_names`]'s.
+const HOLDING_PATTERN: &str = "|/usr/bin/sleep 2";
+
+/// Runs `binary args` until it dies of `sig` under a tracer started with
+/// default flags; returns its verdict.
+fn crash_default_flags(machine: &Exclusive, binary: &Path, args: &[&str], dir: &Path, sig: i32) -> Value {
+    machine.set_core_pattern(HOLDING_PATTERN);
+    machine.set_core_pipe_limit(16);
+    let mut tracer = Tracer::start(&["--json"]);
+    let mut child = spawn(binary, args, dir);
+    let pid = child.id();
+    drop(child.stdin.take());
+    reap(child, sig, &binary.display().to_string());
+    let verdict = tracer.wait_verdict(pid);
+    tracer.stop().assert_clean_exit();
+    verdict
+}
+
+/// The stack and how it was found, for the test log.
+fn show(verdict: &Value) -> String {
+    format!(
+        "{}\nunwound_by {}, symbolized_from {}, notes {}",
+        describe(user_frames(verdict)),
+        verdict["stack"]["unwound_by"],
+        verdict["stack"]["symbolized_from"],
+        verdict["stack"]["notes"]
+    )
+}
+
+fn names(verdict: &Value) -> Vec<String> {
+    user_frames(verdict).iter().map(|f| function(f).unwrap_or("n/a").to_string()).collect()
+}
+
+/// Whether `got` names `want` (Rust and C++ names carry their paths).
+fn is(got: &str, want: &str) -> bool {
+    got == want || got.ends_with(&format!("::{want}"))
+}
+
+/// Asserts frames `from..` are exactly `want`, in order.
+#[track_caller]
+fn assert_run(verdict: &Value, from: usize, want: &[&str]) {
+    let got = names(verdict);
+    let window = got.get(from..from + want.len());
+    assert!(
+        window.is_some_and(|w| w.iter().zip(want).all(|(g, w)| is(g, w))),
+        "frames #{from}.. are not {want:?}:\n{}\nunwound_by {}, notes {:#}",
+        describe(user_frames(verdict)),
+        verdict["stack"]["unwound_by"],
+        verdict["stack"]["notes"]
+    );
+}
+
+/// The index of the first frame named `want`.
+#[track_caller]
+fn position(verdict: &Value, want: &str) -> usize {
+    names(verdict)
+        .iter()
+        .position(|n| is(n, want))
+        .unwrap_or_else(|| panic!("no frame {want}:\n{}", describe(user_frames(verdict))))
+}
+
+#[track_caller]
+fn assert_unwound_by_eh_frame(verdict: &Value) {
+    let by = verdict["stack"]["unwound_by"].as_str().unwrap_or("none");
+    assert!(by == "eh_frame" || by == "mixed", "unwound_by {by}: {:#}", verdict["stack"]);
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn default_flags_find_the_caller_of_a_leaf_without_a_frame() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = build_callers(dir.path(), "callers-leaf", &["-O1", "-fno-omit-frame-pointer"]);
+    let disasm = run_tool(Command::new("objdump").arg("-d").arg("--no-show-raw-insn").arg(&binary));
+    let leaf = disasm.split("<leaf>:").nth(1).expect("leaf in the disassembly");
+    assert!(!leaf.lines().take(3).any(|l| l.contains("push") && l.contains("%rbp")), "this gcc gave leaf a frame; the test needs one without:\n{leaf}");
+    let verdict = crash_default_flags(&machine, &binary, &["leaf"], dir.path(), SIGSEGV);
+    eprintln!("leaf without a frame, -O1 -fno-omit-frame-pointer:\n{}", show(&verdict));
+    assert_frames(&verdict, &["leaf", "caller", "outer", "main"], &binary);
+    assert_unwound_by_eh_frame(&verdict);
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn default_flags_find_the_callers_of_libc_asm_functions() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = build_callers(dir.path(), "callers-libc", &["-O1", "-fno-omit-frame-pointer"]);
+    for (mode, libc_fn) in [("strlen", "strlen"), ("memcpy", "mem")] {
+        let verdict = crash_default_flags(&machine, &binary, &[mode], dir.path(), SIGSEGV);
+        eprintln!("{mode}:\n{}", show(&verdict));
+        let frames = user_frames(&verdict);
+        assert!(
+            function(&frames[0]).is_some_and(|n| n.contains(libc_fn)) && frames[0]["module"].as_str().is_some_and(|m| m.contains("libc.so")),
+            "frame #0 is not libc's {libc_fn}:\n{}",
+            describe(frames)
+        );
+        assert_run(&verdict, 1, &["caller", "outer", "main"]);
+        assert_unwound_by_eh_frame(&verdict);
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn default_flags_unwind_code_without_frame_pointers() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = build_c(dir.path(), "deep-nofp-default", &["-O2", "-fomit-frame-pointer"]);
+    let verdict = crash_default_flags(&machine, &binary, &[], dir.path(), SIGSEGV);
+    eprintln!("no frame pointers, default flags:\n{}", show(&verdict));
+    assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
+    assert_unwound_by_eh_frame(&verdict);
+    let leaf = build_callers(dir.path(), "callers-nofp", &["-O2", "-fomit-frame-pointer"]);
+    let verdict = crash_default_flags(&machine, &leaf, &["leaf"], dir.path(), SIGSEGV);
+    eprintln!("leaf, no frame pointers, default flags:\n{}", show(&verdict));
+    assert_frames(&verdict, &["leaf", "caller", "outer", "main"], &leaf);
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn default_flags_name_a_rust_panic_abort() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = dir.path().join("panic-abort");
+    run_tool(
+        Command::new("rustc")
+            .args(["--edition", "2021", "-C", "opt-level=1", "-C", "panic=abort", "-o"])
+            .arg(&binary)
+            .arg(source("panic_abort.rs")),
+    );
+    let verdict = crash_default_flags(&machine, &binary, &[], dir.path(), SIGABRT);
+    eprintln!("Rust panic = abort:\n{}", show(&verdict));
+    let at = position(&verdict, "level2");
+    assert_run(&verdict, at, &["level2", "level1", "main"]);
+    let before: Vec<String> = names(&verdict)[..at].to_vec();
+    assert!(before.iter().any(|n| n.contains("abort")), "no abort frame above level2: {before:?}");
+    assert!(before.iter().any(|n| n.contains("panic")), "no panic frame above level2: {before:?}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn default_flags_name_a_cxx_throw_that_terminates() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = dir.path().join("terminate");
+    run_tool(Command::new("g++").args(["-O1", "-o"]).arg(&binary).arg(source("terminate.cc")));
+    let verdict = crash_default_flags(&machine, &binary, &[], dir.path(), SIGABRT);
+    eprintln!("C++ throw -> std::terminate:\n{}", show(&verdict));
+    let at = position(&verdict, "__cxa_throw");
+    assert_run(&verdict, at, &["__cxa_throw", "level2()", "level1()", "main"]);
+    let before: Vec<String> = names(&verdict)[..at].to_vec();
+    assert!(before.iter().any(|n| n.ends_with("abort")), "no abort frame above __cxa_throw: {before:?}");
+    assert!(before.iter().any(|n| n.contains("terminate")), "no std::terminate above __cxa_throw: {before:?}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn default_flags_name_a_fault_in_another_thread() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = build_callers(dir.path(), "callers-thread", &["-O1", "-fno-omit-frame-pointer"]);
+    let verdict = crash_default_flags(&machine, &binary, &["thread"], dir.path(), SIGSEGV);
+    eprintln!("a second thread:\n{}", show(&verdict));
+    assert_frames(&verdict, &["leaf", "caller", "t_outer", "thread_main"], &binary);
+    assert_run(&verdict, 4, &["start_thread"]);
+    assert_ne!(verdict["stack"]["tid"], verdict["crasher"]["tgid"], "the stack is the faulting thread's: {:#}", verdict["stack"]);
+}
+
+/// Removes a file or directory tree made for a test when dropped.
+struct Remove(PathBuf);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn a_stripped_binary_is_named_from_its_build_id_debug_file() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-stacks");
+    let full = build_c(dir.path(), "deep-debug", &["-O0", "-g", "-fno-omit-frame-pointer"]);
+    let stripped = dir.path().join("deep-stripped-debug");
+    run_tool(Command::new("strip").arg("--strip-all").arg("-o").arg(&stripped).arg(&full));
+    let id = build_id(&stripped);
+    let debug_dir = Path::new("/usr/lib/debug/.build-id").join(&id[..2]);
+    std::fs::create_dir_all(&debug_dir).expect("creating the build-id debug directory");
+    let debug = debug_dir.join(format!("{}.debug", &id[2..]));
+    let _cleanup = Remove(debug.clone());
+    run_tool(Command::new("objcopy").arg("--only-keep-debug").arg(&full).arg(&debug));
+    let verdict = crash_default_flags(&machine, &stripped, &[], dir.path(), SIGSEGV);
+    eprintln!("stripped, debug file by build-id:\n{}", show(&verdict));
+    assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &stripped);
+    for f in user_frames(&verdict).iter().take(4) {
+        assert_eq!(f["build_id"].as_str(), Some(id.as_str()), "{f}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// Symbolisation a crasher cannot block or fool.
+// ---------------------------------------------------------------------
+
+/// A bind mount, undone (lazily) when dropped.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(from: &Path, over: &Path) -> BindMount {
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
+        let (src, dst) = (c(from), c(over));
+        // SAFETY: valid NUL-terminated paths; a bind mount needs no data.
+        let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        assert_eq!(rc, 0, "bind-mounting {} over {}: {}", from.display(), over.display(), std::io::Error::last_os_error());
+        BindMount(over.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        if let Ok(p) = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Crashes `binary` (callers.c) after `evil` (a directory holding a FIFO or
+/// a symlink named like the binary) is bind-mounted over the binary's
+/// directory: /proc/PID/maps still names the old path, which now opens the
+/// FIFO or follows the symlink. Then crashes a second, untouched binary.
+/// Returns both verdicts and how long SIGINT took to stop the tracer.
+fn crash_under_swapped_path(machine: &Exclusive, make_evil: impl Fn(&Path)) -> (Value, Value, std::time::Duration) {
+    require_systemd_collector_without_pid1();
+    machine.set_core_pattern(SYSTEMD_PATTERN);
+    machine.set_core_pipe_limit(16);
+    let dir = TempDir::new("crashtrace-stacks");
+    let victim_dir = dir.path().join("bin");
+    let evil_dir = dir.path().join("evil");
+    std::fs::create_dir_all(&victim_dir).unwrap();
+    std::fs::create_dir_all(&evil_dir).unwrap();
+    let binary = build_callers(&victim_dir, "callers", &["-O1", "-fno-omit-frame-pointer"]);
+    make_evil(&evil_dir.join("callers"));
+    let other = build_callers(dir.path(), "callers-other", &["-O1", "-fno-omit-frame-pointer"]);
+
+    let mut tracer = Tracer::start(&["--json"]);
+    let mut child = spawn(&binary, &["leaf", "wait"], dir.path());
+    let pid = child.id();
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("piped"), &mut ready).expect("the crasher says ready");
+    let mount = BindMount::new(&evil_dir, &victim_dir);
+    std::io::Write::write_all(child.stdin.as_mut().expect("piped"), b"x").expect("releasing the crasher");
+    reap(child, SIGSEGV, "the crasher under a swapped path");
+    let first = tracer.wait_verdict(pid);
+    // Later crashes still get verdicts.
+    let second_child = spawn(&other, &["leaf"], dir.path());
+    let second_pid = second_child.id();
+    reap(second_child, SIGSEGV, "the second crasher");
+    let second = tracer.wait_verdict(second_pid);
+    let t = std::time::Instant::now();
+    tracer.stop().assert_clean_exit();
+    let stop_took = t.elapsed();
+    drop(mount);
+    (first, second, stop_took)
+}
+
+#[track_caller]
+fn assert_named_or_refused(verdict: &Value, refused: &str) {
+    let frames = user_frames(verdict);
+    let ours: Vec<&Value> = frames.iter().filter(|f| f["module"].as_str().is_some_and(|m| m.ends_with("/bin/callers"))).collect();
+    assert!(!ours.is_empty(), "no frame in the swapped binary:\n{}", describe(frames));
+    let named = ours.iter().all(|f| function(f).is_some());
+    let notes = verdict["stack"]["notes"].to_string();
+    // Named through /proc/PID/map_files (the process was still there), or
+    // left unnamed with the reason.
+    assert!(named || notes.contains(refused), "neither named nor refused ({refused}):\n{}\nnotes {notes}", describe(frames));
+    if named {
+        assert_run(verdict, 0, &["leaf", "caller", "outer", "main"]);
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn a_fifo_in_place_of_a_module_does_not_block_the_tracer() {
+    let machine = Exclusive::take();
+    let (first, second, stop_took) = crash_under_swapped_path(&machine, |p| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", p.display());
+    });
+    eprintln!("FIFO in place of the module:\n{}\nnotes {:#}", describe(user_frames(&first)), first["stack"]["notes"]);
+    assert_named_or_refused(&first, "a FIFO");
+    assert_run(&second, 0, &["leaf", "caller", "outer", "main"]);
+    assert!(stop_took < std::time::Duration::from_secs(10), "SIGINT took {stop_took:?}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn a_symlink_to_dev_zero_in_place_of_a_module_is_not_read() {
+    let machine = Exclusive::take();
+    let (first, second, stop_took) =
+        crash_under_swapped_path(&machine, |p| std::os::unix::fs::symlink("/dev/zero", p).expect("symlink to /dev/zero"));
+    eprintln!("/dev/zero in place of the module:\n{}\nnotes {:#}", describe(user_frames(&first)), first["stack"]["notes"]);
+    assert_named_or_refused(&first, "Too many levels of symbolic links");
+    assert_run(&second, 0, &["leaf", "caller", "outer", "main"]);
+    assert!(stop_took < std::time::Duration::from_secs(10), "SIGINT took {stop_took:?}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with `cargo xtask test`"]
+fn a_process_gone_before_its_stack_is_drained_still_gets_names() {
+    // The binary crashes once while it can be seen (its maps read, its
+    // build-id learnt), then again with no core at all: it exits at once,
+    // often before its stack is drained. Either way its frames are named:
+    // from its maps if they were still there, else from the kernel's
+    // build-id + file offset and the file that build-id was seen in.
+    let machine = Exclusive::take();
+    require_systemd_collector_without_pid1();
+    let dir = TempDir::new("crashtrace-stacks");
+    let binary = build_c(dir.path(), "deep-twice", &["-O0", "-fno-omit-frame-pointer"]);
+    machine.set_core_pattern(SYSTEMD_PATTERN);
+    machine.set_core_pipe_limit(16);
+    let mut tracer = Tracer::start(&["--json"]);
+    let first = crash(&binary, dir.path(), 0);
+    tracer.wait_verdict(first);
+    machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
+    let mut froms = Vec::new();
+    for _ in 0..3 {
+        let pid = crash(&binary, dir.path(), 0);
+        let verdict = tracer.wait_verdict(pid);
+        let from = verdict["stack"]["symbolized_from"].as_str().unwrap_or("none").to_string();
+        eprintln!("gone at once (symbolised from {from}):\n{}", show(&verdict));
+        assert_frames(&verdict, &["crash_level3", "crash_level2", "crash_level1", "main"], &binary);
+        froms.push(from);
+    }
+    tracer.stop().assert_clean_exit();
+    eprintln!("symbolised from: {froms:?}");
 }

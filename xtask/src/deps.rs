@@ -17,7 +17,7 @@ pub(crate) enum Need {
     /// Linking host binaries (crashtrace, bpf-linker, the test programs).
     Build,
     /// Tier 2: crashing test programs, a real collector, unshare/setpriv,
-    /// readelf/strip for the stack tests.
+    /// readelf/strip for the stack tests, Prometheus for the metrics test.
     Privileged,
     /// cargo-fuzz's libFuzzer is C++.
     Fuzz,
@@ -49,6 +49,8 @@ const BINUTILS: Package = pkg("binutils", &["/usr/bin/readelf"]);
 const UTIL_LINUX: Package = pkg("util-linux", &["/usr/bin/unshare", "/bin/unshare"]);
 const COREDUMP: Package =
     pkg("systemd-coredump", &["/lib/systemd/systemd-coredump", "/usr/lib/systemd/systemd-coredump"]);
+/// A real Prometheus (and promtool) scraping the tracer's metrics.
+const PROMETHEUS: Package = pkg("prometheus", &["/usr/bin/prometheus"]);
 const GXX: Package = pkg("g++", &["/usr/bin/g++", "/usr/bin/c++"]);
 const QEMU: Package = pkg("qemu-system-x86", &["/usr/bin/qemu-system-x86_64"]);
 const BUSYBOX: Package = pkg("busybox-static", &["/bin/busybox", "/usr/bin/busybox"]);
@@ -67,7 +69,7 @@ pub(crate) fn packages(needs: &[Need]) -> Vec<Package> {
     for need in needs {
         let list: &[Package] = match need {
             Need::Build => &[GCC, LIBC_DEV],
-            Need::Privileged => &[GCC, LIBC_DEV, BINUTILS, UTIL_LINUX, COREDUMP],
+            Need::Privileged => &[GCC, LIBC_DEV, BINUTILS, UTIL_LINUX, COREDUMP, PROMETHEUS],
             Need::Fuzz => &[GXX],
             Need::Vm => &[QEMU, BUSYBOX, LIBC_DEV, KEYRING],
             Need::Dist => &[DPKG, FILE, GZIP],

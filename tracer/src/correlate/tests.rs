@@ -177,6 +177,7 @@ fn fault(ts: u64, pid: u32, sig: i32) -> Event {
             target: proc(pid, "app"),
             target_ppid: 1,
             target_handler: 0,
+            target_blocked: false,
             fault_addr: Some(0x10),
             si_pid: None,
             si_uid: None,
@@ -290,6 +291,7 @@ fn sigpipe_during_dump_is_reader_vanished() {
                 target: proc(100, "app"),
                 target_ppid: 1,
                 target_handler: 0,
+                target_blocked: false,
                 fault_addr: None,
                 si_pid: Some(100),
                 si_uid: Some(0),
@@ -400,6 +402,7 @@ fn terminating_signal_caught_by_a_handler_opens_no_chain() {
                 target: proc(100, "daemon"),
                 target_ppid: 1,
                 target_handler: 0x4000,
+                target_blocked: false,
                 fault_addr: None,
                 si_pid: Some(5),
                 si_uid: Some(0),
@@ -407,6 +410,71 @@ fn terminating_signal_caught_by_a_handler_opens_no_chain() {
         ),
     ]);
     assert!(chains.is_empty(), "{chains:?}");
+}
+
+/// A SIGTERM the target blocks (udev workers take it through signalfd, a
+/// daemon through sigwait): it is read, not acted on, and the worker exits
+/// 0. The kernel drops these unless a watched pid is involved; when one is,
+/// no chain may open and end "unknown".
+#[test]
+fn a_blocked_terminating_signal_taken_through_signalfd_opens_no_chain() {
+    let chains = run(&[
+        settings("core", 0, None),
+        ev(
+            1,
+            proc(5, "systemd-udevd"),
+            Body::SignalGenerate {
+                sig: tracer_common::signal::SIGTERM,
+                code: 0,
+                errno: 0,
+                group: 1,
+                result: 0,
+                info: SigInfo::Full,
+                target: proc(100, "(udev-worker)"),
+                target_ppid: 5,
+                target_handler: 0,
+                target_blocked: true,
+                fault_addr: None,
+                si_pid: Some(5),
+                si_uid: Some(0),
+            },
+        ),
+        exit(2, proc(100, "(udev-worker)"), 0, Role::Crasher),
+    ]);
+    assert!(chains.is_empty(), "{chains:?}");
+}
+
+/// A blocked signal that is later unblocked and acted on still makes its
+/// chain: signal_deliver opens it.
+#[test]
+fn a_blocked_signal_acted_on_after_unblocking_is_still_a_chain() {
+    let term = tracer_common::signal::SIGTERM;
+    let chains = run(&[
+        settings("core", 0, None),
+        ev(
+            1,
+            proc(5, "sender"),
+            Body::SignalGenerate {
+                sig: term,
+                code: 0,
+                errno: 0,
+                group: 1,
+                result: 0,
+                info: SigInfo::Full,
+                target: proc(100, "app"),
+                target_ppid: 1,
+                target_handler: 0,
+                target_blocked: true,
+                fault_addr: None,
+                si_pid: Some(5),
+                si_uid: Some(0),
+            },
+        ),
+        deliver(2, 100, term, 0, None, Some(1)),
+        exit(3, proc(100, "app"), term, Role::Crasher),
+    ]);
+    let c = only(chains);
+    assert_eq!(c.verdict, Some(Verdict::NoDump), "{c:?}");
 }
 
 #[test]
@@ -525,6 +593,7 @@ fn timeline_is_bounded() {
                 target: proc(100, "app"),
                 target_ppid: 1,
                 target_handler: 0,
+                target_blocked: false,
                 fault_addr: None,
                 si_pid: Some(7),
                 si_uid: Some(0),
@@ -631,22 +700,25 @@ fn core_pattern_writer_is_attributed() {
     assert!(c.reason.contains("set by sh[77]"), "{}", c.reason);
 }
 
+fn cg(ts: u64, actor: Proc, op: CgroupOp, id: u64, path: &str, populated: Option<bool>, zombies: Vec<Proc>) -> Event {
+    ev(ts, actor, Body::Cgroup { op, root: 0, id, level: 2, populated, path: path.into(), zombies })
+}
+
+/// The incident's shape: the crasher removes a group that still holds its
+/// zombie child, then faults. That removal is a possible cause.
 #[test]
-fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
-    let cg = |ts: u64, actor: Proc, op: CgroupOp, id: u64, path: &str, populated: Option<bool>| {
-        ev(ts, actor, Body::Cgroup { op, root: 0, id, level: 2, populated, path: path.into(), zombies: vec![] })
-    };
+fn cgroup_removed_by_the_crasher_with_its_zombie_inside_is_context() {
     let mut crash = fault(10, 100, SEGV);
     crash.cgroup_id = 42;
     let mut d = deliver(11, 100, SEGV, 0, None, Some(1));
     d.cgroup_id = 42;
     let chains = run(&[
         settings("core", 0, None),
-        cg(1, proc(5, "mkdir"), CgroupOp::Mkdir, 42, "/init.scope", None),
-        cg(2, proc(100, "app"), CgroupOp::Mkdir, 43, "/app.slice/unit", None),
-        cg(3, proc(100, "app"), CgroupOp::Populated, 43, "/app.slice/unit", Some(false)),
-        cg(4, proc(100, "app"), CgroupOp::Rmdir, 43, "/app.slice/unit", None),
-        cg(5, proc(9, "other"), CgroupOp::Rmdir, 77, "/unrelated", None),
+        cg(1, proc(5, "mkdir"), CgroupOp::Mkdir, 42, "/init.scope", None, vec![]),
+        cg(2, proc(100, "app"), CgroupOp::Mkdir, 43, "/app.slice/unit", None, vec![]),
+        cg(3, proc(100, "app"), CgroupOp::Populated, 43, "/app.slice/unit", Some(false), vec![proc(101, "child")]),
+        cg(4, proc(100, "app"), CgroupOp::Rmdir, 43, "/app.slice/unit", None, vec![proc(101, "child")]),
+        cg(5, proc(9, "other"), CgroupOp::Rmdir, 77, "/unrelated", None, vec![]),
         crash,
         d,
         exit(12, proc(100, "app"), 0x8b, Role::Crasher),
@@ -655,8 +727,94 @@ fn cgroup_removed_by_the_crasher_before_the_crash_is_context() {
     assert_eq!(c.cgroup_path.as_deref(), Some("/init.scope"));
     let ops: Vec<(CgroupOp, &str)> = c.cgroup_context.iter().map(|n| (n.op, n.path.as_str())).collect();
     assert_eq!(ops, vec![(CgroupOp::Populated, "/app.slice/unit"), (CgroupOp::Rmdir, "/app.slice/unit")]);
-    assert!(c.cgroup_context.iter().all(|n| n.why.contains("by the crashing process")));
+    assert!(c.cgroup_context.iter().all(|n| n.why.contains("by the crashing process")), "{:?}", c.cgroup_context);
     assert!(c.timeline.iter().any(|s| s.what.starts_with("possible cause: rmdir /app.slice/unit")));
+}
+
+/// Recorded on Debian bookworm with systemd 252 as PID 1: every unit
+/// clean-up is a cgroup removal by PID 1, here systemd-coredump's own
+/// instance 8 s before PID 1 took SIGSEGV. An empty group that is neither
+/// the crasher's nor an ancestor of it, and held none of its zombies, is not
+/// a cause; the crasher's own group removed by someone else still is.
+#[test]
+fn an_ordinary_unit_clean_up_by_pid1_is_not_a_cause_of_its_crash() {
+    let systemd = || proc(1, "systemd");
+    let unit = "/system.slice/system-systemd\\x2dcoredump.slice/systemd-coredump@0-1234-0.service";
+    let mut g = ev(
+        9_000,
+        proc(4242, "bash"),
+        Body::SignalGenerate {
+            sig: SEGV,
+            code: 0,
+            errno: 0,
+            group: 1,
+            result: 0,
+            info: SigInfo::Full,
+            target: systemd(),
+            target_ppid: 0,
+            target_handler: 0x55d0_1000,
+            target_blocked: false,
+            fault_addr: None,
+            si_pid: Some(4242),
+            si_uid: Some(0),
+        },
+    );
+    g.cgroup_id = 7;
+    let mut d = ev(
+        9_001,
+        systemd(),
+        Body::SignalDeliver {
+            sig: SEGV,
+            code: 0,
+            errno: 0,
+            info: SigInfo::Full,
+            sa_handler: 0x55d0_1000,
+            sa_flags: 0,
+            fault_addr: None,
+            si_pid: Some(4242),
+            rlimit_core: None,
+            ppid: 0,
+            dumpable: Some(1),
+            pidns: None,
+            ns_pid: None,
+        },
+    );
+    d.cgroup_id = 7;
+    let chains = run(&[
+        settings("|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h", 0, Some(true)),
+        cg(500, systemd(), CgroupOp::Mkdir, 7, "/init.scope", None, vec![]),
+        cg(1_000, systemd(), CgroupOp::Populated, 60, unit, Some(false), vec![]),
+        cg(1_001, systemd(), CgroupOp::Rmdir, 60, unit, None, vec![]),
+        cg(1_002, systemd(), CgroupOp::Rmdir, 61, "/system.slice/system-systemd\\x2dcoredump.slice", None, vec![]),
+        g,
+        d,
+    ]);
+    let c = chains.iter().find(|c| c.crasher.tgid == 1).expect("PID 1's chain");
+    assert!(c.cgroup_context.is_empty(), "ordinary clean-ups blamed: {:?}", c.cgroup_context);
+    assert!(!c.timeline.iter().any(|s| s.what.starts_with("possible cause")), "{:?}", c.timeline);
+}
+
+/// Removing the crasher's own cgroup (or an ancestor) is a cause whoever
+/// did it.
+#[test]
+fn removal_of_the_crashers_own_group_or_an_ancestor_is_context() {
+    let mut crash = fault(10, 100, SEGV);
+    crash.cgroup_id = 42;
+    let mut d = deliver(11, 100, SEGV, 0, None, Some(1));
+    d.cgroup_id = 42;
+    let chains = run(&[
+        settings("core", 0, None),
+        cg(1, proc(5, "mkdir"), CgroupOp::Mkdir, 42, "/app.slice/svc.service", None, vec![]),
+        cg(2, proc(1, "systemd"), CgroupOp::Rmdir, 40, "/app.slice", None, vec![]),
+        cg(3, proc(1, "systemd"), CgroupOp::Rmdir, 41, "/app", None, vec![]),
+        crash,
+        d,
+        exit(12, proc(100, "app"), 0x8b, Role::Crasher),
+    ]);
+    let c = only(chains);
+    let paths: Vec<&str> = c.cgroup_context.iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(paths, vec!["/app.slice"], "{:?}", c.cgroup_context);
+    assert!(c.cgroup_context[0].why.contains("own cgroup"), "{:?}", c.cgroup_context);
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub struct LiveConfig {
     pub pid: Option<u32>,
     /// `--cgroup`: the cgroup subtree in scope.
     pub cgroup: Option<String>,
+    /// `--container`, `--unit`: the container or systemd unit in scope.
+    pub container: Option<String>,
+    pub unit: Option<String>,
     /// Where records go, in this order: the log first, so that a verdict is
     /// on disk before it is shown.
     pub sinks: Vec<SinkSpec>,
@@ -80,9 +83,22 @@ impl LiveConfig {
             };
             sinks.push(SinkSpec::Text { style: Style { color }, verdicts_only: args.verdicts_only });
         }
+        // After the log and the screen: neither waits on these.
+        if args.journal {
+            sinks.push(SinkSpec::Journal { socket: args.journal_socket.clone() });
+        }
+        if args.metrics_listen.is_some() || args.metrics_textfile.is_some() {
+            sinks.push(SinkSpec::Metrics {
+                listen: args.metrics_listen,
+                textfile: args.metrics_textfile.clone(),
+                interval: Duration::from_secs(args.metrics_interval.max(1)),
+            });
+        }
         LiveConfig {
             pid: args.pid,
             cgroup: args.cgroup.clone(),
+            container: args.container.clone(),
+            unit: args.unit.clone(),
             sinks,
             load: LoadConfig {
                 bpf_object: args.bpf_object.clone(),
@@ -188,9 +204,30 @@ mod tests {
     }
 
     #[test]
+    fn journal_and_metrics_are_opt_in_and_come_last() {
+        assert!(!resolve(&[], PIPE).sinks.iter().any(|s| matches!(s, SinkSpec::Journal { .. } | SinkSpec::Metrics { .. })));
+        let c = resolve(&["--json", "--journal", "--metrics-listen", "127.0.0.1:9477", "--metrics-textfile", "/tmp/c.prom"], PIPE);
+        assert_eq!(
+            c.sinks,
+            vec![
+                SinkSpec::JsonLines,
+                SinkSpec::Journal { socket: "/run/systemd/journal/socket".into() },
+                SinkSpec::Metrics {
+                    listen: Some("127.0.0.1:9477".parse().unwrap()),
+                    textfile: Some("/tmp/c.prom".into()),
+                    interval: Duration::from_secs(15),
+                },
+            ]
+        );
+        let c = resolve(&["--metrics-textfile", "/tmp/c.prom", "--metrics-interval", "2"], PIPE);
+        assert!(matches!(c.sinks.last(), Some(SinkSpec::Metrics { listen: None, interval, .. }) if *interval == Duration::from_secs(2)));
+    }
+
+    #[test]
     fn scope_load_and_duration_come_from_their_flags() {
-        let c = resolve(&["--pid", "7", "--cgroup", "/system.slice", "--duration", "3", "--stack-copy", "4096"], PIPE);
+        let c = resolve(&["--pid", "7", "--cgroup", "/system.slice", "--duration", "3", "--stack-copy", "4096", "--unit", "a"], PIPE);
         assert_eq!((c.pid, c.cgroup.as_deref()), (Some(7), Some("/system.slice")));
+        assert_eq!((c.container.as_deref(), c.unit.as_deref()), (None, Some("a")));
         assert_eq!(c.duration, Some(Duration::from_secs(3)));
         assert_eq!(c.load.stack_copy, 4096);
         assert_eq!(c.load.coredump_hook, CoredumpHook::Auto);

@@ -94,8 +94,8 @@ pub fn is_namespace_init(pid: u32) -> bool {
 }
 
 /// The watched pid's state as /proc shows it now.
-pub fn watched_facts(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>) -> watched::Facts {
-    watched::Facts::gather(pid, handled_crash, handled_signal)
+pub fn watched_facts(pid: u32, handled_crash: Option<u64>, handled_signal: Option<String>, crash_child_ended: bool) -> watched::Facts {
+    watched::Facts::gather(pid, handled_crash, handled_signal, crash_child_ended)
 }
 
 /// The enrichment that keeps state: its rate limit and where the core

@@ -10,6 +10,7 @@ pub mod config_file;
 pub mod enrich;
 pub mod notify;
 pub mod pipeline;
+pub mod symbolizer;
 pub mod watch;
 
 use std::{collections::BTreeMap, time::Duration};
@@ -126,7 +127,8 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
     let start_wall = realtime_ns();
     let settings = enrich::core_settings();
     let settings_from_writes = hooks.iter().any(|h| h.name == "cgroup_sysctl" && h.state == crate::record::HookState::Attached);
-    let scope = Scope::new(config.pid, config.pid.map(enrich::is_namespace_init).unwrap_or(false), config.cgroup.clone());
+    let scope = Scope::new(config.pid, config.pid.map(enrich::is_namespace_init).unwrap_or(false), config.cgroup.clone())
+        .with_context(config.container.clone(), config.unit.clone());
     let mut pipeline = Pipeline::new(
         Correlator::new(Config::default()),
         scope,

@@ -11,11 +11,15 @@ use crate::{
     record::{EventRecord, Record, Summary},
     render::wall,
     scope::{Lookup, Scope},
-    sink::{Emitted, Sink, SinkSpec},
-    symbolize::Symbolizer,
+    sink::{Emitted, Sink, SinkSpec, Status},
+    symbolize::Pending,
 };
 
-use super::{enrich::{self, Enricher}, watch::WatchedPid};
+use super::{
+    enrich::{self, Enricher},
+    symbolizer::{SymbolizeWorker, DEADLINE},
+    watch::WatchedPid,
+};
 
 /// Working directories kept for crashers at most.
 const CWDS_MAX: usize = 1024;
@@ -27,8 +31,11 @@ pub struct Pipeline {
     scope: Scope,
     watched: Option<WatchedPid>,
     enrich: Enricher,
-    /// Names the frames of captured stacks when their chains end.
-    symbolizer: Symbolizer,
+    /// The maps and stack copies of captured stacks, until their chains end.
+    pending: Pending,
+    /// Names the frames of captured stacks when their chains end, on its
+    /// own thread.
+    symbolizer: SymbolizeWorker,
     sinks: Vec<Box<dyn Sink>>,
     /// The core settings the last settings record gave.
     settings: Option<CoreSettings>,
@@ -41,6 +48,17 @@ pub struct Pipeline {
     pub dropped: u64,
     /// The header and the latest core-settings event, for sinks opened later.
     preamble: Vec<Record>,
+    /// What the sinks were shown, for the summary: the chains in scope.
+    shown: Shown,
+}
+
+/// Counts of the chains shown and of those left out by the scope.
+#[derive(Clone, Debug, Default)]
+struct Shown {
+    chains: u64,
+    verdicts: std::collections::BTreeMap<String, u64>,
+    kernel_said_dumped_but_dropped: u64,
+    out_of_scope: u64,
 }
 
 /// What the scope asks, answered from the correlator, else from /proc.
@@ -74,7 +92,8 @@ impl Pipeline {
             scope,
             watched,
             enrich,
-            symbolizer: Symbolizer::new(),
+            pending: Pending::default(),
+            symbolizer: SymbolizeWorker::new(DEADLINE),
             sinks,
             settings: None,
             mono_to_wall,
@@ -82,6 +101,7 @@ impl Pipeline {
             decode_errors: 0,
             dropped: 0,
             preamble: Vec::new(),
+            shown: Shown::default(),
         }
     }
 
@@ -119,7 +139,7 @@ impl Pipeline {
     /// `new`: an output in both is kept (reopened, and given its new
     /// settings), the others are opened and given the header and settings
     /// first. If a new one cannot be opened, nothing changes.
-    pub fn reconfigure_sinks(&mut self, old: &[SinkSpec], new: &[SinkSpec]) -> Result<(), crate::log::LogError> {
+    pub fn reconfigure_sinks(&mut self, old: &[SinkSpec], new: &[SinkSpec]) -> Result<(), crate::sink::SinkError> {
         let plan = keep_plan(old, new);
         // Open first: a failure leaves every sink as it was.
         let mut fresh = Vec::new();
@@ -165,6 +185,24 @@ impl Pipeline {
         self.sinks.iter().map(|s| s.failures()).sum()
     }
 
+    pub fn journal_failures(&self) -> u64 {
+        self.sinks.iter().map(|s| s.journal_failures()).sum()
+    }
+
+    /// Hands the running totals to every sink (for the metrics).
+    fn status(&mut self, now_ns: u64) {
+        let status = Status {
+            decode_errors: self.decode_errors,
+            log_write_failures: self.sink_failures(),
+            journal_failures: self.journal_failures(),
+            open_chains: self.correlator.open_chains(),
+            now_ns,
+        };
+        for sink in &mut self.sinks {
+            sink.status(&status);
+        }
+    }
+
     /// The settings read at start: correlated, and also an event record, so a
     /// log replays on its own.
     pub fn initial_settings(&mut self, settings: Option<CoreSettings>, ts_ns: u64) {
@@ -192,8 +230,8 @@ impl Pipeline {
         match &ev.body {
             // The thread is acting on its fatal signal: its maps are still
             // there to read, and may not be by the time its chain ends.
-            Body::StackCapture { .. } => self.symbolizer.remember_maps(ev.task.tgid, enrich::maps(ev.task.tgid)),
-            Body::StackCopy { sp, data } => self.symbolizer.remember_stack_copy(ev.task.tgid, *sp, data.clone()),
+            Body::StackCapture { .. } => self.pending.remember_maps(ev.task.tgid, enrich::maps(ev.task.tgid)),
+            Body::StackCopy { sp, data } => self.pending.remember_stack_copy(ev.task.tgid, *sp, data.clone()),
             _ => {}
         }
         // Record the settings whenever they change, so the chain (and the
@@ -247,12 +285,21 @@ impl Pipeline {
         if chain.stalled {
             self.enrich.stall_evidence(&mut chain, self.scope.watched_pid());
         }
+        chain.learn_context();
         if !self.scope.chain(&chain) {
+            self.shown.out_of_scope += 1;
             return;
         }
+        self.shown.chains += 1;
+        *self.shown.verdicts.entry(chain.verdict.unwrap_or(crate::verdict::Verdict::Unknown).as_str().to_string()).or_default() += 1;
+        if chain.misleading_core_dumped() {
+            self.shown.kernel_said_dumped_but_dropped += 1;
+        }
         if let Some(stack) = chain.stack.as_mut() {
-            // Off the event path: the chain is over, its maps were read at delivery.
-            self.symbolizer.symbolize(chain.crasher.tgid, stack);
+            // On the worker thread, waiting at most its deadline: the chain
+            // is over, its maps were read at delivery.
+            let taken = self.pending.take(chain.crasher.tgid);
+            self.symbolizer.symbolize(chain.crasher.tgid, stack, taken);
         }
         if chain.verdict.is_some_and(|v| v.is_dropped()) {
             self.dropped += 1;
@@ -263,7 +310,7 @@ impl Pipeline {
     /// Re-checks the watched pid and reports a state change.
     pub fn check_watched(&mut self, now_ns: u64) {
         let Some(w) = self.watched.as_mut() else { return };
-        let facts = enrich::watched_facts(w.pid(), w.handled_crash(), w.handled_signal());
+        let facts = enrich::watched_facts(w.pid(), w.handled_crash(), w.handled_signal(), w.crash_child_ended());
         if let Some(record) = w.observe(now_ns, &facts) {
             self.emit(Record::Watched(record));
         }
@@ -306,17 +353,21 @@ impl Pipeline {
         for chain in self.correlator.tick(now_ns) {
             self.verdict(chain);
         }
+        self.status(now_ns);
     }
 
-    /// The last record.
+    /// The last record. Its chains and verdicts are the ones shown (in
+    /// scope), with a count of those the scope left out.
     pub fn summary(&mut self, mut summary: Summary) {
         let stats = self.correlator.stats();
         summary.events = stats.events;
-        summary.chains = stats.chains_opened;
-        summary.verdicts = stats.verdicts.clone();
-        summary.kernel_said_dumped_but_dropped = stats.kernel_said_dumped_but_dropped;
+        summary.chains = self.shown.chains;
+        summary.verdicts = self.shown.verdicts.clone();
+        summary.kernel_said_dumped_but_dropped = self.shown.kernel_said_dumped_but_dropped;
+        summary.chains_out_of_scope = self.shown.out_of_scope;
         summary.decode_errors = self.decode_errors;
         summary.log_write_failures = self.sink_failures();
+        summary.journal_failures = self.journal_failures();
         self.emit(Record::Summary(summary));
     }
 }
@@ -367,6 +418,10 @@ mod tests {
     }
 
     fn run(name: &str, scope: Scope) -> Vec<Record> {
+        run_events(fixture_events(name), scope)
+    }
+
+    fn run_events(events: Vec<Event>, scope: Scope) -> Vec<Record> {
         let got = Rc::new(RefCell::new(Vec::new()));
         // Settings follow writes: no re-read of this host's settings mid-test.
         let mut p = Pipeline::new(
@@ -377,8 +432,8 @@ mod tests {
             vec![Box::new(Recording(got.clone()))],
             0,
         );
-        let mut events = fixture_events(name).into_iter();
-        let Some(Event { body: Body::CoreSettings(s), ts_ns, .. }) = events.next() else { panic!("{name} starts with its settings") };
+        let mut events = events.into_iter();
+        let Some(Event { body: Body::CoreSettings(s), ts_ns, .. }) = events.next() else { panic!("the events start with the settings") };
         p.initial_settings(Some(s), ts_ns);
         for ev in events {
             p.decoded(Ok(ev));
@@ -418,6 +473,129 @@ mod tests {
         let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
         assert_eq!((s.chains, s.decode_errors), (1, 1));
         assert_eq!(s.events as usize, events);
+    }
+
+    const SYSTEMD_PATTERN: &str = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h";
+
+    /// One event from its JSON form (as a log has it), at `ms` milliseconds.
+    fn event(ms: u64, pid: u32, comm: &str, body: serde_json::Value) -> Event {
+        let mut v = serde_json::json!({ "ts_ns": ms * 1_000_000, "cpu": 0, "task": { "pid": pid, "tgid": pid, "comm": comm }, "cgroup_id": 1 });
+        if let (Some(o), serde_json::Value::Object(b)) = (v.as_object_mut(), body) {
+            o.extend(b);
+        }
+        serde_json::from_value(v).expect("a valid event")
+    }
+
+    fn segv(ms: u64, from: (u32, &str), to: (u32, &str), ppid: u32, handler: u64) -> Event {
+        event(ms, from.0, from.1, serde_json::json!({ "event": "signal-generate", "sig": 11, "code": 0, "errno": 0, "group": 1, "result": 0,
+            "info": "full", "target": { "pid": to.0, "tgid": to.0, "comm": to.1 }, "target_ppid": ppid, "target_handler": handler, "si_pid": from.0, "si_uid": 0 }))
+    }
+
+    fn deliver(ms: u64, who: (u32, &str), ppid: u32, handler: u64) -> Event {
+        event(ms, who.0, who.1, serde_json::json!({ "event": "signal-deliver", "sig": 11, "code": 0, "errno": 0, "info": "full",
+            "sa_handler": handler, "sa_flags": 0, "rlimit_core": null, "ppid": ppid, "dumpable": 1 }))
+    }
+
+    fn exit(ms: u64, who: (u32, &str), code: i32, ppid: u32, role: &str) -> Event {
+        event(ms, who.0, who.1, serde_json::json!({ "event": "process-exit", "exit_code": code, "ppid": ppid, "roles": [role] }))
+    }
+
+    fn helper(ms: u64, who: (u32, &str), argv: &[&str]) -> Event {
+        event(ms, who.0, who.1, serde_json::json!({ "event": "helper-exec", "filename": argv[0], "argv": argv, "args_truncated": false }))
+    }
+
+    /// As on Debian bookworm with systemd 252 as PID 1: PID 1 catches
+    /// SIGSEGV, its crash child dumps, systemd-coredump handling that child
+    /// writes `|/bin/false` to core_pattern (PID 1 cannot take cores any
+    /// more), and the next crash on the host is discarded by it. An
+    /// unrelated SIGKILL before all that is not PID 1's story.
+    fn pid1_crash_then_discard() -> Vec<Event> {
+        let settings = CoreSettings {
+            core_pattern: SYSTEMD_PATTERN.into(),
+            core_pipe_limit: 0,
+            core_uses_pid: false,
+            helper_executable: Some(true),
+            set_by: None,
+        };
+        let systemd = (1, "systemd");
+        let child = (900, "systemd");
+        let coredump = (901, "systemd-coredum");
+        vec![
+            Event { ts_ns: 0, cpu: 0, task: Proc::default(), cgroup_id: 0, body: Body::CoreSettings(settings) },
+            event(5, 4242, "bash", serde_json::json!({ "event": "signal-generate", "sig": 9, "code": 0, "errno": 0, "group": 1, "result": 0,
+                "info": "full", "target": { "pid": 2500, "tgid": 2500, "comm": "sleep" }, "target_ppid": 4242, "target_handler": 0, "si_pid": 4242, "si_uid": 0 })),
+            exit(6, (2500, "sleep"), 9, 4242, "crasher"),
+            segv(1000, (4242, "bash"), systemd, 0, 0x55d0_1000),
+            deliver(1001, systemd, 0, 0x55d0_1000),
+            event(1002, 1, "systemd", serde_json::json!({ "event": "process-fork", "child": 900 })),
+            segv(1003, child, child, 1, 0),
+            deliver(1004, child, 1, 0),
+            helper(1005, coredump, &["/lib/systemd/systemd-coredump", "900", "0", "0", "11", "1", "9223372036854775808", "host"]),
+            event(1006, 901, "systemd-coredum", serde_json::json!({ "event": "sysctl-write", "name": "kernel/core_pattern",
+                "old_value": SYSTEMD_PATTERN, "new_value": "|/bin/false" })),
+            exit(1007, coredump, 0, 2, "helper"),
+            exit(1008, child, 0x8b, 1, "crasher"),
+            segv(5000, (3000, "app"), (3000, "app"), 77, 0),
+            deliver(5001, (3000, "app"), 77, 0),
+            helper(5002, (3001, "false"), &["/bin/false"]),
+            exit(5003, (3001, "false"), 1 << 8, 2, "helper"),
+            exit(5004, (3000, "app"), 0x8b, 77, "crasher"),
+        ]
+    }
+
+    #[test]
+    fn pid1s_scope_includes_the_discard_its_crash_caused_and_counts_what_it_showed() {
+        let records = run_events(pid1_crash_then_discard(), Scope::new(Some(1), true, None));
+        let shown: Vec<(u32, Option<Verdict>)> =
+            records.iter().filter_map(|r| if let Record::Verdict(c) = r { Some((c.crasher.tgid, c.verdict)) } else { None }).collect();
+        assert!(shown.contains(&(3000, Some(Verdict::CorePatternDiscards))), "the |/bin/false discard PID 1's crash caused: {shown:?}");
+        assert!(shown.iter().any(|(p, _)| *p == 1) && shown.iter().any(|(p, _)| *p == 900), "{shown:?}");
+        assert!(!shown.iter().any(|(p, _)| *p == 2500), "an unrelated SIGKILL is not PID 1's story: {shown:?}");
+        assert!(
+            records.iter().any(|r| matches!(r, Record::Event(e) if e.event.body.name() == "sysctl-write")),
+            "the write of |/bin/false by the crash child's collector is shown"
+        );
+        let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
+        assert_eq!(s.chains as usize, shown.len(), "the summary counts the chains shown: {s:?}");
+        assert_eq!(s.verdicts.values().sum::<u64>() as usize, shown.len(), "{s:?}");
+        assert_eq!(s.chains_out_of_scope, 1, "{s:?}");
+    }
+
+    /// `report` replays the logged events and found "systemd-coredump did
+    /// not exit" for PID 1's crash child, while the verdict record's
+    /// timeline showed the exit: with `--pid 1` the collector's exit was
+    /// never logged. Every event a recorded verdict rests on must be logged,
+    /// so that the replay agrees with the record.
+    #[test]
+    fn a_logged_pid1_run_replays_to_the_verdicts_it_recorded() {
+        let records = run_events(pid1_crash_then_discard(), Scope::new(Some(1), true, None));
+        let logged: Vec<Event> =
+            records.iter().filter_map(|r| if let Record::Event(e) = r { Some(e.event.clone()) } else { None }).collect();
+        assert!(
+            logged.iter().any(|e| e.task.tgid == 901 && e.body.name() == "process-exit"),
+            "the crash child's collector's exit is logged: {:?}",
+            logged.iter().map(|e| (e.task.tgid, e.body.name())).collect::<Vec<_>>()
+        );
+        let mut replay = Correlator::new(Config::default());
+        let mut rebuilt = Vec::new();
+        for ev in &logged {
+            rebuilt.extend(replay.feed(ev));
+        }
+        rebuilt.extend(replay.flush());
+        // The chains of PID 1 and its crash child; the discard PID 1's crash
+        // caused is known to be in scope only when its chain ends, after
+        // its first events went by.
+        for r in &records {
+            let Record::Verdict(recorded) = r else { continue };
+            if ![1, 900].contains(&recorded.crasher.tgid) {
+                continue;
+            }
+            let again = rebuilt
+                .iter()
+                .find(|c| c.crasher.tgid == recorded.crasher.tgid)
+                .unwrap_or_else(|| panic!("no replayed chain for {}", recorded.crasher));
+            assert_eq!(again.verdict, recorded.verdict, "{}: replayed {:?} ({}) vs recorded", recorded.crasher, again.verdict, again.reason);
+        }
     }
 
     #[test]

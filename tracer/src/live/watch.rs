@@ -10,12 +10,15 @@ pub struct WatchedPid {
     pid: u32,
     /// The crash its own handler caught: (chain, signal).
     handled: Option<(u64, String)>,
-    reported: Option<watched::State>,
+    /// A chain linked to that crash (its crash child's) has ended.
+    crash_child_ended: bool,
+    /// The state and evidence last reported.
+    reported: Option<(watched::State, Vec<String>)>,
 }
 
 impl WatchedPid {
     pub fn new(pid: u32) -> WatchedPid {
-        WatchedPid { pid, handled: None, reported: None }
+        WatchedPid { pid, handled: None, crash_child_ended: false, reported: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -27,7 +30,15 @@ impl WatchedPid {
     pub fn note_chain(&mut self, chain: &Chain) {
         if is_handled_crash_of(self.pid, chain) {
             self.handled = Some((chain.id, chain.signal.clone()));
+            self.crash_child_ended = false;
+        } else if chain.linked_to.is_some() && chain.linked_to == self.handled_crash() {
+            // The child its handler forked (systemd's crash child) is done.
+            self.crash_child_ended = true;
         }
+    }
+
+    pub fn crash_child_ended(&self) -> bool {
+        self.crash_child_ended
     }
 
     pub fn handled_crash(&self) -> Option<u64> {
@@ -38,13 +49,15 @@ impl WatchedPid {
         self.handled.as_ref().map(|(_, sig)| sig.clone())
     }
 
-    /// The record to emit if the facts show a new state.
+    /// The record to emit if the facts show a new state, or the same state
+    /// on new evidence (fds closing one by one while PID 1 freezes): the
+    /// last record must say what holds now.
     pub fn observe(&mut self, now_ns: u64, facts: &watched::Facts) -> Option<Watched> {
         let (state, evidence) = watched::assess(facts);
-        if self.reported == Some(state) {
+        if self.reported.as_ref() == Some(&(state, evidence.clone())) {
             return None;
         }
-        self.reported = Some(state);
+        self.reported = Some((state, evidence.clone()));
         Some(Watched { ts_ns: now_ns, pid: self.pid, state, evidence })
     }
 }
@@ -52,6 +65,59 @@ impl WatchedPid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PID 1 stays "handling-crash" while it closes its fds: the record that
+    /// said "43 file descriptors open" must not be the last word once it has
+    /// closed them.
+    #[test]
+    fn evidence_that_changes_is_reported_again() {
+        let mut w = WatchedPid::new(1);
+        let handling = watched::Facts {
+            alive: true,
+            handled_crash: Some(4),
+            handled_signal: Some("SIGSEGV".into()),
+            wchan: "do_wait".into(),
+            open_fds: Some(43),
+            socket_fds: 12,
+            ..Default::default()
+        };
+        let first = w.observe(1, &handling).expect("first report");
+        assert!(first.evidence.iter().any(|e| e.contains("43 file descriptors")), "{first:?}");
+        assert_eq!(w.observe(2, &handling), None, "nothing changed");
+        let fewer = watched::Facts { open_fds: Some(20), socket_fds: 5, ..handling.clone() };
+        let second = w.observe(3, &fewer).expect("the fd count changed");
+        assert_eq!(second.state, watched::State::HandlingCrash);
+        assert!(second.evidence.iter().any(|e| e.contains("20 file descriptors")), "{second:?}");
+    }
+
+    /// The crash chain of the child the handler forked ends: the watched
+    /// pid learns it, and with only stdio left and waitid forever, it is
+    /// frozen.
+    #[test]
+    fn the_crash_childs_chain_ending_lets_pid1_be_frozen() {
+        use crate::{chain::Chain, event::Proc, verdict::Verdict};
+        let mut w = WatchedPid::new(1);
+        let mut handled = Chain::new(4, Proc { pid: 1, tgid: 1, comm: "systemd".into() }, 11, 1);
+        handled.verdict = Some(Verdict::Handled);
+        w.note_chain(&handled);
+        let mut child = Chain::new(5, Proc { pid: 900, tgid: 900, comm: "systemd".into() }, 11, 2);
+        child.linked_to = Some(4);
+        child.verdict = Some(Verdict::Stored);
+        let facts = |w: &WatchedPid| watched::Facts {
+            alive: true,
+            handled_crash: w.handled_crash(),
+            handled_signal: w.handled_signal(),
+            crash_child_ended: w.crash_child_ended(),
+            wchan: "do_wait".into(),
+            syscall: Some(247),
+            open_fds: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(w.observe(3, &facts(&w)).map(|r| r.state), Some(watched::State::HandlingCrash));
+        w.note_chain(&child);
+        let r = w.observe(4, &facts(&w)).expect("a new state");
+        assert_eq!(r.state, watched::State::FrozenInCrashHandler, "{r:?}");
+    }
 
     #[test]
     fn a_state_is_reported_once_until_it_changes() {

@@ -54,8 +54,14 @@ pub fn summary_text(s: &Summary) -> String {
         "summary: {} events, {} crash chains, {} events lost in the kernel, {} undecodable",
         s.events, s.chains, s.lost_kernel, s.decode_errors
     );
+    if s.chains_out_of_scope > 0 {
+        let _ = write!(out, " ({} more crash chains outside --pid/--cgroup, not shown)", s.chains_out_of_scope);
+    }
     if s.log_write_failures > 0 {
         let _ = write!(out, ", {} records not written to the log", s.log_write_failures);
+    }
+    if s.journal_failures > 0 {
+        let _ = write!(out, ", {} verdicts not sent to the journal", s.journal_failures);
     }
     out.push('\n');
     for (v, n) in &s.verdicts {

@@ -36,6 +36,8 @@ fn opts() -> Options {
         stores: Vec::new(),
         list: false,
         fail_on_drop: false,
+        container: None,
+        unit: None,
     }
 }
 

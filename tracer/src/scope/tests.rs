@@ -144,3 +144,29 @@ fn watched_records_of_another_pid_are_out() {
     assert!(!Scope::new(Some(3), false, None).watched_record(4));
     assert!(Scope::default().watched_record(4));
 }
+
+#[test]
+fn container_and_unit_filters_read_the_cgroup_path() {
+    let id = "3f4e1b8a9c2d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+    let in_container = format!("/system.slice/docker-{id}.scope");
+    let mut scope = Scope::new(None, false, None).with_context(Some(id[..12].to_string()), None);
+    assert!(!scope.is_everything());
+    let fork = event(5, Body::ProcessFork { child: 6 });
+    assert!(scope.event(&fork, &fixed(Some(&in_container))));
+    assert!(!scope.event(&fork, &fixed(Some("/system.slice/nginx.service"))));
+    let mut chain = recorded_chain("kill-segv");
+    chain.cgroup_path = Some(in_container.clone());
+    assert!(scope.chain(&chain));
+    chain.cgroup_path = Some("/system.slice/nginx.service".into());
+    assert!(!scope.chain(&chain));
+    chain.cgroup_path = None;
+    assert!(!scope.chain(&chain), "an unknown path is not the container's");
+
+    let mut units = Scope::new(None, false, None).with_context(None, Some("nginx".into()));
+    chain.cgroup_path = Some("/system.slice/nginx.service".into());
+    assert!(units.chain(&chain));
+    assert!(!units.event(&fork, &fixed(Some(&in_container))));
+    // Both filters and --cgroup must all hold.
+    let both = Scope::new(None, false, Some("/user.slice".into())).with_context(None, Some("nginx".into()));
+    assert!(!both.chain(&chain));
+}

@@ -4,15 +4,19 @@
 //! exist. A new format is one new file here, a [`SinkSpec`] variant, and its
 //! selection in the configuration.
 
+pub mod journal;
 pub mod jsonl;
 pub mod log;
+pub mod metrics;
 pub mod text;
 
 use std::{
     cell::OnceCell,
     io::Write as _,
+    net::SocketAddr,
     path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
 };
 
 use crate::{
@@ -49,7 +53,7 @@ pub trait Sink {
     fn write(&mut self, out: &Emitted);
     /// Tracing began; attaching took `attach_ns`.
     fn started(&mut self, _attach_ns: u64) {}
-    /// Records this sink could not write, for the summary.
+    /// Records this sink could not write to the log, for the summary.
     fn failures(&self) -> u64 {
         0
     }
@@ -68,6 +72,33 @@ pub trait Sink {
     fn reconfigure(&mut self, _spec: &SinkSpec) -> bool {
         false
     }
+    /// Verdicts this sink could not hand to journald, for the summary.
+    fn journal_failures(&self) -> u64 {
+        0
+    }
+    /// The loop's running totals, on every tick.
+    fn status(&mut self, _status: &Status) {}
+}
+
+/// What the loop counts outside the records, handed to every sink on each
+/// tick (the metrics export it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub decode_errors: u64,
+    pub log_write_failures: u64,
+    pub journal_failures: u64,
+    pub open_chains: usize,
+    /// Monotonic ns now.
+    pub now_ns: u64,
+}
+
+/// Why a sink could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// A sink as the configuration names it, before it is opened.
@@ -79,6 +110,10 @@ pub enum SinkSpec {
     JsonLines,
     /// JSON Lines appended to a log file (`--log`).
     Log { path: PathBuf, options: LogOptions },
+    /// Prometheus metrics (`--metrics-listen`, `--metrics-textfile`).
+    Metrics { listen: Option<SocketAddr>, textfile: Option<PathBuf>, interval: Duration },
+    /// One structured journald entry per verdict (`--journal`).
+    Journal { socket: PathBuf },
 }
 
 impl SinkSpec {
@@ -91,11 +126,15 @@ impl SinkSpec {
         }
     }
 
-    pub fn open(&self) -> Result<Box<dyn Sink>, LogError> {
+    pub fn open(&self) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
             SinkSpec::Text { style, verdicts_only } => Box::new(text::TextSink::new(*style, *verdicts_only)),
             SinkSpec::JsonLines => Box::new(jsonl::JsonLinesSink::default()),
             SinkSpec::Log { path, options } => Box::new(log::LogSink::open(path, *options)?),
+            SinkSpec::Metrics { listen, textfile, interval } => {
+                Box::new(metrics::MetricsSink::open(*listen, textfile.clone(), *interval)?)
+            }
+            SinkSpec::Journal { socket } => Box::new(journal::JournalSink::new(socket.clone())),
         })
     }
 }
