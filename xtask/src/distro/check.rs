@@ -37,37 +37,10 @@ pub(super) const CHECKS: &[(&str, &str)] = &[
 /// Checks that fail today because of known crashtrace bugs, keyed by
 /// (release, check id), with the reason. A listed check that fails does not
 /// fail the tier; one that passes is reported as XPASS so the entry can go.
-pub(super) const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[
-    ("bullseye", "b.pattern-writer", WRITE_FILTERED),
-    ("bullseye", "b.watched-frozen", WAITID_FREEZE),
-    ("bullseye", "c.verdict", DISCARD_FILTERED),
-    ("bullseye", "c.set-by", DISCARD_FILTERED),
-    ("bullseye", "c.kernel-said-dumped", DISCARD_FILTERED),
-    ("bookworm", "b.pattern-writer", WRITE_FILTERED),
-    ("bookworm", "b.watched-frozen", WAITID_FREEZE),
-    ("bookworm", "c.verdict", DISCARD_FILTERED),
-    ("bookworm", "c.set-by", DISCARD_FILTERED),
-    ("bookworm", "c.kernel-said-dumped", DISCARD_FILTERED),
-    ("trixie", "b.pattern-writer", WRITE_FILTERED),
-    ("trixie", "b.watched-frozen", WAITID_FREEZE),
-    ("trixie", "c.verdict", DISCARD_FILTERED),
-    ("trixie", "c.set-by", DISCARD_FILTERED),
-    ("trixie", "c.kernel-said-dumped", DISCARD_FILTERED),
-    ("sid", "b.pattern-writer", WRITE_FILTERED),
-    ("sid", "b.watched-frozen", WAITID_FREEZE),
-    ("sid", "c.verdict", DISCARD_FILTERED),
-    ("sid", "c.set-by", DISCARD_FILTERED),
-    ("sid", "c.kernel-said-dumped", DISCARD_FILTERED),
-];
-
-/// The reasons of [`EXPECTED_FAILURES`], each a crashtrace bug this tier
-/// found.
-const WRITE_FILTERED: &str = "with --pid 1 the sysctl-write by systemd-coredump (the collector of PID 1's crash child) \
-     is not logged: events of processes outside PID 1's followed set are filtered out";
-const WAITID_FREEZE: &str = "systemd's freeze loop sleeps in waitid (do_wait) with fds 0-2 kept open, which \
-     crashtrace does not call `frozen-in-crash-handler` (it stays `handling-crash`)";
-const DISCARD_FILTERED: &str = "with --pid 1 a crash discarded by the `|/bin/false` that PID 1's crash left behind \
-     is not part of PID 1's story: its chain is counted in the summary but its verdict record is not logged";
+///
+/// Empty: every crashtrace bug this tier found is fixed. A new entry is
+/// `(release, check id, reason)`, the reason naming the bug.
+pub(super) const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[];
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Status {
