@@ -359,11 +359,11 @@ impl<W: Write, E: Write> Report<W, E> {
     /// Reads one file; true if `--strict` stopped it.
     pub fn read_path(&mut self, path: &Path) -> io::Result<bool> {
         let name = path.display().to_string();
-        match std::fs::File::open(path) {
+        match reader::open_log(path) {
             Ok(f) => self.read(&name, BufReader::with_capacity(1 << 18, f)),
             Err(e) => {
                 self.totals.files += 1;
-                self.bad_input(&name, None, &format!("cannot read: {e}; check the path"))?;
+                self.bad_input(&name, None, &e.to_string())?;
                 Ok(self.stopped)
             }
         }
@@ -376,30 +376,54 @@ impl<W: Write, E: Write> Report<W, E> {
         let file: Rc<str> = name.into();
         let mut lines = LineReader::new(input, MAX_LINE);
         let mut any = false;
+        // A line that looks cut off mid-write. A writer tears at most the
+        // line it was writing when it died, so this is torn only if it is
+        // the file's last line or the next run's header follows it;
+        // otherwise it is bad input like any other.
+        let mut cut: Option<(Place, usize, bool, BadLine)> = None;
         loop {
             let raw = match lines.next_line() {
                 Ok(raw) => raw,
                 Err(e) => {
                     any = true;
+                    if let Some((place, _, _, e)) = cut.take() {
+                        self.bad_input(name, Some(place.line), &e.to_string())?;
+                    }
                     self.bad_input(name, Some(lines.line_no + 1), &format!("read error: {e}; the rest of the file is skipped"))?;
                     break;
                 }
             };
             let place = Place { file: file.clone(), line: lines.line_no };
             match raw {
-                RawLine::Eof => break,
+                RawLine::Eof => {
+                    if let Some((place, len, terminated, _)) = cut.take() {
+                        self.torn(place, len, terminated)?;
+                    }
+                    break;
+                }
                 RawLine::TooLong { len, .. } => {
                     any = true;
                     self.totals.lines += 1;
+                    if let Some((place, _, _, e)) = cut.take() {
+                        self.bad_input(name, Some(place.line), &e.to_string())?;
+                    }
                     self.bad_input(name, Some(place.line), &BadLine::TooLong { len, cap: MAX_LINE }.to_string())?;
                 }
                 RawLine::Line { terminated } => {
                     any = true;
                     self.totals.lines += 1;
-                    match parse_line(lines.line()) {
+                    let parsed = parse_line(lines.line());
+                    if let Some((held, len, held_terminated, e)) = cut.take() {
+                        if matches!(&parsed, Ok(Line { record: Record::Header(_), .. })) {
+                            self.torn(held, len, held_terminated)?;
+                        } else {
+                            self.bad_input(name, Some(held.line), &e.to_string())?;
+                        }
+                    }
+                    match parsed {
                         Ok(line) => self.record(line, place)?,
                         Err(e) if is_torn(&e, terminated, lines.line().len()) => {
-                            self.torn(place, lines.line().len(), terminated)?
+                            cut = Some((place, lines.line().len(), terminated, e));
                         }
                         Err(e) => self.bad_input(name, Some(place.line), &e.to_string())?,
                     }
@@ -458,7 +482,6 @@ impl<W: Write, E: Write> Report<W, E> {
 
     fn bad_input(&mut self, file: &str, line: Option<u64>, what: &str) -> io::Result<()> {
         self.totals.bad_lines += 1;
-        self.errors_in_file += 1;
         let at = match line {
             Some(l) => format!("{file}:{l}"),
             None => file.to_string(),
@@ -466,10 +489,20 @@ impl<W: Write, E: Write> Report<W, E> {
         if self.opts.strict {
             writeln!(self.err, "crashtrace: {at}: {what}; stopping (--strict)")?;
             self.stopped = true;
-        } else if self.errors_in_file <= MAX_ERRORS_PRINTED {
-            writeln!(self.err, "crashtrace: {at}: {what}; skipped")?;
+            Ok(())
+        } else {
+            self.say(file, &format!("crashtrace: {at}: {what}; skipped"))
+        }
+    }
+
+    /// Prints one complaint about a file, up to a cap per file: a file of
+    /// junk must not flood the terminal.
+    fn say(&mut self, file: &str, message: &str) -> io::Result<()> {
+        self.errors_in_file += 1;
+        if self.errors_in_file <= MAX_ERRORS_PRINTED {
+            writeln!(self.err, "{message}")?;
         } else if self.errors_in_file == MAX_ERRORS_PRINTED + 1 {
-            writeln!(self.err, "crashtrace: {file}: more bad lines; they are counted, not printed")?;
+            writeln!(self.err, "crashtrace: {file}: more bad or torn lines; they are counted, not printed")?;
         }
         Ok(())
     }
@@ -482,7 +515,7 @@ impl<W: Write, E: Write> Report<W, E> {
         } else {
             format!("torn last line ({len} bytes, no newline): a write was cut off; everything before it is kept")
         };
-        writeln!(self.err, "crashtrace: {place}: {what}")?;
+        self.say(&place.file.clone(), &format!("crashtrace: {place}: {what}"))?;
         let gap = Gap {
             kind: "torn",
             wall_ns: Some(self.run.last_wall).filter(|w| *w > 0),
@@ -870,8 +903,9 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 }
 
-/// A torn write: a line that stops mid-record (the start of a record and
-/// then nothing). Anywhere in a file, since a later run appends after it.
+/// A line that looks like a torn write: it stops mid-record (the start of a
+/// record and then nothing). Whether it is one depends on where it is (see
+/// [`Report::read`]).
 fn is_torn(e: &BadLine, terminated: bool, len: usize) -> bool {
     match e {
         BadLine::Truncated { .. } => true,

@@ -243,7 +243,9 @@ fn bad_input_is_reported_with_file_and_line_and_skipped() {
     bytes.extend_from_slice(format!("{{\"v\":1,\"type\":\"event\",\"pad\":\"{}\"}}\n", "x".repeat(MAX_LINE + 10)).as_bytes()); // 8
     bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":\"soon\"}\n"); // 9
     bytes.extend_from_slice(b"[1,2,3]\n"); // 10
-    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 11: cut, then a newline
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 11: cut, then the next run's header
+    bytes.extend_from_slice(format!("{}\n", lines[0]).as_bytes()); // 12
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 13: cut mid-file, no header after: bad
     for l in &lines[1..] {
         bytes.extend_from_slice(format!("{l}\n").as_bytes());
     }
@@ -266,8 +268,9 @@ fn bad_input_is_reported_with_file_and_line_and_skipped() {
     assert!(err.contains("empty.jsonl:1: empty file"), "{err}");
     // A record cut off mid-write, then ended by the next run: torn, not bad.
     assert!(err.contains("bad.jsonl:11: torn record"), "{err}");
+    assert!(err.contains("bad.jsonl:13: truncated record"), "{err}");
     assert_eq!(ran.totals.torn_lines, 1);
-    assert_eq!(ran.totals.bad_lines, 10);
+    assert_eq!(ran.totals.bad_lines, 11);
     assert_eq!(ran.verdicts(), recorded_verdicts(&text), "the good lines still count");
     assert!(!ran.stopped);
 }
@@ -628,4 +631,92 @@ fn report_pid_follows_the_children_the_pid_forked_as_live_does() {
     assert_eq!(shown(13320), vec![(14809, "stored".to_string())]);
     assert_eq!(shown(14809), vec![(14809, "stored".to_string())]);
     assert!(shown(13321).is_empty());
+}
+
+#[test]
+fn only_a_last_line_or_one_before_a_header_is_torn() {
+    // 1,011 lines of "{": each looks like the start of a cut record, but a
+    // writer tears at most its last line, so all but the last are bad input.
+    let junk = "{\n".repeat(1011);
+    let ran = report(opts(), &[("braces.jsonl", junk.as_bytes())]);
+    assert_eq!((ran.totals.bad_lines, ran.totals.torn_lines), (1010, 1), "{}", ran.stderr);
+    assert_eq!(Outcome { totals: ran.totals.clone() }.exit_status(), 1);
+    // Their messages are capped, torn ones too.
+    let said = ran.stderr.lines().filter(|l| l.contains("braces.jsonl:")).count() as u64;
+    assert!(said <= MAX_ERRORS_PRINTED + 2, "{said} lines printed");
+}
+
+#[test]
+fn torn_line_messages_are_capped() {
+    // Many runs, each killed mid-write: a torn line before every header.
+    let header = header_line("boot", 1, 1_779_235_200_000_000_000);
+    let mut text = String::new();
+    for _ in 0..300 {
+        text.push_str(&format!("{header}\n{{\"v\":1,\"type\":\"ev\n"));
+    }
+    let ran = report(opts(), &[("runs.jsonl", text.as_bytes())]);
+    assert_eq!(ran.totals.torn_lines, 300);
+    let said = ran.stderr.lines().filter(|l| l.contains("torn")).count() as u64;
+    assert!(said <= MAX_ERRORS_PRINTED + 1, "{said} torn lines printed:\n{}", ran.stderr);
+    assert!(ran.stderr.contains("counted, not printed"), "{}", ran.stderr);
+}
+
+/// Runs `run_all` on another thread: a report that blocks on a FIFO fails
+/// the test instead of hanging it.
+fn run_all_within(logs: Vec<PathBuf>, secs: u64) -> (Totals, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = Report::new(opts(), Vec::new(), Vec::new());
+        r.run_all(&logs).unwrap();
+        let t = r.finish().unwrap().totals;
+        let _ = tx.send((t, String::from_utf8_lossy(&r.err).to_string()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs)).expect("report blocked on a file it should have refused")
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifos_and_symlinks_are_refused_not_read() {
+    let dir = std::env::temp_dir().join(format!("crashtrace-report-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log.jsonl");
+    std::fs::write(&log, fixture("file-stored")).unwrap();
+    // A FIFO as a rotated sibling.
+    mkfifo(&crate::log::rotated_path(&log, 1));
+    let (t, err) = run_all_within(vec![log.clone()], 10);
+    assert!(err.contains("log.jsonl.1: not a regular file"), "{err}");
+    assert_eq!((t.files, t.bad_lines), (2, 1), "{err}");
+    // A FIFO given as LOG.
+    let fifo = dir.join("fifo.jsonl");
+    mkfifo(&fifo);
+    let (t, err) = run_all_within(vec![fifo], 10);
+    assert!(err.contains("fifo.jsonl: not a regular file"), "{err}");
+    assert_eq!(t.bad_lines, 1);
+    // A symlink is not followed: it could point anywhere (/dev/zero).
+    let link = dir.join("link.jsonl");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let (t, err) = run_all_within(vec![link], 10);
+    assert!(err.contains("link.jsonl: is a symlink"), "{err}");
+    assert_eq!((t.bad_lines, t.lines), (1, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn non_utf8_log_names_keep_their_rotated_siblings() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("crashtrace-report-name-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join(std::ffi::OsStr::from_bytes(b"log\xff.jsonl"));
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(crate::log::rotated_path(&log, 1), "").unwrap();
+    std::fs::write(crate::log::rotated_path(&log, 2), "").unwrap();
+    assert_eq!(rotated_set(&log), vec![crate::log::rotated_path(&log, 2), crate::log::rotated_path(&log, 1), log.clone()]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
