@@ -63,7 +63,7 @@ impl LiveConfig {
     pub fn resolve(args: &LiveArgs, env: Env) -> LiveConfig {
         let mut sinks = Vec::new();
         if let Some(path) = &args.log {
-            let options = LogOptions { sync: args.log_sync, max_size: args.log_max_size, keep: args.log_keep };
+            let options = LogOptions { sync: args.log_sync, max_size: args.log_max_size, keep: args.log_keep, full: args.log_full };
             sinks.push(SinkSpec::Log { path: path.clone(), options });
         }
         if args.json {
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn json_replaces_text_and_the_log_comes_first() {
         let c = resolve(&["--json", "--log", "/tmp/x.jsonl", "--log-sync", "event", "--log-keep", "2"], TTY);
-        let options = LogOptions { sync: SyncPolicy::Event, max_size: None, keep: 2 };
+        let options = LogOptions { sync: SyncPolicy::Event, max_size: None, keep: 2, ..LogOptions::default() };
         assert_eq!(c.sinks, vec![SinkSpec::Log { path: "/tmp/x.jsonl".into(), options }, SinkSpec::JsonLines]);
     }
 
