@@ -111,6 +111,11 @@ pub struct LiveArgs {
     #[arg(long, value_enum, value_name = "ACTION", default_value_t = crate::log::FullPolicy::KeepTracing)]
     pub log_full: crate::log::FullPolicy,
 
+    /// Write a heartbeat record every SECS seconds (0: never), so that
+    /// `crashtrace report` can tell a quiet tracer from a dead one.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub heartbeat: u64,
+
     /// Colour for text output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

@@ -510,12 +510,12 @@ impl LogWriter {
     }
 
     /// The header and settings at the start of a new file, so it can be
-    /// read on its own. The header copy carries the file's number in the
-    /// run, so no two files of a set start with the same bytes (log
-    /// shippers tell files apart by their first bytes).
+    /// read on its own. The copies carry the file's number in the run, so
+    /// no two files of a set start with the same bytes (log shippers tell
+    /// files apart by their first bytes).
     fn write_preamble(&mut self) {
-        let header = self.header.as_ref().map(|h| mark_file(h, self.rotations));
-        let preamble: Vec<String> = header.into_iter().chain(self.settings.iter().cloned()).collect();
+        let n = self.rotations;
+        let preamble: Vec<String> = self.header.iter().chain(self.settings.iter()).map(|l| mark_file(l, n)).collect();
         for line in preamble {
             if !self.append(&line) {
                 break;
@@ -542,8 +542,9 @@ impl LogWriter {
     }
 }
 
-/// A header record's JSON with `"file":N` added after the version (the
-/// rotated-in file's number within the run).
+/// A record's JSON with `"file":N` added after the version: the rotated-in
+/// file's number within the run, which marks the record as a copy (readers
+/// skip it in sequence checks) and makes each file's first bytes its own.
 fn mark_file(header: &str, n: u64) -> String {
     let head = format!("{{\"v\":{},", crate::event::SCHEMA_VERSION);
     match header.strip_prefix(&head) {

@@ -155,6 +155,18 @@ pub enum Record {
     Summary(Summary),
     /// The watched pid's state changed (`--pid`).
     Watched(Watched),
+    /// The tracer is alive (`--heartbeat`): a quiet log is not a dead tracer.
+    Heartbeat(Heartbeat),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub ts_ns: u64,
+    /// Seconds until the next heartbeat: a reader that sees none for much
+    /// longer knows the tracer died.
+    pub interval_s: u64,
+    /// Events seen so far in this run.
+    pub events: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -257,6 +269,10 @@ pub struct Summary {
     pub lost_kernel: u64,
     pub decode_errors: u64,
     pub log_write_failures: u64,
+    /// fsyncs of the log (file or directory) that failed: what they covered
+    /// may not be on disk.
+    #[serde(default)]
+    pub log_sync_failures: u64,
     /// Correlation state entries (open chains and their indexes) right after
     /// attach, at the largest seen, and just before the final flush: the
     /// evidence that the state stays bounded however many processes come and go.

@@ -38,7 +38,7 @@ pub mod store;
 pub mod time;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -210,6 +210,8 @@ struct Run {
     records: u64,
     last_wall: u64,
     last_place: Option<Place>,
+    /// The heartbeat interval the run's heartbeats gave, in seconds.
+    heartbeat_s: Option<u64>,
 }
 
 impl Run {
@@ -267,8 +269,20 @@ pub struct Totals {
     pub lost_kernel: u64,
     pub loss_records: u64,
     pub log_write_failures: u64,
+    pub log_sync_failures: u64,
     pub bad_lines: u64,
     pub torn_lines: u64,
+    /// Records read before (same run id and sequence number): a log given
+    /// twice, or copied; skipped, so nothing is counted twice.
+    pub duplicate_records: u64,
+    /// Sequence numbers missing within a run: records lost between the
+    /// tracer and here (a rotated file deleted or not given).
+    pub missing_records: u64,
+    /// Records whose sequence number is below one already read.
+    pub reordered_records: u64,
+    pub heartbeats: u64,
+    /// Runs that ended without a summary long after their last heartbeat.
+    pub tracer_deaths: u64,
     pub unaccounted: u64,
     pub orphaned: u64,
 }
@@ -310,7 +324,27 @@ pub struct Report<W: Write, E: Write> {
     errors_in_file: u64,
     /// The replay correlator's idle timeout.
     idle_ns: u64,
+    /// Sequence numbers read, per run id.
+    sequences: HashMap<String, Sequence>,
 }
+
+/// The sequence numbers of one run read so far.
+#[derive(Default)]
+struct Sequence {
+    highest: Option<u64>,
+    seen: HashSet<u64>,
+    /// Whether the duplicates of this run were said already.
+    duplicates_said: bool,
+}
+
+/// Sequence numbers remembered per run at most, for duplicates: a run
+/// longer than this is checked for gaps and order, and for duplicates
+/// among its latest records only.
+const MAX_SEQS_KEPT: usize = 4_000_000;
+
+/// A run whose last record is older than this many heartbeat intervals
+/// when the next run starts did not just stop: it died unnoticed.
+const DEAD_AFTER_INTERVALS: u64 = 3;
 
 impl<W: Write, E: Write> Report<W, E> {
     pub fn new(opts: Options, out: W, err: E) -> Report<W, E> {
@@ -334,6 +368,7 @@ impl<W: Write, E: Write> Report<W, E> {
             stopped: false,
             errors_in_file: 0,
             idle_ns: Config::default().idle_timeout_ns,
+            sequences: HashMap::new(),
         }
     }
 
@@ -444,13 +479,14 @@ impl<W: Write, E: Write> Report<W, E> {
         let unfinished = self.run.records > 0 && self.run.identity.is_some() && !self.run.summary_seen;
         let last = self.run.last_place.clone();
         let last_wall = self.run.last_wall;
+        let heartbeat_s = self.run.heartbeat_s;
         self.end_run()?;
         if unfinished {
             self.totals.runs_without_summary += 1;
             let gap = Gap {
                 kind: "no-summary",
                 wall_ns: Some(last_wall).filter(|w| *w > 0),
-                detail: format!("run {} ends without a summary record: the tracer was killed, crashed, or is still running", self.run.number),
+                detail: self.unfinished_detail(last_wall, heartbeat_s),
                 lost: None,
                 file: last.as_ref().map(|p| p.file.to_string()).unwrap_or_default(),
                 line: last.as_ref().map(|p| p.line).unwrap_or(0),
@@ -468,6 +504,25 @@ impl<W: Write, E: Write> Report<W, E> {
         self.out.flush()?;
         self.err.flush()?;
         Ok(Outcome { totals: self.totals.clone() })
+    }
+
+    /// What a last run without a summary means: with heartbeats, whether
+    /// the tracer is still running (its last heartbeat is recent) or died.
+    fn unfinished_detail(&mut self, last_wall: u64, heartbeat_s: Option<u64>) -> String {
+        let n = self.run.number;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        match heartbeat_s {
+            Some(every) if every > 0 && last_wall > 0 && now > last_wall => {
+                let silent = (now - last_wall) / 1_000_000_000;
+                if silent > every.saturating_mul(DEAD_AFTER_INTERVALS) {
+                    self.totals.tracer_deaths += 1;
+                    format!("run {n} ends without a summary record and its last heartbeat (every {every} s) is {silent} s old: the tracer died (killed, crashed, or the host went down)")
+                } else {
+                    format!("run {n} ends without a summary record, but its last heartbeat is {silent} s old: the tracer is still running")
+                }
+            }
+            _ => format!("run {n} ends without a summary record: the tracer was killed, crashed, or is still running"),
+        }
     }
 
     /// The next record read starts a log set of its own: unless it is a
@@ -529,6 +584,9 @@ impl<W: Write, E: Write> Report<W, E> {
 
     fn record(&mut self, line: Line, place: Place) -> io::Result<()> {
         self.totals.records += 1;
+        if self.check_sequence(&line, &place)? {
+            return Ok(());
+        }
         if std::mem::take(&mut self.set_start) && !matches!(line.record, Record::Header(_)) {
             self.start_run(None, &place)?;
         }
@@ -544,7 +602,73 @@ impl<W: Write, E: Write> Report<W, E> {
             Record::Loss(l) => self.on_loss(l, place),
             Record::Summary(s) => self.on_summary(s, place),
             Record::Watched(w) => self.on_watched(w, place),
+            Record::Heartbeat(h) => {
+                self.totals.heartbeats += 1;
+                self.run.heartbeat_s = Some(h.interval_s);
+                if self.run.mono_to_wall.is_some() {
+                    self.run.last_wall = self.run.last_wall.max(self.run.wall(h.ts_ns));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Checks a record's place in its run (run id and sequence number, where
+    /// the log has them): true if it was read before and is to be skipped.
+    /// Gaps and reordering are shown; the record is used either way.
+    fn check_sequence(&mut self, line: &Line, place: &Place) -> io::Result<bool> {
+        // The header and settings copied at the start of a rotated-in file
+        // repeat records on purpose.
+        let (Some(run), Some(seq), None) = (&line.run, line.seq, line.file) else { return Ok(false) };
+        let s = self.sequences.entry(run.clone()).or_default();
+        if s.seen.len() >= MAX_SEQS_KEPT {
+            s.seen.clear();
+        }
+        if !s.seen.insert(seq) {
+            self.totals.duplicate_records += 1;
+            if !std::mem::replace(&mut s.duplicates_said, true) {
+                let gap = Gap {
+                    kind: "duplicate",
+                    wall_ns: None,
+                    detail: format!(
+                        "records of run {run} read a second time from here on (the same log given twice, or a copy): skipped, not counted again"
+                    ),
+                    lost: None,
+                    file: place.file.to_string(),
+                    line: place.line,
+                };
+                self.show_gap(&gap)?;
+            }
+            return Ok(true);
+        }
+        let highest = s.highest;
+        s.highest = Some(highest.map_or(seq, |h| h.max(seq)));
+        match highest {
+            Some(h) if seq > h.saturating_add(1) => {
+                let missing = seq - h - 1;
+                self.totals.missing_records = self.totals.missing_records.saturating_add(missing);
+                let gap = Gap {
+                    kind: "missing",
+                    wall_ns: None,
+                    detail: format!(
+                        "{missing} records of run {run} are missing here (sequence {} to {}): a rotated file deleted or not given, or lines cut out",
+                        h + 1,
+                        seq - 1
+                    ),
+                    lost: Some(missing),
+                    file: place.file.to_string(),
+                    line: place.line,
+                };
+                self.push_gap(self.watermark, gap)?;
+            }
+            Some(h) if seq < h => {
+                // It fills a hole counted as missing when a later record came first.
+                self.totals.reordered_records += 1;
+                self.totals.missing_records = self.totals.missing_records.saturating_sub(1);
+            }
+            _ => {}
+        }
+        Ok(false)
     }
 
     fn on_header(&mut self, h: Header, place: Place) -> io::Result<()> {
@@ -581,6 +705,7 @@ impl<W: Write, E: Write> Report<W, E> {
         let previous = (self.run.records > 0).then(|| {
             (self.run.number, self.run.identity.is_some() && !self.run.summary_seen, self.run.last_wall, self.run.last_place.clone())
         });
+        let heartbeat_s = self.run.heartbeat_s;
         // Same boot and host: the tracer was started again. Otherwise the
         // host rebooted, or these are logs of another host.
         let same_boot = match (header, &self.run.identity) {
@@ -597,9 +722,26 @@ impl<W: Write, E: Write> Report<W, E> {
                 (0, _) | (_, None) => String::new(),
                 (w, Some(p)) => format!("; its last record is at {} ({p})", format_utc(w)),
             };
+            // With heartbeats, a long silence before the next start means
+            // the tracer was dead all that time, not killed just before.
+            let silent_s = match (header, last_wall) {
+                (Some(h), w) if w > 0 && h.start_wall_ns > w => Some((h.start_wall_ns - w) / 1_000_000_000),
+                _ => None,
+            };
+            let died = match (unfinished, heartbeat_s, silent_s) {
+                (true, Some(every), Some(silent)) if every > 0 && silent > every.saturating_mul(DEAD_AFTER_INTERVALS) => {
+                    Some(format!(
+                        "died: no record or heartbeat (every {every} s) for {silent} s before the next run started, so it was dead, not quiet"
+                    ))
+                }
+                _ => None,
+            };
+            if died.is_some() {
+                self.totals.tracer_deaths += 1;
+            }
             let how = if unfinished {
                 self.totals.runs_without_summary += 1;
-                "ended without a summary record (killed, crashed, or the host went down)"
+                died.as_deref().unwrap_or("ended without a summary record (killed, crashed, or the host went down)")
             } else {
                 "stopped"
             };
@@ -673,7 +815,7 @@ impl<W: Write, E: Write> Report<W, E> {
     fn on_loss(&mut self, loss: Loss, place: Place) -> io::Result<()> {
         self.totals.loss_records += 1;
         if loss.source == "kernel" {
-            self.totals.lost_kernel += loss.total;
+            self.totals.lost_kernel = self.totals.lost_kernel.saturating_add(loss.total);
         }
         let parts: Vec<String> = loss.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let gap = Gap {
@@ -689,10 +831,14 @@ impl<W: Write, E: Write> Report<W, E> {
 
     fn on_summary(&mut self, s: Summary, place: Place) -> io::Result<()> {
         self.run.summary_seen = true;
-        self.totals.log_write_failures += s.log_write_failures;
+        self.totals.log_write_failures = self.totals.log_write_failures.saturating_add(s.log_write_failures);
+        self.totals.log_sync_failures = self.totals.log_sync_failures.saturating_add(s.log_sync_failures);
         let mut missing = Vec::new();
         if s.log_write_failures > 0 {
             missing.push(format!("{} records could not be written to the log (disk full or I/O error)", s.log_write_failures));
+        }
+        if s.log_sync_failures > 0 {
+            missing.push(format!("{} fsyncs of the log failed (records before them may not be on disk)", s.log_sync_failures));
         }
         if s.decode_errors > 0 {
             missing.push(format!("{} ring-buffer records could not be decoded", s.decode_errors));
@@ -704,7 +850,7 @@ impl<W: Write, E: Write> Report<W, E> {
             kind: "unwritten",
             wall_ns: Some(self.run.last_wall).filter(|w| *w > 0),
             detail: format!("run {}: {}; the log misses them", self.run.number, missing.join("; ")),
-            lost: Some(s.log_write_failures + s.decode_errors),
+            lost: Some(s.log_write_failures.saturating_add(s.decode_errors)),
             file: place.file.to_string(),
             line: place.line,
         };

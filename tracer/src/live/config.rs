@@ -30,6 +30,8 @@ pub struct LiveConfig {
     pub load: LoadConfig,
     /// `--duration`: stop after this long.
     pub duration: Option<Duration>,
+    /// `--heartbeat`: how often a heartbeat record is written (None: never).
+    pub heartbeat: Option<Duration>,
 }
 
 /// The eBPF side: the object and how its programs are loaded.
@@ -89,6 +91,7 @@ impl LiveConfig {
                 naive_all_signals: args.naive_all_signals,
             },
             duration: args.duration.map(Duration::from_secs),
+            heartbeat: Some(args.heartbeat).filter(|s| *s > 0).map(Duration::from_secs),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::{
     correlate::Correlator,
     decode::DecodeError,
     event::{Body, Event, Proc},
-    record::{EventRecord, Record, Summary},
+    record::{EventRecord, Record, Stamp, Summary},
     render::wall,
     scope::{Lookup, Scope},
     sink::{Emitted, Sink},
@@ -33,6 +33,9 @@ pub struct Pipeline {
     /// Wall-clock ns minus monotonic ns, from the start.
     mono_to_wall: i128,
     pub decode_errors: u64,
+    /// The run's identity, stamped on every record; None in tests and
+    /// replays, whose records carry none.
+    stamp: Option<Stamp>,
 }
 
 /// What the scope asks, answered from the correlator, else from /proc.
@@ -71,12 +74,16 @@ impl Pipeline {
             settings: None,
             mono_to_wall,
             decode_errors: 0,
+            stamp: None,
         }
     }
 
     /// Hands a record to every sink.
     pub fn emit(&mut self, record: Record) {
-        let out = Emitted::new(record);
+        let out = match &mut self.stamp {
+            Some(stamp) => Emitted::from_line(stamp.line(record, super::realtime_ns())),
+            None => Emitted::new(record),
+        };
         for sink in &mut self.sinks {
             sink.write(&out);
         }
@@ -91,7 +98,18 @@ impl Pipeline {
 
     /// Records the sinks could not write.
     pub fn sink_failures(&self) -> u64 {
-        self.sinks.iter().map(|s| s.failures()).sum()
+        self.sinks.iter().fold(0u64, |n, s| n.saturating_add(s.failures()))
+    }
+
+    /// Stamps every record from now on with the run's identity and a
+    /// sequence number (see [`Stamp`]).
+    pub fn set_stamp(&mut self, stamp: Stamp) {
+        self.stamp = Some(stamp);
+    }
+
+    /// Why the tracer must stop, if a sink says so (`--log-full=stop`).
+    pub fn fatal(&self) -> Option<String> {
+        self.sinks.iter().find_map(|s| s.fatal())
     }
 
     /// The settings read at start: correlated, and also an event record, so a
@@ -209,6 +227,7 @@ impl Pipeline {
         summary.kernel_said_dumped_but_dropped = stats.kernel_said_dumped_but_dropped;
         summary.decode_errors = self.decode_errors;
         summary.log_write_failures = self.sink_failures();
+        summary.log_sync_failures = self.sinks.iter().fold(0u64, |n, s| n.saturating_add(s.sync_failures()));
         self.emit(Record::Summary(summary));
     }
 }

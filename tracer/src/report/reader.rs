@@ -21,7 +21,7 @@ use crate::{event::SCHEMA_VERSION, log::rotated_path, record::Line};
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Record types of schema version 1.
-const KNOWN_TYPES: [&str; 6] = ["header", "event", "verdict", "loss", "summary", "watched"];
+const KNOWN_TYPES: [&str; 7] = ["header", "event", "verdict", "loss", "summary", "watched", "heartbeat"];
 
 /// What [`LineReader::next`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

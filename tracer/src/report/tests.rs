@@ -106,6 +106,7 @@ fn kind(line: &str) -> String {
         Record::Loss(_) => "loss".into(),
         Record::Summary(_) => "summary".into(),
         Record::Watched(_) => "watched".into(),
+        Record::Heartbeat(_) => "heartbeat".into(),
     }
 }
 
@@ -719,4 +720,98 @@ fn non_utf8_log_names_keep_their_rotated_siblings() {
     std::fs::write(crate::log::rotated_path(&log, 2), "").unwrap();
     assert_eq!(rotated_set(&log), vec![crate::log::rotated_path(&log, 2), crate::log::rotated_path(&log, 1), log.clone()]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fixture's records stamped as the live tracer stamps them: run id,
+/// sequence numbers, time and host.
+fn stamped(text: &str, run: &str) -> Vec<String> {
+    let mut stamp = crate::record::Stamp::new(run.into(), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: String::new() });
+    text.lines()
+        .map(|l| {
+            let line: Line = serde_json::from_str(l).unwrap();
+            stamp.line(line.record, 1_779_235_200_000_000_000).to_json()
+        })
+        .collect()
+}
+
+#[test]
+fn duplicates_gaps_and_reordering_are_found_by_run_and_seq() {
+    let text = fixture("file-stored");
+    let lines = stamped(&text, "0123456789abcdef0123456789abcdef");
+    let whole = lines.join("\n") + "\n";
+    let once = report(opts(), &[("a.jsonl", whole.as_bytes())]);
+    assert_eq!(once.totals.duplicate_records + once.totals.missing_records + once.totals.reordered_records, 0);
+    // The same log twice (a copy under another name): read once, said once.
+    let twice = report(opts(), &[("a.jsonl", whole.as_bytes()), ("copy.jsonl", whole.as_bytes())]);
+    assert_eq!(twice.totals.duplicate_records, lines.len() as u64);
+    assert_eq!(twice.totals.chains_shown, once.totals.chains_shown, "a repeated verdict is not counted twice");
+    assert_eq!(twice.totals.verdicts, once.totals.verdicts);
+    assert_eq!(twice.totals.runs, 1);
+    assert_eq!(twice.of_type("gap").iter().filter(|g| g["kind"] == "duplicate").count(), 1, "{}", twice.text);
+    // Records 3..=5 missing (e.g. a rotated file lost).
+    let gappy: String = lines.iter().enumerate().filter(|(i, _)| !(3..=5).contains(i)).map(|(_, l)| format!("{l}\n")).collect();
+    let ran = report(opts(), &[("gap.jsonl", gappy.as_bytes())]);
+    assert_eq!(ran.totals.missing_records, 3);
+    let gap = ran.of_type("gap").into_iter().find(|g| g["kind"] == "missing").expect("a missing-records gap");
+    assert!(gap["detail"].as_str().unwrap().contains("3 records"), "{gap}");
+    // Two records swapped.
+    let mut swapped = lines.clone();
+    swapped.swap(2, 3);
+    let ran = report(opts(), &[("swap.jsonl", (swapped.join("\n") + "\n").as_bytes())]);
+    assert_eq!((ran.totals.reordered_records, ran.totals.missing_records, ran.totals.duplicate_records), (1, 0, 0));
+}
+
+fn heartbeat_line(stamp: &mut crate::record::Stamp, ts_ns: u64) -> String {
+    stamp.line(Record::Heartbeat(crate::record::Heartbeat { ts_ns, interval_s: 30, events: 0 }), 0).to_json()
+}
+
+#[test]
+fn a_dead_tracer_is_told_from_a_quiet_one() {
+    let s = 1_000_000_000u64;
+    let wall = 1_779_235_200 * s;
+    let host = crate::record::Host { name: "vm".into(), boot: "boot".into(), machine: String::new() };
+    // Run 1: a header and heartbeats for two minutes, then nothing.
+    let mut run1 = crate::record::Stamp::new("11".repeat(16), host.clone());
+    let h1: Line = serde_json::from_str(&header_line("boot", 0, wall)).unwrap();
+    let mut text = run1.line(h1.record, wall).to_json() + "\n";
+    for n in 1..=4 {
+        text += &(heartbeat_line(&mut run1, n * 30 * s) + "\n");
+    }
+    // Run 2 starts ten minutes after the last heartbeat: run 1 died.
+    let mut run2 = crate::record::Stamp::new("22".repeat(16), host.clone());
+    let h2: Line = serde_json::from_str(&header_line("boot", 720 * s, wall + 720 * s)).unwrap();
+    let dead = text.clone() + &run2.line(h2.record.clone(), wall).to_json() + "\n";
+    let ran = report(opts(), &[("dead.jsonl", dead.as_bytes())]);
+    assert_eq!(ran.totals.heartbeats, 4);
+    assert_eq!(ran.totals.tracer_deaths, 1, "{}", ran.text);
+    let gap = ran.of_type("gap").into_iter().find(|g| g["kind"] == "restart").unwrap();
+    assert!(gap["detail"].as_str().unwrap().contains("died"), "{gap}");
+    // Run 2 starts 20 s after the last heartbeat: killed and restarted, not
+    // found dead.
+    let h2: Line = serde_json::from_str(&header_line("boot", 140 * s, wall + 140 * s)).unwrap();
+    let quick = text + &run2.line(h2.record, wall).to_json() + "\n";
+    let ran = report(opts(), &[("quick.jsonl", quick.as_bytes())]);
+    assert_eq!(ran.totals.tracer_deaths, 0, "{}", ran.text);
+}
+
+#[test]
+fn older_records_and_unknown_fields_are_read() {
+    // A record with fields a later crashtrace may add.
+    let mut line: Value = serde_json::from_str(fixture("file-stored").lines().next().unwrap()).unwrap();
+    line["future"] = serde_json::json!({"x": [1, 2]});
+    line["hooks_v2"] = Value::from("later");
+    assert!(parse_line(line.to_string().as_bytes()).is_ok(), "unknown fields are ignored");
+    let stamped = stamped(&fixture("kill-segv"), "ab".repeat(16).as_str());
+    let mut ev: Value = serde_json::from_str(&stamped[2]).unwrap();
+    ev["shipper"] = Value::from("vector");
+    let parsed = parse_line(ev.to_string().as_bytes()).unwrap();
+    assert_eq!(parsed.seq, Some(2));
+    assert_eq!(parsed.host.as_ref().map(|h| h.name.as_str()), Some("vm"));
+    // The fixtures, written before runs and sequence numbers, still read.
+    for f in FIXTURES {
+        for l in fixture(f).lines() {
+            let p = parse_line(l.as_bytes()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert!(p.run.is_none() && p.seq.is_none());
+        }
+    }
 }
