@@ -401,3 +401,41 @@ fn sizes() {
     assert!(parse_size("99999999999999999999G").is_err());
     assert!(parse_size("18014398509481984K").is_err(), "overflow");
 }
+
+#[test]
+fn rotated_files_start_with_their_own_bytes_and_records_carry_their_identity() {
+    let dir = TempDir::new("ident");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 3, ..Default::default() }).unwrap();
+    let mut stamp = crate::record::Stamp::new("ab".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: "m".into() });
+    for r in std::iter::once(header()).chain(std::iter::once(settings_event("/tmp/core"))).chain((0..300).map(fork_event)) {
+        let line = stamp.line(r.clone(), 1_779_235_200_000_000_001);
+        w.write_record(&r, &line.to_json());
+    }
+    assert!(w.rotations >= 3, "{} rotations", w.rotations);
+    let files = [path.clone(), rotated_path(&path, 1), rotated_path(&path, 2), rotated_path(&path, 3)];
+    let heads: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).unwrap().into_iter().take(1024).collect())
+        .collect();
+    for (i, a) in heads.iter().enumerate() {
+        for b in &heads[i + 1..] {
+            assert_ne!(a, b, "two files of the set start with the same KiB");
+        }
+    }
+    let mut last_seq = None;
+    for p in files.iter().rev() {
+        for l in lines(p) {
+            assert_eq!(l.run.as_deref(), Some("abababababababababababababababab"));
+            assert_eq!(l.time.as_deref(), Some("2026-05-20T00:00:00.000000001Z"));
+            assert_eq!(l.host.as_ref().map(|h| h.machine.as_str()), Some("m"));
+            // Copies at the start of a file say so; the rest count up by one.
+            if l.file.is_none() {
+                let seq = l.seq.unwrap();
+                assert!(last_seq.is_none_or(|s| seq == s + 1), "{seq} after {last_seq:?}");
+                last_seq = Some(seq);
+            }
+        }
+    }
+    assert_eq!(last_seq, Some(301));
+}
