@@ -112,11 +112,6 @@ impl Line {
         Line { v: crate::event::SCHEMA_VERSION, file: None, run: None, seq: None, time: None, host: None, record }
     }
 
-    /// The chain's id unique across runs and hosts: run id and chain number.
-    pub fn chain_uid(&self, chain: u64) -> Option<String> {
-        self.run.as_ref().map(|r| format!("{r}-{chain}"))
-    }
-
     pub fn to_json(&self) -> String {
         // Serialising these types cannot fail: no maps with non-string keys,
         // no custom Serialize impls that error.
