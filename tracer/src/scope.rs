@@ -106,6 +106,7 @@ impl Scope {
                 | Body::ProcessExit { .. }
                 | Body::ProcessFork { .. }
                 | Body::StackCapture { .. }
+                | Body::CoreLocated(_)
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
@@ -133,6 +134,7 @@ impl Scope {
             | Body::SysctlWrite { .. }
             | Body::Cgroup { .. }
             | Body::StackCapture { .. }
+            | Body::CoreLocated(_)
             | Body::StackCopy { .. } => involved(ev.task.tgid),
         }
     }

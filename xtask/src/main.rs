@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod deps;
 mod dist;
+mod distro;
 mod readme;
 mod tree;
 mod vm;
@@ -50,6 +51,9 @@ enum Task {
     /// Tier 3: boot Debian kernels under qemu (TCG) and run the crash
     /// scenarios under every core-dump hook mode.
     VmTest(vm::Args),
+    /// Boot Debian userlands (bullseye .. sid) with systemd as PID 1 under
+    /// qemu (TCG), crashtrace running as a service, and make PID 1 crash.
+    DistroTest(distro::Args),
     /// Performance benchmarks (root): overhead, crash storms, memory under
     /// pid churn, start-up, report speed. Writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
@@ -256,6 +260,7 @@ fn main() -> Result<()> {
         Task::Readme => readme::update(&root()),
         Task::VmTest(args) => deps::ensure(&[deps::Need::Build, deps::Need::Vm]).and_then(|()| vm::run(&args)),
         Task::Dist(args) => deps::ensure(&[deps::Need::Build, deps::Need::Dist]).and_then(|()| dist::run(&args)),
+        Task::DistroTest(args) => deps::ensure(&[deps::Need::Build, deps::Need::Vm]).and_then(|()| distro::run(&args)),
         Task::Bench(args) => {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)

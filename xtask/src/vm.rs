@@ -10,9 +10,9 @@
 
 mod check;
 mod cpio;
-mod initramfs;
-mod kernels;
-mod qemu;
+pub(crate) mod initramfs;
+pub(crate) mod kernels;
+pub(crate) mod qemu;
 
 use std::{
     fmt::Write as _,

@@ -19,7 +19,7 @@ const VMTOOL_C: &str = include_str!("../../vm/vmtool.c");
 const BUSYBOX: &str = "/bin/busybox";
 
 /// Builds the helper program, static so it needs nothing from the guest.
-pub(super) fn build_vmtool(work: &Path) -> Result<PathBuf> {
+pub(crate) fn build_vmtool(work: &Path) -> Result<PathBuf> {
     let src = work.join("vmtool.c");
     let bin = work.join("vmtool");
     fs::write(&src, VMTOOL_C)?;
@@ -37,7 +37,7 @@ pub(super) fn build_vmtool(work: &Path) -> Result<PathBuf> {
 
 /// The shared objects `binary` loads, as (path ldd names, file to copy),
 /// the dynamic loader included.
-pub(super) fn shared_libraries(binary: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn shared_libraries(binary: &Path) -> Result<Vec<(String, PathBuf)>> {
     let out = Command::new("ldd").arg(binary).output().context("cannot run ldd")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -61,7 +61,7 @@ pub(super) fn shared_libraries(binary: &Path) -> Result<Vec<(String, PathBuf)>> 
 
 /// Paths from ldd's output: `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`
 /// and `/lib64/ld-linux-x86-64.so.2 (0x...)`; the vDSO has no file.
-pub(super) fn parse_ldd(text: &str) -> Vec<String> {
+pub(crate) fn parse_ldd(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
             let line = line.trim();
@@ -76,7 +76,7 @@ pub(super) fn parse_ldd(text: &str) -> Vec<String> {
 }
 
 /// Writes the archive and returns its size in bytes.
-pub(super) fn build(crashtrace: &Path, vmtool: &Path, out: &Path) -> Result<usize> {
+pub(crate) fn build(crashtrace: &Path, vmtool: &Path, out: &Path) -> Result<usize> {
     if !Path::new(BUSYBOX).is_file() {
         bail!("{BUSYBOX} is missing; install it with `apt-get install busybox-static`");
     }

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 
 /// One row of the kernel matrix.
 #[derive(Clone, Debug)]
-pub(super) struct KernelSpec {
+pub(crate) struct KernelSpec {
     /// What `--kernel` takes, and the row's name in reports.
     pub label: String,
     /// The kernel series ("6.1"), or None for the newest kernel offered.
@@ -34,7 +34,7 @@ fn spec(label: &str, series: Option<&str>, suites: &[&'static str], covers: &'st
 }
 
 /// The default matrix, oldest first.
-pub(super) fn matrix() -> Vec<KernelSpec> {
+pub(crate) fn matrix() -> Vec<KernelSpec> {
     vec![
         spec("5.10", Some("5.10"), &["bullseye-security", "bullseye"], "the oldest supported kernel (do_coredump)"),
         spec("6.1", Some("6.1"), &["bookworm-security", "bookworm"], "do_coredump"),
@@ -46,7 +46,7 @@ pub(super) fn matrix() -> Vec<KernelSpec> {
 
 /// Resolves `--kernel`: "all", a matrix label, or any other "X.Y" series
 /// (then looked up in every suite).
-pub(super) fn select(wanted: &str) -> Result<Vec<KernelSpec>> {
+pub(crate) fn select(wanted: &str) -> Result<Vec<KernelSpec>> {
     if wanted == "all" {
         return Ok(matrix());
     }
@@ -80,20 +80,20 @@ const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// apt with private state under `dir`.
-pub(super) struct Apt {
+pub(crate) struct Apt {
     dir: PathBuf,
 }
 
 /// A cloud image package offered by a suite.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) struct Candidate {
+pub(crate) struct Candidate {
     pub package: String,
     pub version: String,
     pub suite: String,
 }
 
 impl Apt {
-    pub(super) fn new(dir: &Path) -> Result<Apt> {
+    pub(crate) fn new(dir: &Path) -> Result<Apt> {
         if !Path::new(KEYRING).is_file() {
             bail!("{KEYRING} is missing; install it with `apt-get install debian-archive-keyring`");
         }
@@ -137,7 +137,7 @@ impl Apt {
 
     /// Fetches the package lists unless they are fresh. A failed fetch
     /// with usable old lists is reported and the old lists are used.
-    pub(super) fn update_if_stale(&self) -> Result<()> {
+    pub(crate) fn update_if_stale(&self) -> Result<()> {
         let stamp = self.dir.join("lists/.crashtrace-updated");
         let fresh = fs::metadata(&stamp)
             .and_then(|m| m.modified())
@@ -160,7 +160,7 @@ impl Apt {
     }
 
     /// Every `linux-image-X.Y...-cloud-amd64` package the suites offer.
-    pub(super) fn cloud_images(&self) -> Result<Vec<Candidate>> {
+    pub(crate) fn cloud_images(&self) -> Result<Vec<Candidate>> {
         let out = self.command("apt-cache").args(["pkgnames", "linux-image-"]).output().context("cannot run apt-cache")?;
         if !out.status.success() {
             bail!("apt-cache pkgnames failed: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -182,7 +182,7 @@ impl Apt {
     }
 
     /// Downloads packages into `dest` (names, or name=version).
-    pub(super) fn download(&self, packages: &[String], dest: &Path) -> Result<()> {
+    pub(crate) fn download(&self, packages: &[String], dest: &Path) -> Result<()> {
         let status = self
             .command("apt-get")
             .current_dir(dest)
@@ -200,7 +200,7 @@ impl Apt {
 /// "6.1" for "linux-image-6.1.0-56-cloud-amd64", "7.3" for
 /// "linux-image-7.3.4+deb13-cloud-amd64"; None for meta-packages,
 /// unsigned and debug images.
-pub(super) fn image_series(package: &str) -> Option<String> {
+pub(crate) fn image_series(package: &str) -> Option<String> {
     let rest = package.strip_prefix("linux-image-")?.strip_suffix("-cloud-amd64")?;
     let mut chars = rest.char_indices();
     let mut dots = 0;
@@ -221,7 +221,7 @@ pub(super) fn image_series(package: &str) -> Option<String> {
 
 /// Parses `apt-cache madison` lines:
 /// `pkg | version | http://deb.debian.org/debian trixie-backports/main amd64 Packages`.
-pub(super) fn parse_madison(text: &str) -> Vec<Candidate> {
+pub(crate) fn parse_madison(text: &str) -> Vec<Candidate> {
     text.lines()
         .filter_map(|line| {
             let mut parts = line.split('|').map(str::trim);
@@ -243,7 +243,7 @@ fn version_gt(a: &str, b: &str) -> bool {
 }
 
 /// The newest candidate that fits the spec.
-pub(super) fn choose(spec: &KernelSpec, candidates: &[Candidate]) -> Option<Candidate> {
+pub(crate) fn choose(spec: &KernelSpec, candidates: &[Candidate]) -> Option<Candidate> {
     let mut best: Option<&Candidate> = None;
     for c in candidates {
         if !spec.suites.is_empty() && !spec.suites.contains(&c.suite.as_str()) {
@@ -261,7 +261,7 @@ pub(super) fn choose(spec: &KernelSpec, candidates: &[Candidate]) -> Option<Cand
 
 /// A kernel unpacked and ready to boot.
 #[derive(Clone, Debug)]
-pub(super) struct Kernel {
+pub(crate) struct Kernel {
     pub candidate: Candidate,
     /// What `uname -r` will say.
     pub release: String,
@@ -273,7 +273,7 @@ pub(super) struct Kernel {
 /// Images from 6.19 on are split: the image package holds no vmlinuz and
 /// depends on linux-binary-* (vmlinuz) and linux-base-* (config) of the
 /// same version; those are fetched then.
-pub(super) fn fetch(apt: &Apt, candidate: &Candidate, root: &Path) -> Result<Kernel> {
+pub(crate) fn fetch(apt: &Apt, candidate: &Candidate, root: &Path) -> Result<Kernel> {
     let unpacked = root.join("kernels").join(format!("{}_{}", candidate.package, candidate.version));
     if let Some(k) = find_kernel(candidate, &unpacked) {
         return Ok(k);
@@ -316,7 +316,7 @@ fn unpack(deb: &Path, dest: &Path) -> Result<()> {
 
 /// The linux-binary-* and linux-base-* packages a split image depends on,
 /// with the exact versions its `(= VERSION)` constraints name.
-pub(super) fn split_parts(depends: &str) -> Vec<(String, String)> {
+pub(crate) fn split_parts(depends: &str) -> Vec<(String, String)> {
     depends
         .split(',')
         .filter_map(|alternatives| {
@@ -375,7 +375,7 @@ fn find_kernel(candidate: &Candidate, tree: &Path) -> Option<Kernel> {
 }
 
 /// `CONFIG_NAME=value` lines of a kernel config, for the report.
-pub(super) fn config_values(config: &Path, names: &[&str]) -> Vec<(String, String)> {
+pub(crate) fn config_values(config: &Path, names: &[&str]) -> Vec<(String, String)> {
     let text = fs::read_to_string(config).unwrap_or_default();
     names
         .iter()

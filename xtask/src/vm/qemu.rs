@@ -12,10 +12,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-pub(super) const QEMU: &str = "qemu-system-x86_64";
+pub(crate) const QEMU: &str = "qemu-system-x86_64";
 
 /// How a boot ended, and what the guest said.
-pub(super) struct Boot {
+pub(crate) struct Boot {
     pub elapsed: Duration,
     /// None when qemu was killed at the time limit.
     pub exit: Option<std::process::ExitStatus>,
@@ -26,7 +26,7 @@ pub(super) struct Boot {
 }
 
 /// Checks qemu is there, with the hint that fixes it.
-pub(super) fn check_available() -> Result<()> {
+pub(crate) fn check_available() -> Result<()> {
     let out = Command::new(QEMU).arg("--version").output();
     match out {
         Ok(o) if o.status.success() => Ok(()),
@@ -34,7 +34,7 @@ pub(super) fn check_available() -> Result<()> {
     }
 }
 
-pub(super) fn boot(vmlinuz: &Path, initramfs: &Path, work: &Path, limit: Duration) -> Result<Boot> {
+pub(crate) fn boot(vmlinuz: &Path, initramfs: &Path, work: &Path, limit: Duration) -> Result<Boot> {
     fs::create_dir_all(work)?;
     let console_path = work.join("console.log");
     let results_path = work.join("results.log");

@@ -1,0 +1,170 @@
+#!/bin/bash
+# The distro tier's scenarios, run by crashtrace-scenarios.service in the
+# guest with systemd as PID 1. It records raw facts only (key=value lines in
+# results.txt, plus files); the host judges them against crashtrace's log.
+# Order matters: PID 1 stays frozen after step b.
+#
+# The results go out as a tar archive written onto the raw third NVMe
+# namespace, then the guest powers off through sysrq: once PID 1 is frozen,
+# systemctl cannot do it.
+
+R=/run/results
+mkdir -p "$R"
+LOG=/var/log/crashtrace.jsonl
+CT=/payload/crashtrace
+# The results disk is namespace 3 of the guest's NVMe controller; find it
+# by its nsid rather than trust the probe order.
+OUT=/dev/nvme0n3
+for d in /sys/block/nvme*n*; do
+	[ "$(cat "$d/nsid" 2>/dev/null)" = 3 ] && OUT=/dev/${d##*/}
+done
+
+fact() { echo "$1=$2" >>"$R/results.txt"; echo "distro: $1=$2" >/dev/console; }
+now() { cut -d' ' -f1 /proc/uptime; }
+
+# Waits up to $2 seconds (of guest uptime: TCG makes each poll slow) for a
+# line matching the regex $1 in crashtrace's log.
+wait_log() {
+	local end
+	end=$(awk -v d="$2" '{print int($1) + d}' /proc/uptime)
+	while :; do
+		grep -Eq "$1" "$LOG" 2>/dev/null && return 0
+		[ "$(cut -d. -f1 /proc/uptime)" -ge "$end" ] && return 1
+		sleep 0.5
+	done
+}
+
+pid1_facts() {
+	fact "$1.pid1_state" "$(awk '/^State:/ {print $2}' /proc/1/status)"
+	fact "$1.pid1_wchan" "$(cat /proc/1/wchan 2>/dev/null)"
+	fact "$1.pid1_fds" "$(ls /proc/1/fd 2>/dev/null | wc -l)"
+	local z=0 p
+	for p in /proc/[0-9]*; do
+		[ "$(awk '/^PPid:/ {print $2}' "$p/status" 2>/dev/null)" = 1 ] &&
+			[ "$(awk '/^State:/ {print $2}' "$p/status" 2>/dev/null)" = Z ] && z=$((z + 1))
+	done
+	fact "$1.pid1_zombies" "$z"
+	fact "$1.core_pattern" "$(cat /proc/sys/kernel/core_pattern)"
+	if [ "$2" != probe ]; then
+		:
+	elif [ -S /run/systemd/coredump ]; then
+		# A connect tells a served socket from a dead one.
+		if timeout 5 /payload/vmtool collector-unreachable; then
+			fact "$1.coredump_socket" connectable
+		else
+			fact "$1.coredump_socket" refused
+		fi
+	else
+		fact "$1.coredump_socket" absent
+	fi
+}
+
+# Runs the crasher (a store to address 0), waits for its verdict record and
+# for systemd-coredump, and records what coredumpctl knows of it.
+crash() {
+	local step=$1
+	/payload/vmtool crash &
+	local pid=$!
+	wait "$pid"
+	local status=$?
+	fact "$step.crasher_pid" "$pid"
+	fact "$step.crasher_status" "$status"
+	wait_log "\"type\":\"verdict\".*\"crasher\":\\{\"pid\":$pid," 20 && fact "$step.verdict_seen" yes || fact "$step.verdict_seen" no
+	coredump_info "$step" "$pid" "$2"
+}
+
+# coredumpctl's view of pid $2; waits up to $3 seconds for a stored core.
+coredump_info() {
+	local i=0 rc
+	while :; do
+		coredumpctl --no-pager info "$2" >"$R/$1.coredumpctl.txt" 2>&1
+		rc=$?
+		grep -q 'Storage: /' "$R/$1.coredumpctl.txt" && break
+		[ "$i" -ge "$3" ] && break
+		sleep 1
+		i=$((i + 1))
+	done
+	fact "$1.coredumpctl_rc" "$rc"
+	fact "$1.coredumpctl_storage" "$(sed -n 's/^ *Storage: //p' "$R/$1.coredumpctl.txt" | head -1)"
+}
+
+fact boot_uptime "$(now)"
+fact startup "$(systemd-analyze time 2>/dev/null | head -1)"
+fact systemd_version "$(systemctl --version | head -1)"
+fact kernel "$(uname -r)"
+fact os "$(. /etc/os-release; echo "$PRETTY_NAME")"
+fact core_pattern_initial "$(cat /proc/sys/kernel/core_pattern)"
+fact core_pipe_limit "$(cat /proc/sys/kernel/core_pipe_limit)"
+fact coredump_units "$(systemctl list-unit-files 'systemd-coredump*' --no-legend 2>/dev/null | awk '{printf "%s:%s,", $1, $2}')"
+cp /proc/sys/kernel/core_pattern "$R/core_pattern_initial"
+
+# crashtrace must be tracing before the first crash: its header record is
+# written once every hook is attached.
+if wait_log '"type":"header"' 180; then
+	fact crashtrace_ready "$(now)"
+else
+	fact crashtrace_ready no
+	systemctl status crashtrace.service >"$R/crashtrace-status.txt" 2>&1
+fi
+
+# a. an ordinary crash, collected by the healthy systemd-coredump
+crash a 30
+pid1_facts a no-probe
+
+# b. PID 1 takes a real fault at address 0: gdb sets its program counter to
+# 0 and detaches. (gdb also resets orig_rax, so no syscall restart moves pc.)
+fact b.gdb_start "$(now)"
+DEBUGINFOD_URLS= timeout 120 gdb -nx -batch -iex 'set auto-solib-add off' -p 1 \
+	-ex 'set $pc = 0' -ex 'detach' -ex 'quit' >"$R/b.gdb.txt" 2>&1
+fact b.gdb_rc "$?"
+# The crash handler's child dumps the core, the collector handles it inline,
+# then PID 1 logs "Caught <SEGV>..." and freezes.
+i=0
+while [ "$i" -lt 120 ]; do
+	journalctl -b -o short-monotonic --no-pager _PID=1 2>/dev/null | grep -q 'Freezing execution' && break
+	sleep 1
+	i=$((i + 1))
+done
+fact b.frozen_after "$i"
+journalctl -b -o short-monotonic --no-pager _PID=1 >"$R/b.pid1-journal.txt" 2>&1
+child=$(sed -n 's/.*Caught <SEGV>.*dumped core as pid \([0-9]*\).*/\1/p' "$R/b.pid1-journal.txt" | head -1)
+fact b.caught_line "$(grep 'Caught <' "$R/b.pid1-journal.txt" | sed 's/.*systemd\[1\]: //' | paste -sd'/' -)"
+fact b.crash_child "$child"
+wait_log '"type":"verdict".*"crasher":\{"pid":1,' 60 && fact b.verdict_seen yes || fact b.verdict_seen no
+[ -n "$child" ] && coredump_info b "$child" 30
+# crashtrace's watched state needs time to see zombies pile up or fds close.
+sleep 10
+pid1_facts b probe
+
+# c. the next crash, with PID 1 frozen
+crash c 5
+pid1_facts c probe
+
+# e. doctor, with PID 1 frozen and the pattern as the freeze left it
+timeout 60 "$CT" doctor >"$R/e.doctor.txt" 2>&1
+fact e.doctor_rc "$?"
+
+# d. systemd's own pattern put back by hand: the collector now finds PID 1's
+# socket closed
+cat "$R/core_pattern_initial" >/proc/sys/kernel/core_pattern
+fact d.core_pattern_restored "$(cat /proc/sys/kernel/core_pattern)"
+crash d 5
+pid1_facts d probe
+timeout 60 "$CT" doctor >"$R/d.doctor.txt" 2>&1
+fact d.doctor_rc "$?"
+
+# Stop crashtrace by signal (systemctl needs a live PID 1) so it writes its
+# summary, then ship everything.
+ctpid=$(pidof crashtrace)
+if [ -n "$ctpid" ]; then
+	kill -INT $ctpid
+	i=0
+	while [ "$i" -lt 20 ] && kill -0 $ctpid 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
+fi
+cp "$LOG" "$R/crashtrace.jsonl" 2>/dev/null
+journalctl -b -o short-monotonic --no-pager >"$R/journal.txt" 2>&1
+fact done "$(now)"
+tar -C "$R" -cf "$OUT" . && sync
+echo "distro: results written" >/dev/console
+echo 1 >/proc/sys/kernel/sysrq
+echo o >/proc/sysrq-trigger
