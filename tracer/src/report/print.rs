@@ -343,6 +343,13 @@ impl Printer for TextPrinter {
             "   gaps       {} events lost in the kernel ({} loss records); {} records the tracer could not write; {} runs ended without a summary; {} torn lines",
             t.lost_kernel, t.loss_records, t.log_write_failures, t.runs_without_summary, t.torn_lines
         );
+        if t.duplicate_records + t.missing_records + t.reordered_records + t.tracer_deaths + t.log_sync_failures > 0 {
+            let _ = writeln!(
+                s,
+                "   sequence   {} records missing, {} read twice (skipped), {} out of order; {} tracer deaths; {} failed log fsyncs",
+                t.missing_records, t.duplicate_records, t.reordered_records, t.tracer_deaths, t.log_sync_failures
+            );
+        }
         if t.bad_lines > 0 {
             let _ = writeln!(s, "   bad input  {} lines or files skipped (listed on stderr)", t.bad_lines);
         }
