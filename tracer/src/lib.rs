@@ -28,6 +28,7 @@ pub mod cli;
 pub mod core_pattern;
 pub mod correlate;
 pub mod decode;
+pub mod diag;
 pub mod doctor;
 pub mod event;
 pub mod hooks;

@@ -320,10 +320,10 @@ impl LogWriter {
     fn report(&mut self, e: &dyn std::fmt::Display) {
         if !self.reported {
             self.reported = true;
-            eprintln!(
+            crate::diag::line(format_args!(
                 "crashtrace: writing log {} failed: {e}; live output goes on, unwritten records are counted",
                 self.path.display()
-            );
+            ));
         }
     }
 }

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("crashtrace: {}", crashtrace::loader::error_chain(e.as_ref()));
+            crashtrace::diag::line(format_args!("crashtrace: {}", crashtrace::loader::error_chain(e.as_ref())));
             ExitCode::from(2)
         }
     }

@@ -130,7 +130,7 @@ pub async fn run(config: &LiveConfig) -> Result<()> {
     // get a clean stop with a summary, never the default death.
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    eprintln!("crashtrace: attached in {attach_ns} ns");
+    crate::diag::line(format_args!("crashtrace: attached in {attach_ns} ns"));
 
     pipeline.initial_settings(settings, start_mono);
 

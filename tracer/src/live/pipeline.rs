@@ -112,7 +112,7 @@ impl Pipeline {
             Err(e) => {
                 self.decode_errors += 1;
                 if self.decode_errors <= DECODE_ERRORS_PRINTED {
-                    eprintln!("crashtrace: undecodable event ({e}); counted in the summary");
+                    crate::diag::line(format_args!("crashtrace: undecodable event ({e}); counted in the summary"));
                 }
                 return;
             }

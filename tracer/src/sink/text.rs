@@ -37,7 +37,7 @@ impl TextSink {
             Record::Loss(l) => render::loss_text(l, self.style) + "\n",
             Record::Watched(w) => render::watched_text(w, self.mono_to_wall, self.style),
             Record::Summary(s) => {
-                eprint!("{}", render::summary_text(s));
+                crate::diag::text(&render::summary_text(s));
                 return None;
             }
         })
