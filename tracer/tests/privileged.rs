@@ -414,3 +414,36 @@ fn error_not_root() {
     let _machine = Exclusive::take();
     unprivileged_run(&["--reuid=65534", "--regid=65534", "--clear-groups"]).assert_usage_error(&["root", "CAP_BPF"]);
 }
+
+/// A user who may not trace must not get crashtrace to create or truncate a
+/// file either: the privilege check comes before the log is opened.
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn error_not_root_creates_no_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let _machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-privileged");
+    // Writable by nobody too, so only crashtrace's own order can keep the
+    // log from being created.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod of the temporary directory");
+    let fresh = dir.path().join("events.jsonl");
+    let existing = dir.path().join("existing.jsonl");
+    std::fs::write(&existing, "{\"keep\":1}\n").expect("writing the existing log");
+    // Nobody's own log: one crashtrace would append to if it ran.
+    std::os::unix::fs::chown(&existing, Some(65534), Some(65534)).expect("chown of the existing log");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o600)).expect("chmod of the existing log");
+    for log in [&fresh, &existing] {
+        let mut cmd = without_capabilities(&["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        let log_arg = log.display().to_string();
+        cmd.args(["--json", "--duration", "5", "--log", &log_arg]).env_remove("CRASHTRACE_BPF_OBJECT");
+        let out = common::run_bounded(cmd, Duration::from_secs(60));
+        assert!(!out.stderr.starts_with("setpriv:"), "setpriv could not drop privileges: {}", out.stderr);
+        out.assert_usage_error(&["root", "CAP_BPF"]);
+        if log == &fresh {
+            assert!(!fresh.exists(), "crashtrace created {} for a user who may not trace", fresh.display());
+        }
+    }
+    assert!(!fresh.exists(), "crashtrace created {} for a user who may not trace", fresh.display());
+    let kept = std::fs::read_to_string(&existing).expect("reading the existing log");
+    assert_eq!(kept, "{\"keep\":1}\n", "crashtrace changed an existing log for a user who may not trace");
+}
