@@ -13,6 +13,10 @@ use crate::{
 /// must not grow it without bound.
 pub const TIMELINE_MAX: usize = 48;
 
+/// How many connects of a collector a chain keeps: a collector retrying in
+/// a loop must not grow its chain without bound. The rest are counted.
+pub const CONNECTS_MAX: usize = 32;
+
 tracer_common::named_enum! {
     serde
     /// How a chain ended. The names are stable identifiers (JSON, `report
@@ -122,7 +126,11 @@ pub struct Collector {
     pub filename: String,
     pub argv: Vec<String>,
     pub matched_by: MatchedBy,
+    /// The first connects and the latest, [`CONNECTS_MAX`] at most.
     pub connects: Vec<Connect>,
+    /// Connects not kept because `connects` was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub connects_dropped: u32,
     /// Raw wait status of the helper (status << 8, or the killing signal).
     pub exit_code: Option<i32>,
     #[serde(default)]
@@ -139,6 +147,18 @@ impl Collector {
         }
     }
 
+    /// Keeps a connect. Once [`CONNECTS_MAX`] are kept, the newest takes
+    /// the last place and the one it replaces is counted: the first ones
+    /// and the latest stay, as the verdict rules read the latest failure.
+    pub fn connect(&mut self, connect: Connect) {
+        if self.connects.len() < CONNECTS_MAX {
+            self.connects.push(connect);
+        } else if let Some(last) = self.connects.last_mut() {
+            *last = connect;
+            self.connects_dropped = self.connects_dropped.saturating_add(1);
+        }
+    }
+
     /// Exited non-zero or by a signal.
     pub fn exit_failed(&self) -> bool {
         self.exit_code.map(|c| c != 0).unwrap_or(false)
@@ -150,6 +170,10 @@ impl Collector {
             Some(c) => describe_exit(c),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// "status 1", "SIGSEGV", "SIGSEGV, core dumped".
@@ -295,7 +319,7 @@ impl Chain {
         if self.timeline.len() < TIMELINE_MAX {
             self.timeline.push(Step { ts_ns, what: what.into() });
         } else {
-            self.timeline_dropped += 1;
+            self.timeline_dropped = self.timeline_dropped.saturating_add(1);
         }
     }
 

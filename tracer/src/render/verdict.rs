@@ -110,6 +110,9 @@ impl Block {
                 let r = if conn.ret == 0 { "ok".to_string() } else { errno_name(-conn.ret) };
                 b.line(Section::Collector, format_args!("              connect {} -> {r}", Escaped(&conn.path)));
             }
+            if c.connects_dropped > 0 {
+                b.line(Section::Collector, format_args!("              … {} more connects not kept", c.connects_dropped));
+            }
         }
         if let Some(p) = chain.linked_to {
             b.line(Section::Linked, format_args!("   linked to  crash #{p} (its crash handler forked this process)"));
