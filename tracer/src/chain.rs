@@ -330,10 +330,17 @@ impl Chain {
 
     /// Whether `pid` (a thread-group id) takes part in this chain.
     pub fn involves(&self, pid: u32) -> bool {
-        self.crasher.tgid == pid
-            || self.crasher.pid == pid
-            || self.ppid == Some(pid)
-            || self.sender.as_ref().map(|s| s.tgid == pid).unwrap_or(false)
-            || self.collector.as_ref().map(|c| c.pid == pid).unwrap_or(false)
+        self.participants().any(|p| p == pid)
+    }
+
+    /// The processes (and the crashing thread) taking part: the crasher,
+    /// its parent, the sender and the collector. A scope asks its set about
+    /// each of these, instead of asking the chain about each pid it follows.
+    pub fn participants(&self) -> impl Iterator<Item = u32> + '_ {
+        [self.crasher.tgid, self.crasher.pid]
+            .into_iter()
+            .chain(self.ppid)
+            .chain(self.sender.as_ref().map(|s| s.tgid))
+            .chain(self.collector.as_ref().map(|c| c.pid))
     }
 }

@@ -10,7 +10,7 @@
 //! collector talks to that socket or cannot reach it. `--cgroup PATH` keeps
 //! what happens in that cgroup subtree.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::{chain::Chain, core_pattern::SYSTEMD_COREDUMP_SOCKET, event::{Body, Event}, verdict::Verdict};
 
@@ -33,8 +33,11 @@ pub struct Scope {
 #[derive(Clone, Debug)]
 struct Watch {
     pid: u32,
-    /// The watched pid and the children it forked.
+    /// The watched pid and the children it forked (the newest
+    /// [`FOLLOWED_MAX`]).
     followed: HashSet<u32>,
+    /// The children in `followed`, oldest first: the first forgotten.
+    order: VecDeque<u32>,
     /// The watched pid is PID 1 of some pid namespace: the one
     /// systemd-coredump hands cores to, so a collector that cannot reach it
     /// is its story too.
@@ -42,6 +45,11 @@ struct Watch {
     /// The chain of a fatal signal the watched pid's own handler caught.
     handled: Option<u64>,
 }
+
+/// Children of the watched pid followed at most. A server forking a child
+/// per request must not grow the scope without bound; a crash comes within
+/// seconds of its fork, long before this many newer children.
+pub(crate) const FOLLOWED_MAX: usize = 4096;
 
 /// Whether `chain` is a crash of `pid` that its own handler caught.
 pub fn is_handled_crash_of(pid: u32, chain: &Chain) -> bool {
@@ -58,7 +66,7 @@ impl Scope {
     /// `pid_is_init`: whether `pid` is the init of its pid namespace (only
     /// the live tracer can tell; a log does not say).
     pub fn new(pid: Option<u32>, pid_is_init: bool, cgroup: Option<String>) -> Scope {
-        let watch = pid.map(|pid| Watch { pid, followed: [pid].into_iter().collect(), is_init: pid_is_init, handled: None });
+        let watch = pid.map(|pid| Watch { pid, followed: [pid].into_iter().collect(), order: VecDeque::new(), is_init: pid_is_init, handled: None });
         Scope { cgroup, watch }
     }
 
@@ -86,8 +94,15 @@ impl Scope {
     pub fn follow(&mut self, ev: &Event) {
         if let (Some(w), Body::ProcessFork { child }) = (self.watch.as_mut(), &ev.body)
             && w.followed.contains(&ev.task.tgid)
+            && *child != w.pid
+            && w.followed.insert(*child)
         {
-            w.followed.insert(*child);
+            w.order.push_back(*child);
+            while w.order.len() > FOLLOWED_MAX {
+                if let Some(old) = w.order.pop_front() {
+                    w.followed.remove(&old);
+                }
+            }
         }
     }
 
@@ -145,7 +160,7 @@ impl Scope {
             return false;
         }
         let Some(w) = &self.watch else { return true };
-        w.followed.iter().any(|p| chain.involves(*p))
+        chain.participants().any(|p| w.followed.contains(&p))
             || (chain.linked_to.is_some() && chain.linked_to == w.handled)
             // A PID 1 owns the coredump socket: every collector that talks
             // to it, or fails to, is part of its story.
