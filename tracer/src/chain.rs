@@ -27,6 +27,7 @@ tracer_common::named_enum! {
         CollectorUnreachablePid1 => "dropped:collector-unreachable-pid1",
         CorePatternDiscards => "dropped:core-pattern-discards",
         CollectorFailed => "dropped:collector-failed",
+        CollectorDiscarded => "dropped:collector-discarded",
         ReaderVanished => "dropped:reader-vanished",
         RlimitCore => "dropped:rlimit-core",
         NotDumpable => "dropped:not-dumpable",
@@ -260,6 +261,10 @@ pub struct Chain {
     /// What the host showed when the chain ended (kernel waits from /proc).
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// Where the core is (or where it was looked for): looked up when the
+    /// dump is over, recorded in the log as a `core-located` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<crate::core_location::CoreLocation>,
     /// The crashing thread's stack, captured at the fatal signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<crate::stack::Stack>,
@@ -303,6 +308,7 @@ impl Chain {
             stalled: false,
             events_lost: false,
             evidence: Vec::new(),
+            core: None,
             stack: None,
             verdict: None,
             reason: String::new(),

@@ -38,6 +38,25 @@ pub struct Config {
     /// A crasher still alive this long after its collector exited is stuck:
     /// nobody is reading the rest of its core.
     pub stall_ns: u64,
+    /// How long a complete chain whose verdict would be `stored` waits for
+    /// the lookup of where its core is (a `core-located` event) before it
+    /// is decided without one. Longer than the live tracer's lookup window
+    /// ([`CORE_LOOKUP_WINDOW_NS`]), so live always records one first.
+    pub core_wait_ns: u64,
+}
+
+/// How long after a dump is over the live tracer keeps looking for its core
+/// (a socket-activated systemd-coredump writes it after the helper exits).
+pub const CORE_LOOKUP_WINDOW_NS: u64 = 2_000_000_000;
+
+/// What the live tracer needs to look for one chain's core.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreRequest {
+    pub chain_id: u64,
+    /// The chain, as it stands (its dump, crasher and collector).
+    pub chain: Chain,
+    /// When the dump was over (the chain complete), monotonic ns.
+    pub complete_at_ns: u64,
 }
 
 impl Default for Config {
@@ -49,6 +68,7 @@ impl Default for Config {
             link_window_ns: 30_000_000_000,
             cgroup_window_ns: 10_000_000_000,
             stall_ns: 3_000_000_000,
+            core_wait_ns: 3_000_000_000,
         }
     }
 }
@@ -213,6 +233,17 @@ impl Correlator {
         let mut done = Vec::new();
         match &ev.body {
             Body::CoreSettings(s) => self.settings = Some(s.clone()),
+            Body::CoreLocated(loc) => {
+                let tgid = ev.task.tgid;
+                if let Some(open) = self.open.values_mut().find(|o| o.chain.crasher.tgid == tgid && o.chain.dump.is_some() && o.chain.core.is_none()) {
+                    let what = match &loc.path {
+                        Some(_) => format!("core located: {}", loc.describe()),
+                        None => format!("core not found{}", if loc.searched.is_empty() { String::new() } else { format!(" in {}", loc.searched.join(", ")) }),
+                    };
+                    open.chain.step(ev.ts_ns, what);
+                    open.chain.core = Some(loc.clone());
+                }
+            }
             Body::SignalGenerate { sig, code, result, target, target_ppid, target_handler, fault_addr, si_pid, .. } => {
                 self.on_generate(ev, *sig, *code, *result, target, *target_ppid, *target_handler, *fault_addr, *si_pid, &mut done)
             }
@@ -376,7 +407,10 @@ impl Correlator {
             .open
             .iter()
             .filter(|(_, o)| match o.complete_at {
-                Some(at) => now >= at.saturating_add(self.cfg.grace_ns),
+                Some(at) => {
+                    now >= at.saturating_add(self.cfg.grace_ns)
+                        && (!awaits_core(&o.chain) || now >= at.saturating_add(self.cfg.grace_ns).saturating_add(self.cfg.core_wait_ns))
+                }
                 None => now >= o.chain.last_ts_ns.saturating_add(self.cfg.idle_timeout_ns),
             })
             .map(|(id, _)| *id)
@@ -392,6 +426,19 @@ impl Correlator {
         }
         done.sort_by_key(|c| c.id);
         done
+    }
+
+    /// Complete chains whose verdict would be `stored` and whose core has
+    /// not been looked for yet: the live tracer looks, and feeds a
+    /// `core-located` event.
+    pub fn core_requests(&self) -> Vec<CoreRequest> {
+        self.open
+            .iter()
+            .filter_map(|(id, o)| {
+                let at = o.complete_at?;
+                awaits_core(&o.chain).then(|| CoreRequest { chain_id: *id, chain: o.chain.clone(), complete_at_ns: at })
+            })
+            .collect()
     }
 
     /// Ends every open chain (end of input, or shutdown).
@@ -759,6 +806,12 @@ impl Correlator {
 /// A dump into a pipe by a process that has not exited: in flight.
 fn is_pipe_dump(c: &Chain) -> bool {
     c.exit_code.is_none() && c.dump.as_ref().map(|d| matches!(d.mode, DumpMode::Pipe { .. })).unwrap_or(false)
+}
+
+/// A chain whose verdict, as the evidence stands, is `stored`, and whose
+/// core has not been looked for.
+fn awaits_core(chain: &Chain) -> bool {
+    chain.core.is_none() && chain.dump.is_some() && decide(chain).verdict == crate::verdict::Verdict::Stored
 }
 
 fn new_dump(settings: Option<&CoreSettings>, hook: DumpHook, rlimit_core: Option<u64>, dumpable: Option<u32>) -> Dump {

@@ -169,6 +169,9 @@ pub enum Body {
     ProcessFork { child: u32 },
     /// The core-dump settings in force (read from /proc by user space).
     CoreSettings(crate::core_pattern::CoreSettings),
+    /// Where a dumped core was found (or not), looked up by user space when
+    /// the dump was over; the event's task is the crasher.
+    CoreLocated(crate::core_location::CoreLocation),
     /// A write to a core-dump sysctl; the event's task is the writer.
     SysctlWrite { name: String, old_value: String, new_value: String },
     /// A cgroup changed; the event's task is the one acting.
@@ -266,8 +269,9 @@ pub mod hex_bytes {
 }
 
 
-/// The `event` tag of the one record kind that does not come off the wire.
+/// The `event` tags of the record kinds that do not come off the wire.
 const CORE_SETTINGS_NAME: &str = "core-settings";
+const CORE_LOCATED_NAME: &str = "core-located";
 
 impl Body {
     /// The wire kind this body was decoded from; `None` for what user space
@@ -281,7 +285,7 @@ impl Body {
             Body::HelperConnect { .. } => EventKind::HelperConnect,
             Body::ProcessExit { .. } => EventKind::ProcessExit,
             Body::ProcessFork { .. } => EventKind::ProcessFork,
-            Body::CoreSettings(_) => return None,
+            Body::CoreSettings(_) | Body::CoreLocated(_) => return None,
             Body::SysctlWrite { .. } => EventKind::SysctlWrite,
             Body::Cgroup { .. } => EventKind::Cgroup,
             Body::StackCapture { .. } => EventKind::StackCapture,
@@ -293,7 +297,10 @@ impl Body {
     /// name by the same kebab-case rule the [`EventKind`] table follows; a
     /// test pins the two together.
     pub fn name(&self) -> &'static str {
-        self.kind().map(EventKind::as_str).unwrap_or(CORE_SETTINGS_NAME)
+        match self {
+            Body::CoreLocated(_) => CORE_LOCATED_NAME,
+            _ => self.kind().map(EventKind::as_str).unwrap_or(CORE_SETTINGS_NAME),
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - Wire and domain types: `event` (one kernel event), `chain` (a crash
 //!   chain), `verdict`, `record` (the JSON Lines records), `core_pattern`,
+//!   `core_location` (where a dumped core went), `coredump_conf`
+//!   (systemd-coredump's settings),
 //!   `stack`, `procmaps` (a process's executable mappings).
 //! - Pure logic, no aya, no tokio: `decode` (ring-buffer bytes to events),
 //!   `correlate` (events to chains and verdicts), `watched` (a watched
@@ -25,7 +27,9 @@
 
 pub mod chain;
 pub mod cli;
+pub mod core_location;
 pub mod core_pattern;
+pub mod coredump_conf;
 pub mod correlate;
 pub mod decode;
 pub mod diag;

@@ -121,6 +121,7 @@ impl Scope {
                 | Body::ProcessExit { .. }
                 | Body::ProcessFork { .. }
                 | Body::StackCapture { .. }
+                | Body::CoreLocated(_)
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
@@ -148,6 +149,7 @@ impl Scope {
             | Body::SysctlWrite { .. }
             | Body::Cgroup { .. }
             | Body::StackCapture { .. }
+            | Body::CoreLocated(_)
             | Body::StackCopy { .. } => involved(ev.task.tgid),
         }
     }

@@ -84,7 +84,7 @@ pub fn decide(chain: &Chain) -> Decision {
         DumpMode::File { path } => decide_file(chain, path, dump.rlimit_core),
         DumpMode::Socket { path, .. } => {
             if chain.kernel_said_dumped {
-                decided(Verdict::Stored, format!("the kernel sent the core to socket {path}"))
+                located(chain, format!("the kernel sent the core to socket {path}"))
             } else if chain.exit_code.is_some() {
                 decided(Verdict::SocketUnreachable, format!("the kernel could not hand the core to socket {path}"))
             } else {
@@ -93,6 +93,34 @@ pub fn decide(chain: &Chain) -> Decision {
         }
         DumpMode::Pipe { helper, .. } => decide_pipe(chain, helper, dump),
     }
+}
+
+/// A core the kernel or the collector says it stored, against where it was
+/// found: stored where a store holds it (or no store is known to check),
+/// `dropped:collector-discarded` when a collector whose store is known kept
+/// nothing. Without a lookup (an old log) the word of the kernel or the
+/// collector stands.
+fn located(chain: &Chain, said: String) -> Decision {
+    let Some(core) = &chain.core else { return decided(Verdict::Stored, said) };
+    if core.is_found() {
+        let mut reason = match &core.path {
+            Some(_) if core.known_store => format!("{said}; the core is {}", core.describe()),
+            _ => said,
+        };
+        if let Some(note) = &core.note {
+            reason.push_str(&format!(" ({note})"));
+        }
+        return decided(Verdict::Stored, reason);
+    }
+    let where_ = if core.searched.is_empty() { String::new() } else { format!(" (looked in {})", core.searched.join(", ")) };
+    let pipe = matches!(chain.dump.as_ref().map(|d| &d.mode), Some(DumpMode::Pipe { .. }));
+    if !pipe || !core.known_store {
+        // A file the kernel wrote and that is gone since (removed, or a
+        // relative pattern in an unknown directory): the kernel's word stands.
+        return decided(Verdict::Stored, format!("{said}, but the core file was not found{where_}"));
+    }
+    let why = core.discarded.as_deref().map(|d| format!(": {d}")).unwrap_or_else(|| ": it gave no reason that could be read".into());
+    decided(Verdict::CollectorDiscarded, format!("{said} but kept no core{where_}{why}"))
 }
 
 fn decide_file(chain: &Chain, path: &str, rlimit_core: Option<u64>) -> Decision {
@@ -107,7 +135,7 @@ fn decide_file(chain: &Chain, path: &str, rlimit_core: Option<u64>) -> Decision 
             );
         }
     if chain.kernel_said_dumped {
-        return decided(Verdict::Stored, format!("the kernel wrote the core file ({path})"));
+        return located(chain, format!("the kernel wrote the core file ({path})"));
     }
     match chain.exit_code {
         Some(_) => unknown(
@@ -187,7 +215,7 @@ fn decide_pipe(chain: &Chain, helper: &str, dump: &Dump) -> Decision {
         return decided(Verdict::ReaderVanished, format!("{} stopped reading the core: the dumper got SIGPIPE", collector.name()));
     }
     match collector.exit_code {
-        Some(_) if !collector.exit_failed() => decided(Verdict::Stored, format!("{} took the core and exited 0", collector.name())),
+        Some(_) if !collector.exit_failed() => located(chain, format!("{} took the core and exited 0", collector.name())),
         Some(_) => decided(Verdict::CollectorFailed, format!("{} exited with {}", collector.name(), collector.exit_description())),
         None => unknown(format!("{} did not exit while crashtrace watched", collector.name()), "helper-exit"),
     }

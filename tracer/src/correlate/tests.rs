@@ -417,10 +417,65 @@ fn a_complete_chain_waits_for_the_grace_period() {
     c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
     c.feed(&exit(3, proc(100, "app"), 0x8b, Role::Crasher));
     assert!(c.tick(3 * MS).is_empty(), "ended before the parent's SIGCHLD could arrive");
-    let done = c.tick(3 * MS + Config::default().grace_ns);
+    // A chain that would be stored waits for where its core is.
+    assert!(c.tick(3 * MS + Config::default().grace_ns).is_empty());
+    let asked = c.core_requests();
+    assert_eq!(asked.iter().map(|r| (r.chain.crasher.tgid, r.complete_at_ns)).collect::<Vec<_>>(), vec![(100, 3 * MS)]);
+    c.feed(&located(4, 100, Some("/cores/core.100")));
+    assert!(c.core_requests().is_empty());
+    let done = c.tick(4 * MS + Config::default().grace_ns);
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].verdict, Some(Verdict::Stored));
+    assert_eq!(done[0].core.as_ref().and_then(|l| l.path.as_deref()), Some("/cores/core.100"));
+    assert!(done[0].reason.contains("/cores/core.100"), "{}", done[0].reason);
     assert_eq!(c.state_size(), 0);
+}
+
+/// A `core-located` event for the crasher `tgid`: found at `path`, or not.
+fn located(ts: u64, tgid: u32, path: Option<&str>) -> Event {
+    use crate::core_location::{CoreLocation, FoundBy};
+    let loc = match path {
+        Some(p) => CoreLocation::found(p.into(), Some(8192), false, FoundBy::FilePattern),
+        None => CoreLocation::missing(vec!["/var/lib/systemd/coredump".into()], Some("Storage=none (/run/x.conf)".into())),
+    };
+    ev(ts, proc(tgid, "app"), Body::CoreLocated(loc))
+}
+
+#[test]
+fn without_a_lookup_a_chain_is_decided_after_the_core_wait() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("core", 0, None));
+    c.feed(&fault(1, 100, SEGV));
+    c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
+    c.feed(&exit(3, proc(100, "app"), 0x8b, Role::Crasher));
+    let cfg = Config::default();
+    assert!(c.tick(3 * MS + cfg.grace_ns + cfg.core_wait_ns - 1).is_empty());
+    let done = c.tick(3 * MS + cfg.grace_ns + cfg.core_wait_ns);
+    assert_eq!(done.len(), 1);
+    // An old log: the kernel's word stands.
+    assert_eq!((done[0].verdict, done[0].core.is_none()), (Some(Verdict::Stored), true));
+}
+
+#[test]
+fn a_pipe_collector_that_kept_nothing_is_collector_discarded() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h", 0, Some(true)));
+    c.feed(&fault(1, 100, SEGV));
+    c.feed(&deliver(2, 100, SEGV, 0, None, None));
+    c.feed(&ev(3, proc(200, "systemd-coredum"), Body::HelperExec {
+        filename: "/lib/systemd/systemd-coredump".into(),
+        argv: vec!["/lib/systemd/systemd-coredump".into(), "100".into()],
+        args_truncated: false,
+    }));
+    c.feed(&exit(4, proc(100, "app"), 0x8b, Role::Crasher));
+    c.feed(&exit(5, proc(200, "systemd-coredum"), 0, Role::Helper));
+    assert_eq!(c.core_requests().len(), 1);
+    c.feed(&located(6, 100, None));
+    let done = c.tick(6 * MS + Config::default().grace_ns);
+    assert_eq!(done.len(), 1, "{:?}", c.core_requests());
+    assert_eq!(done[0].verdict, Some(Verdict::CollectorDiscarded));
+    assert!(done[0].reason.contains("Storage=none"), "{}", done[0].reason);
+    assert!(done[0].misleading_core_dumped());
 }
 
 #[test]
@@ -615,6 +670,7 @@ fn teardown_of_the_crashed_process_cgroup_is_linked_to_its_chain() {
     c.feed(&f);
     c.feed(&d);
     c.feed(&exit(3, proc(100, "app"), 0x8b, Role::Crasher));
+    c.feed(&located(3, 100, Some("/cores/core.100")));
     let done = c.tick(3 * MS + Config::default().grace_ns);
     assert_eq!(done.len(), 1);
     let rmdir = ev(900, proc(1, "systemd"), Body::Cgroup { op: CgroupOp::Rmdir, root: 0, id: 42, level: 2, populated: None, path: "/app.slice/x".into(), zombies: vec![] });

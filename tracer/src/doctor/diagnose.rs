@@ -67,6 +67,7 @@ pub fn diagnose(facts: &HostFacts) -> Vec<Finding> {
     let mode = parse_core_pattern(&facts.core_pattern);
     let mut out = Vec::new();
     pattern(facts, &mode, &mut out);
+    coredump_conf(facts, &mut out);
     pipe_limit(facts, &mode, &mut out);
     suid_dumpable(facts, &mode, &mut out);
     process_limits(facts, &mode, &mut out);
@@ -284,6 +285,70 @@ fn pid1_name(pid1: &ProcessFacts) -> String {
         (_, Some(exe)) => exe.clone(),
         (Some(comm), None) => comm.clone(),
         (None, None) => "unknown".into(),
+    }
+}
+
+/// Below this a size limit of systemd-coredump keeps almost no core (a
+/// small C program's core is some hundred KiB before compression).
+const TINY_LIMIT: u64 = 1 << 20;
+
+/// systemd-coredump settings that keep nothing, or nearly nothing: it still
+/// exits 0, so the kernel and the shell say "core dumped".
+fn coredump_conf(facts: &HostFacts, out: &mut Vec<Finding>) {
+    let Some(conf) = &facts.coredump_conf else { return };
+    if let Some(why) = conf.keeps_nothing(None) {
+        let file = why.rsplit_once(" (").map(|(_, f)| f.trim_end_matches(')')).unwrap_or("coredump.conf").to_string();
+        out.push(finding(
+            "coredump-conf-keeps-nothing",
+            Severity::Loss,
+            Some(Verdict::CollectorDiscarded),
+            format!("systemd-coredump is configured with {why}: it takes every core, keeps none, and exits 0, so the shell still says \"core dumped\""),
+            format!("remove the setting from {file} (Storage=external keeps cores in /var/lib/systemd/coredump)"),
+        ));
+    }
+    let storage = conf.storage.as_ref().map(|s| s.value.as_str()).unwrap_or("external");
+    let tiny = [
+        ("ProcessSizeMax", &conf.process_size_max, true),
+        ("ExternalSizeMax", &conf.external_size_max, storage == "external"),
+        ("JournalSizeMax", &conf.journal_size_max, storage == "journal"),
+    ];
+    for (name, setting, applies) in tiny {
+        if let Some(s) = setting
+            && applies
+            && s.value > 0
+            && s.value < TINY_LIMIT
+        {
+            out.push(finding(
+                "coredump-conf-tiny-limit",
+                Severity::Warn,
+                Some(Verdict::CollectorDiscarded),
+                format!("{name}={} ({}): systemd-coredump keeps no core larger than that, and most are", s.value, s.file),
+                format!("raise {name} in {} (the default is 1G for ExternalSizeMax and ProcessSizeMax), or remove it", s.file),
+            ));
+        }
+    }
+    if let Some(s) = &conf.max_use
+        && s.value < TINY_LIMIT
+    {
+        out.push(finding(
+            "coredump-conf-tiny-limit",
+            Severity::Warn,
+            None,
+            format!(
+                "MaxUse={} ({}): systemd-coredump removes every older core after each new one (measured with systemd 252: the newest is kept)",
+                s.value, s.file
+            ),
+            format!("raise MaxUse in {} or remove it (the default is 10% of the file system)", s.file),
+        ));
+    }
+    for bad in &conf.bad_lines {
+        out.push(finding(
+            "coredump-conf-unparsed",
+            Severity::Info,
+            None,
+            format!("a coredump.conf line crashtrace could not read: {bad}"),
+            "check the line against coredump.conf(5); systemd ignores what it cannot parse",
+        ));
     }
 }
 
@@ -692,7 +757,40 @@ mod tests {
                 tracefs: Tracefs::Mounted("/sys/kernel/tracing".into()),
                 connect_tracepoints: Some(true),
             },
+            coredump_conf: None,
         }
+    }
+
+    fn conf(text: &str) -> crate::coredump_conf::CoredumpConf {
+        let mut c = crate::coredump_conf::CoredumpConf::default();
+        c.apply("/etc/systemd/coredump.conf.d/x.conf", text);
+        c
+    }
+
+    #[test]
+    fn coredump_conf_that_keeps_nothing_is_a_loss() {
+        let base = systemd(SocketFile::Socket, vec![SockType::Seqpacket], "systemd");
+        let ids = |f: &[Finding]| f.iter().map(|x| (x.id, x.severity)).collect::<Vec<_>>();
+        let clean = diagnose(&HostFacts { coredump_conf: Some(conf("[Coredump]\nStorage=external\n")), ..base.clone() });
+        assert!(!clean.iter().any(|f| f.id.starts_with("coredump-conf")), "{clean:?}");
+
+        let none = diagnose(&HostFacts { coredump_conf: Some(conf("[Coredump]\nStorage=none\n")), ..base.clone() });
+        let f = none.iter().find(|f| f.id == "coredump-conf-keeps-nothing").expect("Storage=none is found");
+        assert_eq!((f.severity, f.verdict), (Severity::Loss, Some(Verdict::CollectorDiscarded)));
+        assert!(f.cause.contains("Storage=none") && f.fix.contains("/etc/systemd/coredump.conf.d/x.conf"), "{f:?}");
+        assert!(predicts_loss(&none));
+
+        let zero = diagnose(&HostFacts { coredump_conf: Some(conf("[Coredump]\nProcessSizeMax=0\n")), ..base.clone() });
+        assert!(ids(&zero).contains(&("coredump-conf-keeps-nothing", Severity::Loss)), "{zero:?}");
+
+        let tiny = diagnose(&HostFacts { coredump_conf: Some(conf("[Coredump]\nExternalSizeMax=4096\nMaxUse=1\nBogus\n")), ..base.clone() });
+        assert_eq!(
+            ids(&tiny).into_iter().filter(|(id, _)| id.starts_with("coredump-conf")).collect::<Vec<_>>(),
+            vec![("coredump-conf-tiny-limit", Severity::Warn), ("coredump-conf-tiny-limit", Severity::Warn), ("coredump-conf-unparsed", Severity::Info)]
+        );
+        // JournalSizeMax only matters with Storage=journal.
+        let journal = diagnose(&HostFacts { coredump_conf: Some(conf("[Coredump]\nJournalSizeMax=10\n")), ..base });
+        assert!(!journal.iter().any(|f| f.id.starts_with("coredump-conf")), "{journal:?}");
     }
 
     fn pipe(pattern: &str, helper: &str, state: PathState) -> HostFacts {

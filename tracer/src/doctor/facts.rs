@@ -51,6 +51,9 @@ pub struct HostFacts {
     pub target: Option<ProcessFacts>,
     pub cgroup: CgroupFacts,
     pub hooks: HookFacts,
+    /// systemd-coredump's settings (coredump.conf and drop-ins), when the
+    /// pattern pipes to it.
+    pub coredump_conf: Option<crate::coredump_conf::CoredumpConf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -291,6 +294,10 @@ impl HostFacts {
             target,
             cgroup: cgroup_facts(),
             hooks: hook_facts(),
+            coredump_conf: match &mode {
+                DumpMode::Pipe { helper, .. } if is_systemd_coredump(helper) => Some(crate::coredump_conf::CoredumpConf::read()),
+                _ => None,
+            },
         })
     }
 }

@@ -9,8 +9,11 @@ use tracer_common::signal::{is_core_signal, SIG_DFL};
 
 use crate::{
     chain::Chain,
-    core_pattern::{self, CoreSettings},
+    core_location::{self, Collector, CoreLocation, FoundBy},
+    core_pattern::{self, CoreSettings, DumpMode},
+    coredump_conf::CoredumpConf,
     event::{Body, Event},
+    report::store,
     watched,
 };
 
@@ -73,6 +76,11 @@ pub fn core_settings() -> Option<CoreSettings> {
 pub fn cgroup_v2_path(tgid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
+}
+
+/// A process's working directory (/proc/TGID/cwd), while it lives.
+pub fn cwd(tgid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()?.to_str().map(str::to_string)
 }
 
 /// The text of /proc/TGID/maps, for symbolising its stack later.
@@ -149,6 +157,249 @@ impl Enricher {
     }
 }
 
+/// Directory entries looked at per store scan, at most.
+const CORE_SCAN_MAX: usize = 10_000;
+/// Bytes of a core (or an apport report) read to check it.
+const CORE_HEAD_MAX: usize = 256 * 1024;
+/// How long `journalctl` may take to answer before it is killed.
+const JOURNALCTL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Kernel log records read per lookup, at most.
+const KMSG_MAX: usize = 20_000;
+pub const APPORT_DIR: &str = "/var/crash";
+
+/// A regular file opened without following a symlink and without blocking
+/// (a FIFO planted in a dump directory must not hang the tracer), and its size.
+fn open_regular(path: &std::path::Path) -> Option<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    meta.is_file().then_some((f, meta.len()))
+}
+
+fn read_head(f: &mut std::fs::File, max: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let _ = f.take(max as u64).read_to_end(&mut buf);
+    buf
+}
+
+/// Names in `dir` that `matches`, modified no earlier than `not_before_ns`
+/// (wall clock), newest first; at most [`CORE_SCAN_MAX`] entries are read.
+/// Entries are not followed: only regular files count.
+fn scan(dir: &std::path::Path, not_before_ns: u64, matches: impl Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<(u64, std::path::PathBuf)> = rd
+        .take(CORE_SCAN_MAX)
+        .flatten()
+        .filter(|e| e.file_name().to_str().map(&matches).unwrap_or(false))
+        // symlink_metadata: the entry itself, never what a link points to.
+        .filter_map(|e| e.path().symlink_metadata().ok().filter(|m| m.is_file()).map(|m| (m, e.path())))
+        .map(|(m, p)| ((m.mtime().max(0) as u64).saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec().max(0) as u64), p))
+        .filter(|(t, _)| *t >= not_before_ns)
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// One extended attribute of an open file, as text.
+fn xattr(f: &std::fs::File, name: &str) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = [0u8; 256];
+    // SAFETY: the fd is open for the call, the name is NUL-terminated and the
+    // buffer's length is passed.
+    let n = unsafe { libc::fgetxattr(f.as_raw_fd(), cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+/// systemd-coredump's kernel-log lines since `since_ns` (monotonic) that
+/// say why a core was not kept.
+fn kmsg_reasons(since_ns: u64) -> Vec<String> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let Ok(mut f) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg") else { return Vec::new() };
+    let mut records = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    for _ in 0..KMSG_MAX {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => records.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            // EPIPE: a record was overwritten while reading; go on.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    core_location::coredump_kmsg_reasons(records.iter().map(String::as_str), since_ns, 2)
+}
+
+/// `journalctl -o json COREDUMP_PID=pid`, bounded in time; None without a
+/// journalctl or a journal entry.
+fn journal_entry(pid: u32) -> Option<core_location::JournalCoredump> {
+    use std::{io::Read, process::{Command, Stdio}};
+    let exe = ["/usr/bin/journalctl", "/bin/journalctl"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let mut child = Command::new(exe)
+        .args(["-o", "json", "--no-pager", "-q", "-n", "5", &format!("COREDUMP_PID={pid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() < JOURNALCTL_TIMEOUT => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut text = String::new();
+    child.stdout.take()?.take(1 << 20).read_to_string(&mut text).ok()?;
+    core_location::parse_journal(&text, pid)
+}
+
+/// Looks for the core of a chain whose dump is over, where its collector
+/// (or core_pattern) puts it. None: not found yet, look again later;
+/// `last` is the final attempt, which says what was searched and why
+/// nothing is there. `wall_start_ns` is the crash's wall-clock time.
+pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool) -> Option<CoreLocation> {
+    let dump = chain.dump.as_ref()?;
+    let tgid = chain.crasher.tgid;
+    let not_before = wall_start_ns.saturating_sub(store::SLACK_NS);
+    match &dump.mode {
+        DumpMode::Empty => None,
+        DumpMode::Socket { path, .. } => Some(CoreLocation::on_word(
+            FoundBy::Socket,
+            Some(path.clone()),
+            "the kernel sent the core to the socket; what its reader kept cannot be seen from here",
+        )),
+        DumpMode::File { path } => {
+            let hostname = read_trimmed("/proc/sys/kernel/hostname");
+            let ctx = store::ChainContext {
+                chain,
+                wall_start_ns,
+                hostname: Some(hostname.as_str()).filter(|h| !h.is_empty()),
+                boot_id: None,
+                core_uses_pid: core_settings().map(|s| s.core_uses_pid),
+            };
+            // The kernel resolves a relative pattern against the crasher's cwd.
+            let path = match cwd {
+                Some(cwd) if !path.starts_with('/') => format!("{}/{path}", cwd.trim_end_matches('/')),
+                _ => path.clone(),
+            };
+            let (dir, names) = match store::pattern_location(&path, &ctx) {
+                Ok(l) => l,
+                Err(why) => {
+                    let mut loc = CoreLocation::on_word(FoundBy::FilePattern, None, &why);
+                    loc.found_by = None;
+                    return last.then_some(loc);
+                }
+            };
+            let candidates = scan(&dir, not_before, |n| names.iter().any(|t| store::glob(t, n)));
+            for p in candidates {
+                let Some((mut f, size)) = open_regular(&p) else { continue };
+                let head = read_head(&mut f, CORE_HEAD_MAX);
+                let truncated = core_location::elf_core_truncated(&head, size)
+                    // Headers unreadable: a core cut at the limit is at most a page short of it.
+                    .unwrap_or_else(|| dump.rlimit_core.map(|l| size + 4096 > l).unwrap_or(false));
+                return Some(CoreLocation::found(p.display().to_string(), Some(size), truncated, FoundBy::FilePattern));
+            }
+            last.then(|| {
+                let mut loc = CoreLocation::missing(vec![dir.display().to_string()], None);
+                loc.known_store = false;
+                loc
+            })
+        }
+        DumpMode::Pipe { helper, .. } => match core_location::collector_of(helper) {
+            Collector::SystemdCoredump => {
+                let dir = std::path::Path::new(store::SYSTEMD_COREDUMP_DIR);
+                for p in scan(dir, not_before, |n| store::systemd_name_matches(n, tgid, None)) {
+                    let Some((f, size)) = open_regular(&p) else { continue };
+                    // The name can be forged by anyone who can write there;
+                    // systemd-coredump's xattrs name the pid it dumped.
+                    match xattr(&f, "user.coredump.pid") {
+                        Some(pid) if pid.trim() != tgid.to_string() => continue,
+                        _ => {}
+                    }
+                    let mut loc = CoreLocation::found(p.display().to_string(), Some(size), false, FoundBy::SystemdCoredumpFile);
+                    loc.note = Some("size is of the compressed file; a truncated core is only reported by the journal".into());
+                    return Some(loc);
+                }
+                if !last {
+                    return None;
+                }
+                let journal = journal_entry(tgid);
+                if let Some(j) = &journal
+                    && let Some(file) = &j.filename
+                    && let Some((_, size)) = open_regular(std::path::Path::new(file))
+                {
+                    return Some(CoreLocation::found(file.clone(), Some(size), j.truncated, FoundBy::Journal));
+                }
+                let mut reasons = kmsg_reasons(chain.first_ts_ns);
+                if let Some(m) = journal.as_ref().and_then(|j| j.message.clone()) {
+                    reasons.push(m);
+                }
+                let conf = CoredumpConf::read();
+                if let Some(r) = conf.keeps_nothing(None) {
+                    reasons.push(format!("coredump.conf has {r}"));
+                } else {
+                    // The size limits name what the log line only numbers.
+                    let limits = conf.limits();
+                    if !limits.is_empty() {
+                        reasons.push(format!("coredump.conf sets {}", limits.join(", ")));
+                    }
+                }
+                if let Some(j) = &journal
+                    && j.filename.is_none()
+                    && conf.storage.as_ref().map(|s| s.value == "journal").unwrap_or(false)
+                {
+                    // Storage=journal: the core is a field of the journal entry.
+                    let mut loc = CoreLocation::on_word(FoundBy::Journal, Some(format!("journal:COREDUMP_PID={tgid}")), "Storage=journal: the core is in the journal entry");
+                    loc.truncated = j.truncated;
+                    loc.known_store = true;
+                    return Some(loc);
+                }
+                let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+                Some(CoreLocation::missing(vec![store::SYSTEMD_COREDUMP_DIR.into()], reason))
+            }
+            Collector::Apport => {
+                let dir = std::path::Path::new(APPORT_DIR);
+                for p in scan(dir, not_before, |n| n.ends_with(".crash")) {
+                    let Some((mut f, size)) = open_regular(&p) else { continue };
+                    if core_location::apport_names_pid(&String::from_utf8_lossy(&read_head(&mut f, CORE_HEAD_MAX)), tgid) {
+                        return Some(CoreLocation::found(p.display().to_string(), Some(size), false, FoundBy::Apport));
+                    }
+                }
+                last.then(|| CoreLocation::missing(vec![APPORT_DIR.into()], None))
+            }
+            Collector::Corekeeper => {
+                let dir = std::path::Path::new(APPORT_DIR);
+                let mut dirs = vec![dir.to_path_buf()];
+                if let Ok(rd) = std::fs::read_dir(dir) {
+                    // corekeeper keeps one directory per user under /var/crash.
+                    dirs.extend(rd.take(256).flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+                }
+                for d in &dirs {
+                    if let Some(p) = scan(d, not_before, |n| store::has_number(n, tgid)).into_iter().next()
+                        && let Some((_, size)) = open_regular(&p)
+                    {
+                        return Some(CoreLocation::found(p.display().to_string(), Some(size), false, FoundBy::Corekeeper));
+                    }
+                }
+                last.then(|| CoreLocation::missing(vec![APPORT_DIR.into()], None))
+            }
+            Collector::Other => Some(CoreLocation::on_word(
+                FoundBy::CollectorExit,
+                None,
+                &format!("crashtrace knows no store of {helper}: its exit status is the only word that it kept the core"),
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +413,48 @@ mod tests {
         assert!(!r.allow(s + 20));
         assert!(!r.allow(s + 999_999_999));
         assert!(r.allow(s + 1_000_000_000));
+    }
+
+    fn file_chain(pattern: &str, tgid: u32, rlimit: Option<u64>) -> Chain {
+        let mut c = Chain::new(1, crate::event::Proc { pid: tgid, tgid, comm: "app".into() }, 11, 0);
+        c.dump = Some(crate::chain::Dump {
+            hook: crate::event::DumpHook::Inferred,
+            mode: core_pattern::parse_core_pattern(pattern),
+            core_pattern: pattern.into(),
+            rlimit_core: rlimit,
+            dumpable: Some(1),
+            helper_executable: None,
+            over_pipe_limit: false,
+        });
+        c.kernel_said_dumped = true;
+        c
+    }
+
+    #[test]
+    fn a_relative_pattern_is_found_in_the_crashers_cwd_and_links_and_fifos_are_not_cores() {
+        let dir = std::env::temp_dir().join(format!("crashtrace-locate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cwd = dir.display().to_string();
+        // A symlink and a FIFO with the core's name: neither is followed or read.
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("core.4242")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("core.4343").display().to_string()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(locate_core(&file_chain("core.%p", 4242, None), 0, Some(&cwd), false), None);
+        assert_eq!(locate_core(&file_chain("core.%p", 4343, None), 0, Some(&cwd), false), None);
+        let missing = locate_core(&file_chain("core.%p", 4242, None), 0, Some(&cwd), true).unwrap();
+        assert_eq!((missing.path, missing.searched), (None, vec![cwd.clone()]));
+        // Without the cwd a relative pattern cannot be looked for.
+        assert!(locate_core(&file_chain("core.%p", 4444, None), 0, None, true).unwrap().note.unwrap().contains("relative"));
+
+        std::fs::write(dir.join("core.4444"), vec![7u8; 5000]).unwrap();
+        let found = locate_core(&file_chain("core.%p", 4444, Some(8192)), 0, Some(&cwd), false).unwrap();
+        assert_eq!(found.path, Some(format!("{cwd}/core.4444")));
+        assert_eq!((found.size, found.found_by), (Some(5000), Some(FoundBy::FilePattern)));
+        // Not an ELF core: within a page of RLIMIT_CORE counts as cut short.
+        assert!(found.truncated);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use crate::{
     chain::Chain,
-    core_pattern::CoreSettings,
-    correlate::Correlator,
+    core_pattern::{CoreSettings, DumpMode},
+    correlate::{Correlator, CORE_LOOKUP_WINDOW_NS},
     decode::DecodeError,
     event::{Body, Event, Proc},
     record::{EventRecord, Record, Summary},
@@ -17,6 +17,8 @@ use crate::{
 
 use super::{enrich::{self, Enricher}, watch::WatchedPid};
 
+/// Working directories kept for crashers at most.
+const CWDS_MAX: usize = 1024;
 /// Undecodable records reported on stderr, at most; more are only counted.
 const DECODE_ERRORS_PRINTED: u64 = 10;
 
@@ -32,6 +34,8 @@ pub struct Pipeline {
     settings: Option<CoreSettings>,
     /// Wall-clock ns minus monotonic ns, from the start.
     mono_to_wall: i128,
+    /// Crashers' working directories, for a relative file pattern (bounded).
+    cwds: std::collections::BTreeMap<u32, String>,
     pub decode_errors: u64,
 }
 
@@ -70,6 +74,7 @@ impl Pipeline {
             sinks,
             settings: None,
             mono_to_wall,
+            cwds: Default::default(),
             decode_errors: 0,
         }
     }
@@ -141,6 +146,15 @@ impl Pipeline {
             if let Some(path) = enrich::cgroup_v2_path(ev.task.tgid) {
                 self.correlator.learn_cgroup_path(ev.cgroup_id, path);
             }
+            // A relative file pattern is relative to the crasher's working
+            // directory, which is only to be read while it lives.
+            let relative = self.settings.as_ref().map(|s| matches!(s.mode(), DumpMode::File { path } if !path.starts_with('/'))).unwrap_or(false);
+            if relative && let Some(cwd) = enrich::cwd(ev.task.tgid) {
+                if self.cwds.len() >= CWDS_MAX {
+                    self.cwds.pop_first();
+                }
+                self.cwds.insert(ev.task.tgid, cwd);
+            }
         }
         self.event(&ev);
         for chain in ended {
@@ -188,13 +202,38 @@ impl Pipeline {
 
     /// Ends every open chain.
     pub fn flush(&mut self) {
+        self.locate_cores(0, true);
         for chain in self.correlator.flush() {
             self.verdict(chain);
         }
     }
 
+    /// Looks for the cores of chains whose dump is over (retrying on each
+    /// tick for a while: a collector may write after it exits), and records
+    /// each result as a `core-located` event, so the chain, the log and
+    /// `report` all have it. `all_last`: the final attempt for every chain.
+    fn locate_cores(&mut self, now_ns: u64, all_last: bool) {
+        for req in self.correlator.core_requests() {
+            let last = all_last || now_ns >= req.complete_at_ns.saturating_add(CORE_LOOKUP_WINDOW_NS);
+            let wall_start = wall(req.chain.first_ts_ns, self.mono_to_wall);
+            let cwd = self.cwds.get(&req.chain.crasher.tgid).map(String::as_str);
+            let Some(loc) = enrich::locate_core(&req.chain, wall_start, cwd, last) else { continue };
+            self.cwds.remove(&req.chain.crasher.tgid);
+            let ev = Event {
+                ts_ns: now_ns.max(req.chain.last_ts_ns),
+                cpu: 0,
+                task: req.chain.crasher.clone(),
+                cgroup_id: req.chain.cgroup_id,
+                body: Body::CoreLocated(loc),
+            };
+            self.correlator.feed(&ev);
+            self.event(&ev);
+        }
+    }
+
     /// The chains the idle timeouts end at `now_ns`.
     pub fn tick(&mut self, now_ns: u64) {
+        self.locate_cores(now_ns, false);
         for chain in self.correlator.tick(now_ns) {
             self.verdict(chain);
         }
@@ -270,10 +309,27 @@ mod tests {
     fn a_fixture_replayed_gives_its_events_its_verdict_and_a_summary() {
         let records = run("kill-segv", Scope::default());
         let events = records.iter().filter(|r| matches!(r, Record::Event(_))).count();
-        assert_eq!(events, fixture_events("kill-segv").len());
-        let verdicts: Vec<Option<Verdict>> =
-            records.iter().filter_map(|r| if let Record::Verdict(c) = r { Some(c.verdict) } else { None }).collect();
-        assert_eq!(verdicts, vec![Some(Verdict::Stored)]);
+        // Plus the lookup of the core at the flush: the fixture's core file
+        // is long gone, so it was searched for and not found.
+        assert_eq!(events, fixture_events("kill-segv").len() + 1);
+        let located: Vec<&crate::core_location::CoreLocation> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => match &e.event.body {
+                    Body::CoreLocated(l) => Some(l),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(located.len(), 1);
+        assert_eq!((located[0].path.as_deref(), located[0].searched.clone()), (None, vec!["/tmp/tmp.IStF75IVD9".to_string()]));
+        let verdicts: Vec<(Option<Verdict>, String)> =
+            records.iter().filter_map(|r| if let Record::Verdict(c) = r { Some((c.verdict, c.reason.clone())) } else { None }).collect();
+        assert_eq!(verdicts.len(), 1);
+        // A file the kernel wrote and that is gone since: its word stands.
+        assert_eq!(verdicts[0].0, Some(Verdict::Stored));
+        assert!(verdicts[0].1.contains("the core file was not found"), "{}", verdicts[0].1);
         let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
         assert_eq!((s.chains, s.decode_errors), (1, 1));
         assert_eq!(s.events as usize, events);

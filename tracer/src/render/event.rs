@@ -47,6 +47,10 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
         Body::ProcessExit { exit_code, roles, .. } => format!("{} exited: {} [{}]", ev.task, describe_exit(*exit_code), roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")),
         Body::ProcessFork { child } => format!("{} forked {child}", ev.task),
         Body::CoreSettings(s) => format!("core_pattern={} core_pipe_limit={}", Quoted(&s.core_pattern), s.core_pipe_limit),
+        Body::CoreLocated(l) => match &l.path {
+            Some(_) => format!("core at {}", l.describe()),
+            None => format!("no core found (searched {})", l.searched.join(", ")),
+        },
         Body::SysctlWrite { name, old_value, new_value } => {
             format!("{} wrote {name}: {} -> {}", ev.task, Quoted(old_value), Quoted(new_value))
         }

@@ -35,7 +35,8 @@ pub enum Section {
     PossibleCause,
     /// `report`: the verdict record or the rebuild this block shows.
     Source,
-    /// `report`: where the core is, or that it is missing.
+    /// Where the core is (the live lookup), or, in `report`, what the
+    /// stores hold now.
     Core,
     Timeline,
     Stack,
@@ -112,6 +113,23 @@ impl Block {
             }
             if c.connects_dropped > 0 {
                 b.line(Section::Collector, format_args!("              … {} more connects not kept", c.connects_dropped));
+            }
+        }
+        if let Some(core) = &chain.core {
+            match &core.path {
+                Some(_) => b.line(Section::Core, format_args!("   core       {}", core.describe())),
+                None if !core.searched.is_empty() => b.line(Section::Core, format_args!("   core       not found in {}", core.searched.join(", "))),
+                None => {}
+            }
+            if let Some(d) = &core.discarded {
+                b.line(Section::Core, format_args!("              collector's reason: {d}"));
+            }
+            if let Some(n) = &core.note {
+                b.line(Section::Core, format_args!("              {n}"));
+            }
+            if core.truncated {
+                let warning = "WARNING    the core is truncated: the collector or RLIMIT_CORE cut it short";
+                b.line(Section::Warning, format_args!("   {}", style.red(warning)));
             }
         }
         if let Some(p) = chain.linked_to {
@@ -198,6 +216,22 @@ pub fn verdict_block(chain: &Chain, mono_to_wall: i128, style: Style) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core_location::{CoreLocation, FoundBy};
+
+    #[test]
+    fn a_truncated_core_is_shown_with_a_warning_and_a_discarded_one_with_its_reason() {
+        let mut c = Chain::new(1, crate::event::Proc { pid: 7, tgid: 7, comm: "app".into() }, 11, 0);
+        c.verdict = Some(Verdict::Stored);
+        c.core = Some(CoreLocation::found("/cores/core.7".into(), Some(61440), true, FoundBy::FilePattern));
+        let text = Block::of_chain(&c, 0, Style::default()).render();
+        assert!(text.contains("   core       /cores/core.7 (61440 bytes, truncated, found by file-pattern)\n"), "{text}");
+        assert!(text.contains("WARNING    the core is truncated"), "{text}");
+        c.core = Some(CoreLocation::missing(vec!["/var/lib/systemd/coredump".into()], Some("Storage=none (/run/x.conf)".into())));
+        c.verdict = Some(Verdict::CollectorDiscarded);
+        let text = Block::of_chain(&c, 0, Style::default()).render();
+        assert!(text.contains("   core       not found in /var/lib/systemd/coredump\n              collector's reason: Storage=none (/run/x.conf)\n"), "{text}");
+        assert!(!text.contains("truncated"), "{text}");
+    }
 
     #[test]
     fn sections_go_where_their_kind_belongs_whatever_the_order_added() {

@@ -176,7 +176,11 @@ impl Printer for TextPrinter {
                 );
             }
         }
+        // The live tracer's lookup is in the block already; the stores are
+        // shown only where they say something else (the core moved or went).
+        let live_path = c.chain.core.as_ref().and_then(|l| l.path.as_deref());
         match c.core {
+            Some(CoreStatus::Found { path }) if live_path == path.to_str() => {}
             Some(CoreStatus::Found { path }) if verdict == Verdict::Stored => {
                 block.line(Section::Core, format_args!("   core       {}", Escaped(&path.to_string_lossy())));
             }

@@ -15,6 +15,9 @@
 //! A core is *orphaned* when it looks like a core (ELF ET_CORE, or a name
 //! starting with "core"), is dated within the span of the logs read, and no
 //! chain claims it. Listings are read once per directory and capped.
+//!
+//! The name matching here is shared with the live tracer's core lookup
+//! ([`crate::live::enrich::locate_core`]), so both find the same file.
 
 use std::{
     collections::HashMap,
@@ -32,7 +35,7 @@ pub const SYSTEMD_COREDUMP_DIR: &str = "/var/lib/systemd/coredump";
 /// Entries read per directory at most.
 const MAX_DIR_ENTRIES: usize = 100_000;
 /// Slack for a core's mtime against the crash's wall time.
-const SLACK_NS: u64 = 2_000_000_000;
+pub(crate) const SLACK_NS: u64 = 2_000_000_000;
 
 /// Where a chain's core is, as far as the stores tell.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -83,7 +86,7 @@ enum Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Lit(String),
     Any,
 }
@@ -250,7 +253,7 @@ fn is_elf_core(path: &Path) -> bool {
 
 /// The directory of a file pattern and the file-name patterns a core of this
 /// chain would match.
-fn pattern_location(pattern: &str, ctx: &ChainContext) -> Result<(PathBuf, Vec<Vec<Token>>), String> {
+pub(crate) fn pattern_location(pattern: &str, ctx: &ChainContext) -> Result<(PathBuf, Vec<Vec<Token>>), String> {
     if crate::core_pattern::is_discarding_file(pattern) {
         return Err(format!("the pattern writes to {pattern}"));
     }
@@ -319,7 +322,7 @@ fn expand(pattern: &str, ctx: &ChainContext) -> Vec<Token> {
 }
 
 /// Whether `name` matches the tokens (literals and `*`-like wildcards).
-fn glob(tokens: &[Token], name: &str) -> bool {
+pub(crate) fn glob(tokens: &[Token], name: &str) -> bool {
     match tokens.split_first() {
         None => name.is_empty(),
         Some((Token::Lit(l), rest)) => name.strip_prefix(l.as_str()).map(|n| glob(rest, n)).unwrap_or(false),
@@ -336,7 +339,7 @@ fn glob(tokens: &[Token], name: &str) -> bool {
 
 /// systemd-coredump's `core.COMM.UID.BOOTID.PID.USEC[.COMPRESSION]`, read
 /// from the right since COMM may hold dots.
-fn systemd_name_matches(name: &str, tgid: u32, boot: Option<&str>) -> bool {
+pub(crate) fn systemd_name_matches(name: &str, tgid: u32, boot: Option<&str>) -> bool {
     let Some(rest) = name.strip_prefix("core.") else { return false };
     let parts: Vec<&str> = rest.split('.').collect();
     let pid = tgid.to_string();
@@ -350,7 +353,7 @@ fn systemd_name_matches(name: &str, tgid: u32, boot: Option<&str>) -> bool {
 }
 
 /// Whether `name` holds `n` as a whole number (not part of a longer one).
-fn has_number(name: &str, n: u32) -> bool {
+pub(crate) fn has_number(name: &str, n: u32) -> bool {
     name.split(|c: char| !c.is_ascii_digit()).any(|part| part == n.to_string())
 }
 
