@@ -339,6 +339,10 @@ pub struct Report<W: Write, E: Write> {
     correlator: Correlator,
     next_tick_ns: u64,
     pending: BTreeMap<(u64, u64), Item>,
+    /// The keys of `pending`'s chains by crasher tgid: pairing a rebuild
+    /// with its verdict record looks at that process's chains only, not at
+    /// every waiting one (millions of crashes in a log).
+    pending_by_tgid: HashMap<u32, Vec<(u64, u64)>>,
     seq: u64,
     /// The latest event time of the current run.
     watermark: u64,
@@ -388,6 +392,7 @@ impl<W: Write, E: Write> Report<W, E> {
             correlator: Correlator::new(Config::default()),
             next_tick_ns: 0,
             pending: BTreeMap::new(),
+            pending_by_tgid: HashMap::new(),
             seq: 0,
             watermark: 0,
             stores,
@@ -913,17 +918,13 @@ impl<W: Write, E: Write> Report<W, E> {
 
     /// Pairs a verdict record with a waiting rebuild, or waits for one.
     fn insert_recorded(&mut self, chain: Chain, place: Place) {
-        let slot = self.pending.values_mut().find_map(|item| match item {
-            Item::Chain(s) if s.recorded.is_none() && s.rebuilt.as_ref().map(|r| same_crash(r, &chain)).unwrap_or(false) => Some(s),
-            _ => None,
-        });
-        match slot {
-            Some(s) => s.recorded = Some((chain, place)),
-            None => {
-                self.seq += 1;
-                let key = (chain.first_ts_ns, self.seq);
+        let key = self.pending_chain(&chain, |s| s.recorded.is_none() && s.rebuilt.as_ref().map(|r| same_crash(r, &chain)).unwrap_or(false));
+        match key.and_then(|k| self.pending.get_mut(&k)) {
+            Some(Item::Chain(s)) => s.recorded = Some((chain, place)),
+            _ => {
+                let (tgid, first_ts_ns) = (chain.crasher.tgid, chain.first_ts_ns);
                 let slot = Slot { recorded: Some((chain, place)), rebuilt: None, stamp: self.watermark };
-                self.pending.insert(key, Item::Chain(Box::new(slot)));
+                self.insert_slot(tgid, first_ts_ns, slot);
             }
         }
     }
@@ -936,17 +937,43 @@ impl<W: Write, E: Write> Report<W, E> {
             chain.reason = "rebuilt from events, but the log holds no core settings (no header or core-settings record) before this crash".into();
             chain.missing = Some("core-settings".into());
         }
-        let slot = self.pending.values_mut().find_map(|item| match item {
-            Item::Chain(s) if s.rebuilt.is_none() && s.recorded.as_ref().map(|(r, _)| same_crash(r, &chain)).unwrap_or(false) => Some(s),
-            _ => None,
-        });
-        match slot {
-            Some(s) => s.rebuilt = Some(chain),
-            None => {
-                self.seq += 1;
-                let key = (chain.first_ts_ns, self.seq);
+        let key = self.pending_chain(&chain, |s| s.rebuilt.is_none() && s.recorded.as_ref().map(|(r, _)| same_crash(r, &chain)).unwrap_or(false));
+        match key.and_then(|k| self.pending.get_mut(&k)) {
+            Some(Item::Chain(s)) => s.rebuilt = Some(chain),
+            _ => {
+                let (tgid, first_ts_ns) = (chain.crasher.tgid, chain.first_ts_ns);
                 let slot = Slot { recorded: None, rebuilt: Some(chain), stamp: self.watermark };
-                self.pending.insert(key, Item::Chain(Box::new(slot)));
+                self.insert_slot(tgid, first_ts_ns, slot);
+            }
+        }
+    }
+
+    /// The first waiting chain (in `pending`'s order) of `chain`'s process
+    /// that `pick` accepts.
+    fn pending_chain(&self, chain: &Chain, pick: impl Fn(&Slot) -> bool) -> Option<(u64, u64)> {
+        let keys = self.pending_by_tgid.get(&chain.crasher.tgid)?;
+        keys.iter()
+            .copied()
+            .filter(|k| matches!(self.pending.get(k), Some(Item::Chain(s)) if pick(s)))
+            .min()
+    }
+
+    fn insert_slot(&mut self, tgid: u32, first_ts_ns: u64, slot: Slot) {
+        self.seq += 1;
+        let key = (first_ts_ns, self.seq);
+        self.pending.insert(key, Item::Chain(Box::new(slot)));
+        self.pending_by_tgid.entry(tgid).or_default().push(key);
+    }
+
+    /// Forgets a chain taken out of `pending` from the tgid index.
+    fn unindex(&mut self, key: (u64, u64), slot: &Slot) {
+        let Some(tgid) = slot.recorded.as_ref().map(|(c, _)| c.crasher.tgid).or(slot.rebuilt.as_ref().map(|c| c.crasher.tgid)) else {
+            return;
+        };
+        if let Some(keys) = self.pending_by_tgid.get_mut(&tgid) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.pending_by_tgid.remove(&tgid);
             }
         }
     }
@@ -973,9 +1000,12 @@ impl<W: Write, E: Write> Report<W, E> {
             if !ready {
                 break;
             }
-            match self.pending.pop_first().map(|(_, item)| item) {
-                Some(Item::Chain(slot)) => self.show_chain(*slot)?,
-                Some(Item::Gap(gap)) => self.show_gap(&gap)?,
+            match self.pending.pop_first() {
+                Some((key, Item::Chain(slot))) => {
+                    self.unindex(key, &slot);
+                    self.show_chain(*slot)?
+                }
+                Some((_, Item::Gap(gap))) => self.show_gap(&gap)?,
                 None => break,
             }
         }

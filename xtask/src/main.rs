@@ -72,6 +72,10 @@ enum Task {
         /// Leave out the verdict records, so `report` rebuilds every chain.
         #[arg(long)]
         no_verdicts: bool,
+        /// Instead: this many fatal signals caught by handlers, each in a
+        /// process of its own (state that grows with processes).
+        #[arg(long, value_name = "N", conflicts_with_all = ["events", "no_verdicts"])]
+        handled: Option<u64>,
         #[arg(default_value = "/tmp/crashtrace-bench.jsonl")]
         path: std::path::PathBuf,
     },
@@ -265,8 +269,11 @@ fn main() -> Result<()> {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)
         }
-        Task::BenchLog { events, no_verdicts, path } => {
-            let written = bench::synth_log::write(&root().join("tracer/tests/fixtures"), &path, events, !no_verdicts)?;
+        Task::BenchLog { events, no_verdicts, handled, path } => {
+            let written = match handled {
+                Some(n) => bench::synth_log::write_handled(&path, n)?,
+                None => bench::synth_log::write(&root().join("tracer/tests/fixtures"), &path, events, !no_verdicts)?,
+            };
             eprintln!("wrote {written} events to {}", path.display());
             Ok(())
         }

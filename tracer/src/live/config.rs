@@ -122,6 +122,9 @@ impl LiveConfig {
         [
             ("pid", self.pid != new.pid),
             ("cgroup", self.cgroup != new.cgroup),
+            ("container", self.container != new.container),
+            ("unit", self.unit != new.unit),
+            ("heartbeat", self.heartbeat != new.heartbeat),
             ("duration", self.duration != new.duration),
             ("fail_on_drop", self.fail_on_drop != new.fail_on_drop),
             ("bpf_object", a.bpf_object != b.bpf_object),

@@ -88,6 +88,9 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
     {
         anyhow::bail!("no process with pid {pid}; check the number with `ps -p {pid}`");
     }
+    // Before any sink is opened: a user who may not trace must not get
+    // crashtrace to create, append to or rotate a log either.
+    loader::check_privileges()?;
     let sinks: Vec<Box<dyn Sink>> = config.sinks.iter().map(|s| s.open()).collect::<Result<_, _>>()?;
     let object_bytes;
     let object: &[u8] = match (&config.load.bpf_object, EMBEDDED_OBJECT) {

@@ -188,6 +188,11 @@ pub fn warn(line: &str) {
     if !text.ends_with('\n') {
         text.push('\n');
     }
+    write_stderr(&text);
+}
+
+/// Writes `text` to stderr as it is, with [`warn`]'s guarantees.
+pub fn write_stderr(text: &str) {
     if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
         STDIO_DROPPED.fetch_add(1, Ordering::Relaxed);
     }
