@@ -13,6 +13,10 @@ use crate::{
 /// must not grow it without bound.
 pub const TIMELINE_MAX: usize = 48;
 
+/// How many connects of a collector a chain keeps: a collector retrying in
+/// a loop must not grow its chain without bound. The rest are counted.
+pub const CONNECTS_MAX: usize = 32;
+
 tracer_common::named_enum! {
     serde
     /// How a chain ended. The names are stable identifiers (JSON, `report
@@ -123,7 +127,11 @@ pub struct Collector {
     pub filename: String,
     pub argv: Vec<String>,
     pub matched_by: MatchedBy,
+    /// The first connects and the latest, [`CONNECTS_MAX`] at most.
     pub connects: Vec<Connect>,
+    /// Connects not kept because `connects` was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub connects_dropped: u32,
     /// Raw wait status of the helper (status << 8, or the killing signal).
     pub exit_code: Option<i32>,
     #[serde(default)]
@@ -140,6 +148,18 @@ impl Collector {
         }
     }
 
+    /// Keeps a connect. Once [`CONNECTS_MAX`] are kept, the newest takes
+    /// the last place and the one it replaces is counted: the first ones
+    /// and the latest stay, as the verdict rules read the latest failure.
+    pub fn connect(&mut self, connect: Connect) {
+        if self.connects.len() < CONNECTS_MAX {
+            self.connects.push(connect);
+        } else if let Some(last) = self.connects.last_mut() {
+            *last = connect;
+            self.connects_dropped = self.connects_dropped.saturating_add(1);
+        }
+    }
+
     /// Exited non-zero or by a signal.
     pub fn exit_failed(&self) -> bool {
         self.exit_code.map(|c| c != 0).unwrap_or(false)
@@ -151,6 +171,10 @@ impl Collector {
             Some(c) => describe_exit(c),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// "status 1", "SIGSEGV", "SIGSEGV, core dumped".
@@ -312,7 +336,7 @@ impl Chain {
         if self.timeline.len() < TIMELINE_MAX {
             self.timeline.push(Step { ts_ns, what: what.into() });
         } else {
-            self.timeline_dropped += 1;
+            self.timeline_dropped = self.timeline_dropped.saturating_add(1);
         }
     }
 
@@ -329,10 +353,17 @@ impl Chain {
 
     /// Whether `pid` (a thread-group id) takes part in this chain.
     pub fn involves(&self, pid: u32) -> bool {
-        self.crasher.tgid == pid
-            || self.crasher.pid == pid
-            || self.ppid == Some(pid)
-            || self.sender.as_ref().map(|s| s.tgid == pid).unwrap_or(false)
-            || self.collector.as_ref().map(|c| c.pid == pid).unwrap_or(false)
+        self.participants().any(|p| p == pid)
+    }
+
+    /// The processes (and the crashing thread) taking part: the crasher,
+    /// its parent, the sender and the collector. A scope asks its set about
+    /// each of these, instead of asking the chain about each pid it follows.
+    pub fn participants(&self) -> impl Iterator<Item = u32> + '_ {
+        [self.crasher.tgid, self.crasher.pid]
+            .into_iter()
+            .chain(self.ppid)
+            .chain(self.sender.as_ref().map(|s| s.tgid))
+            .chain(self.collector.as_ref().map(|c| c.pid))
     }
 }

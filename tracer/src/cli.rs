@@ -148,6 +148,18 @@ pub struct LiveArgs {
     #[arg(long, value_name = "N", default_value_t = crate::log::DEFAULT_KEEP)]
     pub log_keep: u32,
 
+    /// What a full disk (or a log at its --log-max-size cap that cannot be
+    /// rotated) does: `keep-tracing` (live output goes on, unwritten
+    /// records are counted and said in the log once it takes records
+    /// again) or `stop` (the tracer exits with an error).
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = crate::log::FullPolicy::KeepTracing)]
+    pub log_full: crate::log::FullPolicy,
+
+    /// Write a heartbeat record every SECS seconds (0: never), so that
+    /// `crashtrace report` can tell a quiet tracer from a dead one.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub heartbeat: u64,
+
     /// Colour for text output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

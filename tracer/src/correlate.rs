@@ -6,7 +6,7 @@
 //! signal_generate -> signal_deliver (SIG_DFL) -> [dump entry] -> helper exec
 //! -> helper connect(s) -> crasher exit -> parent's SIGCHLD -> helper exit.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::Serialize;
 use tracer_common::signal::{
@@ -106,7 +106,16 @@ pub struct Correlator {
     by_tgid: HashMap<u32, u64>,
     by_helper: HashMap<u32, u64>,
     /// Processes whose own handler caught a fatal signal: tgid -> (chain, ts).
+    /// Forgotten after the link window, and beyond [`HANDLED_MAX`] the
+    /// oldest first: every process on the host may catch a SIGSEGV.
     handled: HashMap<u32, (u64, u64)>,
+    /// `handled`'s entries in the order they were made: (tgid, ts). An
+    /// entry whose tgid was handled again since is stale and skipped.
+    handled_order: VecDeque<(u32, u64)>,
+    /// Open chains dumping into a pipe whose process has not exited, by id
+    /// (oldest first): the dumps in flight for core_pipe_limit and the ones
+    /// a new helper may belong to, without a scan of every open chain.
+    pipe_dumping: BTreeSet<u64>,
     stats: Stats,
     now_ns: u64,
     /// The last write to core_pattern seen.
@@ -123,6 +132,11 @@ pub struct Correlator {
 const RECENT_CGROUPS_MAX: usize = 1024;
 const CGROUP_PATHS_MAX: usize = 16384;
 const CGROUP_CONTEXT_MAX: usize = 8;
+/// Processes remembered for linking a crash their handler's child causes.
+/// As many as chains in flight: a handler forks its crash child at once.
+pub(crate) const HANDLED_MAX: usize = 4096;
+/// Zombies kept per cgroup note; the rest are counted in its `why`.
+const ZOMBIES_MAX: usize = 16;
 
 impl Correlator {
     pub fn new(cfg: Config) -> Self {
@@ -134,6 +148,8 @@ impl Correlator {
             by_tgid: HashMap::new(),
             by_helper: HashMap::new(),
             handled: HashMap::new(),
+            handled_order: VecDeque::new(),
+            pipe_dumping: BTreeSet::new(),
             stats: Stats::default(),
             now_ns: 0,
             pattern_write: None,
@@ -203,6 +219,8 @@ impl Correlator {
             + self.by_tgid.len()
             + self.by_helper.len()
             + self.handled.len()
+            + self.handled_order.len()
+            + self.pipe_dumping.len()
             + self.recent_cgroups.len()
             + self.cgroup_paths.len()
             + self.finished_cgroups.len()
@@ -271,6 +289,9 @@ impl Correlator {
                     let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), *hook, *rlimit_core, *dumpable));
                     dump.hook = *hook;
                     c.step(ev.ts_ns, format!("dump started (seen by {} on the kernel's dump entry)", hook.as_str()));
+                    if is_pipe_dump(c) {
+                        self.pipe_dumping.insert(id);
+                    }
                 }
             }
             Body::HelperExec { filename, argv, .. } => self.on_helper_exec(ev, filename, argv),
@@ -284,7 +305,7 @@ impl Correlator {
                         };
                         open.chain.step(ev.ts_ns, what);
                         if let Some(c) = open.chain.collector.as_mut() {
-                            c.connects.push(Connect { path: path.clone(), ret: *ret });
+                            c.connect(Connect { path: path.clone(), ret: *ret });
                         }
                     }
             }
@@ -345,10 +366,14 @@ impl Correlator {
             why: if zombies.is_empty() {
                 why.to_string()
             } else {
-                let z: Vec<String> = zombies.iter().map(|p| p.to_string()).collect();
-                format!("{why} while it still held zombie {}", z.join(", "))
+                let z: Vec<String> = zombies.iter().take(ZOMBIES_MAX).map(|p| p.to_string()).collect();
+                let more = match zombies.len().saturating_sub(ZOMBIES_MAX) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                format!("{why} while it still held zombie {}{more}", z.join(", "))
             },
-            zombies: zombies.to_vec(),
+            zombies: zombies.iter().take(ZOMBIES_MAX).cloned().collect(),
         });
     }
 
@@ -425,8 +450,14 @@ impl Correlator {
             .map(|(id, _)| *id)
             .collect();
         let mut done: Vec<Chain> = due.into_iter().filter_map(|id| self.finish(id)).collect();
+        // Oldest first: only the expired ones are looked at.
         let window = self.cfg.link_window_ns;
-        self.handled.retain(|_, (_, ts)| now < ts.saturating_add(window));
+        while let Some(&(tgid, ts)) = self.handled_order.front()
+            && now >= ts.saturating_add(window)
+        {
+            self.handled_order.pop_front();
+            self.forget_handled(tgid, ts);
+        }
         done.sort_by_key(|c| c.id);
         done
     }
@@ -450,8 +481,28 @@ impl Correlator {
         ids.into_iter().filter_map(|id| self.finish(id)).collect()
     }
 
+    /// Remembers that `tgid`'s handler caught a fatal signal (chain `id`),
+    /// forgetting the oldest such process beyond [`HANDLED_MAX`].
+    fn remember_handled(&mut self, tgid: u32, id: u64, ts: u64) {
+        self.handled.insert(tgid, (id, ts));
+        self.handled_order.push_back((tgid, ts));
+        while self.handled_order.len() > HANDLED_MAX {
+            if let Some((old, old_ts)) = self.handled_order.pop_front() {
+                self.forget_handled(old, old_ts);
+            }
+        }
+    }
+
+    /// Drops `tgid`'s entry if it is still the one made at `ts`.
+    fn forget_handled(&mut self, tgid: u32, ts: u64) {
+        if self.handled.get(&tgid).map(|(_, t)| *t) == Some(ts) {
+            self.handled.remove(&tgid);
+        }
+    }
+
     fn finish(&mut self, id: u64) -> Option<Chain> {
         let open = self.open.remove(&id)?;
+        self.pipe_dumping.remove(&id);
         let mut chain = open.chain;
         if self.by_tgid.get(&chain.crasher.tgid) == Some(&id) {
             self.by_tgid.remove(&chain.crasher.tgid);
@@ -682,7 +733,7 @@ impl Correlator {
             c.step(ev.ts_ns, format!("{} caught by handler {sa_handler:#x} in {}", c.signal, ev.task));
             open.complete_at = Some(ev.ts_ns);
             // Remember it now: the handler may fork its crash child at once.
-            self.handled.insert(ev.task.tgid, (id, ev.ts_ns));
+            self.remember_handled(ev.task.tgid, id, ev.ts_ns);
         } else if is_core_signal(sig) {
             c.disposition = Some(Disposition::Default);
             let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), DumpHook::Inferred, rlimit_core, dumpable));
@@ -701,6 +752,9 @@ impl Correlator {
                 ev.ts_ns,
                 format!("{} default action in {}: core dump (pattern {pattern:?}, RLIMIT_CORE={limit}, dumpable={dumpable_s})", c.signal, ev.task),
             );
+            if is_pipe_dump(c) {
+                self.pipe_dumping.insert(id);
+            }
         } else {
             c.disposition = Some(Disposition::Default);
             c.step(ev.ts_ns, format!("{} default action in {}: terminate, no core", c.signal, ev.task));
@@ -709,37 +763,29 @@ impl Correlator {
     }
 
     fn pipe_dumps_in_flight(&self) -> usize {
-        self.open
-            .values()
-            .filter(|o| {
-                o.chain.exit_code.is_none()
-                    && o.chain.dump.as_ref().map(|d| matches!(d.mode, DumpMode::Pipe { .. })).unwrap_or(false)
-            })
-            .count()
+        self.pipe_dumping.len()
     }
 
     fn on_helper_exec(&mut self, ev: &Event, filename: &str, argv: &[String]) {
         // The helper's argv names the crasher where the pattern has %P/%p/%i/%I;
         // otherwise the oldest dump waiting for a helper gets it (the kernel
         // starts helpers in dump order, and the dumper blocks until exec).
-        let waiting = |o: &Open| {
-            o.chain.collector.is_none()
-                && o.chain.exit_code.is_none()
-                && o.chain.dump.as_ref().map(|d| matches!(d.mode, DumpMode::Pipe { .. })).unwrap_or(false)
-        };
-        let by_argv = self
-            .open
+        // Only the pipe dumps in flight are candidates (an index, oldest
+        // first), not every open chain.
+        let waiting: Vec<(u64, &Chain)> = self
+            .pipe_dumping
             .iter()
-            .find(|(_, o)| {
-                waiting(o) && argv.iter().skip(1).any(|a| {
-                    let n = a.parse::<u32>().ok();
-                    n == Some(o.chain.crasher.tgid) || n == Some(o.chain.crasher.pid)
-                })
-            })
+            .filter_map(|id| self.open.get(id).map(|o| (*id, &o.chain)))
+            .filter(|(_, c)| c.collector.is_none())
+            .collect();
+        let numbers: Vec<u32> = argv.iter().skip(1).filter_map(|a| a.parse::<u32>().ok()).collect();
+        let by_argv = waiting
+            .iter()
+            .find(|(_, c)| numbers.iter().any(|n| *n == c.crasher.tgid || *n == c.crasher.pid))
             .map(|(id, _)| *id);
         let (id, matched_by) = match by_argv {
             Some(id) => (id, MatchedBy::Argv),
-            None => match self.open.iter().find(|(_, o)| waiting(o)).map(|(id, _)| *id) {
+            None => match waiting.first().map(|(id, _)| *id) {
                 Some(id) => (id, MatchedBy::Timing),
                 None => return,
             },
@@ -754,6 +800,7 @@ impl Correlator {
                 argv: argv.to_vec(),
                 matched_by,
                 connects: Vec::new(),
+                connects_dropped: 0,
                 exit_code: None,
                 exit_ts_ns: None,
             });
@@ -776,6 +823,7 @@ impl Correlator {
                 }
         if let Some(id) = self.live_chain(tgid)
             && let Some(open) = self.open.get_mut(&id) {
+                self.pipe_dumping.remove(&id);
                 let c = &mut open.chain;
                 c.exit_code = Some(exit_code);
                 if exit_code & 0x80 != 0 {
@@ -801,6 +849,11 @@ struct Generated {
     target_blocked: bool,
     fault_addr: Option<u64>,
     si_pid: Option<u32>,
+}
+
+/// A dump into a pipe by a process that has not exited: in flight.
+fn is_pipe_dump(c: &Chain) -> bool {
+    c.exit_code.is_none() && c.dump.as_ref().map(|d| matches!(d.mode, DumpMode::Pipe { .. })).unwrap_or(false)
 }
 
 /// A chain whose verdict, as the evidence stands, is `stored`, and whose

@@ -33,6 +33,7 @@ pub mod core_pattern;
 pub mod coredump_conf;
 pub mod correlate;
 pub mod decode;
+pub mod diag;
 pub mod doctor;
 pub mod event;
 pub mod hooks;

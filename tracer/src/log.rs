@@ -23,7 +23,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{event::Body, record::Record};
+use crate::{
+    event::Body,
+    record::{Line, Loss, Record},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -49,7 +52,21 @@ pub enum SyncPolicy {
     None,
 }
 
-/// How the log is written: sync policy and rotation.
+/// What a full disk (or a cap the log cannot rotate under) does to the
+/// tracer (`--log-full`), like auditd's `disk_full_action`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FullPolicy {
+    /// Keep tracing: live output goes on, unwritten records are counted,
+    /// and a `loss` record with `"source":"log"` says how many once the
+    /// log takes records again.
+    #[default]
+    KeepTracing,
+    /// Stop the tracer with an error: for hosts where a crash that is not
+    /// on disk must not go unnoticed.
+    Stop,
+}
+
+/// How the log is written: sync policy, rotation, and what a full disk does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogOptions {
     pub sync: SyncPolicy,
@@ -57,11 +74,12 @@ pub struct LogOptions {
     pub max_size: Option<u64>,
     /// Rotated files kept (PATH.1 ... PATH.keep).
     pub keep: u32,
+    pub full: FullPolicy,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { sync: SyncPolicy::Verdict, max_size: None, keep: DEFAULT_KEEP }
+        LogOptions { sync: SyncPolicy::Verdict, max_size: None, keep: DEFAULT_KEEP, full: FullPolicy::KeepTracing }
     }
 }
 
@@ -95,6 +113,42 @@ pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Failures of each kind: counted, and each kind reported once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Records whose write(2) failed.
+    pub write: u64,
+    /// fsyncs of the file or its directory that failed.
+    pub sync: u64,
+    /// Rotations that could not rename the file away.
+    pub rotate: u64,
+    /// Creations of the file (after a rotation) that failed.
+    pub open: u64,
+}
+
+/// Which kinds of failure were reported already.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub write: bool,
+    pub sync: bool,
+    pub rotate: bool,
+    pub open: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Write,
+    Sync,
+    Rotate,
+    Open,
+}
+
+/// Records to wait before retrying a failed rotation: doubled after each
+/// failure up to the maximum, so a rename that keeps failing costs a few
+/// syscalls, not two per record.
+const ROTATE_BACKOFF_START: u64 = 16;
+const ROTATE_BACKOFF_MAX: u64 = 1 << 16;
+
 pub struct LogWriter {
     path: PathBuf,
     opts: LogOptions,
@@ -111,45 +165,54 @@ pub struct LogWriter {
     settings: Option<String>,
     /// A partial line could not be cut off: start the next write with '\n'.
     needs_newline: bool,
-    /// Records that could not be written.
+    /// Records that could not be written (write errors and records dropped
+    /// at the cap).
     pub failures: u64,
     /// fsyncs that failed (what they covered may be lost).
     pub sync_failures: u64,
     /// fsyncs done, for tests of the policy.
     pub syncs: u64,
+    /// Directory fsyncs done (after creating a file).
+    pub dir_syncs: u64,
     pub rotations: u64,
-    reported: bool,
+    /// Records dropped because the file was at its cap and could not rotate.
+    pub dropped: u64,
+    pub errors: ErrorCounts,
+    pub reported: Reported,
+    /// Records lost since the last one written, by cause: said in band (a
+    /// `loss` record) as soon as a record can be written again.
+    unsaid_unwritten: u64,
+    unsaid_over_cap: u64,
+    /// After a failed rotation: records to let by before the next try, and
+    /// the wait after the next failure.
+    rotate_wait: u64,
+    rotate_backoff: u64,
+    /// Why the tracer must stop (`--log-full=stop`).
+    fatal: Option<String>,
 }
 
 impl LogWriter {
     pub fn open(path: &Path, opts: LogOptions) -> Result<LogWriter, LogError> {
         // A clear error first; the checks on the opened file below are the
         // ones that count (no race between check and open).
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.file_type().is_symlink() {
-                return Err(LogError::Symlink { path: path.into() });
+        let existed = match std::fs::symlink_metadata(path) {
+            Ok(meta) => {
+                if meta.file_type().is_symlink() {
+                    return Err(LogError::Symlink { path: path.into() });
+                }
+                if !meta.file_type().is_file() {
+                    return Err(LogError::NotRegular { path: path.into() });
+                }
+                true
             }
-            if !meta.file_type().is_file() {
-                return Err(LogError::NotRegular { path: path.into() });
-            }
-        }
+            Err(_) => false,
+        };
         let file = open_file(path, false)?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut w = LogWriter {
-            path: path.into(),
-            opts,
-            file: Some(file),
-            len,
-            preamble_len: 0,
-            header: None,
-            settings: None,
-            needs_newline: false,
-            failures: 0,
-            sync_failures: 0,
-            syncs: 0,
-            rotations: 0,
-            reported: false,
-        };
+        let mut w = LogWriter::with_file(path.into(), opts, file, len);
+        if !existed {
+            w.sync_dir();
+        }
         // A run killed mid-write left a torn last line: end it, so the first
         // record of this run is a line of its own.
         if len > 0 {
@@ -162,6 +225,33 @@ impl LogWriter {
             }
         }
         Ok(w)
+    }
+
+    /// A writer on a file already open, `len` bytes long.
+    pub(crate) fn with_file(path: PathBuf, opts: LogOptions, file: File, len: u64) -> LogWriter {
+        LogWriter {
+            path,
+            opts,
+            file: Some(file),
+            len,
+            preamble_len: 0,
+            header: None,
+            settings: None,
+            needs_newline: false,
+            failures: 0,
+            sync_failures: 0,
+            syncs: 0,
+            dir_syncs: 0,
+            rotations: 0,
+            dropped: 0,
+            errors: ErrorCounts::default(),
+            reported: Reported::default(),
+            unsaid_unwritten: 0,
+            unsaid_over_cap: 0,
+            rotate_wait: 0,
+            rotate_backoff: ROTATE_BACKOFF_START,
+            fatal: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -193,20 +283,40 @@ impl LogWriter {
         {
             // What went to the renamed file may not all be on disk.
             self.sync_failures += 1;
-            self.report(&e);
+            self.report(Kind::Sync, &e);
         }
         self.len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut last = [0u8; 1];
         self.needs_newline = self.len > 0 && file.read_at(&mut last, self.len - 1).is_ok() && last[0] != b'\n';
         self.file = Some(file);
-        let preamble: Vec<String> = self.header.iter().chain(self.settings.iter()).cloned().collect();
-        for line in preamble {
-            if !self.append(&line) {
-                break;
-            }
-        }
-        self.preamble_len = self.len;
+        self.sync_dir();
+        self.write_preamble();
         Ok(true)
+    }
+
+    /// Why the tracer must stop, with `--log-full=stop` and a full disk.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// Closes the file and opens PATH again (creating it if it is gone),
+    /// e.g. after logrotate moved it away; the next record goes to the new
+    /// file, which starts with the header and settings like a rotated one.
+    pub fn reopen(&mut self) -> Result<(), LogError> {
+        let existed = std::fs::symlink_metadata(&self.path).is_ok();
+        let file = open_file(&self.path, false)?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(file);
+        self.len = len;
+        self.needs_newline = false;
+        self.preamble_len = 0;
+        if !existed {
+            self.sync_dir();
+        }
+        if len == 0 {
+            self.write_preamble();
+        }
+        Ok(())
     }
 
     /// Writes one record, rotating first if the cap says so, then syncs as
@@ -238,16 +348,63 @@ impl LogWriter {
             // Rotate only a file with more than the preamble in it, so one
             // record larger than the cap cannot rotate forever.
             if self.len > self.preamble_len && self.len + need > max {
-                self.rotate();
+                let rotated = if self.rotate_wait > 0 {
+                    self.rotate_wait -= 1;
+                    false
+                } else {
+                    self.rotate()
+                };
+                if !rotated && self.file.is_some() {
+                    // The file cannot move away: the cap holds, the record
+                    // is dropped and counted.
+                    self.dropped = self.dropped.saturating_add(1);
+                    self.failures = self.failures.saturating_add(1);
+                    self.unsaid_over_cap = self.unsaid_over_cap.saturating_add(1);
+                    if self.opts.full == FullPolicy::Stop && self.fatal.is_none() {
+                        self.fatal = Some(format!(
+                            "log {} is at its --log-max-size cap and cannot be rotated; stopping as --log-full=stop says \
+                             (fix the rotation, or use --log-full=keep-tracing)",
+                            self.path.display()
+                        ));
+                    }
+                    return;
+                }
             }
         }
-        if self.file.is_none() && !self.reopen() {
-            self.failures += 1;
+        if self.file.is_none() && !self.recreate() {
+            self.lost_write();
             return;
         }
-        if !self.append(json) {
-            self.failures += 1;
+        if self.unsaid_unwritten > 0 || self.unsaid_over_cap > 0 {
+            let note = self.loss_note();
+            if !self.append(&note) {
+                self.lost_write();
+                return;
+            }
+            self.unsaid_unwritten = 0;
+            self.unsaid_over_cap = 0;
         }
+        if !self.append(json) {
+            self.lost_write();
+        }
+    }
+
+    fn lost_write(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        self.unsaid_unwritten = self.unsaid_unwritten.saturating_add(1);
+    }
+
+    /// The `loss` record that says, in band, what the log misses.
+    fn loss_note(&self) -> String {
+        let mut counts = std::collections::BTreeMap::new();
+        if self.unsaid_unwritten > 0 {
+            counts.insert("unwritten".to_string(), self.unsaid_unwritten);
+        }
+        if self.unsaid_over_cap > 0 {
+            counts.insert("over-cap".to_string(), self.unsaid_over_cap);
+        }
+        let total = self.unsaid_unwritten.saturating_add(self.unsaid_over_cap);
+        Line::new(Record::Loss(Loss { ts_ns: monotonic_ns(), source: "log".into(), counts, total })).to_json()
     }
 
     /// Makes what was written durable.
@@ -256,8 +413,27 @@ impl LogWriter {
         match file.sync_data() {
             Ok(()) => self.syncs += 1,
             Err(e) => {
-                self.sync_failures += 1;
-                self.report(&e);
+                self.sync_failures = self.sync_failures.saturating_add(1);
+                self.report(Kind::Sync, &e);
+            }
+        }
+    }
+
+    /// Makes a new name in the log's directory durable (a created file, a
+    /// rename): an fsync of the file does not cover its directory entry.
+    fn sync_dir(&mut self) {
+        if self.opts.sync == SyncPolicy::None {
+            return;
+        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match File::open(dir).and_then(|d| d.sync_all()) {
+            Ok(()) => self.dir_syncs += 1,
+            Err(e) => {
+                self.sync_failures = self.sync_failures.saturating_add(1);
+                self.report(Kind::Sync, &e);
             }
         }
     }
@@ -281,24 +457,37 @@ impl LogWriter {
                 // write_all may have written part of the line before the
                 // disk filled up; cut it so the file stays whole lines.
                 if file.set_len(self.len).is_err() {
-                    self.needs_newline = true;
-                    self.len = file.metadata().map(|m| m.len()).unwrap_or(self.len);
+                    // Only a file that grew holds a partial line to end.
+                    let now = file.metadata().map(|m| m.len()).unwrap_or(self.len);
+                    if now > self.len {
+                        self.needs_newline = true;
+                        self.len = now;
+                    }
                 }
-                self.report(&e);
+                self.errors.write = self.errors.write.saturating_add(1);
+                let full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+                if full && self.opts.full == FullPolicy::Stop && self.fatal.is_none() {
+                    self.fatal = Some(format!(
+                        "log {}: {e}; stopping as --log-full=stop says (free space, or use --log-full=keep-tracing)",
+                        self.path.display()
+                    ));
+                }
+                self.report(Kind::Write, &e);
                 false
             }
         }
     }
 
-    fn rotate(&mut self) {
-        if let Some(file) = self.file.take() {
-            // What rotates away must be on disk before it is renamed.
-            if self.opts.sync != SyncPolicy::None
-                && let Err(e) = file.sync_data()
-            {
-                self.sync_failures += 1;
-                self.report(&e);
-            }
+    /// Renames the file away and starts a new one; false if the file could
+    /// not be moved (it is kept, and the next try waits: see the backoff).
+    fn rotate(&mut self) -> bool {
+        // What rotates away must be on disk before it is renamed.
+        if self.opts.sync != SyncPolicy::None
+            && let Some(file) = &self.file
+            && let Err(e) = file.sync_data()
+        {
+            self.sync_failures = self.sync_failures.saturating_add(1);
+            self.report(Kind::Sync, &e);
         }
         let result = if self.opts.keep == 0 {
             std::fs::remove_file(&self.path)
@@ -309,64 +498,105 @@ impl LogWriter {
                 if let Err(e) = std::fs::rename(&from, rotated_path(&self.path, n + 1))
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
-                    self.report(&e);
+                    self.report(Kind::Rotate, &e);
                 }
             }
             std::fs::rename(&self.path, rotated_path(&self.path, 1))
         };
-        if let Err(e) = result
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            self.report(&e);
-        }
-        self.rotations += 1;
-        if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-            // The renames are durable only once the directory is.
-            if self.opts.sync != SyncPolicy::None
-                && let Ok(d) = File::open(dir)
-            {
-                let _ = d.sync_all();
+        match result {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                self.errors.rotate = self.errors.rotate.saturating_add(1);
+                self.report(Kind::Rotate, &e);
+                self.rotate_wait = self.rotate_backoff;
+                self.rotate_backoff = (self.rotate_backoff * 2).min(ROTATE_BACKOFF_MAX);
+                return false;
             }
+            _ => {}
         }
+        self.rotate_wait = 0;
+        self.rotate_backoff = ROTATE_BACKOFF_START;
+        self.file = None;
+        self.rotations += 1;
         self.len = 0;
         self.preamble_len = 0;
         self.needs_newline = false;
-        self.reopen();
+        self.recreate();
+        true
     }
 
-    /// Creates the file anew (after a rotation) and writes the preamble.
-    fn reopen(&mut self) -> bool {
+    /// Creates the file anew (after a rotation) and writes the preamble;
+    /// then syncs the directory, which makes the renames and the new name
+    /// durable.
+    fn recreate(&mut self) -> bool {
         match open_file(&self.path, true) {
             Ok(f) => {
                 self.file = Some(f);
                 self.len = f_len(self.file.as_ref());
                 self.needs_newline = false;
-                let preamble: Vec<String> = self.header.iter().chain(self.settings.iter()).cloned().collect();
-                for line in preamble {
-                    if !self.append(&line) {
-                        break;
-                    }
-                }
-                self.preamble_len = self.len;
+                self.write_preamble();
+                self.sync_dir();
                 true
             }
             Err(e) => {
-                self.report(&e);
+                self.errors.open = self.errors.open.saturating_add(1);
+                self.report(Kind::Open, &e);
                 false
             }
         }
     }
 
-    fn report(&mut self, e: &dyn std::fmt::Display) {
-        if !self.reported {
-            self.reported = true;
+    /// The header and settings at the start of a new file, so it can be
+    /// read on its own. The copies carry the file's number in the run, so
+    /// no two files of a set start with the same bytes (log shippers tell
+    /// files apart by their first bytes).
+    fn write_preamble(&mut self) {
+        let n = self.rotations;
+        let preamble: Vec<String> = self.header.iter().chain(self.settings.iter()).map(|l| mark_file(l, n)).collect();
+        for line in preamble {
+            if !self.append(&line) {
+                break;
+            }
+        }
+        self.preamble_len = self.len;
+    }
+
+    fn report(&mut self, kind: Kind, e: &dyn std::fmt::Display) {
+        let (seen, what) = match kind {
+            Kind::Write => (&mut self.reported.write, "writing"),
+            Kind::Sync => (&mut self.reported.sync, "syncing"),
+            Kind::Rotate => (&mut self.reported.rotate, "rotating"),
+            Kind::Open => (&mut self.reported.open, "creating"),
+        };
+        if !std::mem::replace(seen, true) {
+            let goes_on = match kind {
+                Kind::Rotate => "; the file is kept at its cap (records past it are dropped and counted) and the rotation is retried",
+                Kind::Sync => "; records may not be on disk yet; failures are counted in the summary",
+                _ => "; live output goes on, unwritten records are counted",
+            };
             crate::sink::warn(&format!(
-                "crashtrace: writing log {} failed: {e}; live output goes on, unwritten records are counted",
+                "crashtrace: {what} log {} failed: {e}{goes_on} (further {what} failures are counted, not printed)",
                 self.path.display()
             ));
         }
     }
+}
+
+/// A record's JSON with `"file":N` added after the version: the rotated-in
+/// file's number within the run, which marks the record as a copy (readers
+/// skip it in sequence checks) and makes each file's first bytes its own.
+fn mark_file(header: &str, n: u64) -> String {
+    let head = format!("{{\"v\":{},", crate::event::SCHEMA_VERSION);
+    match header.strip_prefix(&head) {
+        Some(rest) if !rest.starts_with("\"file\":") => format!("{head}\"file\":{n},{rest}"),
+        _ => header.to_string(),
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and out-pointer to a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 fn f_len(f: Option<&File>) -> u64 {

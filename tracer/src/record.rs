@@ -7,16 +7,109 @@ use serde::{Deserialize, Serialize};
 
 use crate::{chain::Chain, core_pattern::CoreSettings, event::Event};
 
+/// One line of JSON Lines. Besides the record, each line the live tracer
+/// writes says who wrote it and where it stands, so a line shipped on its
+/// own (a log shipper, a journal) still says which host, boot and run it
+/// is from: `run`, `seq`, `time` and `host`. All optional: older logs
+/// lack them, and `--json` from tests or tools may too.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Line {
     pub v: u32,
+    /// In a header copied into a rotated-in file: that file's number within
+    /// the run (1, 2, ...), so no two files start with the same bytes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file: Option<u64>,
+    /// The run id: 128 random bits in hex, made at start.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub run: Option<String>,
+    /// The record's number within the run, from 0 (the header), one more
+    /// for every record.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub seq: Option<u64>,
+    /// Wall-clock time the record was made, RFC 3339 UTC with nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub host: Option<Host>,
     #[serde(flatten)]
     pub record: Record,
 }
 
+/// The host a record comes from, in few bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    /// /proc/sys/kernel/random/boot_id.
+    pub boot: String,
+    /// /etc/machine-id; empty if the host has none.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub machine: String,
+}
+
+impl Host {
+    /// This host, as far as it can be read; what cannot be read is empty.
+    pub fn current() -> Host {
+        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        Host {
+            name: read("/proc/sys/kernel/hostname"),
+            boot: read("/proc/sys/kernel/random/boot_id"),
+            machine: read("/etc/machine-id"),
+        }
+    }
+}
+
+/// Stamps a run's records with its identity and their sequence numbers.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    pub run: String,
+    pub host: Host,
+    next_seq: u64,
+}
+
+impl Stamp {
+    pub fn new(run: String, host: Host) -> Stamp {
+        Stamp { run, host, next_seq: 0 }
+    }
+
+    /// A stamp for this run of this host: a fresh random run id.
+    pub fn current() -> Stamp {
+        Stamp::new(new_run_id(), Host::current())
+    }
+
+    /// The record as a line, with the next sequence number and `wall_ns`
+    /// as its time.
+    pub fn line(&mut self, record: Record, wall_ns: u64) -> Line {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.saturating_add(1);
+        Line {
+            v: crate::event::SCHEMA_VERSION,
+            file: None,
+            run: Some(self.run.clone()),
+            seq: Some(seq),
+            time: Some(crate::report::time::format_utc_ns(wall_ns)),
+            host: Some(self.host.clone()),
+            record,
+        }
+    }
+}
+
+/// 128 random bits as 32 hex digits, from the kernel's getrandom; if that
+/// fails (it does not block for 16 bytes after boot), from the time and pid,
+/// which still tell runs apart on one host.
+pub fn new_run_id() -> String {
+    let mut bytes = [0u8; 16];
+    // SAFETY: the buffer is valid for writes of its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        bytes = (now ^ ((std::process::id() as u128) << 96)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Line {
     pub fn new(record: Record) -> Line {
-        Line { v: crate::event::SCHEMA_VERSION, record }
+        Line { v: crate::event::SCHEMA_VERSION, file: None, run: None, seq: None, time: None, host: None, record }
     }
 
     pub fn to_json(&self) -> String {
@@ -57,6 +150,18 @@ pub enum Record {
     Summary(Summary),
     /// The watched pid's state changed (`--pid`).
     Watched(Watched),
+    /// The tracer is alive (`--heartbeat`): a quiet log is not a dead tracer.
+    Heartbeat(Heartbeat),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub ts_ns: u64,
+    /// Seconds until the next heartbeat: a reader that sees none for much
+    /// longer knows the tracer died.
+    pub interval_s: u64,
+    /// Events seen so far in this run.
+    pub events: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -162,6 +267,10 @@ pub struct Summary {
     /// Verdicts journald did not take (`--journal`; absent or down).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub journal_failures: u64,
+    /// fsyncs of the log (file or directory) that failed: what they covered
+    /// may not be on disk.
+    #[serde(default)]
+    pub log_sync_failures: u64,
     /// Correlation state entries (open chains and their indexes) right after
     /// attach, at the largest seen, and just before the final flush: the
     /// evidence that the state stays bounded however many processes come and go.

@@ -38,7 +38,7 @@ pub mod store;
 pub mod time;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -237,6 +237,8 @@ struct Run {
     records: u64,
     last_wall: u64,
     last_place: Option<Place>,
+    /// The heartbeat interval the run's heartbeats gave, in seconds.
+    heartbeat_s: Option<u64>,
 }
 
 impl Run {
@@ -294,8 +296,20 @@ pub struct Totals {
     pub lost_kernel: u64,
     pub loss_records: u64,
     pub log_write_failures: u64,
+    pub log_sync_failures: u64,
     pub bad_lines: u64,
     pub torn_lines: u64,
+    /// Records read before (same run id and sequence number): a log given
+    /// twice, or copied; skipped, so nothing is counted twice.
+    pub duplicate_records: u64,
+    /// Sequence numbers missing within a run: records lost between the
+    /// tracer and here (a rotated file deleted or not given).
+    pub missing_records: u64,
+    /// Records whose sequence number is below one already read.
+    pub reordered_records: u64,
+    pub heartbeats: u64,
+    /// Runs that ended without a summary long after their last heartbeat.
+    pub tracer_deaths: u64,
     pub unaccounted: u64,
     pub orphaned: u64,
 }
@@ -325,6 +339,10 @@ pub struct Report<W: Write, E: Write> {
     correlator: Correlator,
     next_tick_ns: u64,
     pending: BTreeMap<(u64, u64), Item>,
+    /// The keys of `pending`'s chains by crasher tgid: pairing a rebuild
+    /// with its verdict record looks at that process's chains only, not at
+    /// every waiting one (millions of crashes in a log).
+    pending_by_tgid: HashMap<u32, Vec<(u64, u64)>>,
     seq: u64,
     /// The latest event time of the current run.
     watermark: u64,
@@ -339,7 +357,27 @@ pub struct Report<W: Write, E: Write> {
     errors_in_file: u64,
     /// The replay correlator's idle timeout.
     idle_ns: u64,
+    /// Sequence numbers read, per run id.
+    sequences: HashMap<String, Sequence>,
 }
+
+/// The sequence numbers of one run read so far.
+#[derive(Default)]
+struct Sequence {
+    highest: Option<u64>,
+    seen: HashSet<u64>,
+    /// Whether the duplicates of this run were said already.
+    duplicates_said: bool,
+}
+
+/// Sequence numbers remembered per run at most, for duplicates: a run
+/// longer than this is checked for gaps and order, and for duplicates
+/// among its latest records only.
+const MAX_SEQS_KEPT: usize = 4_000_000;
+
+/// A run whose last record is older than this many heartbeat intervals
+/// when the next run starts did not just stop: it died unnoticed.
+const DEAD_AFTER_INTERVALS: u64 = 3;
 
 impl<W: Write, E: Write> Report<W, E> {
     pub fn new(opts: Options, out: W, err: E) -> Report<W, E> {
@@ -354,6 +392,7 @@ impl<W: Write, E: Write> Report<W, E> {
             correlator: Correlator::new(Config::default()),
             next_tick_ns: 0,
             pending: BTreeMap::new(),
+            pending_by_tgid: HashMap::new(),
             seq: 0,
             watermark: 0,
             stores,
@@ -363,6 +402,7 @@ impl<W: Write, E: Write> Report<W, E> {
             stopped: false,
             errors_in_file: 0,
             idle_ns: Config::default().idle_timeout_ns,
+            sequences: HashMap::new(),
         }
     }
 
@@ -388,11 +428,11 @@ impl<W: Write, E: Write> Report<W, E> {
     /// Reads one file; true if `--strict` stopped it.
     pub fn read_path(&mut self, path: &Path) -> io::Result<bool> {
         let name = path.display().to_string();
-        match std::fs::File::open(path) {
+        match reader::open_log(path) {
             Ok(f) => self.read(&name, BufReader::with_capacity(1 << 18, f)),
             Err(e) => {
                 self.totals.files += 1;
-                self.bad_input(&name, None, &format!("cannot read: {e}; check the path"))?;
+                self.bad_input(&name, None, &e.to_string())?;
                 Ok(self.stopped)
             }
         }
@@ -405,30 +445,54 @@ impl<W: Write, E: Write> Report<W, E> {
         let file: Rc<str> = name.into();
         let mut lines = LineReader::new(input, MAX_LINE);
         let mut any = false;
+        // A line that looks cut off mid-write. A writer tears at most the
+        // line it was writing when it died, so this is torn only if it is
+        // the file's last line or the next run's header follows it;
+        // otherwise it is bad input like any other.
+        let mut cut: Option<(Place, usize, bool, BadLine)> = None;
         loop {
             let raw = match lines.next_line() {
                 Ok(raw) => raw,
                 Err(e) => {
                     any = true;
+                    if let Some((place, _, _, e)) = cut.take() {
+                        self.bad_input(name, Some(place.line), &e.to_string())?;
+                    }
                     self.bad_input(name, Some(lines.line_no + 1), &format!("read error: {e}; the rest of the file is skipped"))?;
                     break;
                 }
             };
             let place = Place { file: file.clone(), line: lines.line_no };
             match raw {
-                RawLine::Eof => break,
+                RawLine::Eof => {
+                    if let Some((place, len, terminated, _)) = cut.take() {
+                        self.torn(place, len, terminated)?;
+                    }
+                    break;
+                }
                 RawLine::TooLong { len, .. } => {
                     any = true;
                     self.totals.lines += 1;
+                    if let Some((place, _, _, e)) = cut.take() {
+                        self.bad_input(name, Some(place.line), &e.to_string())?;
+                    }
                     self.bad_input(name, Some(place.line), &BadLine::TooLong { len, cap: MAX_LINE }.to_string())?;
                 }
                 RawLine::Line { terminated } => {
                     any = true;
                     self.totals.lines += 1;
-                    match parse_line(lines.line()) {
+                    let parsed = parse_line(lines.line());
+                    if let Some((held, len, held_terminated, e)) = cut.take() {
+                        if matches!(&parsed, Ok(Line { record: Record::Header(_), .. })) {
+                            self.torn(held, len, held_terminated)?;
+                        } else {
+                            self.bad_input(name, Some(held.line), &e.to_string())?;
+                        }
+                    }
+                    match parsed {
                         Ok(line) => self.record(line, place)?,
                         Err(e) if is_torn(&e, terminated, lines.line().len()) => {
-                            self.torn(place, lines.line().len(), terminated)?
+                            cut = Some((place, lines.line().len(), terminated, e));
                         }
                         Err(e) => self.bad_input(name, Some(place.line), &e.to_string())?,
                     }
@@ -449,13 +513,14 @@ impl<W: Write, E: Write> Report<W, E> {
         let unfinished = self.run.records > 0 && self.run.identity.is_some() && !self.run.summary_seen;
         let last = self.run.last_place.clone();
         let last_wall = self.run.last_wall;
+        let heartbeat_s = self.run.heartbeat_s;
         self.end_run()?;
         if unfinished {
             self.totals.runs_without_summary += 1;
             let gap = Gap {
                 kind: "no-summary",
                 wall_ns: Some(last_wall).filter(|w| *w > 0),
-                detail: format!("run {} ends without a summary record: the tracer was killed, crashed, or is still running", self.run.number),
+                detail: self.unfinished_detail(last_wall, heartbeat_s),
                 lost: None,
                 file: last.as_ref().map(|p| p.file.to_string()).unwrap_or_default(),
                 line: last.as_ref().map(|p| p.line).unwrap_or(0),
@@ -475,6 +540,25 @@ impl<W: Write, E: Write> Report<W, E> {
         Ok(Outcome { totals: self.totals.clone() })
     }
 
+    /// What a last run without a summary means: with heartbeats, whether
+    /// the tracer is still running (its last heartbeat is recent) or died.
+    fn unfinished_detail(&mut self, last_wall: u64, heartbeat_s: Option<u64>) -> String {
+        let n = self.run.number;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        match heartbeat_s {
+            Some(every) if every > 0 && last_wall > 0 && now > last_wall => {
+                let silent = (now - last_wall) / 1_000_000_000;
+                if silent > every.saturating_mul(DEAD_AFTER_INTERVALS) {
+                    self.totals.tracer_deaths += 1;
+                    format!("run {n} ends without a summary record and its last heartbeat (every {every} s) is {silent} s old: the tracer died (killed, crashed, or the host went down)")
+                } else {
+                    format!("run {n} ends without a summary record, but its last heartbeat is {silent} s old: the tracer is still running")
+                }
+            }
+            _ => format!("run {n} ends without a summary record: the tracer was killed, crashed, or is still running"),
+        }
+    }
+
     /// The next record read starts a log set of its own: unless it is a
     /// header of the current run, a new run begins.
     pub fn begin_set(&mut self) {
@@ -487,7 +571,6 @@ impl<W: Write, E: Write> Report<W, E> {
 
     fn bad_input(&mut self, file: &str, line: Option<u64>, what: &str) -> io::Result<()> {
         self.totals.bad_lines += 1;
-        self.errors_in_file += 1;
         let at = match line {
             Some(l) => format!("{file}:{l}"),
             None => file.to_string(),
@@ -495,10 +578,20 @@ impl<W: Write, E: Write> Report<W, E> {
         if self.opts.strict {
             writeln!(self.err, "crashtrace: {at}: {what}; stopping (--strict)")?;
             self.stopped = true;
-        } else if self.errors_in_file <= MAX_ERRORS_PRINTED {
-            writeln!(self.err, "crashtrace: {at}: {what}; skipped")?;
+            Ok(())
+        } else {
+            self.say(file, &format!("crashtrace: {at}: {what}; skipped"))
+        }
+    }
+
+    /// Prints one complaint about a file, up to a cap per file: a file of
+    /// junk must not flood the terminal.
+    fn say(&mut self, file: &str, message: &str) -> io::Result<()> {
+        self.errors_in_file += 1;
+        if self.errors_in_file <= MAX_ERRORS_PRINTED {
+            writeln!(self.err, "{message}")?;
         } else if self.errors_in_file == MAX_ERRORS_PRINTED + 1 {
-            writeln!(self.err, "crashtrace: {file}: more bad lines; they are counted, not printed")?;
+            writeln!(self.err, "crashtrace: {file}: more bad or torn lines; they are counted, not printed")?;
         }
         Ok(())
     }
@@ -511,7 +604,7 @@ impl<W: Write, E: Write> Report<W, E> {
         } else {
             format!("torn last line ({len} bytes, no newline): a write was cut off; everything before it is kept")
         };
-        writeln!(self.err, "crashtrace: {place}: {what}")?;
+        self.say(&place.file.clone(), &format!("crashtrace: {place}: {what}"))?;
         let gap = Gap {
             kind: "torn",
             wall_ns: Some(self.run.last_wall).filter(|w| *w > 0),
@@ -525,6 +618,9 @@ impl<W: Write, E: Write> Report<W, E> {
 
     fn record(&mut self, line: Line, place: Place) -> io::Result<()> {
         self.totals.records += 1;
+        if self.check_sequence(&line, &place)? {
+            return Ok(());
+        }
         if std::mem::take(&mut self.set_start) && !matches!(line.record, Record::Header(_)) {
             self.start_run(None, &place)?;
         }
@@ -540,7 +636,73 @@ impl<W: Write, E: Write> Report<W, E> {
             Record::Loss(l) => self.on_loss(l, place),
             Record::Summary(s) => self.on_summary(s, place),
             Record::Watched(w) => self.on_watched(w, place),
+            Record::Heartbeat(h) => {
+                self.totals.heartbeats += 1;
+                self.run.heartbeat_s = Some(h.interval_s);
+                if self.run.mono_to_wall.is_some() {
+                    self.run.last_wall = self.run.last_wall.max(self.run.wall(h.ts_ns));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Checks a record's place in its run (run id and sequence number, where
+    /// the log has them): true if it was read before and is to be skipped.
+    /// Gaps and reordering are shown; the record is used either way.
+    fn check_sequence(&mut self, line: &Line, place: &Place) -> io::Result<bool> {
+        // The header and settings copied at the start of a rotated-in file
+        // repeat records on purpose.
+        let (Some(run), Some(seq), None) = (&line.run, line.seq, line.file) else { return Ok(false) };
+        let s = self.sequences.entry(run.clone()).or_default();
+        if s.seen.len() >= MAX_SEQS_KEPT {
+            s.seen.clear();
+        }
+        if !s.seen.insert(seq) {
+            self.totals.duplicate_records += 1;
+            if !std::mem::replace(&mut s.duplicates_said, true) {
+                let gap = Gap {
+                    kind: "duplicate",
+                    wall_ns: None,
+                    detail: format!(
+                        "records of run {run} read a second time from here on (the same log given twice, or a copy): skipped, not counted again"
+                    ),
+                    lost: None,
+                    file: place.file.to_string(),
+                    line: place.line,
+                };
+                self.show_gap(&gap)?;
+            }
+            return Ok(true);
+        }
+        let highest = s.highest;
+        s.highest = Some(highest.map_or(seq, |h| h.max(seq)));
+        match highest {
+            Some(h) if seq > h.saturating_add(1) => {
+                let missing = seq - h - 1;
+                self.totals.missing_records = self.totals.missing_records.saturating_add(missing);
+                let gap = Gap {
+                    kind: "missing",
+                    wall_ns: None,
+                    detail: format!(
+                        "{missing} records of run {run} are missing here (sequence {} to {}): a rotated file deleted or not given, or lines cut out",
+                        h + 1,
+                        seq - 1
+                    ),
+                    lost: Some(missing),
+                    file: place.file.to_string(),
+                    line: place.line,
+                };
+                self.push_gap(self.watermark, gap)?;
+            }
+            Some(h) if seq < h => {
+                // It fills a hole counted as missing when a later record came first.
+                self.totals.reordered_records += 1;
+                self.totals.missing_records = self.totals.missing_records.saturating_sub(1);
+            }
+            _ => {}
+        }
+        Ok(false)
     }
 
     fn on_header(&mut self, h: Header, place: Place) -> io::Result<()> {
@@ -577,6 +739,7 @@ impl<W: Write, E: Write> Report<W, E> {
         let previous = (self.run.records > 0).then(|| {
             (self.run.number, self.run.identity.is_some() && !self.run.summary_seen, self.run.last_wall, self.run.last_place.clone())
         });
+        let heartbeat_s = self.run.heartbeat_s;
         // Same boot and host: the tracer was started again. Otherwise the
         // host rebooted, or these are logs of another host.
         let same_boot = match (header, &self.run.identity) {
@@ -593,9 +756,26 @@ impl<W: Write, E: Write> Report<W, E> {
                 (0, _) | (_, None) => String::new(),
                 (w, Some(p)) => format!("; its last record is at {} ({p})", format_utc(w)),
             };
+            // With heartbeats, a long silence before the next start means
+            // the tracer was dead all that time, not killed just before.
+            let silent_s = match (header, last_wall) {
+                (Some(h), w) if w > 0 && h.start_wall_ns > w => Some((h.start_wall_ns - w) / 1_000_000_000),
+                _ => None,
+            };
+            let died = match (unfinished, heartbeat_s, silent_s) {
+                (true, Some(every), Some(silent)) if every > 0 && silent > every.saturating_mul(DEAD_AFTER_INTERVALS) => {
+                    Some(format!(
+                        "died: no record or heartbeat (every {every} s) for {silent} s before the next run started, so it was dead, not quiet"
+                    ))
+                }
+                _ => None,
+            };
+            if died.is_some() {
+                self.totals.tracer_deaths += 1;
+            }
             let how = if unfinished {
                 self.totals.runs_without_summary += 1;
-                "ended without a summary record (killed, crashed, or the host went down)"
+                died.as_deref().unwrap_or("ended without a summary record (killed, crashed, or the host went down)")
             } else {
                 "stopped"
             };
@@ -670,7 +850,7 @@ impl<W: Write, E: Write> Report<W, E> {
     fn on_loss(&mut self, loss: Loss, place: Place) -> io::Result<()> {
         self.totals.loss_records += 1;
         if loss.source == "kernel" {
-            self.totals.lost_kernel += loss.total;
+            self.totals.lost_kernel = self.totals.lost_kernel.saturating_add(loss.total);
         }
         let parts: Vec<String> = loss.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let gap = Gap {
@@ -686,10 +866,14 @@ impl<W: Write, E: Write> Report<W, E> {
 
     fn on_summary(&mut self, s: Summary, place: Place) -> io::Result<()> {
         self.run.summary_seen = true;
-        self.totals.log_write_failures += s.log_write_failures;
+        self.totals.log_write_failures = self.totals.log_write_failures.saturating_add(s.log_write_failures);
+        self.totals.log_sync_failures = self.totals.log_sync_failures.saturating_add(s.log_sync_failures);
         let mut missing = Vec::new();
         if s.log_write_failures > 0 {
             missing.push(format!("{} records could not be written to the log (disk full or I/O error)", s.log_write_failures));
+        }
+        if s.log_sync_failures > 0 {
+            missing.push(format!("{} fsyncs of the log failed (records before them may not be on disk)", s.log_sync_failures));
         }
         if s.decode_errors > 0 {
             missing.push(format!("{} ring-buffer records could not be decoded", s.decode_errors));
@@ -701,7 +885,7 @@ impl<W: Write, E: Write> Report<W, E> {
             kind: "unwritten",
             wall_ns: Some(self.run.last_wall).filter(|w| *w > 0),
             detail: format!("run {}: {}; the log misses them", self.run.number, missing.join("; ")),
-            lost: Some(s.log_write_failures + s.decode_errors),
+            lost: Some(s.log_write_failures.saturating_add(s.decode_errors)),
             file: place.file.to_string(),
             line: place.line,
         };
@@ -734,17 +918,13 @@ impl<W: Write, E: Write> Report<W, E> {
 
     /// Pairs a verdict record with a waiting rebuild, or waits for one.
     fn insert_recorded(&mut self, chain: Chain, place: Place) {
-        let slot = self.pending.values_mut().find_map(|item| match item {
-            Item::Chain(s) if s.recorded.is_none() && s.rebuilt.as_ref().map(|r| same_crash(r, &chain)).unwrap_or(false) => Some(s),
-            _ => None,
-        });
-        match slot {
-            Some(s) => s.recorded = Some((chain, place)),
-            None => {
-                self.seq += 1;
-                let key = (chain.first_ts_ns, self.seq);
+        let key = self.pending_chain(&chain, |s| s.recorded.is_none() && s.rebuilt.as_ref().map(|r| same_crash(r, &chain)).unwrap_or(false));
+        match key.and_then(|k| self.pending.get_mut(&k)) {
+            Some(Item::Chain(s)) => s.recorded = Some((chain, place)),
+            _ => {
+                let (tgid, first_ts_ns) = (chain.crasher.tgid, chain.first_ts_ns);
                 let slot = Slot { recorded: Some((chain, place)), rebuilt: None, stamp: self.watermark };
-                self.pending.insert(key, Item::Chain(Box::new(slot)));
+                self.insert_slot(tgid, first_ts_ns, slot);
             }
         }
     }
@@ -757,17 +937,43 @@ impl<W: Write, E: Write> Report<W, E> {
             chain.reason = "rebuilt from events, but the log holds no core settings (no header or core-settings record) before this crash".into();
             chain.missing = Some("core-settings".into());
         }
-        let slot = self.pending.values_mut().find_map(|item| match item {
-            Item::Chain(s) if s.rebuilt.is_none() && s.recorded.as_ref().map(|(r, _)| same_crash(r, &chain)).unwrap_or(false) => Some(s),
-            _ => None,
-        });
-        match slot {
-            Some(s) => s.rebuilt = Some(chain),
-            None => {
-                self.seq += 1;
-                let key = (chain.first_ts_ns, self.seq);
+        let key = self.pending_chain(&chain, |s| s.rebuilt.is_none() && s.recorded.as_ref().map(|(r, _)| same_crash(r, &chain)).unwrap_or(false));
+        match key.and_then(|k| self.pending.get_mut(&k)) {
+            Some(Item::Chain(s)) => s.rebuilt = Some(chain),
+            _ => {
+                let (tgid, first_ts_ns) = (chain.crasher.tgid, chain.first_ts_ns);
                 let slot = Slot { recorded: None, rebuilt: Some(chain), stamp: self.watermark };
-                self.pending.insert(key, Item::Chain(Box::new(slot)));
+                self.insert_slot(tgid, first_ts_ns, slot);
+            }
+        }
+    }
+
+    /// The first waiting chain (in `pending`'s order) of `chain`'s process
+    /// that `pick` accepts.
+    fn pending_chain(&self, chain: &Chain, pick: impl Fn(&Slot) -> bool) -> Option<(u64, u64)> {
+        let keys = self.pending_by_tgid.get(&chain.crasher.tgid)?;
+        keys.iter()
+            .copied()
+            .filter(|k| matches!(self.pending.get(k), Some(Item::Chain(s)) if pick(s)))
+            .min()
+    }
+
+    fn insert_slot(&mut self, tgid: u32, first_ts_ns: u64, slot: Slot) {
+        self.seq += 1;
+        let key = (first_ts_ns, self.seq);
+        self.pending.insert(key, Item::Chain(Box::new(slot)));
+        self.pending_by_tgid.entry(tgid).or_default().push(key);
+    }
+
+    /// Forgets a chain taken out of `pending` from the tgid index.
+    fn unindex(&mut self, key: (u64, u64), slot: &Slot) {
+        let Some(tgid) = slot.recorded.as_ref().map(|(c, _)| c.crasher.tgid).or(slot.rebuilt.as_ref().map(|c| c.crasher.tgid)) else {
+            return;
+        };
+        if let Some(keys) = self.pending_by_tgid.get_mut(&tgid) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.pending_by_tgid.remove(&tgid);
             }
         }
     }
@@ -794,9 +1000,12 @@ impl<W: Write, E: Write> Report<W, E> {
             if !ready {
                 break;
             }
-            match self.pending.pop_first().map(|(_, item)| item) {
-                Some(Item::Chain(slot)) => self.show_chain(*slot)?,
-                Some(Item::Gap(gap)) => self.show_gap(&gap)?,
+            match self.pending.pop_first() {
+                Some((key, Item::Chain(slot))) => {
+                    self.unindex(key, &slot);
+                    self.show_chain(*slot)?
+                }
+                Some((_, Item::Gap(gap))) => self.show_gap(&gap)?,
                 None => break,
             }
         }
@@ -900,8 +1109,9 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 }
 
-/// A torn write: a line that stops mid-record (the start of a record and
-/// then nothing). Anywhere in a file, since a later run appends after it.
+/// A line that looks like a torn write: it stops mid-record (the start of a
+/// record and then nothing). Whether it is one depends on where it is (see
+/// [`Report::read`]).
 fn is_torn(e: &BadLine, terminated: bool, len: usize) -> bool {
     match e {
         BadLine::Truncated { .. } => true,

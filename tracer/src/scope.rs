@@ -14,7 +14,7 @@
 //! decided (`core_pattern_set_by`). `--cgroup PATH` keeps what happens in
 //! that cgroup subtree.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::{chain::Chain, core_pattern::SYSTEMD_COREDUMP_SOCKET, event::{Body, Event}, verdict::Verdict};
 
@@ -40,8 +40,11 @@ pub struct Scope {
 #[derive(Clone, Debug)]
 struct Watch {
     pid: u32,
-    /// The watched pid and the children it forked.
+    /// The watched pid and the children it forked (the newest
+    /// [`FOLLOWED_MAX`]).
     followed: HashSet<u32>,
+    /// The children in `followed`, oldest first: the first forgotten.
+    order: VecDeque<u32>,
     /// The watched pid is PID 1 of some pid namespace: the one
     /// systemd-coredump hands cores to, so a collector that cannot reach it
     /// is its story too.
@@ -57,6 +60,11 @@ struct Watch {
 /// Pattern writes remembered, at most: they are rare (one per crash of the
 /// watched pid), and the oldest matter least.
 const PATTERN_WRITES_MAX: usize = 64;
+
+/// Children of the watched pid followed at most. A server forking a child
+/// per request must not grow the scope without bound; a crash comes within
+/// seconds of its fork, long before this many newer children.
+pub(crate) const FOLLOWED_MAX: usize = 4096;
 
 /// Whether `chain` is a crash of `pid` that its own handler caught.
 pub fn is_handled_crash_of(pid: u32, chain: &Chain) -> bool {
@@ -76,6 +84,7 @@ impl Scope {
         let watch = pid.map(|pid| Watch {
             pid,
             followed: [pid].into_iter().collect(),
+            order: VecDeque::new(),
             is_init: pid_is_init,
             handled: None,
             pattern_writes: Vec::new(),
@@ -144,8 +153,15 @@ impl Scope {
     pub fn follow(&mut self, ev: &Event) {
         if let (Some(w), Body::ProcessFork { child }) = (self.watch.as_mut(), &ev.body)
             && w.followed.contains(&ev.task.tgid)
+            && *child != w.pid
+            && w.followed.insert(*child)
         {
-            w.followed.insert(*child);
+            w.order.push_back(*child);
+            while w.order.len() > FOLLOWED_MAX {
+                if let Some(old) = w.order.pop_front() {
+                    w.followed.remove(&old);
+                }
+            }
         }
     }
 
@@ -220,7 +236,7 @@ impl Scope {
             return false;
         }
         let Some(w) = &self.watch else { return true };
-        w.followed.iter().any(|p| chain.involves(*p))
+        chain.participants().any(|p| w.followed.contains(&p))
             || (chain.linked_to.is_some() && chain.linked_to == w.handled)
             // A pattern written by a collector in scope decided this chain.
             || chain.core_pattern_set_by.as_ref().is_some_and(|p| w.pattern_writes.contains(&(p.writer.tgid, p.ts_ns)))

@@ -489,3 +489,119 @@ fn error_not_root() {
     let _machine = Exclusive::take();
     unprivileged_run(&["--reuid=65534", "--regid=65534", "--clear-groups"]).assert_usage_error(&["root", "CAP_BPF"]);
 }
+
+/// A user who may not trace must not get crashtrace to create or truncate a
+/// file either: the privilege check comes before the log is opened.
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn error_not_root_creates_no_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let _machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-privileged");
+    // Writable by nobody too, so only crashtrace's own order can keep the
+    // log from being created.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod of the temporary directory");
+    let fresh = dir.path().join("events.jsonl");
+    let existing = dir.path().join("existing.jsonl");
+    std::fs::write(&existing, "{\"keep\":1}\n").expect("writing the existing log");
+    // Nobody's own log: one crashtrace would append to if it ran.
+    std::os::unix::fs::chown(&existing, Some(65534), Some(65534)).expect("chown of the existing log");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o600)).expect("chmod of the existing log");
+    for log in [&fresh, &existing] {
+        let mut cmd = without_capabilities(&["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        let log_arg = log.display().to_string();
+        cmd.args(["--json", "--duration", "5", "--log", &log_arg]).env_remove("CRASHTRACE_BPF_OBJECT");
+        let out = common::run_bounded(cmd, Duration::from_secs(60));
+        assert!(!out.stderr.starts_with("setpriv:"), "setpriv could not drop privileges: {}", out.stderr);
+        out.assert_usage_error(&["root", "CAP_BPF"]);
+        if log == &fresh {
+            assert!(!fresh.exists(), "crashtrace created {} for a user who may not trace", fresh.display());
+        }
+    }
+    assert!(!fresh.exists(), "crashtrace created {} for a user who may not trace", fresh.display());
+    let kept = std::fs::read_to_string(&existing).expect("reading the existing log");
+    assert_eq!(kept, "{\"keep\":1}\n", "crashtrace changed an existing log for a user who may not trace");
+}
+
+/// What a crashing process calls itself reaches the text output escaped:
+/// a comm with an escape sequence, a newline and a bidi override neither
+/// colours the terminal nor forges a line, live or in `report`; the JSON
+/// log keeps the name exactly.
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn hostile_comm_is_escaped_in_text_output_and_report() {
+    use std::{
+        io::{BufRead, BufReader},
+        os::unix::process::ExitStatusExt as _,
+        process::Stdio,
+        time::Instant,
+    };
+    // 14 bytes: the kernel keeps 15 of a comm.
+    const EVIL: &str = "\x1b[31mEVIL\nX\u{202e}";
+    const SHOWN: &str = "\\x1b[31mEVIL\\nX\\u{202e}";
+
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-privileged");
+    machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
+    let log = dir.path().join("events.jsonl");
+    let live_out = dir.path().join("live.txt");
+    let mut tracer = Command::new(common::pinned_crashtrace())
+        .args(["--color", "never", "--log"])
+        .arg(&log)
+        .env_remove("CRASHTRACE_BPF_OBJECT")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&live_out).expect("creating the live output file"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting crashtrace");
+    let mut stderr = BufReader::new(tracer.stderr.take().expect("piped"));
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("reading crashtrace's stderr");
+        said.push_str(&line);
+        assert!(n > 0, "crashtrace exited before attaching:\n{said}");
+        if line.starts_with("crashtrace: attached") {
+            break;
+        }
+    }
+
+    // dash's builtins: the shell renames itself and kills itself.
+    let script = "ulimit -c unlimited; printf '\\033[31mEVIL\\nX\\342\\200\\256' > /proc/self/comm && kill -SEGV $$";
+    let mut crasher = Command::new("/bin/sh").args(["-c", script]).current_dir(dir.path()).spawn().expect("running sh");
+    let pid = crasher.id();
+    let status = crasher.wait().expect("reaping sh");
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "the renamed shell did not die of SIGSEGV: {status}");
+
+    // The log is JSON: wait there for the verdict.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let verdict = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(v) = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|r| common::is_verdict_for(r, pid)) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no verdict for pid {pid} in the log within 30 s:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(verdict["crasher"]["comm"], json!(EVIL), "the JSON log keeps the name exactly: {verdict}");
+    let raw_log = std::fs::read(&log).expect("reading the log");
+    assert!(!raw_log.contains(&0x1b), "a raw ESC in the JSON log");
+
+    // SAFETY: kill(2) on our own unreaped child.
+    unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) };
+    let stopped = tracer.wait().expect("waiting for crashtrace");
+    assert!(stopped.success(), "crashtrace exited with {stopped}");
+    let live = std::fs::read_to_string(&live_out).expect("reading the live output");
+    let mut report = Command::new(CRASHTRACE);
+    report.arg("report").arg(&log);
+    let report = common::run_bounded(report, Duration::from_secs(60));
+    assert_eq!(report.status.code(), Some(0), "report failed: {}", report.stderr);
+
+    for (what, text) in [("live output", &live), ("report", &report.stdout)] {
+        assert!(text.contains(SHOWN), "{what} does not show the name escaped as {SHOWN}:\n{text}");
+        assert!(!text.contains('\x1b'), "{what} has a raw ESC:\n{text}");
+        assert!(!text.contains('\u{202e}'), "{what} has a raw bidi override:\n{text}");
+        let forged: Vec<&str> = text.lines().filter(|l| l.starts_with('X')).collect();
+        assert!(forged.is_empty(), "{what} has lines begun by the process's newline: {forged:?}");
+    }
+}

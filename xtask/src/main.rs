@@ -72,6 +72,10 @@ enum Task {
         /// Leave out the verdict records, so `report` rebuilds every chain.
         #[arg(long)]
         no_verdicts: bool,
+        /// Instead: this many fatal signals caught by handlers, each in a
+        /// process of its own (state that grows with processes).
+        #[arg(long, value_name = "N", conflicts_with_all = ["events", "no_verdicts"])]
+        handled: Option<u64>,
         #[arg(default_value = "/tmp/crashtrace-bench.jsonl")]
         path: std::path::PathBuf,
     },
@@ -85,7 +89,12 @@ enum Task {
 
 /// cargo-fuzz, pinned so CI builds the same tool every time.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-const FUZZ_TARGETS: [&str; 2] = ["decode", "log_reader"];
+const FUZZ_TARGETS: [&str; 4] = ["decode", "log_reader", "log_files", "doctor_parsers"];
+/// Targets that read logs: their corpora are seeded with the recorded
+/// fixtures, so the fuzzer starts from real records rather than from noise.
+const LOG_TARGETS: [&str; 2] = ["log_reader", "log_files"];
+/// Room for a line just past report's 1 MiB line cap.
+const FUZZ_MAX_LEN: usize = (1 << 20) + 4096;
 
 fn fuzz(seconds: u32) -> Result<()> {
     let installed = Command::new("cargo")
@@ -98,6 +107,11 @@ fn fuzz(seconds: u32) -> Result<()> {
             .context("installing cargo-fuzz")?;
     }
     for target in FUZZ_TARGETS {
+        let corpus = root().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+        if LOG_TARGETS.contains(&target) {
+            seed_corpus(&corpus)?;
+        }
         run(Command::new("cargo")
             .current_dir(root().join("fuzz"))
             .env_remove("RUSTUP_TOOLCHAIN")
@@ -107,9 +121,34 @@ fn fuzz(seconds: u32) -> Result<()> {
                 "run",
                 target,
                 "--",
+                corpus.to_str().context("the corpus path is UTF-8")?,
+                "--",
                 &format!("-max_total_time={seconds}"),
+                &format!("-max_len={FUZZ_MAX_LEN}"),
             ]))
         .with_context(|| format!("fuzz target {target} found a crash (see fuzz/artifacts/{target})"))?;
+    }
+    Ok(())
+}
+
+/// Copies each recorded fixture log into the corpus (once; the fuzzer
+/// keeps what it grows from them), prefixed by the mode byte the log
+/// targets read first.
+fn seed_corpus(corpus: &Path) -> Result<()> {
+    let fixtures = root().join("tracer/tests/fixtures");
+    for entry in std::fs::read_dir(&fixtures).with_context(|| format!("listing {}", fixtures.display()))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+            continue;
+        }
+        let name = path.file_name().context("a fixture has a name")?;
+        let seed = corpus.join(name);
+        if seed.exists() {
+            continue;
+        }
+        let mut bytes = vec![0u8];
+        bytes.extend(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+        std::fs::write(&seed, bytes).with_context(|| format!("writing {}", seed.display()))?;
     }
     Ok(())
 }
@@ -230,8 +269,11 @@ fn main() -> Result<()> {
             let binary = build(false)?;
             bench::run(&root(), &binary, &args)
         }
-        Task::BenchLog { events, no_verdicts, path } => {
-            let written = bench::synth_log::write(&root().join("tracer/tests/fixtures"), &path, events, !no_verdicts)?;
+        Task::BenchLog { events, no_verdicts, handled, path } => {
+            let written = match handled {
+                Some(n) => bench::synth_log::write_handled(&path, n)?,
+                None => bench::synth_log::write(&root().join("tracer/tests/fixtures"), &path, events, !no_verdicts)?,
+            };
             eprintln!("wrote {written} events to {}", path.display());
             Ok(())
         }

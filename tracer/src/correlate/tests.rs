@@ -936,3 +936,100 @@ fn a_handoff_while_pid1_is_in_its_crash_handler_stalls_early() {
     assert!(done[0].stalled);
     assert_eq!(done[0].verdict, Some(Verdict::CollectorUnreachablePid1));
 }
+
+// ---- bounded state -----------------------------------------------------
+
+/// A collector that retries its connect in a loop keeps its chain's size
+/// bounded: the first connects and the latest are kept, the rest counted.
+#[test]
+fn a_collector_retrying_forever_keeps_a_bounded_list_of_connects() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("|/usr/bin/collect %P", 0, Some(true)));
+    c.feed(&fault(1, 100, 11));
+    c.feed(&deliver(2, 100, 11, 0, None, Some(1)));
+    c.feed(&ev(3, proc(200, "collect"), Body::HelperExec { filename: "/usr/bin/collect".into(), argv: vec!["collect".into(), "100".into()], args_truncated: false }));
+    let retries = 10_000u32;
+    for i in 0..retries {
+        let ret = if i + 1 == retries { 0 } else { -111 };
+        c.feed(&ev(4, proc(200, "collect"), Body::HelperConnect { family: 1, path: "/run/x".into(), ret }));
+    }
+    let chain = c.helper_chain(200).expect("the collector's chain is open");
+    let collector = chain.collector.as_ref().expect("collector");
+    assert_eq!(collector.connects.len(), crate::chain::CONNECTS_MAX);
+    assert_eq!(collector.connects_dropped as usize, retries as usize - crate::chain::CONNECTS_MAX);
+    assert_eq!(collector.connects.last().map(|k| k.ret), Some(0), "the latest connect is kept");
+    assert!(chain.timeline.len() <= crate::chain::TIMELINE_MAX);
+}
+
+/// Deliveries to handlers in many distinct processes, all within the link
+/// window, leave the correlator's state bounded.
+#[test]
+fn many_handled_crashes_in_distinct_processes_keep_the_state_bounded() {
+    let mut c = Correlator::new(Config::default());
+    let n = 3 * HANDLED_MAX as u32;
+    let mut peak = 0;
+    for i in 0..n {
+        // 10 µs apart: all of them inside the 30 s link window.
+        let ts_ns = 1_000_000 + i as u64 * 10_000;
+        let mut e = deliver(0, 10_000 + i, 11, 0x5555_0000, None, Some(1));
+        e.ts_ns = ts_ns;
+        c.feed(&e);
+        // As report and the live loop do: every 100 ms.
+        if i % 10_000 == 0 {
+            c.tick(ts_ns);
+        }
+        peak = peak.max(c.handled.len());
+    }
+    assert!(peak <= HANDLED_MAX, "{peak} handled processes remembered, more than {HANDLED_MAX}");
+    assert!(c.handled_order.len() <= HANDLED_MAX);
+    // The newest is still remembered: its handler's child would be linked.
+    assert!(c.handled.contains_key(&(10_000 + n - 1)));
+}
+
+/// A handled crash's child is still linked when many other processes'
+/// handlers caught signals in between (up to the cap).
+#[test]
+fn a_handled_crash_links_its_child_after_other_handled_crashes() {
+    let mut c = Correlator::new(Config::default());
+    let mut done = Vec::new();
+    done.extend(c.feed(&deliver(1, 500, 11, 0x5555_0000, None, Some(1))));
+    for i in 0..(HANDLED_MAX as u32 - 1) {
+        done.extend(c.feed(&deliver(2, 10_000 + i, 11, 0x5555_0000, None, Some(1))));
+    }
+    let mut child = fault(3, 501, 11);
+    if let Body::SignalGenerate { target_ppid, .. } = &mut child.body {
+        *target_ppid = 500;
+    }
+    done.extend(c.feed(&child));
+    let mut d = deliver(4, 501, 11, 0, None, Some(1));
+    if let Body::SignalDeliver { ppid, .. } = &mut d.body {
+        *ppid = 500;
+    }
+    done.extend(c.feed(&d));
+    done.extend(c.flush());
+    let parent = done.iter().find(|ch| ch.crasher.tgid == 500).expect("parent chain");
+    let child = done.iter().find(|ch| ch.crasher.tgid == 501).expect("child chain");
+    assert_eq!(child.linked_to, Some(parent.id));
+}
+
+/// Pipe dumps in flight are counted from an index, and the count is right
+/// as dumps start and their processes exit.
+#[test]
+fn pipe_dumps_in_flight_follow_starts_and_exits() {
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("|/usr/bin/collect %P", 2, Some(true)));
+    for pid in [100, 101, 102] {
+        c.feed(&fault(1, pid, 11));
+        c.feed(&deliver(2, pid, 11, 0, None, Some(1)));
+    }
+    assert_eq!(c.pipe_dumps_in_flight(), 3);
+    let over: Vec<bool> = [100, 101, 102]
+        .iter()
+        .map(|p| c.open.values().find(|o| o.chain.crasher.tgid == *p).and_then(|o| o.chain.dump.as_ref()).map(|d| d.over_pipe_limit).unwrap_or_default())
+        .collect();
+    assert_eq!(over, [false, false, true], "the third dump is over core_pipe_limit=2");
+    c.feed(&ev(3, proc(101, "app"), Body::ProcessExit { exit_code: 0x8b, ppid: 1, roles: vec![Role::Crasher] }));
+    assert_eq!(c.pipe_dumps_in_flight(), 2);
+    c.flush();
+    assert_eq!(c.pipe_dumps_in_flight(), 0);
+}

@@ -36,6 +36,8 @@ pub struct LiveConfig {
     pub duration: Option<Duration>,
     /// `--fail-on-drop`: exit 1 if a core was dropped.
     pub fail_on_drop: bool,
+    /// `--heartbeat`: how often a heartbeat record is written (None: never).
+    pub heartbeat: Option<Duration>,
 }
 
 /// The eBPF side: the object and how its programs are loaded.
@@ -69,7 +71,7 @@ impl LiveConfig {
     pub fn resolve(args: &LiveArgs, env: Env) -> LiveConfig {
         let mut sinks = Vec::new();
         if let Some(path) = &args.log {
-            let options = LogOptions { sync: args.log_sync, max_size: args.log_max_size, keep: args.log_keep };
+            let options = LogOptions { sync: args.log_sync, max_size: args.log_max_size, keep: args.log_keep, full: args.log_full };
             sinks.push(SinkSpec::Log { path: path.clone(), options });
         }
         if args.json {
@@ -109,6 +111,7 @@ impl LiveConfig {
             },
             duration: args.duration.map(Duration::from_secs),
             fail_on_drop: args.fail_on_drop,
+            heartbeat: Some(args.heartbeat).filter(|s| *s > 0).map(Duration::from_secs),
         }
     }
 
@@ -119,6 +122,9 @@ impl LiveConfig {
         [
             ("pid", self.pid != new.pid),
             ("cgroup", self.cgroup != new.cgroup),
+            ("container", self.container != new.container),
+            ("unit", self.unit != new.unit),
+            ("heartbeat", self.heartbeat != new.heartbeat),
             ("duration", self.duration != new.duration),
             ("fail_on_drop", self.fail_on_drop != new.fail_on_drop),
             ("bpf_object", a.bpf_object != b.bpf_object),
@@ -199,7 +205,7 @@ mod tests {
     #[test]
     fn json_replaces_text_and_the_log_comes_first() {
         let c = resolve(&["--json", "--log", "/tmp/x.jsonl", "--log-sync", "event", "--log-keep", "2"], TTY);
-        let options = LogOptions { sync: SyncPolicy::Event, max_size: None, keep: 2 };
+        let options = LogOptions { sync: SyncPolicy::Event, max_size: None, keep: 2, ..LogOptions::default() };
         assert_eq!(c.sinks, vec![SinkSpec::Log { path: "/tmp/x.jsonl".into(), options }, SinkSpec::JsonLines]);
     }
 

@@ -24,7 +24,7 @@ pub const DEFAULT_PATH: &str = "/etc/crashtrace/crashtrace.toml";
 /// Keys a running tracer applies when it re-reads the file (SIGHUP): the
 /// outputs. The others shape what is loaded into the kernel, or the scope,
 /// and take a restart.
-pub const RELOADABLE_KEYS: &[&str] = &["json", "color", "verdicts_only", "log", "log_sync", "log_max_size", "log_keep"];
+pub const RELOADABLE_KEYS: &[&str] = &["json", "color", "verdicts_only", "log", "log_sync", "log_max_size", "log_keep", "log_full", "metrics_listen", "metrics_textfile", "metrics_interval", "journal"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
@@ -54,6 +54,14 @@ pub struct FileConfig {
     duration: Option<Spanned<u64>>,
     fail_on_drop: Option<Spanned<bool>>,
     bpf_object: Option<Spanned<PathBuf>>,
+    log_full: Option<Spanned<String>>,
+    heartbeat: Option<Spanned<u64>>,
+    metrics_listen: Option<Spanned<String>>,
+    metrics_textfile: Option<Spanned<PathBuf>>,
+    metrics_interval: Option<Spanned<u64>>,
+    container: Option<Spanned<String>>,
+    unit: Option<Spanned<String>>,
+    journal: Option<Spanned<bool>>,
 }
 
 /// A file read and parsed, with what is needed to point at its lines.
@@ -196,6 +204,47 @@ impl Loaded {
             && take("fail_on_drop")
         {
             args.fail_on_drop = *v.get_ref();
+        }
+        if let Some(v) = &k.log_full
+            && take("log_full")
+        {
+            args.log_full = value_enum::<crate::log::FullPolicy>(v.get_ref()).map_err(|e| self.bad("log_full", v, e))?;
+        }
+        if let Some(v) = &k.heartbeat
+            && take("heartbeat")
+        {
+            args.heartbeat = *v.get_ref();
+        }
+        if let Some(v) = &k.metrics_listen
+            && take("metrics_listen")
+        {
+            let addr = v.get_ref().parse().map_err(|e| self.bad("metrics_listen", v, format!("{e}; give an address and port such as \"127.0.0.1:9477\"")))?;
+            args.metrics_listen = Some(addr);
+        }
+        if let Some(v) = &k.metrics_textfile
+            && take("metrics_textfile")
+        {
+            args.metrics_textfile = Some(v.get_ref().clone());
+        }
+        if let Some(v) = &k.metrics_interval
+            && take("metrics_interval")
+        {
+            args.metrics_interval = *v.get_ref();
+        }
+        if let Some(v) = &k.container
+            && take("container")
+        {
+            args.container = Some(v.get_ref().clone());
+        }
+        if let Some(v) = &k.unit
+            && take("unit")
+        {
+            args.unit = Some(v.get_ref().clone());
+        }
+        if let Some(v) = &k.journal
+            && take("journal")
+        {
+            args.journal = *v.get_ref();
         }
         if let Some(v) = &k.bpf_object
             && take("bpf_object")

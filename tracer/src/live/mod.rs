@@ -30,7 +30,7 @@ use crate::{
     correlate::{Config, Correlator},
     decode,
     loader::{self, LoadOptions},
-    record::{Header, Loss, Record, Summary},
+    record::{Header, Heartbeat, Loss, Record, Stamp, Summary},
     scope::Scope,
     sink::{self, Sink},
 };
@@ -88,6 +88,9 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
     {
         anyhow::bail!("no process with pid {pid}; check the number with `ps -p {pid}`");
     }
+    // Before any sink is opened: a user who may not trace must not get
+    // crashtrace to create, append to or rotate a log either.
+    loader::check_privileges()?;
     let sinks: Vec<Box<dyn Sink>> = config.sinks.iter().map(|s| s.open()).collect::<Result<_, _>>()?;
     let object_bytes;
     let object: &[u8] = match (&config.load.bpf_object, EMBEDDED_OBJECT) {
@@ -138,6 +141,7 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
         start_wall as i128 - start_mono as i128,
     );
     let host = enrich::host();
+    pipeline.set_stamp(Stamp::current());
     pipeline.emit(Record::Header(Header {
         tracer_version: env!("CARGO_PKG_VERSION").into(),
         kernel: host.kernel,
@@ -170,6 +174,9 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
     let mut tick = tokio::time::interval(TICK);
     let mut next_watch_check = 0u64;
+    // The first heartbeat one interval after the start (the header says the
+    // tracer is alive at the start).
+    let mut next_heartbeat = config.heartbeat.map(|d| start_mono.saturating_add(d.as_nanos() as u64)).unwrap_or(u64::MAX);
     let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
     let mut loss = LossCounter::default();
     let state_size_start = pipeline.correlator.state_size() as u64;
@@ -198,6 +205,20 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
                     next_watch_check = now + WATCH_CHECK_NS;
                 }
                 loss.report(&lost, &mut pipeline);
+                if let Some(every) = config.heartbeat
+                    && now >= next_heartbeat
+                {
+                    let events = pipeline.correlator.stats().events;
+                    pipeline.emit(Record::Heartbeat(Heartbeat { ts_ns: now, interval_s: every.as_secs(), events }));
+                    next_heartbeat = now.saturating_add(every.as_nanos() as u64);
+                }
+                if let Some(why) = pipeline.fatal() {
+                    // --log-full=stop: end with a summary (it may reach the
+                    // log if space came back), then the error.
+                    pipeline.flush();
+                    pipeline.summary(Summary { lost_kernel: loss.total, state_size_start, state_size_peak, ..Summary::default() });
+                    anyhow::bail!("{why}");
+                }
             }
             _ = sighup.recv() => {
                 if let Some(n) = notifier.as_mut() {

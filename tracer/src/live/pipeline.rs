@@ -8,7 +8,7 @@ use crate::{
     correlate::{Correlator, CORE_LOOKUP_WINDOW_NS},
     decode::DecodeError,
     event::{Body, Event, Proc},
-    record::{EventRecord, Record, Summary},
+    record::{EventRecord, Record, Stamp, Summary},
     render::wall,
     scope::{Lookup, Scope},
     sink::{Emitted, Sink, SinkSpec, Status},
@@ -50,6 +50,9 @@ pub struct Pipeline {
     preamble: Vec<Record>,
     /// What the sinks were shown, for the summary: the chains in scope.
     shown: Shown,
+    /// The run's identity, stamped on every record; None in tests and
+    /// replays, whose records carry none.
+    stamp: Option<Stamp>,
 }
 
 /// Counts of the chains shown and of those left out by the scope.
@@ -102,6 +105,7 @@ impl Pipeline {
             dropped: 0,
             preamble: Vec::new(),
             shown: Shown::default(),
+            stamp: None,
         }
     }
 
@@ -115,7 +119,10 @@ impl Pipeline {
             }
             _ => {}
         }
-        let out = Emitted::new(record);
+        let out = match &mut self.stamp {
+            Some(stamp) => Emitted::from_line(stamp.line(record, super::realtime_ns())),
+            None => Emitted::new(record),
+        };
         for sink in &mut self.sinks {
             sink.write(&out);
         }
@@ -182,7 +189,18 @@ impl Pipeline {
 
     /// Records the sinks could not write.
     pub fn sink_failures(&self) -> u64 {
-        self.sinks.iter().map(|s| s.failures()).sum()
+        self.sinks.iter().fold(0u64, |n, s| n.saturating_add(s.failures()))
+    }
+
+    /// Stamps every record from now on with the run's identity and a
+    /// sequence number (see [`Stamp`]).
+    pub fn set_stamp(&mut self, stamp: Stamp) {
+        self.stamp = Some(stamp);
+    }
+
+    /// Why the tracer must stop, if a sink says so (`--log-full=stop`).
+    pub fn fatal(&self) -> Option<String> {
+        self.sinks.iter().find_map(|s| s.fatal())
     }
 
     pub fn journal_failures(&self) -> u64 {
@@ -368,6 +386,7 @@ impl Pipeline {
         summary.decode_errors = self.decode_errors;
         summary.log_write_failures = self.sink_failures();
         summary.journal_failures = self.journal_failures();
+        summary.log_sync_failures = self.sinks.iter().fold(0u64, |n, s| n.saturating_add(s.sync_failures()));
         self.emit(Record::Summary(summary));
     }
 }

@@ -181,7 +181,7 @@ fn rotation_names_keep_and_preamble() {
     let dir = TempDir::new("rotate");
     let path = dir.path("log.jsonl");
     let max = 4096;
-    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(max), keep: 2 }).unwrap();
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(max), keep: 2, ..Default::default() }).unwrap();
     write(&mut w, header());
     write(&mut w, settings_event("/tmp/core.%p"));
     for n in 0..200 {
@@ -227,7 +227,7 @@ fn rotation_names_keep_and_preamble() {
 fn rotation_with_keep_zero_starts_over() {
     let dir = TempDir::new("keep0");
     let path = dir.path("log.jsonl");
-    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 0 }).unwrap();
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 0, ..Default::default() }).unwrap();
     write(&mut w, header());
     for n in 0..100 {
         write(&mut w, fork_event(n));
@@ -242,7 +242,7 @@ fn rotation_with_keep_zero_starts_over() {
 fn a_record_larger_than_the_cap_does_not_rotate_forever() {
     let dir = TempDir::new("huge");
     let path = dir.path("log.jsonl");
-    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 1 }).unwrap();
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 1, ..Default::default() }).unwrap();
     write(&mut w, header());
     let big = format!("{{\"v\":1,\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(10_000));
     w.write_line(&big);
@@ -269,26 +269,107 @@ fn a_torn_last_line_is_ended_before_appending() {
 fn write_failures_are_counted_and_output_goes_on() {
     // /dev/full fails every write with ENOSPC, like a full disk.
     let file = OpenOptions::new().append(true).open("/dev/full").unwrap();
-    let mut w = LogWriter {
-        path: "/dev/full".into(),
-        opts: LogOptions::default(),
-        file: Some(file),
-        len: 0,
-        preamble_len: 0,
-        header: None,
-        settings: None,
-        needs_newline: false,
-        failures: 0,
-        sync_failures: 0,
-        syncs: 0,
-        rotations: 0,
-        reported: false,
-    };
+    let mut w = LogWriter::with_file("/dev/full".into(), LogOptions::default(), file, 0);
     for n in 0..5 {
         write(&mut w, fork_event(n));
     }
     assert_eq!(w.failures, 5);
-    assert!(w.reported);
+    assert_eq!(w.errors.write, 5);
+    assert!(w.reported.write);
+    assert!(w.fatal().is_none(), "keep-tracing is the default");
+}
+
+#[test]
+fn a_full_disk_stops_the_tracer_if_told_to() {
+    let file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+    let opts = LogOptions { full: FullPolicy::Stop, ..LogOptions::default() };
+    let mut w = LogWriter::with_file("/dev/full".into(), opts, file, 0);
+    write(&mut w, fork_event(1));
+    let why = w.fatal().expect("a full disk with --log-full=stop is fatal");
+    assert!(why.contains("--log-full"), "{why}");
+}
+
+#[test]
+fn records_lost_while_the_disk_was_full_are_said_in_band_when_it_frees() {
+    let dir = TempDir::new("refill");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions::default()).unwrap();
+    write(&mut w, header());
+    // The disk fills: the file is swapped for /dev/full under the writer.
+    let good = w.file.replace(OpenOptions::new().append(true).open("/dev/full").unwrap());
+    for n in 0..3 {
+        write(&mut w, fork_event(n));
+    }
+    w.file = good;
+    write(&mut w, fork_event(3));
+    let got = lines(&path);
+    assert_eq!(got.len(), 3, "header, the loss note, the record");
+    match &got[1].record {
+        Record::Loss(l) => {
+            assert_eq!(l.source, "log");
+            assert_eq!(l.total, 3);
+            assert_eq!(l.counts.get("unwritten"), Some(&3));
+        }
+        other => panic!("expected a loss record, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_rotation_backs_off_and_keeps_the_cap() {
+    let dir = TempDir::new("norotate");
+    let path = dir.path("log.jsonl");
+    // PATH.1 is a non-empty directory: renaming the log onto it fails.
+    std::fs::create_dir_all(dir.path("log.jsonl.1/x")).unwrap();
+    let max = 4096;
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(max), keep: 1, ..Default::default() }).unwrap();
+    write(&mut w, header());
+    for n in 0..2000 {
+        write(&mut w, fork_event(n));
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len <= max, "the file grew to {len} bytes past the {max}-byte cap");
+    let headers = lines(&path).iter().filter(|l| matches!(l.record, Record::Header(_))).count();
+    assert_eq!(headers, 1, "a failed rotation appends no header copy");
+    // Backed off: far fewer tries than records, and each kind reported once.
+    assert!(w.errors.rotate >= 1 && w.errors.rotate < 20, "{} rotation tries", w.errors.rotate);
+    assert!(w.dropped > 1900, "{} dropped", w.dropped);
+    assert_eq!(w.failures, w.dropped);
+    // The way clears: the next try rotates, and the new file says what was dropped.
+    std::fs::remove_dir_all(dir.path("log.jsonl.1")).unwrap();
+    for n in 2000..10_000 {
+        write(&mut w, fork_event(n));
+        if w.rotations > 0 {
+            break;
+        }
+    }
+    assert_eq!(w.rotations, 1);
+    let got = lines(&path);
+    assert!(matches!(got[0].record, Record::Header(_)));
+    let note = got.iter().find_map(|l| match &l.record {
+        Record::Loss(l) => Some(l.clone()),
+        _ => None,
+    });
+    let note = note.expect("a loss record says what was dropped");
+    assert_eq!(note.source, "log");
+    assert!(note.counts.get("over-cap").copied().unwrap_or(0) > 1900, "{note:?}");
+}
+
+#[test]
+fn the_directory_is_synced_after_create_and_rotation() {
+    let dir = TempDir::new("dirsync");
+    let path = dir.path("log.jsonl");
+    let w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::Verdict, max_size: Some(4096), keep: 1, ..Default::default() }).unwrap();
+    assert_eq!(w.dir_syncs, 1, "a new file's name is durable only once its directory is");
+    drop(w);
+    // An existing file: nothing new in the directory.
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::Verdict, max_size: Some(4096), keep: 1, ..Default::default() }).unwrap();
+    assert_eq!(w.dir_syncs, 0);
+    write(&mut w, header());
+    for n in 0..100 {
+        write(&mut w, fork_event(n));
+    }
+    assert!(w.rotations > 0);
+    assert_eq!(w.dir_syncs, w.rotations, "one directory sync per rotation, after the new file");
 }
 
 #[test]
@@ -319,4 +400,42 @@ fn sizes() {
     assert!(parse_size("-5M").is_err());
     assert!(parse_size("99999999999999999999G").is_err());
     assert!(parse_size("18014398509481984K").is_err(), "overflow");
+}
+
+#[test]
+fn rotated_files_start_with_their_own_bytes_and_records_carry_their_identity() {
+    let dir = TempDir::new("ident");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, max_size: Some(4096), keep: 3, ..Default::default() }).unwrap();
+    let mut stamp = crate::record::Stamp::new("ab".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: "m".into() });
+    for r in std::iter::once(header()).chain(std::iter::once(settings_event("/tmp/core"))).chain((0..300).map(fork_event)) {
+        let line = stamp.line(r.clone(), 1_779_235_200_000_000_001);
+        w.write_record(&r, &line.to_json());
+    }
+    assert!(w.rotations >= 3, "{} rotations", w.rotations);
+    let files = [path.clone(), rotated_path(&path, 1), rotated_path(&path, 2), rotated_path(&path, 3)];
+    let heads: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).unwrap().into_iter().take(1024).collect())
+        .collect();
+    for (i, a) in heads.iter().enumerate() {
+        for b in &heads[i + 1..] {
+            assert_ne!(a, b, "two files of the set start with the same KiB");
+        }
+    }
+    let mut last_seq = None;
+    for p in files.iter().rev() {
+        for l in lines(p) {
+            assert_eq!(l.run.as_deref(), Some("abababababababababababababababab"));
+            assert_eq!(l.time.as_deref(), Some("2026-05-20T00:00:00.000000001Z"));
+            assert_eq!(l.host.as_ref().map(|h| h.machine.as_str()), Some("m"));
+            // Copies at the start of a file say so; the rest count up by one.
+            if l.file.is_none() {
+                let seq = l.seq.unwrap();
+                assert!(last_seq.is_none_or(|s| seq == s + 1), "{seq} after {last_seq:?}");
+                last_seq = Some(seq);
+            }
+        }
+    }
+    assert_eq!(last_seq, Some(301));
 }

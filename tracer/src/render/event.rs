@@ -1,8 +1,8 @@
-//! One line of text per event.
+//! One line of text per event, escaped (see [`super::escape`]).
 
 use std::fmt::Write as _;
 
-use super::{clock, handler, rlimit, Style};
+use super::{clock, handler, rlimit, Escaped, Quoted, Style};
 use crate::{
     chain::describe_exit,
     event::{code_name, errno_name, signal_name, Body, Event},
@@ -46,13 +46,13 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
         }
         Body::ProcessExit { exit_code, roles, .. } => format!("{} exited: {} [{}]", ev.task, describe_exit(*exit_code), roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")),
         Body::ProcessFork { child } => format!("{} forked {child}", ev.task),
-        Body::CoreSettings(s) => format!("core_pattern={:?} core_pipe_limit={}", s.core_pattern, s.core_pipe_limit),
+        Body::CoreSettings(s) => format!("core_pattern={} core_pipe_limit={}", Quoted(&s.core_pattern), s.core_pipe_limit),
         Body::CoreLocated(l) => match &l.path {
             Some(_) => format!("core at {}", l.describe()),
             None => format!("no core found (searched {})", l.searched.join(", ")),
         },
         Body::SysctlWrite { name, old_value, new_value } => {
-            format!("{} wrote {name}: {old_value:?} -> {new_value:?}", ev.task)
+            format!("{} wrote {name}: {} -> {}", ev.task, Quoted(old_value), Quoted(new_value))
         }
         Body::Cgroup { op, root, id, path, populated, .. } => {
             let v = if *root == 0 { "v2".to_string() } else { format!("v1#{root}") };
@@ -69,5 +69,7 @@ pub fn event_line(ev: &Event, wall_ns: u64, style: Style) -> String {
         }
         Body::StackCopy { sp, data } => format!("{} {} bytes of user stack from {sp:#x}", ev.task, data.len()),
     };
-    format!("{} {:<15} {what}", style.dim(&clock(wall_ns)), ev.body.name())
+    // Built unstyled, so that everything in it is escaped at once: comms,
+    // argv, paths and values are all the process's own text.
+    format!("{} {:<15} {}", style.dim(&clock(wall_ns)), ev.body.name(), Escaped(&what))
 }

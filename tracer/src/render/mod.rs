@@ -3,11 +3,13 @@
 //! and the header, watched, loss and summary texts ([`records`]). The JSON
 //! forms are [`crate::record`]; both print the same facts.
 
+pub mod escape;
 pub mod event;
 pub mod records;
 pub mod verdict;
 
 pub use self::{
+    escape::{esc, escape_lines, Escaped, Quoted},
     event::event_line,
     records::{header_text, loss_text, summary_text, watched_text},
     verdict::{verdict_block, Block, Section},
@@ -63,3 +65,6 @@ fn handler(h: u64) -> String {
         h => format!("{h:#x}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{clock, wall, Style};
+use super::{clock, wall, Escaped, Quoted, Style};
 use crate::record::{Header, Loss, Summary, Watched};
 
 pub fn header_text(h: &Header) -> String {
@@ -26,7 +26,7 @@ pub fn header_text(h: &Header) -> String {
         );
     }
     if let Some(c) = &h.core_settings {
-        let _ = writeln!(s, "core_pattern: {:?}  core_pipe_limit: {}", c.core_pattern, c.core_pipe_limit);
+        let _ = writeln!(s, "core_pattern: {}  core_pipe_limit: {}", Quoted(&c.core_pattern), c.core_pipe_limit);
     }
     if let Some(p) = h.watched_pid {
         let _ = writeln!(s, "watching pid {p}");
@@ -39,7 +39,7 @@ pub fn watched_text(w: &Watched, mono_to_wall: i128, style: Style) -> String {
     let state = if w.state == crate::watched::State::FrozenInCrashHandler { style.red(w.state.as_str()) } else { style.bold(w.state.as_str()) };
     let mut s = format!("{} watched pid {} is {state}\n", style.dim(&clock(wall)), w.pid);
     for e in &w.evidence {
-        let _ = writeln!(s, "   - {e}");
+        let _ = writeln!(s, "   - {}", Escaped(e));
     }
     s
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{clock, rlimit, wall, Style};
+use super::{clock, esc, escape_lines, rlimit, wall, Escaped, Quoted, Style};
 use crate::{
     chain::Chain,
     core_pattern::DumpMode,
@@ -69,15 +69,15 @@ impl Block {
                 "{} crash #{}: {} {} ({how}, {})",
                 style.bold("━━"),
                 chain.id,
-                style.bold(&chain.crasher.to_string()),
+                style.bold(&esc(&chain.crasher)),
                 signal_name(chain.sig),
                 chain.origin
             ),
         );
         b.line(Section::Verdict, format_args!("   verdict    {painted}"));
-        b.line(Section::Why, format_args!("   why        {}", chain.reason));
+        b.line(Section::Why, format_args!("   why        {}", Escaped(&chain.reason)));
         if let Some(m) = &chain.missing {
-            b.line(Section::Missing, format_args!("   missing    {m}"));
+            b.line(Section::Missing, format_args!("   missing    {}", Escaped(m)));
         }
         if chain.events_lost {
             let note = "NOTE       events were lost while this chain was open; the verdict may rest on missing evidence";
@@ -87,7 +87,7 @@ impl Block {
             b.line(Section::Stalled, format_args!("   {}", style.red("STALLED    the collector is gone but the dump never finished")));
         }
         for e in &chain.evidence {
-            b.line(Section::Evidence, format_args!("   evidence   {e}"));
+            b.line(Section::Evidence, format_args!("   evidence   {}", Escaped(e)));
         }
         if chain.misleading_core_dumped() {
             let warning = "WARNING    the kernel reported \"core dumped\", but the core was not stored";
@@ -102,14 +102,17 @@ impl Block {
             };
             b.line(
                 Section::Dump,
-                format_args!("   dump       {mode} {:?} (seen: {}), RLIMIT_CORE={}", d.core_pattern, d.hook.as_str(), rlimit(d.rlimit_core)),
+                format_args!("   dump       {mode} {} (seen: {}), RLIMIT_CORE={}", Quoted(&d.core_pattern), d.hook.as_str(), rlimit(d.rlimit_core)),
             );
         }
         if let Some(c) = &chain.collector {
-            b.line(Section::Collector, format_args!("   collector  {}[{}] {} exit: {}", c.comm, c.pid, c.filename, c.exit_description()));
+            b.line(Section::Collector, format_args!("   collector  {}[{}] {} exit: {}", Escaped(&c.comm), c.pid, Escaped(&c.filename), c.exit_description()));
             for conn in &c.connects {
                 let r = if conn.ret == 0 { "ok".to_string() } else { errno_name(-conn.ret) };
-                b.line(Section::Collector, format_args!("              connect {} -> {r}", conn.path));
+                b.line(Section::Collector, format_args!("              connect {} -> {r}", Escaped(&conn.path)));
+            }
+            if c.connects_dropped > 0 {
+                b.line(Section::Collector, format_args!("              … {} more connects not kept", c.connects_dropped));
             }
         }
         if let Some(core) = &chain.core {
@@ -134,10 +137,10 @@ impl Block {
         }
         if let Some(w) = &chain.core_pattern_set_by {
             let at = clock(wall(w.ts_ns, mono_to_wall));
-            b.line(Section::Pattern, format_args!("   pattern    set to {:?} by {} at {at} (was {:?})", w.new_value, w.writer, w.old_value));
+            b.line(Section::Pattern, format_args!("   pattern    set to {} by {} at {at} (was {})", Quoted(&w.new_value), esc(&w.writer), Quoted(&w.old_value)));
         }
         if let Some(p) = &chain.cgroup_path {
-            b.line(Section::Cgroup, format_args!("   cgroup     {p} (id {})", chain.cgroup_id));
+            b.line(Section::Cgroup, format_args!("   cgroup     {} (id {})", Escaped(p), chain.cgroup_id));
         }
         if let (Some(ns), Some(pid)) = (chain.pidns, chain.ns_pid)
             && pid != chain.crasher.tgid
@@ -148,19 +151,20 @@ impl Block {
             let at = clock(wall(note.ts_ns, mono_to_wall));
             b.line(
                 Section::PossibleCause,
-                format_args!("   possible cause  {at} cgroup {} {} by {} ({})", note.op, note.path, note.actor, note.why),
+                format_args!("   possible cause  {at} cgroup {} {} by {} ({})", note.op, Escaped(&note.path), esc(&note.actor), Escaped(&note.why)),
             );
         }
         b.line(Section::Timeline, format_args!("   timeline"));
         for step in &chain.timeline {
             let at = clock(wall(step.ts_ns, mono_to_wall));
-            b.line(Section::Timeline, format_args!("     {} {}", style.dim(&at), step.what));
+            b.line(Section::Timeline, format_args!("     {} {}", style.dim(&at), Escaped(&step.what)));
         }
         if chain.timeline_dropped > 0 {
             b.line(Section::Timeline, format_args!("     … {} more steps not kept", chain.timeline_dropped));
         }
         if let Some(stack) = &chain.stack {
-            b.set(Section::Stack, crate::stack::text(stack));
+            // Symbol and module names come from the crashed process's files.
+            b.set(Section::Stack, escape_lines(&crate::stack::text(stack)));
         }
         b
     }

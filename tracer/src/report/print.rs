@@ -18,7 +18,7 @@ use super::{
 use crate::{
     chain::Chain,
     record::{Document, Header},
-    render::{Block, Section, Style},
+    render::{esc, Block, Escaped, Quoted, Section, Style},
     verdict::Verdict,
 };
 
@@ -250,7 +250,7 @@ impl Printer for TextPrinter {
                 let rv = r.verdict.map(|v| v.as_str()).unwrap_or("unknown");
                 block.line(
                     Section::Source,
-                    format_args!("   source     verdict record ({p}); replaying the logged events gives {rv} instead: {}", r.reason),
+                    format_args!("   source     verdict record ({p}); replaying the logged events gives {rv} instead: {}", Escaped(&r.reason)),
                 );
             }
             (Some(p), None) => {
@@ -269,13 +269,13 @@ impl Printer for TextPrinter {
         match c.core {
             Some(CoreStatus::Found { path }) if live_path == path.to_str() => {}
             Some(CoreStatus::Found { path }) if verdict == Verdict::Stored => {
-                block.line(Section::Core, format_args!("   core       {}", path.display()));
+                block.line(Section::Core, format_args!("   core       {}", Escaped(&path.to_string_lossy())));
             }
             Some(CoreStatus::Found { path }) => {
-                block.line(Section::Core, format_args!("   core       {} (found, although the verdict is {verdict})", path.display()));
+                block.line(Section::Core, format_args!("   core       {} (found, although the verdict is {verdict})", Escaped(&path.to_string_lossy())));
             }
             Some(CoreStatus::Unaccounted { searched }) => {
-                let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
+                let dirs: Vec<String> = searched.iter().map(|d| Escaped(&d.to_string_lossy()).to_string()).collect();
                 let text = format!(
                     "UNACCOUNTED  the verdict says stored, but no core is in {}",
                     if dirs.is_empty() { "any store (give --store DIR)".to_string() } else { dirs.join(", ") }
@@ -283,7 +283,7 @@ impl Printer for TextPrinter {
                 block.line(Section::Core, format_args!("   core       {}", self.style.red(&text)));
             }
             Some(CoreStatus::Unchecked { why }) => {
-                block.line(Section::Core, format_args!("   core       not checked: {why}"));
+                block.line(Section::Core, format_args!("   core       not checked: {}", Escaped(why)));
             }
             None => {}
         }
@@ -293,9 +293,9 @@ impl Printer for TextPrinter {
     fn gap(&self, out: &mut dyn Write, gap: &Gap) -> io::Result<()> {
         let when = gap.wall_ns.map(|w| format!(" {}", format_utc(w))).unwrap_or_default();
         if gap.kind == "watched" {
-            return writeln!(out, "── STATE{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
+            return writeln!(out, "── STATE{when}: {}  [{}:{}]", Escaped(&gap.detail), Escaped(&gap.file), gap.line);
         }
-        let text = format!("── GAP{when}: {}  [{}:{}]", gap.detail, gap.file, gap.line);
+        let text = format!("── GAP{when}: {}  [{}:{}]", Escaped(&gap.detail), Escaped(&gap.file), gap.line);
         writeln!(out, "{}", self.style.red(&text))
     }
 
@@ -312,7 +312,7 @@ impl Printer for TextPrinter {
                     h.dump_mode
                 );
                 if let Some(c) = &h.core_settings {
-                    let _ = write!(s, "; core_pattern {:?}", c.core_pattern);
+                    let _ = write!(s, "; core_pattern {}", Quoted(&c.core_pattern));
                 }
                 if let Some(p) = h.watched_pid {
                     let _ = write!(s, "; watching pid {p} only");
@@ -343,17 +343,24 @@ impl Printer for TextPrinter {
             "   gaps       {} events lost in the kernel ({} loss records); {} records the tracer could not write; {} runs ended without a summary; {} torn lines",
             t.lost_kernel, t.loss_records, t.log_write_failures, t.runs_without_summary, t.torn_lines
         );
+        if t.duplicate_records + t.missing_records + t.reordered_records + t.tracer_deaths + t.log_sync_failures > 0 {
+            let _ = writeln!(
+                s,
+                "   sequence   {} records missing, {} read twice (skipped), {} out of order; {} tracer deaths; {} failed log fsyncs",
+                t.missing_records, t.duplicate_records, t.reordered_records, t.tracer_deaths, t.log_sync_failures
+            );
+        }
         if t.bad_lines > 0 {
             let _ = writeln!(s, "   bad input  {} lines or files skipped (listed on stderr)", t.bad_lines);
         }
         let _ = writeln!(s, "   cores      {} unaccounted, {} orphaned", t.unaccounted, t.orphaned);
         if !rows.is_empty() {
-            let w_comm = rows.iter().map(|r| r.comm.chars().count()).max().unwrap_or(0).max("EXECUTABLE".len());
+            let w_comm = rows.iter().map(|r| esc(&r.comm).chars().count()).max().unwrap_or(0).max("EXECUTABLE".len());
             let w_verdict = rows.iter().map(|r| r.verdict.len()).max().unwrap_or(0).max("VERDICT".len());
             let _ = writeln!(s, "\n   crashes by signal, executable, cgroup and verdict");
             let _ = writeln!(s, "     {:<9} {:<w_comm$} {:>12} {:<w_verdict$} {:>8}", "SIGNAL", "EXECUTABLE", "CGROUP", "VERDICT", "COUNT");
             for r in rows {
-                let _ = writeln!(s, "     {:<9} {:<w_comm$} {:>12} {:<w_verdict$} {:>8}", r.signal, r.comm, r.cgroup_id, r.verdict, r.count);
+                let _ = writeln!(s, "     {:<9} {:<w_comm$} {:>12} {:<w_verdict$} {:>8}", r.signal, esc(&r.comm), r.cgroup_id, r.verdict, r.count);
             }
         }
         if !t.drops.is_empty() {
@@ -368,7 +375,7 @@ impl Printer for TextPrinter {
         if !orphans.is_empty() {
             let _ = writeln!(s, "\n   orphaned cores (no chain in these logs accounts for them)");
             for o in orphans.iter().take(50) {
-                let _ = writeln!(s, "     {}  {}", format_utc(o.mtime_wall_ns), o.path.display());
+                let _ = writeln!(s, "     {}  {}", format_utc(o.mtime_wall_ns), Escaped(&o.path.to_string_lossy()));
             }
             if orphans.len() > 50 {
                 let _ = writeln!(s, "     … {} more", orphans.len() - 50);

@@ -3,7 +3,12 @@
 //! into a record or an error that says what is wrong with it.
 
 use std::{
+    fs::File,
     io::{self, BufRead},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{FileTypeExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -16,7 +21,7 @@ use crate::{event::SCHEMA_VERSION, log::rotated_path, record::Line};
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Record types of schema version 1.
-const KNOWN_TYPES: [&str; 6] = ["header", "event", "verdict", "loss", "summary", "watched"];
+const KNOWN_TYPES: [&str; 7] = ["header", "event", "verdict", "loss", "summary", "watched", "heartbeat"];
 
 /// What [`LineReader::next`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,12 +184,15 @@ pub fn rotated_set(path: &Path) -> Vec<PathBuf> {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let prefix = format!("{}.", name.to_string_lossy());
+        // Bytes, not text: a log name need not be UTF-8, and its rotated
+        // names are the same bytes with ".N" added.
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(b'.');
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let entry_name = entry.file_name();
-                let Some(entry_name) = entry_name.to_str() else { continue };
-                let Some(num) = entry_name.strip_prefix(&prefix) else { continue };
+                let Some(num) = entry_name.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
+                let Ok(num) = std::str::from_utf8(num) else { continue };
                 if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) || num.len() > 9 {
                     continue;
                 }
@@ -197,4 +205,49 @@ pub fn rotated_set(path: &Path) -> Vec<PathBuf> {
     }
     numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     numbered.into_iter().map(|(_, p)| p).chain(std::iter::once(path.to_path_buf())).collect()
+}
+
+/// Why a file given as (or found as part of) a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("is a symlink; report does not follow symlinks in a log set (they could point anywhere, e.g. /dev/zero): give the real path")]
+    Symlink,
+    #[error("not a regular file ({0}); a log is a regular file: give the path of one")]
+    NotRegular(&'static str),
+    #[error("cannot read: {0}; check the path and its permissions")]
+    Io(io::Error),
+}
+
+/// Opens a log file for reading: never through a symlink, never blocking
+/// (a FIFO would wait forever for a writer), and only a regular file, as
+/// fstat on the opened file says (no race between check and use). A
+/// regular file also bounds what the read costs: /dev/zero and the like
+/// are refused here.
+pub fn open_log(path: &Path) -> Result<File, OpenError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { OpenError::Symlink } else { OpenError::Io(e) })?;
+    let kind = file.metadata().map_err(OpenError::Io)?.file_type();
+    if !kind.is_file() {
+        return Err(OpenError::NotRegular(file_kind(&kind)));
+    }
+    Ok(file)
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }

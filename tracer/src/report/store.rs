@@ -243,7 +243,9 @@ fn list(dir: &Path) -> Listing {
 /// An ELF file of type ET_CORE.
 fn is_elf_core(path: &Path) -> bool {
     let mut head = [0u8; 18];
-    let ok = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok();
+    // The listing saw a regular file, but it may have been swapped for a
+    // FIFO or symlink since: the open neither follows nor blocks.
+    let ok = super::reader::open_log(path).ok().map(|mut f| f.read_exact(&mut head).is_ok()).unwrap_or(false);
     // e_type is at offset 16, in the byte order of EI_DATA (1 = little).
     ok && head[..4] == *b"\x7fELF" && {
         let e_type = if head[5] == 2 { u16::from_be_bytes([head[16], head[17]]) } else { u16::from_le_bytes([head[16], head[17]]) };

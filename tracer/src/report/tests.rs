@@ -110,6 +110,7 @@ fn kind(line: &str) -> String {
         Record::Loss(_) => "loss".into(),
         Record::Summary(_) => "summary".into(),
         Record::Watched(_) => "watched".into(),
+        Record::Heartbeat(_) => "heartbeat".into(),
     }
 }
 
@@ -247,7 +248,9 @@ fn bad_input_is_reported_with_file_and_line_and_skipped() {
     bytes.extend_from_slice(format!("{{\"v\":1,\"type\":\"event\",\"pad\":\"{}\"}}\n", "x".repeat(MAX_LINE + 10)).as_bytes()); // 8
     bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":\"soon\"}\n"); // 9
     bytes.extend_from_slice(b"[1,2,3]\n"); // 10
-    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 11: cut, then a newline
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 11: cut, then the next run's header
+    bytes.extend_from_slice(format!("{}\n", lines[0]).as_bytes()); // 12
+    bytes.extend_from_slice(b"{\"v\":1,\"type\":\"event\",\"wall_ns\":1\n"); // 13: cut mid-file, no header after: bad
     for l in &lines[1..] {
         bytes.extend_from_slice(format!("{l}\n").as_bytes());
     }
@@ -270,8 +273,9 @@ fn bad_input_is_reported_with_file_and_line_and_skipped() {
     assert!(err.contains("empty.jsonl:1: empty file"), "{err}");
     // A record cut off mid-write, then ended by the next run: torn, not bad.
     assert!(err.contains("bad.jsonl:11: torn record"), "{err}");
+    assert!(err.contains("bad.jsonl:13: truncated record"), "{err}");
     assert_eq!(ran.totals.torn_lines, 1);
-    assert_eq!(ran.totals.bad_lines, 10);
+    assert_eq!(ran.totals.bad_lines, 11);
     assert_eq!(ran.verdicts(), recorded_verdicts(&text), "the good lines still count");
     assert!(!ran.stopped);
 }
@@ -682,4 +686,186 @@ fn report_list_is_one_line_per_crash() {
     // Nothing to list still says so.
     let none = report(Options { list: true, json: false, verdict: Some(VerdictFilter::parse("stored").unwrap()), ..opts() }, &files[..1]);
     assert_eq!(none.text, "no crashes in these logs match the filters\n");
+}
+
+#[test]
+fn only_a_last_line_or_one_before_a_header_is_torn() {
+    // 1,011 lines of "{": each looks like the start of a cut record, but a
+    // writer tears at most its last line, so all but the last are bad input.
+    let junk = "{\n".repeat(1011);
+    let ran = report(opts(), &[("braces.jsonl", junk.as_bytes())]);
+    assert_eq!((ran.totals.bad_lines, ran.totals.torn_lines), (1010, 1), "{}", ran.stderr);
+    assert_eq!(Outcome { totals: ran.totals.clone() }.exit_status(false), 1);
+    // Their messages are capped, torn ones too.
+    let said = ran.stderr.lines().filter(|l| l.contains("braces.jsonl:")).count() as u64;
+    assert!(said <= MAX_ERRORS_PRINTED + 2, "{said} lines printed");
+}
+
+#[test]
+fn torn_line_messages_are_capped() {
+    // Many runs, each killed mid-write: a torn line before every header.
+    let header = header_line("boot", 1, 1_779_235_200_000_000_000);
+    let mut text = String::new();
+    for _ in 0..300 {
+        text.push_str(&format!("{header}\n{{\"v\":1,\"type\":\"ev\n"));
+    }
+    let ran = report(opts(), &[("runs.jsonl", text.as_bytes())]);
+    assert_eq!(ran.totals.torn_lines, 300);
+    let said = ran.stderr.lines().filter(|l| l.contains("torn")).count() as u64;
+    assert!(said <= MAX_ERRORS_PRINTED + 1, "{said} torn lines printed:\n{}", ran.stderr);
+    assert!(ran.stderr.contains("counted, not printed"), "{}", ran.stderr);
+}
+
+/// Runs `run_all` on another thread: a report that blocks on a FIFO fails
+/// the test instead of hanging it.
+fn run_all_within(logs: Vec<PathBuf>, secs: u64) -> (Totals, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = Report::new(opts(), Vec::new(), Vec::new());
+        r.run_all(&logs).unwrap();
+        let t = r.finish().unwrap().totals;
+        let _ = tx.send((t, String::from_utf8_lossy(&r.err).to_string()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs)).expect("report blocked on a file it should have refused")
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifos_and_symlinks_are_refused_not_read() {
+    let dir = std::env::temp_dir().join(format!("crashtrace-report-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log.jsonl");
+    std::fs::write(&log, fixture("file-stored")).unwrap();
+    // A FIFO as a rotated sibling.
+    mkfifo(&crate::log::rotated_path(&log, 1));
+    let (t, err) = run_all_within(vec![log.clone()], 10);
+    assert!(err.contains("log.jsonl.1: not a regular file"), "{err}");
+    assert_eq!((t.files, t.bad_lines), (2, 1), "{err}");
+    // A FIFO given as LOG.
+    let fifo = dir.join("fifo.jsonl");
+    mkfifo(&fifo);
+    let (t, err) = run_all_within(vec![fifo], 10);
+    assert!(err.contains("fifo.jsonl: not a regular file"), "{err}");
+    assert_eq!(t.bad_lines, 1);
+    // A symlink is not followed: it could point anywhere (/dev/zero).
+    let link = dir.join("link.jsonl");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let (t, err) = run_all_within(vec![link], 10);
+    assert!(err.contains("link.jsonl: is a symlink"), "{err}");
+    assert_eq!((t.bad_lines, t.lines), (1, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn non_utf8_log_names_keep_their_rotated_siblings() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("crashtrace-report-name-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join(std::ffi::OsStr::from_bytes(b"log\xff.jsonl"));
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(crate::log::rotated_path(&log, 1), "").unwrap();
+    std::fs::write(crate::log::rotated_path(&log, 2), "").unwrap();
+    assert_eq!(rotated_set(&log), vec![crate::log::rotated_path(&log, 2), crate::log::rotated_path(&log, 1), log.clone()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fixture's records stamped as the live tracer stamps them: run id,
+/// sequence numbers, time and host.
+fn stamped(text: &str, run: &str) -> Vec<String> {
+    let mut stamp = crate::record::Stamp::new(run.into(), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: String::new() });
+    text.lines()
+        .map(|l| {
+            let line: Line = serde_json::from_str(l).unwrap();
+            stamp.line(line.record, 1_779_235_200_000_000_000).to_json()
+        })
+        .collect()
+}
+
+#[test]
+fn duplicates_gaps_and_reordering_are_found_by_run_and_seq() {
+    let text = fixture("file-stored");
+    let lines = stamped(&text, "0123456789abcdef0123456789abcdef");
+    let whole = lines.join("\n") + "\n";
+    let once = report(opts(), &[("a.jsonl", whole.as_bytes())]);
+    assert_eq!(once.totals.duplicate_records + once.totals.missing_records + once.totals.reordered_records, 0);
+    // The same log twice (a copy under another name): read once, said once.
+    let twice = report(opts(), &[("a.jsonl", whole.as_bytes()), ("copy.jsonl", whole.as_bytes())]);
+    assert_eq!(twice.totals.duplicate_records, lines.len() as u64);
+    assert_eq!(twice.totals.chains_shown, once.totals.chains_shown, "a repeated verdict is not counted twice");
+    assert_eq!(twice.totals.verdicts, once.totals.verdicts);
+    assert_eq!(twice.totals.runs, 1);
+    assert_eq!(twice.of_type("gap").iter().filter(|g| g["kind"] == "duplicate").count(), 1, "{}", twice.text);
+    // Records 3..=5 missing (e.g. a rotated file lost).
+    let gappy: String = lines.iter().enumerate().filter(|(i, _)| !(3..=5).contains(i)).map(|(_, l)| format!("{l}\n")).collect();
+    let ran = report(opts(), &[("gap.jsonl", gappy.as_bytes())]);
+    assert_eq!(ran.totals.missing_records, 3);
+    let gap = ran.of_type("gap").into_iter().find(|g| g["kind"] == "missing").expect("a missing-records gap");
+    assert!(gap["detail"].as_str().unwrap().contains("3 records"), "{gap}");
+    // Two records swapped.
+    let mut swapped = lines.clone();
+    swapped.swap(2, 3);
+    let ran = report(opts(), &[("swap.jsonl", (swapped.join("\n") + "\n").as_bytes())]);
+    assert_eq!((ran.totals.reordered_records, ran.totals.missing_records, ran.totals.duplicate_records), (1, 0, 0));
+}
+
+fn heartbeat_line(stamp: &mut crate::record::Stamp, ts_ns: u64) -> String {
+    stamp.line(Record::Heartbeat(crate::record::Heartbeat { ts_ns, interval_s: 30, events: 0 }), 0).to_json()
+}
+
+#[test]
+fn a_dead_tracer_is_told_from_a_quiet_one() {
+    let s = 1_000_000_000u64;
+    let wall = 1_779_235_200 * s;
+    let host = crate::record::Host { name: "vm".into(), boot: "boot".into(), machine: String::new() };
+    // Run 1: a header and heartbeats for two minutes, then nothing.
+    let mut run1 = crate::record::Stamp::new("11".repeat(16), host.clone());
+    let h1: Line = serde_json::from_str(&header_line("boot", 0, wall)).unwrap();
+    let mut text = run1.line(h1.record, wall).to_json() + "\n";
+    for n in 1..=4 {
+        text += &(heartbeat_line(&mut run1, n * 30 * s) + "\n");
+    }
+    // Run 2 starts ten minutes after the last heartbeat: run 1 died.
+    let mut run2 = crate::record::Stamp::new("22".repeat(16), host.clone());
+    let h2: Line = serde_json::from_str(&header_line("boot", 720 * s, wall + 720 * s)).unwrap();
+    let dead = text.clone() + &run2.line(h2.record.clone(), wall).to_json() + "\n";
+    let ran = report(opts(), &[("dead.jsonl", dead.as_bytes())]);
+    assert_eq!(ran.totals.heartbeats, 4);
+    assert_eq!(ran.totals.tracer_deaths, 1, "{}", ran.text);
+    let gap = ran.of_type("gap").into_iter().find(|g| g["kind"] == "restart").unwrap();
+    assert!(gap["detail"].as_str().unwrap().contains("died"), "{gap}");
+    // Run 2 starts 20 s after the last heartbeat: killed and restarted, not
+    // found dead.
+    let h2: Line = serde_json::from_str(&header_line("boot", 140 * s, wall + 140 * s)).unwrap();
+    let quick = text + &run2.line(h2.record, wall).to_json() + "\n";
+    let ran = report(opts(), &[("quick.jsonl", quick.as_bytes())]);
+    assert_eq!(ran.totals.tracer_deaths, 0, "{}", ran.text);
+}
+
+#[test]
+fn older_records_and_unknown_fields_are_read() {
+    // A record with fields a later crashtrace may add.
+    let mut line: Value = serde_json::from_str(fixture("file-stored").lines().next().unwrap()).unwrap();
+    line["future"] = serde_json::json!({"x": [1, 2]});
+    line["hooks_v2"] = Value::from("later");
+    assert!(parse_line(line.to_string().as_bytes()).is_ok(), "unknown fields are ignored");
+    let stamped = stamped(&fixture("kill-segv"), "ab".repeat(16).as_str());
+    let mut ev: Value = serde_json::from_str(&stamped[2]).unwrap();
+    ev["shipper"] = Value::from("vector");
+    let parsed = parse_line(ev.to_string().as_bytes()).unwrap();
+    assert_eq!(parsed.seq, Some(2));
+    assert_eq!(parsed.host.as_ref().map(|h| h.name.as_str()), Some("vm"));
+    // The fixtures, written before runs and sequence numbers, still read.
+    for f in FIXTURES {
+        for l in fixture(f).lines() {
+            let p = parse_line(l.as_bytes()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert!(p.run.is_none() && p.seq.is_none());
+        }
+    }
 }

@@ -195,6 +195,13 @@ pub fn format_utc(wall_ns: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
 }
 
+/// RFC 3339 UTC with nanoseconds: `2026-05-20T19:59:01.692000001Z`, the
+/// `time` field of records (full precision, so records of one run sort).
+pub fn format_utc_ns(wall_ns: u64) -> String {
+    let ms = format_utc(wall_ns);
+    format!("{}{:09}Z", &ms[..ms.len() - 4], wall_ns % 1_000_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +288,8 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_utc(1_779_307_141 * S + 692_000_000), "2026-05-20T19:59:01.692Z");
         assert_eq!(format_utc(1_709_164_800 * S), "2024-02-29T00:00:00.000Z");
+        assert_eq!(format_utc_ns(1_779_307_141 * S + 692_000_001), "2026-05-20T19:59:01.692000001Z");
+        assert_eq!(parse_time(&format_utc_ns(1_779_307_141 * S + 7)), Ok(1_779_307_141 * S + 7));
         // Round trip through the parser.
         for t in [0u64, 951_868_800 * S, 1_779_307_141 * S + 123_000_000, 4_102_444_799 * S] {
             assert_eq!(parse_time(&format_utc(t)), Ok(t));

@@ -170,3 +170,31 @@ fn container_and_unit_filters_read_the_cgroup_path() {
     let both = Scope::new(None, false, Some("/user.slice".into())).with_context(None, Some("nginx".into()));
     assert!(!both.chain(&chain));
 }
+
+/// A watched server that forks a child per request does not grow the
+/// scope without bound: the oldest children are forgotten first, never the
+/// watched pid, and the newest child's crash is still in scope.
+#[test]
+fn a_watched_pid_forking_without_end_keeps_the_followed_set_bounded() {
+    let mut scope = Scope::new(Some(100), false, None);
+    let n = 3 * FOLLOWED_MAX as u32;
+    for child in 0..n {
+        scope.follow(&event(100, Body::ProcessFork { child: 10_000 + child }));
+    }
+    let w = scope.watch.as_ref().expect("watching");
+    assert!(w.followed.len() <= FOLLOWED_MAX + 1, "{} followed: the watched pid and more children than {FOLLOWED_MAX}", w.followed.len());
+    assert!(w.order.len() <= FOLLOWED_MAX);
+    assert!(w.followed.contains(&100), "the watched pid is never forgotten");
+    let mut newest = recorded_chain("kill-segv");
+    newest.crasher.tgid = 10_000 + n - 1;
+    newest.crasher.pid = newest.crasher.tgid;
+    newest.ppid = Some(100);
+    newest.sender = None;
+    newest.collector = None;
+    assert!(scope.chain(&newest));
+    let mut stranger = newest.clone();
+    stranger.crasher.tgid = 5;
+    stranger.crasher.pid = 5;
+    stranger.ppid = Some(4);
+    assert!(!scope.chain(&stranger));
+}

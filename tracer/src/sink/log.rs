@@ -14,6 +14,11 @@ impl LogSink {
     pub fn open(path: &Path, options: LogOptions) -> Result<LogSink, LogError> {
         Ok(LogSink { writer: LogWriter::open(path, options)? })
     }
+
+    /// Opens the log's path again (after logrotate moved the file away).
+    pub fn reopen(&mut self) -> Result<(), LogError> {
+        self.writer.reopen()
+    }
 }
 
 impl Sink for LogSink {
@@ -39,5 +44,13 @@ impl Sink for LogSink {
             }
             _ => false,
         }
+    }
+
+    fn sync_failures(&self) -> u64 {
+        self.writer.sync_failures
+    }
+
+    fn fatal(&self) -> Option<String> {
+        self.writer.fatal().map(str::to_string)
     }
 }

@@ -34,7 +34,12 @@ pub struct Emitted {
 
 impl Emitted {
     pub fn new(record: Record) -> Emitted {
-        Emitted { line: Line::new(record), json: OnceCell::new() }
+        Emitted::from_line(Line::new(record))
+    }
+
+    /// A line already made, e.g. stamped with the run's identity.
+    pub fn from_line(line: Line) -> Emitted {
+        Emitted { line, json: OnceCell::new() }
     }
 
     pub fn record(&self) -> &Record {
@@ -78,6 +83,14 @@ pub trait Sink {
     }
     /// The loop's running totals, on every tick.
     fn status(&mut self, _status: &Status) {}
+    /// fsyncs this sink could not do, for the summary.
+    fn sync_failures(&self) -> u64 {
+        0
+    }
+    /// Why the tracer must stop, if this sink says it must (`--log-full=stop`).
+    fn fatal(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What the loop counts outside the records, handed to every sink on each
@@ -175,6 +188,11 @@ pub fn warn(line: &str) {
     if !text.ends_with('\n') {
         text.push('\n');
     }
+    write_stderr(&text);
+}
+
+/// Writes `text` to stderr as it is, with [`warn`]'s guarantees.
+pub fn write_stderr(text: &str) {
     if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
         STDIO_DROPPED.fetch_add(1, Ordering::Relaxed);
     }

@@ -36,6 +36,8 @@ impl TextSink {
             Record::Verdict(chain) => render::verdict_block(chain, self.mono_to_wall, self.style),
             Record::Loss(l) => render::loss_text(l, self.style) + "\n",
             Record::Watched(w) => render::watched_text(w, self.mono_to_wall, self.style),
+            // Liveness for readers of the log, not news for a person.
+            Record::Heartbeat(_) => return None,
             Record::Summary(s) => {
                 super::warn(&render::summary_text(s));
                 return None;

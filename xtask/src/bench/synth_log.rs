@@ -31,6 +31,9 @@ const LOSS_EVERY: u64 = 100_000;
 /// Between two replayed crashes: past the correlator's grace time, as in real life.
 const CRASH_GAP_NS: u64 = 200_000_000;
 /// Where the log's clocks start.
+/// Between two handled crashes in [`write_handled`]: 2,000,000 of them
+/// take 10 s, well inside the correlator's 30 s link window.
+const HANDLED_GAP_NS: u64 = 5_000;
 const WALL0: u64 = 1_795_723_000_000_000_000;
 const MONO0: u64 = 600_000_000_000;
 
@@ -117,6 +120,33 @@ pub(crate) fn write(fixtures: &Path, out: &Path, events: u64, with_verdicts: boo
     Ok(written)
 }
 
+/// Writes a log of `n` fatal signals caught by their process's own handler,
+/// each in a process of its own (distinct pids), `HANDLED_GAP_NS` apart:
+/// every one a chain with the `handled` verdict, and all within the
+/// correlator's link window, so whatever it keeps per handled process (to
+/// link a crash its handler forks) is at its largest. Times `report` on
+/// state that grows with the number of processes, not of events per chain.
+pub(crate) fn write_handled(out: &Path, n: u64) -> Result<u64> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = BufWriter::new(file);
+    writeln!(w, "{}", header())?;
+    for i in 0..n {
+        let ts = MONO0 + 1_000_000 + i * HANDLED_GAP_NS;
+        // Distinct pids up to the kernel's largest pid_max (2^22).
+        let pid = 1000 + i % (4_194_304 - 1000);
+        let ev = json!({"v": 1, "type": "event", "wall_ns": ts - MONO0 + WALL0, "ts_ns": ts, "cpu": 0,
+            "task": {"pid": pid, "tgid": pid, "comm": "handler"}, "cgroup_id": 1, "event": "signal-deliver",
+            "sig": 11, "code": 1, "errno": 0, "info": "full", "sa_handler": 94_531_260_170_665u64, "sa_flags": 0,
+            "fault_addr": 0, "rlimit_core": null, "ppid": 1, "dumpable": 1});
+        writeln!(w, "{ev}")?;
+    }
+    let summary = json!({"v": 1, "type": "summary", "events": n, "chains": 0, "verdicts": {},
+        "kernel_said_dumped_but_dropped": 0, "lost_kernel": 0, "decode_errors": 0, "log_write_failures": 0});
+    writeln!(w, "{summary}")?;
+    w.flush().with_context(|| format!("writing {}", out.display()))?;
+    Ok(n)
+}
+
 /// The header: a systemd-coredump pipe, so the replayed chains have settings.
 fn header() -> Value {
     json!({
@@ -183,6 +213,20 @@ mod tests {
         for e in &events {
             assert_eq!(e["wall_ns"].as_u64().unwrap() - e["ts_ns"].as_u64().unwrap(), WALL0 - MONO0);
         }
+    }
+
+    #[test]
+    fn handled_log_has_one_caught_signal_per_distinct_pid() {
+        let out = std::env::temp_dir().join(format!("xtask-synth-h-{}.jsonl", std::process::id()));
+        assert_eq!(write_handled(&out, 100).unwrap(), 100);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        let events: Vec<Value> =
+            text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|l| l["type"] == "event").collect();
+        assert_eq!(events.len(), 100);
+        let pids: std::collections::BTreeSet<u64> = events.iter().map(|e| e["task"]["tgid"].as_u64().unwrap()).collect();
+        assert_eq!(pids.len(), 100);
+        assert!(events.iter().all(|e| e["event"] == "signal-deliver" && e["sa_handler"].as_u64().unwrap() > 1));
     }
 
     #[test]
