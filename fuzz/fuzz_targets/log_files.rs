@@ -37,17 +37,9 @@ fuzz_target!(|data: &[u8]| {
         let path = if n == 0 { log.clone() } else { rotated_path(&log, n) };
         std::fs::write(path, part).expect("the temp directory is writable");
     }
-    let opts = Options {
-        pid: None,
-        since_ns: None,
-        until_ns: None,
-        verdict: None,
-        json: mode & 1 != 0,
-        strict: mode & 2 != 0,
-        color: false,
-        systemd_dir: None,
-        stores: Vec::new(),
-    };
+    // No real stores (the default): a fuzz run must not depend on the
+    // host's files.
+    let opts = Options { json: mode & 1 != 0, strict: mode & 2 != 0, ..Options::default() };
     let mut report = Report::new(opts, std::io::sink(), std::io::sink());
     // The same set given twice, as a user might: it must be read once.
     let logs = if mode & 4 != 0 { vec![log.clone(), log.clone()] } else { vec![log.clone()] };

@@ -11,18 +11,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the output form and --strict; the rest is the log.
     let (mode, log) = data.split_first().map(|(m, rest)| (*m, rest)).unwrap_or((0, data));
-    let opts = Options {
-        pid: None,
-        since_ns: None,
-        until_ns: None,
-        verdict: None,
-        json: mode & 1 != 0,
-        strict: mode & 2 != 0,
-        color: false,
-        // No real stores: a fuzz run must not depend on the host's files.
-        systemd_dir: None,
-        stores: Vec::new(),
-    };
+    // No real stores (the default): a fuzz run must not depend on the
+    // host's files.
+    let opts = Options { json: mode & 1 != 0, strict: mode & 2 != 0, ..Options::default() };
     let mut report = Report::new(opts, std::io::sink(), std::io::sink());
     // Split in two "files" at a point the input chooses, to exercise runs
     // spanning files.

@@ -131,8 +131,9 @@ impl VerdictFilter {
     }
 }
 
-/// What the report runs on, checked.
-#[derive(Clone, Debug)]
+/// What the report runs on, checked. The default reads everything, as
+/// text, without a core store.
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     pub pid: Option<u32>,
     pub since_ns: Option<u64>,
