@@ -38,6 +38,12 @@ pub struct JournalWorker {
     pub dropped: u64,
 }
 
+impl Default for JournalWorker {
+    fn default() -> JournalWorker {
+        JournalWorker::new()
+    }
+}
+
 impl JournalWorker {
     /// A worker running `journalctl` ([`super::enrich::journal_entry`]).
     pub fn new() -> JournalWorker {
