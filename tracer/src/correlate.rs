@@ -16,7 +16,7 @@ use tracer_common::signal::{
 
 use crate::{
     chain::{describe_exit, CgroupNote, Chain, Collector, Connect, Disposition, Dump, MatchedBy, Origin, PatternWrite},
-    core_pattern::{CoreSettings, DumpMode},
+    core_pattern::{CoreSettings, DumpMode, SYSTEMD_COREDUMP_SOCKET},
     event::{code_name, errno_name, signal_name, Body, CgroupOp, DumpHook, Event, Proc, Role},
     verdict::decide,
 };
@@ -36,8 +36,16 @@ pub struct Config {
     /// cgroup events this long before a crash are shown as its context.
     pub cgroup_window_ns: u64,
     /// A crasher still alive this long after its collector exited is stuck:
-    /// nobody is reading the rest of its core.
+    /// nobody is reading the rest of its core. For a collector that handed
+    /// the core to PID 1's socket this holds only with evidence that PID 1
+    /// cannot read it (see [`Config::handoff_stall_ns`]).
     pub stall_ns: u64,
+    /// A collector that handed the core to PID 1's coredump socket leaves
+    /// the reading to a socket-activated service, which can take seconds to
+    /// start on a slow machine. Without evidence that PID 1 cannot serve it
+    /// (PID 1 itself crashing, or the crasher forked from a crash handler),
+    /// the dump is called stalled only after this long.
+    pub handoff_stall_ns: u64,
     /// How long a complete chain whose verdict would be `stored` waits for
     /// the lookup of where its core is (a `core-located` event) before it
     /// is decided without one. Longer than the live tracer's lookup window
@@ -68,6 +76,7 @@ impl Default for Config {
             link_window_ns: 30_000_000_000,
             cgroup_window_ns: 10_000_000_000,
             stall_ns: 3_000_000_000,
+            handoff_stall_ns: 60_000_000_000,
             core_wait_ns: 3_000_000_000,
         }
     }
@@ -408,18 +417,22 @@ impl Correlator {
     pub fn tick(&mut self, now_ns: u64) -> Vec<Chain> {
         self.now_ns = self.now_ns.max(now_ns);
         let now = self.now_ns;
-        let stall_ns = self.cfg.stall_ns;
+        // PID 1 caught a fatal signal recently: it is in its crash handler
+        // and serves no socket.
+        let pid1_in_crash = self.handled.contains_key(&1);
         for open in self.open.values_mut() {
             let c = &mut open.chain;
             let collector_gone_at = c.collector.as_ref().and_then(|h| h.exit_ts_ns);
-            if let (None, Some(gone), None) = (open.complete_at, collector_gone_at, c.exit_code)
-                && now >= gone.saturating_add(stall_ns) {
+            if let (None, Some(gone), None) = (open.complete_at, collector_gone_at, c.exit_code) {
+                let stall_ns = stall_bound(&self.cfg, c, pid1_in_crash);
+                if now >= gone.saturating_add(stall_ns) {
                     // Reported now, while it is happening: waiting longer
                     // cannot bring the core back.
                     c.stalled = true;
                     c.step(now, format!("still dumping {} ms after the collector exited: stalled", stall_ns / 1_000_000));
                     open.complete_at = Some(now.saturating_sub(self.cfg.grace_ns));
                 }
+            }
         }
         let due: Vec<u64> = self
             .open
@@ -429,6 +442,9 @@ impl Correlator {
                     now >= at.saturating_add(self.cfg.grace_ns)
                         && (!awaits_core(&o.chain) || now >= at.saturating_add(self.cfg.grace_ns).saturating_add(self.cfg.core_wait_ns))
                 }
+                // A hand-off still within its stall bound is waited for
+                // past the idle timeout: the stall check above ends it.
+                None if awaiting_handoff(&o.chain) => false,
                 None => now >= o.chain.last_ts_ns.saturating_add(self.cfg.idle_timeout_ns),
             })
             .map(|(id, _)| *id)
@@ -842,6 +858,29 @@ fn is_pipe_dump(c: &Chain) -> bool {
 
 /// A chain whose verdict, as the evidence stands, is `stored`, and whose
 /// core has not been looked for.
+/// The collector handed the core to PID 1's coredump socket and exited,
+/// and the crasher is still dumping: the socket's service is reading.
+fn awaiting_handoff(chain: &Chain) -> bool {
+    chain.exit_code.is_none()
+        && chain.collector.as_ref().is_some_and(|h| {
+            h.exit_ts_ns.is_some() && h.connects.iter().any(|c| c.ret == 0 && c.path == SYSTEMD_COREDUMP_SOCKET)
+        })
+}
+
+/// How long after its collector exited an unfinished dump is a stall. A
+/// hand-off to PID 1's socket gets the short bound only with evidence that
+/// PID 1 cannot read the core: PID 1 is the crasher, PID 1 is in its crash
+/// handler, or the crasher was forked from a crash handler (which waits for
+/// it). Otherwise a slow but healthy socket-activated collector is waited for.
+fn stall_bound(cfg: &Config, chain: &Chain, pid1_in_crash: bool) -> u64 {
+    let pid1_cannot_read = chain.crasher.tgid == 1 || pid1_in_crash || chain.linked_to.is_some();
+    if awaiting_handoff(chain) && !pid1_cannot_read {
+        cfg.handoff_stall_ns.max(cfg.stall_ns)
+    } else {
+        cfg.stall_ns
+    }
+}
+
 fn awaits_core(chain: &Chain) -> bool {
     chain.core.is_none() && chain.dump.is_some() && decide(chain).verdict == crate::verdict::Verdict::Stored
 }

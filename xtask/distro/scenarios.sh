@@ -9,6 +9,8 @@
 # systemctl cannot do it.
 
 R=/run/results
+# Seconds the scenarios may take in all before the watchdog ships what there is.
+SCENARIOS_LIMIT=420
 mkdir -p "$R"
 LOG=/var/log/crashtrace.jsonl
 CT=/payload/crashtrace
@@ -77,7 +79,7 @@ crash() {
 coredump_info() {
 	local i=0 rc
 	while :; do
-		coredumpctl --no-pager info "$2" >"$R/$1.coredumpctl.txt" 2>&1
+		timeout 20 coredumpctl --no-pager info "$2" >"$R/$1.coredumpctl.txt" 2>&1
 		rc=$?
 		grep -q 'Storage: /' "$R/$1.coredumpctl.txt" && break
 		[ "$i" -ge "$3" ] && break
@@ -89,13 +91,13 @@ coredump_info() {
 }
 
 fact boot_uptime "$(now)"
-fact startup "$(systemd-analyze time 2>/dev/null | head -1)"
-fact systemd_version "$(systemctl --version | head -1)"
+fact startup "$(timeout 10 systemd-analyze time 2>/dev/null | head -1)"
+fact systemd_version "$(timeout 10 systemctl --version | head -1)"
 fact kernel "$(uname -r)"
 fact os "$(. /etc/os-release; echo "$PRETTY_NAME")"
 fact core_pattern_initial "$(cat /proc/sys/kernel/core_pattern)"
 fact core_pipe_limit "$(cat /proc/sys/kernel/core_pipe_limit)"
-fact coredump_units "$(systemctl list-unit-files 'systemd-coredump*' --no-legend 2>/dev/null | awk '{printf "%s:%s,", $1, $2}')"
+fact coredump_units "$(timeout 20 systemctl list-unit-files 'systemd-coredump*' --no-legend 2>/dev/null | awk '{printf "%s:%s,", $1, $2}')"
 cp /proc/sys/kernel/core_pattern "$R/core_pattern_initial"
 
 # crashtrace must be tracing before the first crash: its header record is
@@ -104,54 +106,72 @@ if wait_log '"type":"header"' 180; then
 	fact crashtrace_ready "$(now)"
 else
 	fact crashtrace_ready no
-	systemctl status crashtrace.service >"$R/crashtrace-status.txt" 2>&1
+	timeout 20 systemctl status --no-pager crashtrace.service >"$R/crashtrace-status.txt" 2>&1
 fi
 
-# a. an ordinary crash, collected by the healthy systemd-coredump
-crash a 30
-pid1_facts a no-probe
+scenarios() {
+	# a. an ordinary crash, collected by the healthy systemd-coredump
+	crash a 30
+	pid1_facts a no-probe
 
-# b. PID 1 takes a real fault at address 0: gdb sets its program counter to
-# 0 and detaches. (gdb also resets orig_rax, so no syscall restart moves pc.)
-fact b.gdb_start "$(now)"
-DEBUGINFOD_URLS= timeout 120 gdb -nx -batch -iex 'set auto-solib-add off' -p 1 \
-	-ex 'set $pc = 0' -ex 'detach' -ex 'quit' >"$R/b.gdb.txt" 2>&1
-fact b.gdb_rc "$?"
-# The crash handler's child dumps the core, the collector handles it inline,
-# then PID 1 logs "Caught <SEGV>..." and freezes.
+	# b. PID 1 takes a real fault at address 0: gdb sets its program counter to
+	# 0 and detaches. (gdb also resets orig_rax, so no syscall restart moves pc.)
+	fact b.gdb_start "$(now)"
+	DEBUGINFOD_URLS= timeout 120 gdb -nx -batch -iex 'set auto-solib-add off' -p 1 \
+		-ex 'set $pc = 0' -ex 'detach' -ex 'quit' >"$R/b.gdb.txt" 2>&1
+	fact b.gdb_rc "$?"
+	# The crash handler's child dumps the core, the collector handles it inline,
+	# then PID 1 logs "Caught <SEGV>..." and freezes.
+	i=0
+	while [ "$i" -lt 120 ]; do
+		timeout 20 journalctl -b -o short-monotonic --no-pager _PID=1 2>/dev/null | grep -q 'Freezing execution' && break
+		sleep 1
+		i=$((i + 1))
+	done
+	fact b.frozen_after "$i"
+	timeout 30 journalctl -b -o short-monotonic --no-pager _PID=1 >"$R/b.pid1-journal.txt" 2>&1
+	child=$(sed -n 's/.*Caught <SEGV>.*dumped core as pid \([0-9]*\).*/\1/p' "$R/b.pid1-journal.txt" | head -1)
+	fact b.caught_line "$(grep 'Caught <' "$R/b.pid1-journal.txt" | sed 's/.*systemd\[1\]: //' | paste -sd'/' -)"
+	fact b.crash_child "$child"
+	wait_log '"type":"verdict".*"crasher":\{"pid":1,' 60 && fact b.verdict_seen yes || fact b.verdict_seen no
+	[ -n "$child" ] && coredump_info b "$child" 30
+	# crashtrace's watched state needs time to see zombies pile up or fds close.
+	sleep 10
+	pid1_facts b probe
+
+	# c. the next crash, with PID 1 frozen
+	crash c 5
+	pid1_facts c probe
+
+	# e. doctor, with PID 1 frozen and the pattern as the freeze left it
+	timeout 60 "$CT" doctor >"$R/e.doctor.txt" 2>&1
+	fact e.doctor_rc "$?"
+
+	# d. systemd's own pattern put back by hand: the collector now finds PID 1's
+	# socket closed
+	cat "$R/core_pattern_initial" >/proc/sys/kernel/core_pattern
+	fact d.core_pattern_restored "$(cat /proc/sys/kernel/core_pattern)"
+	crash d 5
+	pid1_facts d probe
+	timeout 60 "$CT" doctor >"$R/d.doctor.txt" 2>&1
+	fact d.doctor_rc "$?"
+}
+
+# Every step has its own timeout, and the whole run one more: whatever hangs,
+# the results so far are shipped and the guest powers off.
+scenarios &
+main=$!
 i=0
-while [ "$i" -lt 120 ]; do
-	journalctl -b -o short-monotonic --no-pager _PID=1 2>/dev/null | grep -q 'Freezing execution' && break
+while kill -0 "$main" 2>/dev/null; do
+	if [ "$i" -ge "$SCENARIOS_LIMIT" ]; then
+		fact watchdog "scenarios still running after ${SCENARIOS_LIMIT} s; killed"
+		pkill -KILL -P "$main" 2>/dev/null
+		kill -KILL "$main" 2>/dev/null
+		break
+	fi
 	sleep 1
 	i=$((i + 1))
 done
-fact b.frozen_after "$i"
-journalctl -b -o short-monotonic --no-pager _PID=1 >"$R/b.pid1-journal.txt" 2>&1
-child=$(sed -n 's/.*Caught <SEGV>.*dumped core as pid \([0-9]*\).*/\1/p' "$R/b.pid1-journal.txt" | head -1)
-fact b.caught_line "$(grep 'Caught <' "$R/b.pid1-journal.txt" | sed 's/.*systemd\[1\]: //' | paste -sd'/' -)"
-fact b.crash_child "$child"
-wait_log '"type":"verdict".*"crasher":\{"pid":1,' 60 && fact b.verdict_seen yes || fact b.verdict_seen no
-[ -n "$child" ] && coredump_info b "$child" 30
-# crashtrace's watched state needs time to see zombies pile up or fds close.
-sleep 10
-pid1_facts b probe
-
-# c. the next crash, with PID 1 frozen
-crash c 5
-pid1_facts c probe
-
-# e. doctor, with PID 1 frozen and the pattern as the freeze left it
-timeout 60 "$CT" doctor >"$R/e.doctor.txt" 2>&1
-fact e.doctor_rc "$?"
-
-# d. systemd's own pattern put back by hand: the collector now finds PID 1's
-# socket closed
-cat "$R/core_pattern_initial" >/proc/sys/kernel/core_pattern
-fact d.core_pattern_restored "$(cat /proc/sys/kernel/core_pattern)"
-crash d 5
-pid1_facts d probe
-timeout 60 "$CT" doctor >"$R/d.doctor.txt" 2>&1
-fact d.doctor_rc "$?"
 
 # Stop crashtrace by signal (systemctl needs a live PID 1) so it writes its
 # summary, then ship everything.
@@ -162,7 +182,7 @@ if [ -n "$ctpid" ]; then
 	while [ "$i" -lt 20 ] && kill -0 $ctpid 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
 fi
 cp "$LOG" "$R/crashtrace.jsonl" 2>/dev/null
-journalctl -b -o short-monotonic --no-pager >"$R/journal.txt" 2>&1
+timeout 30 journalctl -b -o short-monotonic --no-pager >"$R/journal.txt" 2>&1
 fact done "$(now)"
 tar -C "$R" -cf "$OUT" . && sync
 echo "distro: results written" >/dev/console

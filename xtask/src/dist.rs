@@ -206,12 +206,10 @@ fn du_kib(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// Builds the static binary and the .deb.
-pub(crate) fn build() -> Result<Dist> {
-    let started = std::time::Instant::now();
+/// Builds the static (musl) crashtrace with the eBPF object built in, and
+/// checks that it is static: the path of cargo's output.
+pub(crate) fn static_binary() -> Result<PathBuf> {
     let root = crate::root();
-    let out_dir = root.join("target/dist");
-    fs::create_dir_all(&out_dir)?;
     crate::deps::rust_target(TARGET)?;
     let object = crate::build_ebpf()?;
     crate::run(
@@ -226,6 +224,17 @@ pub(crate) fn build() -> Result<Dist> {
     )
     .context("building the static crashtrace")?;
     let built = root.join("target").join(TARGET).join("release/crashtrace");
+    check_static(&built)?;
+    Ok(built)
+}
+
+/// Builds the static binary and the .deb.
+pub(crate) fn build() -> Result<Dist> {
+    let started = std::time::Instant::now();
+    let root = crate::root();
+    let out_dir = root.join("target/dist");
+    fs::create_dir_all(&out_dir)?;
+    let built = static_binary()?;
     let binary = out_dir.join(format!("crashtrace-{VERSION}-{TARGET}"));
     fs::copy(&built, &binary).with_context(|| format!("copying {}", built.display()))?;
     write_sha256(&binary)?;

@@ -35,21 +35,28 @@ pub(crate) struct Args {
     /// Hard limit for one guest, boot to power-off, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub timeout: u64,
-    /// Use the crashtrace already built at target/release/crashtrace
-    /// instead of running `cargo xtask build` first.
+    /// Use the static crashtrace already built at
+    /// target/x86_64-unknown-linux-musl/release/crashtrace instead of
+    /// building it first.
     #[arg(long)]
     pub no_build: bool,
-    /// Test this crashtrace binary (with its eBPF object built in).
+    /// Test this crashtrace binary (static, with its eBPF object built in).
     #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
     pub crashtrace: Option<PathBuf>,
+    /// Guests booted side by side (each has one vCPU).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+    /// Also write the systemd × scenario table into README.md between
+    /// `<!-- distro-matrix:begin -->` and `<!-- distro-matrix:end -->`.
+    #[arg(long)]
+    pub update_readme: bool,
 }
 
-/// The crashtrace that `cargo xtask build` makes (glibc, eBPF object
-/// built in). It needs glibc 2.34 and bullseye has 2.31, and a musl build
-/// does not compile (tracer/src calls glibc's malloc_trim), so the payload
-/// carries the host's loader and libraries with it (see image::bundle).
+/// The static (musl) crashtrace `cargo xtask dist` builds, eBPF object
+/// built in: it runs on every guest's libc (bullseye has glibc 2.31) as it
+/// is, and keeps its own name (its comm) in the guest.
 fn release_binary() -> PathBuf {
-    crate::root().join("target/release/crashtrace")
+    crate::root().join("target").join(crate::dist::TARGET).join("release/crashtrace")
 }
 
 /// One release's run.
@@ -80,7 +87,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let crashtrace = match (&args.crashtrace, args.no_build) {
         (Some(p), _) => p.clone(),
         (None, true) => release_binary(),
-        (None, false) => crate::build(false).context("building crashtrace for the guests")?,
+        (None, false) => crate::dist::static_binary().context("building the static crashtrace for the guests")?,
     };
     if !crashtrace.is_file() {
         bail!("{} does not exist; run `cargo xtask build` or drop --no-build", crashtrace.display());
@@ -93,7 +100,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let candidates = apt.cloud_images()?;
 
     // Image builds are network- and disk-bound and booting is CPU-bound, so
-    // the next release's image is built while the previous one boots.
+    // the next release's image is built while guests boot.
     let (tx, rx) = std::sync::mpsc::channel();
     let builder = {
         let releases = releases.clone();
@@ -102,34 +109,50 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             for rel in releases {
                 eprintln!("xtask: distro: {}: root image (mmdebstrap, cached by recipe)", rel.name);
                 let built = image::root_image(&dir.join(rel.name), &rel).map_err(|e| format!("{e:#}"));
-                if tx.send(built).is_err() {
+                if tx.send((rel, built)).is_err() {
                     return;
                 }
             }
         })
     };
 
-    let mut runs = Vec::new();
-    for rel in releases {
-        let work = dir.join(rel.name).join("run");
-        let mut run = ReleaseRun {
-            release: rel.clone(),
-            kernel: None,
-            image_build: None,
-            boot: None,
-            evidence: check::Evidence::default(),
-            checks: Vec::new(),
-            error: None,
-            work: work.clone(),
-        };
-        let image = rx.recv().unwrap_or_else(|_| Err("the image builder stopped".into()));
-        if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &crashtrace, &vmtool) {
-            run.error = Some(format!("{e:#}"));
+    // Each guest has one vCPU, so `--jobs` guests boot side by side; they
+    // take images in release order as the builder finishes them.
+    let rx = std::sync::Mutex::new(rx);
+    let runs = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| loop {
+                let next = rx.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
+                let Ok((rel, image)) = next else { return };
+                let work = dir.join(rel.name).join("run");
+                let mut run = ReleaseRun {
+                    release: rel,
+                    kernel: None,
+                    image_build: None,
+                    boot: None,
+                    evidence: check::Evidence::default(),
+                    checks: Vec::new(),
+                    error: None,
+                    work,
+                };
+                if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &crashtrace, &vmtool) {
+                    run.error = Some(format!("{e:#}"));
+                }
+                report_one(&run);
+                if let Ok(mut runs) = runs.lock() {
+                    runs.push(run);
+                }
+            });
         }
-        report_one(&run);
-        runs.push(run);
-    }
+    });
     let _ = builder.join();
+    let mut runs = runs.into_inner().unwrap_or_default();
+    // Oldest release first, whatever order the guests finished in.
+    runs.sort_by_key(|r| release::RELEASES.iter().position(|x| x.name == r.release.name));
+    if runs.len() != releases.len() {
+        bail!("only {} of {} releases ran: the image builder stopped", runs.len(), releases.len());
+    }
 
     let table = results_table(&runs);
     let behaviour = behaviour_table(&runs);
@@ -137,6 +160,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let summary = dir.join("matrix.md");
     fs::write(&summary, &text).with_context(|| format!("writing {}", summary.display()))?;
     eprintln!("\n{text}\nxtask: distro: tables written to {}; total {:.0} s", summary.display(), started.elapsed().as_secs_f64());
+    if args.update_readme {
+        crate::vm::replace_readme_block(&root.join("README.md"), "distro-matrix", "cargo xtask distro-test --update-readme", &format!("{behaviour}\n{table}"))?;
+    }
     let failed: Vec<&str> = runs.iter().filter(|r| !r.passed()).map(|r| r.release.name).collect();
     if !failed.is_empty() {
         bail!("distro tier failed on {}; details above, guest output under {}", failed.join(", "), dir.display());
@@ -162,7 +188,12 @@ fn run_one(
         .with_context(|| format!("{} names kernel row {}, which the VM matrix lacks", rel.name, rel.kernel))?;
     let candidate = kernels::choose(&spec, candidates)
         .with_context(|| format!("no cloud kernel of row {} in {}", spec.label, spec.suites.join(", ")))?;
-    let kernel = kernels::fetch(apt, &candidate, vm_dir)?;
+    // Two releases may boot the same kernel: one download at a time.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let kernel = {
+        let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        kernels::fetch(apt, &candidate, vm_dir)?
+    };
     run.kernel = Some(format!("{} ({})", kernel.release, candidate.suite));
 
     let (image, built) = image.map_err(anyhow::Error::msg).with_context(|| format!("building the {} root image", rel.name))?;

@@ -875,6 +875,68 @@ fn loss_marks_the_chains_open_at_the_time() {
     assert!(!second.events_lost);
 }
 
+/// A crash handed to PID 1's coredump socket by systemd-coredump, whose
+/// helper exits at 4 ms while the crasher still dumps.
+fn handed_off_to_pid1(c: &mut Correlator) {
+    c.feed(&settings("|/lib/systemd/systemd-coredump %P", 16, Some(true)));
+    c.feed(&fault(1, 100, SEGV));
+    c.feed(&deliver(2, 100, SEGV, 0, None, Some(1)));
+    c.feed(&helper_exec(3, 200, &["/lib/systemd/systemd-coredump", "100"]));
+    c.feed(&ev(3, proc(200, "systemd-coredum"), Body::HelperConnect { family: 1, path: "/run/systemd/coredump".into(), ret: 0 }));
+    c.feed(&exit(4, proc(200, "systemd-coredum"), 0, Role::Helper));
+}
+
+#[test]
+fn a_slow_but_healthy_handoff_to_pid1_is_not_a_stall() {
+    // A socket-activated systemd-coredump@.service can take seconds to start
+    // under emulation; PID 1 is running normally, so nothing says it cannot
+    // read the core.
+    let cfg = Config::default();
+    let mut c = Correlator::new(cfg.clone());
+    handed_off_to_pid1(&mut c);
+    let later = 4 * MS + cfg.stall_ns + cfg.idle_timeout_ns + cfg.grace_ns;
+    assert!(c.tick(later).is_empty(), "a healthy hand-off was cut short");
+    c.feed(&exit(later / MS + 1, proc(100, "app"), 0x8b, Role::Crasher));
+    c.feed(&located(later / MS + 2, 100, Some("/var/lib/systemd/coredump/core.app.100")));
+    let done = c.tick(later + 10 * MS + cfg.grace_ns);
+    assert_eq!(done.len(), 1);
+    assert!(!done[0].stalled);
+    assert_eq!(done[0].verdict, Some(Verdict::Stored), "{}", done[0].reason);
+}
+
+#[test]
+fn a_handoff_that_never_finishes_is_a_stall_after_the_longer_bound() {
+    let cfg = Config::default();
+    let mut c = Correlator::new(cfg.clone());
+    handed_off_to_pid1(&mut c);
+    assert!(c.tick(4 * MS + cfg.handoff_stall_ns - MS).is_empty());
+    let done = c.tick(4 * MS + cfg.handoff_stall_ns + cfg.grace_ns);
+    assert_eq!(done.len(), 1);
+    assert!(done[0].stalled);
+    assert_eq!(done[0].verdict, Some(Verdict::CollectorUnreachablePid1));
+}
+
+#[test]
+fn a_handoff_while_pid1_is_in_its_crash_handler_stalls_early() {
+    // PID 1 caught a fatal signal: it serves no socket, so the short bound
+    // holds even for an unrelated crasher.
+    let cfg = Config::default();
+    let mut c = Correlator::new(cfg.clone());
+    c.feed(&settings("|/lib/systemd/systemd-coredump %P", 16, Some(true)));
+    c.feed(&fault(1, 1, SEGV));
+    c.feed(&deliver(2, 1, SEGV, 0x5555, None, Some(1)));
+    assert_eq!(c.tick(200 * MS).len(), 1);
+    c.feed(&fault(300, 100, SEGV));
+    c.feed(&deliver(301, 100, SEGV, 0, None, Some(1)));
+    c.feed(&helper_exec(302, 200, &["/lib/systemd/systemd-coredump", "100"]));
+    c.feed(&ev(303, proc(200, "systemd-coredum"), Body::HelperConnect { family: 1, path: "/run/systemd/coredump".into(), ret: 0 }));
+    c.feed(&exit(304, proc(200, "systemd-coredum"), 0, Role::Helper));
+    let done = c.tick(304 * MS + cfg.stall_ns + cfg.grace_ns);
+    assert_eq!(done.len(), 1);
+    assert!(done[0].stalled);
+    assert_eq!(done[0].verdict, Some(Verdict::CollectorUnreachablePid1));
+}
+
 // ---- bounded state -----------------------------------------------------
 
 /// A collector that retries its connect in a loop keeps its chain's size

@@ -67,6 +67,7 @@ pub fn diagnose(facts: &HostFacts) -> Vec<Finding> {
     let mode = parse_core_pattern(&facts.core_pattern);
     let mut out = Vec::new();
     pattern(facts, &mode, &mut out);
+    pid1_socket(facts, &mut out);
     coredump_conf(facts, &mut out);
     pipe_limit(facts, &mode, &mut out);
     suid_dumpable(facts, &mode, &mut out);
@@ -278,6 +279,58 @@ fn collector_socket(facts: &HostFacts, socket: &SocketFacts, out: &mut Vec<Findi
         ),
     };
     out.push(finding("collector-socket-unreachable", Severity::Loss, Some(verdict), cause, fix));
+}
+
+/// PID 1's coredump socket when the pattern does not go through it: a
+/// systemd that crashed swaps in `|/bin/false` and stops serving the socket,
+/// and setting systemd's pattern back would then lose every core as well.
+fn pid1_socket(facts: &HostFacts, out: &mut Vec<Finding>) {
+    let Some(socket) = &facts.pid1_socket else { return };
+    if facts.socket.as_ref().is_some_and(|s| s.path == socket.path) {
+        return; // the pattern's own socket, checked with the pattern
+    }
+    let path = &socket.path;
+    let want = socket.client.socket_type();
+    if socket.listeners.contains(&want) {
+        return;
+    }
+    let pid1 = pid1_name(&facts.pid1);
+    let is_systemd = pid1.contains("systemd");
+    if socket.file == SocketFile::Missing && !is_systemd {
+        return; // no systemd, no socket: nothing expects one
+    }
+    let why = match (socket.file, socket.listeners.is_empty()) {
+        (_, false) => format!(
+            "what listens on {path} is {}, not {} (EPROTOTYPE)",
+            socket.listeners.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+            want.name()
+        ),
+        (SocketFile::Missing, true) => format!("{path} does not exist (ENOENT)"),
+        (SocketFile::NotASocket, true) => format!("{path} is not a socket (ECONNREFUSED)"),
+        (SocketFile::Socket, true) => {
+            format!("the socket file {path} exists, but no process listens on it (ECONNREFUSED)")
+        }
+    };
+    let state = if is_systemd && socket.file == SocketFile::Socket {
+        "PID 1 closed it: it crashed and froze in its crash handler, or is shutting down"
+    } else {
+        "PID 1 does not serve it"
+    };
+    out.push(finding(
+        "pid1-coredump-socket-dead",
+        Severity::Warn,
+        Some(Verdict::CollectorUnreachablePid1),
+        format!(
+            "PID 1's coredump socket is not served: {why}; {state} ({pid1}). core_pattern {:?} does not use it now, \
+             but with systemd-coredump's pattern back every core would be lost as {}",
+            facts.core_pattern,
+            Verdict::CollectorUnreachablePid1
+        ),
+        format!(
+            "if PID 1 froze in its crash handler, only a reboot brings {path} back; until then use a collector that \
+             needs no PID 1: {FILE_PATTERN_FIX}"
+        ),
+    ));
 }
 
 fn pid1_name(pid1: &ProcessFacts) -> String {
@@ -739,6 +792,7 @@ mod tests {
             core_modes: Some(vec!["file".into(), "pipe".into(), "socket".into()]),
             helper: None,
             socket: None,
+            pid1_socket: None,
             core_dir: Some(DirFacts { path: "/var/crash".into(), state: DirState::Writable, world_writable: true }),
             pid1: process(1, "systemd", None),
             target: None,
@@ -901,6 +955,48 @@ mod tests {
         let f = diagnose(&systemd(SocketFile::Socket, vec![], "systemd"));
         let s = only(&f, "collector-socket-unreachable");
         assert!(s.cause.contains("ECONNREFUSED") && s.cause.contains("froze"), "{}", s.cause);
+    }
+
+    fn pid1_coredump_socket(file: SocketFile, listeners: Vec<SockType>) -> Option<SocketFacts> {
+        Some(SocketFacts { path: "/run/systemd/coredump".into(), client: SocketClient::SystemdCoredump, file, listeners })
+    }
+
+    #[test]
+    fn a_frozen_systemd_behind_bin_false_names_the_dead_socket() {
+        // systemd's crash handler swapped in |/bin/false and stopped serving
+        // its socket: both are named.
+        let facts = HostFacts {
+            pid1_socket: pid1_coredump_socket(SocketFile::Socket, vec![]),
+            ..pipe("|/bin/false", "/bin/false", PathState::Executable)
+        };
+        let f = diagnose(&facts);
+        assert!(ids(&f).contains(&"core-pattern-discards"), "{f:#?}");
+        let s = only(&f, "pid1-coredump-socket-dead");
+        assert_eq!(s.verdict, Some(Verdict::CollectorUnreachablePid1));
+        assert!(s.cause.contains("/run/systemd/coredump") && s.cause.contains("ECONNREFUSED"), "{}", s.cause);
+        assert!(s.cause.contains("froze"), "{}", s.cause);
+    }
+
+    #[test]
+    fn pid1s_socket_is_checked_once_and_only_when_dead() {
+        // Served: nothing to say.
+        let served = HostFacts { pid1_socket: pid1_coredump_socket(SocketFile::Socket, vec![SockType::Seqpacket]), ..healthy() };
+        assert!(!ids(&diagnose(&served)).contains(&"pid1-coredump-socket-dead"));
+        // No systemd and no socket file: nothing expects one.
+        let none = HostFacts {
+            pid1: process(1, "init", None),
+            pid1_socket: pid1_coredump_socket(SocketFile::Missing, vec![]),
+            ..healthy()
+        };
+        assert!(!ids(&diagnose(&none)).contains(&"pid1-coredump-socket-dead"));
+        // The pattern pipes to systemd-coredump: the pattern's finding says it.
+        let via_pattern = HostFacts {
+            pid1_socket: pid1_coredump_socket(SocketFile::Socket, vec![]),
+            ..systemd(SocketFile::Socket, vec![], "systemd")
+        };
+        let f = diagnose(&via_pattern);
+        assert!(!ids(&f).contains(&"pid1-coredump-socket-dead"), "{f:#?}");
+        assert!(ids(&f).contains(&"collector-socket-unreachable"));
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub struct HostFacts {
     /// connects to for an `@`/`@@` pattern, or the one systemd-coredump
     /// hands cores to.
     pub socket: Option<SocketFacts>,
+    /// PID 1's coredump socket (/run/systemd/coredump), whatever the
+    /// pattern: looked at when systemd is PID 1 or the socket file exists,
+    /// so a pattern swapped away from systemd-coredump (as systemd's own
+    /// crash handler does) does not hide a PID 1 that stopped serving it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid1_socket: Option<SocketFacts>,
     /// For an absolute file pattern whose directory has no `%` specifier.
     pub core_dir: Option<DirFacts>,
     pub pid1: ProcessFacts,
@@ -269,6 +275,18 @@ impl HostFacts {
             }
             _ => None,
         };
+        let pid1 = process_facts(1).unwrap_or(ProcessFacts {
+            pid: 1,
+            comm: None,
+            exe: None,
+            euid: None,
+            rlimit_core: None,
+            dumpable: None,
+        });
+        let pid1_is_systemd = pid1.comm.as_deref().is_some_and(|c| c.contains("systemd"))
+            || pid1.exe.as_deref().is_some_and(|e| e.contains("systemd"));
+        let pid1_socket = (pid1_is_systemd || Path::new(SYSTEMD_COREDUMP_SOCKET).exists())
+            .then(|| socket_facts(SYSTEMD_COREDUMP_SOCKET, SocketClient::SystemdCoredump));
         let core_dir = match &mode {
             DumpMode::File { path } => file_pattern_dir(path).map(|dir| dir_facts(&dir)),
             _ => None,
@@ -282,15 +300,9 @@ impl HostFacts {
             helper,
             socket,
             core_dir,
+            pid1_socket,
             // PID 1 always exists; a failure to read it leaves its facts unknown.
-            pid1: process_facts(1).unwrap_or(ProcessFacts {
-                pid: 1,
-                comm: None,
-                exe: None,
-                euid: None,
-                rlimit_core: None,
-                dumpable: None,
-            }),
+            pid1,
             target,
             cgroup: cgroup_facts(),
             hooks: hook_facts(),
