@@ -233,8 +233,9 @@ fn kmsg_reasons(since_ns: u64) -> Vec<String> {
 }
 
 /// `journalctl -o json COREDUMP_PID=pid`, bounded in time; None without a
-/// journalctl or a journal entry.
-fn journal_entry(pid: u32) -> Option<core_location::JournalCoredump> {
+/// journalctl or a journal entry. Blocks up to [`JOURNALCTL_TIMEOUT`]: the
+/// live loop calls it only through [`super::journal::JournalWorker`].
+pub fn journal_entry(pid: u32) -> Option<core_location::JournalCoredump> {
     use std::{io::Read, process::{Command, Stdio}};
     let exe = ["/usr/bin/journalctl", "/bin/journalctl"].into_iter().find(|p| std::path::Path::new(p).exists())?;
     let mut child = Command::new(exe)
@@ -261,11 +262,45 @@ fn journal_entry(pid: u32) -> Option<core_location::JournalCoredump> {
     core_location::parse_journal(&text, pid)
 }
 
+/// What the journal said of a crash, for the final lookup of a
+/// systemd-coredump core.
+#[derive(Clone, Copy, Debug)]
+pub enum JournalWord<'a> {
+    /// Not asked yet: the lookup stops where it would need the journal.
+    Unasked,
+    /// Asked (or given up on): its entry, if it had one.
+    Answered(Option<&'a core_location::JournalCoredump>),
+}
+
+/// The outcome of one look for a core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Located {
+    /// Found, or (on the last attempt) what was searched and why nothing is there.
+    Done(CoreLocation),
+    /// Not found yet: look again later.
+    Later,
+    /// The last attempt needs the journal's entry for the crasher: ask it
+    /// (off the loop) and look again with the answer.
+    AskJournal,
+}
+
 /// Looks for the core of a chain whose dump is over, where its collector
-/// (or core_pattern) puts it. None: not found yet, look again later;
-/// `last` is the final attempt, which says what was searched and why
-/// nothing is there. `wall_start_ns` is the crash's wall-clock time.
-pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool) -> Option<CoreLocation> {
+/// (or core_pattern) puts it. `last` is the final attempt, which says what
+/// was searched and why nothing is there. `wall_start_ns` is the crash's
+/// wall-clock time. Never runs `journalctl` itself: `journal` is its answer
+/// if it was asked (see [`Located::AskJournal`]).
+pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool, journal: JournalWord<'_>) -> Located {
+    let mut needs_journal = false;
+    match locate(chain, wall_start_ns, cwd, last, journal, &mut needs_journal) {
+        _ if needs_journal => Located::AskJournal,
+        Some(loc) => Located::Done(loc),
+        None => Located::Later,
+    }
+}
+
+/// [`locate_core`]'s search; sets `needs_journal` (and gives None) where it
+/// needs the journal's answer and has none.
+fn locate(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool, journal: JournalWord<'_>, needs_journal: &mut bool) -> Option<CoreLocation> {
     let dump = chain.dump.as_ref()?;
     let tgid = chain.crasher.tgid;
     let not_before = wall_start_ns.saturating_sub(store::SLACK_NS);
@@ -331,15 +366,21 @@ pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: b
                 if !last {
                     return None;
                 }
-                let journal = journal_entry(tgid);
-                if let Some(j) = &journal
+                let journal = match journal {
+                    JournalWord::Answered(j) => j,
+                    JournalWord::Unasked => {
+                        *needs_journal = true;
+                        return None;
+                    }
+                };
+                if let Some(j) = journal
                     && let Some(file) = &j.filename
                     && let Some((_, size)) = open_regular(std::path::Path::new(file))
                 {
                     return Some(CoreLocation::found(file.clone(), Some(size), j.truncated, FoundBy::Journal));
                 }
                 let mut reasons = kmsg_reasons(chain.first_ts_ns);
-                if let Some(m) = journal.as_ref().and_then(|j| j.message.clone()) {
+                if let Some(m) = journal.and_then(|j| j.message.clone()) {
                     reasons.push(m);
                 }
                 let conf = CoredumpConf::read();
@@ -352,7 +393,7 @@ pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: b
                         reasons.push(format!("coredump.conf sets {}", limits.join(", ")));
                     }
                 }
-                if let Some(j) = &journal
+                if let Some(j) = journal
                     && j.filename.is_none()
                     && conf.storage.as_ref().map(|s| s.value == "journal").unwrap_or(false)
                 {
@@ -413,6 +454,15 @@ mod tests {
         assert!(!r.allow(s + 20));
         assert!(!r.allow(s + 999_999_999));
         assert!(r.allow(s + 1_000_000_000));
+    }
+
+    /// A file-pattern lookup, which never needs the journal.
+    fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool) -> Option<CoreLocation> {
+        match super::locate_core(chain, wall_start_ns, cwd, last, JournalWord::Unasked) {
+            Located::Done(loc) => Some(loc),
+            Located::Later => None,
+            Located::AskJournal => panic!("a file pattern asked for the journal"),
+        }
     }
 
     fn file_chain(pattern: &str, tgid: u32, rlimit: Option<u64>) -> Chain {

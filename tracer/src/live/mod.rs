@@ -8,6 +8,7 @@
 pub mod config;
 pub mod config_file;
 pub mod enrich;
+pub mod journal;
 pub mod notify;
 pub mod pipeline;
 pub mod symbolizer;

@@ -16,7 +16,8 @@ use crate::{
 };
 
 use super::{
-    enrich::{self, Enricher},
+    enrich::{self, Enricher, JournalWord, Located},
+    journal::JournalWorker,
     symbolizer::{SymbolizeWorker, DEADLINE},
     watch::WatchedPid,
 };
@@ -25,6 +26,9 @@ use super::{
 const CWDS_MAX: usize = 1024;
 /// Undecodable records reported on stderr, at most; more are only counted.
 const DECODE_ERRORS_PRINTED: u64 = 10;
+/// How long the final flush waits, in all, for the journal's answers still
+/// out (no later tick will pick them up).
+const FLUSH_JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Pipeline {
     pub correlator: Correlator,
@@ -36,6 +40,12 @@ pub struct Pipeline {
     /// Names the frames of captured stacks when their chains end, on its
     /// own thread.
     symbolizer: SymbolizeWorker,
+    /// Runs the journal lookups of core searches off the loop.
+    journal: JournalWorker,
+    /// Chains whose journal lookup is queued, not yet answered.
+    journal_asked: std::collections::BTreeSet<u64>,
+    /// The journal's answers, by chain, until the chain's core search ends.
+    journal_answers: std::collections::BTreeMap<u64, Option<crate::core_location::JournalCoredump>>,
     sinks: Vec<Box<dyn Sink>>,
     /// The core settings the last settings record gave.
     settings: Option<CoreSettings>,
@@ -97,6 +107,9 @@ impl Pipeline {
             enrich,
             pending: Pending::default(),
             symbolizer: SymbolizeWorker::new(DEADLINE),
+            journal: JournalWorker::new(),
+            journal_asked: Default::default(),
+            journal_answers: Default::default(),
             sinks,
             settings: None,
             mono_to_wall,
@@ -201,6 +214,11 @@ impl Pipeline {
     /// Why the tracer must stop, if a sink says so (`--log-full=stop`).
     pub fn fatal(&self) -> Option<String> {
         self.sinks.iter().find_map(|s| s.fatal())
+    }
+
+    /// Journal lookups of core searches not queued (the queue was full).
+    pub fn journal_lookups_dropped(&self) -> u64 {
+        self.journal.dropped
     }
 
     pub fn journal_failures(&self) -> u64 {
@@ -337,6 +355,25 @@ impl Pipeline {
     /// Ends every open chain.
     pub fn flush(&mut self) {
         self.locate_cores(0, true);
+        // No later tick: wait (bounded in all) for the journal's answers
+        // still out, then end the searches with what there is.
+        let deadline = std::time::Instant::now() + FLUSH_JOURNAL_WAIT;
+        while !self.journal_asked.is_empty() {
+            let Some(answer) = self.journal.wait(deadline.saturating_duration_since(std::time::Instant::now())) else { break };
+            if self.journal_asked.remove(&answer.chain_id) {
+                self.journal_answers.insert(answer.chain_id, answer.entry);
+            }
+        }
+        for id in std::mem::take(&mut self.journal_asked) {
+            self.journal_answers.insert(id, None);
+        }
+        self.locate_cores(0, true);
+        if self.journal.dropped > 0 {
+            eprintln!(
+                "crashtrace: {} core lookups went without the journal (too many were waiting for journalctl); `journalctl COREDUMP_PID=<pid>` shows what it kept",
+                self.journal.dropped
+            );
+        }
         for chain in self.correlator.flush() {
             self.verdict(chain);
         }
@@ -346,12 +383,48 @@ impl Pipeline {
     /// tick for a while: a collector may write after it exits), and records
     /// each result as a `core-located` event, so the chain, the log and
     /// `report` all have it. `all_last`: the final attempt for every chain.
+    /// The journal's part runs on [`JournalWorker`]: a search that needs it
+    /// queues a request and ends on a later tick, with the answer.
     fn locate_cores(&mut self, now_ns: u64, all_last: bool) {
-        for req in self.correlator.core_requests() {
+        for answer in self.journal.ready() {
+            // Only for searches still waiting: a chain may have ended meanwhile.
+            if self.journal_asked.remove(&answer.chain_id) {
+                self.journal_answers.insert(answer.chain_id, answer.entry);
+            }
+        }
+        let requests = self.correlator.core_requests();
+        // Bounded: only answers for chains still searching are kept.
+        let searching: std::collections::BTreeSet<u64> = requests.iter().map(|r| r.chain_id).collect();
+        self.journal_answers.retain(|id, _| searching.contains(id));
+        self.journal_asked.retain(|id| searching.contains(id));
+        for req in requests {
             let last = all_last || now_ns >= req.complete_at_ns.saturating_add(CORE_LOOKUP_WINDOW_NS);
             let wall_start = wall(req.chain.first_ts_ns, self.mono_to_wall);
             let cwd = self.cwds.get(&req.chain.crasher.tgid).map(String::as_str);
-            let Some(loc) = enrich::locate_core(&req.chain, wall_start, cwd, last) else { continue };
+            let journal = match self.journal_answers.get(&req.chain_id) {
+                Some(entry) => JournalWord::Answered(entry.as_ref()),
+                None => JournalWord::Unasked,
+            };
+            let loc = match enrich::locate_core(&req.chain, wall_start, cwd, last, journal) {
+                Located::Done(loc) => loc,
+                Located::Later => continue,
+                Located::AskJournal => {
+                    if !self.journal_asked.contains(&req.chain_id) {
+                        if self.journal.ask(req.chain_id, req.chain.crasher.tgid) {
+                            self.journal_asked.insert(req.chain_id);
+                        } else {
+                            // Not queued: the next look goes on without the journal.
+                            if self.journal.dropped == 1 {
+                                eprintln!(
+                                    "crashtrace: too many core lookups waiting for journalctl; some cores are looked for without the journal (the count is given at exit)"
+                                );
+                            }
+                            self.journal_answers.insert(req.chain_id, None);
+                        }
+                    }
+                    continue;
+                }
+            };
             self.cwds.remove(&req.chain.crasher.tgid);
             let ev = Event {
                 ts_ns: now_ns.max(req.chain.last_ts_ns),
@@ -462,6 +535,92 @@ mod tests {
         p.flush();
         p.summary(Summary::default());
         got.take()
+    }
+
+    #[test]
+    fn the_journal_lookup_runs_off_the_loop_and_its_answer_lands_on_a_later_tick() {
+        use std::{sync::mpsc, time::Duration};
+        // A systemd-coredump crash whose collector exited 0 (verdict
+        // `stored`) and whose core is not in the store: the last look asks
+        // the journal.
+        let events: Vec<Event> = fixture_events("systemd-no-pid1")
+            .into_iter()
+            .filter(|e| !matches!(e.body, Body::HelperConnect { .. }) && !matches!(e.body, Body::SignalGenerate { sig: 13, .. }))
+            .map(|mut e| {
+                if let Body::ProcessExit { exit_code, .. } = &mut e.body
+                    && *exit_code == 256
+                {
+                    *exit_code = 0;
+                }
+                e
+            })
+            .collect();
+        let tgid = 14707;
+        let core = std::env::temp_dir().join(format!("crashtrace-journal-{}.zst", std::process::id()));
+        std::fs::write(&core, [1u8; 10]).unwrap();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let mut p = Pipeline::new(Correlator::new(Config::default()), Scope::default(), None, Enricher::new(true), vec![Box::new(Recording(got.clone()))], 0);
+        // The fake journal says it was asked, then blocks until the test
+        // lets it answer. If the loop waited for it, the ticks below would
+        // come back only after its give-up time, with a location already
+        // recorded.
+        let (asked_tx, asked_rx) = mpsc::channel::<u32>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let file = core.display().to_string();
+        p.journal = JournalWorker::with_lookup(move |pid| {
+            asked_tx.send(pid).ok()?;
+            go_rx.recv_timeout(Duration::from_secs(60)).ok()?;
+            Some(crate::core_location::JournalCoredump { filename: Some(file.clone()), truncated: true, message: None })
+        });
+        let mut events = events.into_iter();
+        let Some(Event { body: Body::CoreSettings(s), ts_ns, .. }) = events.next() else { panic!("the events start with the settings") };
+        p.initial_settings(Some(s), ts_ns);
+        let mut last_ts = 0;
+        for ev in events {
+            last_ts = ev.ts_ns;
+            p.decoded(Ok(ev));
+        }
+        let located = |got: &Rc<RefCell<Vec<Record>>>| -> Vec<crate::core_location::CoreLocation> {
+            got.borrow()
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Event(e) => match &e.event.body {
+                        Body::CoreLocated(l) => Some(l.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        };
+        // Within the window only the store is looked at.
+        p.tick(last_ts + 200_000_000);
+        assert_eq!(p.correlator.core_requests().len(), 1);
+        // The last look asks the journal and returns without its answer.
+        let after_window = last_ts + CORE_LOOKUP_WINDOW_NS + 200_000_000;
+        p.tick(after_window);
+        assert_eq!(asked_rx.recv_timeout(Duration::from_secs(60)), Ok(tgid));
+        // The worker is now inside the (blocked) lookup; ticks still return.
+        p.tick(after_window + 100_000_000);
+        p.tick(after_window + 200_000_000);
+        assert_eq!(located(&got), Vec::new());
+        assert_eq!(p.correlator.core_requests().len(), 1);
+        // Answered: a later tick picks it up.
+        go_tx.send(()).unwrap();
+        for _ in 0..6000 {
+            p.tick(after_window + 300_000_000);
+            if !located(&got).is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let found = located(&got);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].path.as_deref(), found[0].found_by, found[0].truncated), (Some(core.display().to_string().as_str()), Some(crate::core_location::FoundBy::Journal), true));
+        assert!(p.correlator.core_requests().is_empty());
+        // Asked once only, although several ticks looked.
+        assert!(asked_rx.try_recv().is_err());
+        assert_eq!(p.journal_lookups_dropped(), 0);
+        let _ = std::fs::remove_file(&core);
     }
 
     #[test]
