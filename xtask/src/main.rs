@@ -311,7 +311,7 @@ fn test(unit_only: bool, update_readme: bool) -> Result<()> {
     }
     deps::ensure(&deps::ALL)?;
     deps::mount_tracefs()?;
-    eprintln!("xtask: fuzzing the ring-buffer decoder and the log reader, 30 s each");
+    eprintln!("xtask: fuzzing {}, 30 s each", FUZZ_TARGETS.join(", "));
     deps::rust_toolchain(NIGHTLY)?;
     fuzz(30)?;
     eprintln!("xtask: tier 2 (privileged, serial): real BPF programs, real crashes, real collectors");
