@@ -241,11 +241,17 @@ pub struct BuildIdRef {
 /// id's length. The kernel pads a 16-byte id (e.g. an md5 one) to 20 bytes
 /// with zeroes; those stay, since the id's true length is not on the wire.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
+    // By table, not `write!("{:02x}")`: a crash storm's stack copies are
+    // kilobytes each, and formatting them byte by byte through fmt was the
+    // largest single cost of `--json` output in a full-speed storm.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
     }
-    s
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Bytes as one lower-case hex string in JSON (stack copies).
@@ -398,6 +404,17 @@ pub fn code_name(sig: i32, code: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte_and_reads_back() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = hex(&bytes);
+        assert_eq!(&text[..8], "00010203");
+        assert_eq!(&text[text.len() - 6..], "fdfeff");
+        assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
+        let back: Vec<u8> = hex_bytes::deserialize(serde_json::Value::String(text)).unwrap();
+        assert_eq!(back, bytes);
+    }
 
     /// One body of each wire kind; the exhaustive match makes a new kind add
     /// its sample here.

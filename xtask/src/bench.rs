@@ -2,12 +2,15 @@
 //! this machine, printed as tables and written to BENCHMARKS.md with the
 //! machine and the exact commands.
 //!
-//! 1. overhead on a busy host that is not crashing, against nothing attached
-//!    and against a naive tracer that ships every signal to user space;
-//! 2. crash storms (file pattern with RLIMIT_CORE=0, and a pipe helper):
-//!    crashes/s, events lost, verdicts right out of crashes made;
+//! 1. overhead on a busy host that is not crashing (SIGUSR1 taken by a
+//!    handler, by sigwait, by a signalfd), against nothing attached and
+//!    against a naive tracer that ships every signal to user space;
+//! 2. crash storms (file pattern with RLIMIT_CORE=0 at full speed with the
+//!    default flags, and a pipe helper): crashes/s, events lost, verdicts
+//!    right out of crashes made, helpers/s against nothing attached, the
+//!    stack capture's cost per crash;
 //! 3. memory and correlation state under pid churn;
-//! 4. start-up time to "attached";
+//! 4. start-up time and memory to "attached";
 //! 5. `crashtrace report` speed, when the report command exists.
 //!
 //! Every figure is the median of several runs; comparisons alternate A and B
@@ -120,11 +123,11 @@ impl Scale {
     pub(crate) fn describe(&self) -> String {
         use stats::count;
         format!(
-            "Scale ({}): overhead {} rounds of {} forks + {} SIGUSR1 round trips; crash storms {} rounds of {} crashes \
-             (file pattern), {} paced and {} (pipe helper; fewer, because the kernel starts a helper process per \
-             crash and the machine manages only about 2,000 of those a second, so the run stays within the \
-             ten-minute budget); pid churn {} processes, one in {} crashing; {} starts; report on logs of {} and {} \
-             events.",
+            "Scale ({}): overhead {} rounds of {} forks + {} SIGUSR1 round trips, for each of three workloads; crash \
+             storms {} rounds of {} crashes (file pattern), {} paced and {} (pipe helper; fewer, because the kernel \
+             starts a helper process per crash and the machine manages only about 2,000 of those a second, so the \
+             run stays within the budget); pid churn {} processes, one in {} crashing; {} starts; report on logs \
+             of {} and {} events.",
             self.name,
             self.overhead_rounds,
             count(self.busy_forks),
@@ -147,6 +150,9 @@ pub(crate) struct Ctx {
     pub root: PathBuf,
     /// target/release/crashtrace, absolute.
     pub binary: PathBuf,
+    /// target/release/crashtrace-bench-baseline, absolute: the naive
+    /// baseline, built with the crashtrace crate's `bench-baseline` feature.
+    pub baseline: PathBuf,
     pub storm: workload::Storm,
     pub scale: Scale,
     /// On tmpfs: core files, pid lists, crashtrace's JSON output.
@@ -219,8 +225,9 @@ fn utc_now() -> String {
         .unwrap_or_default()
 }
 
-/// Runs the benchmarks; `binary` is the release build with the eBPF object in it.
-pub(crate) fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
+/// Runs the benchmarks; `binary` is the release build with the eBPF object
+/// in it, `baseline` the naive baseline built the same way.
+pub(crate) fn run(root: &Path, binary: &Path, baseline: &Path, args: &BenchArgs) -> Result<()> {
     if !is_root() {
         bail!(
             "the benchmarks load BPF programs and change core_pattern, so they need root: run `sudo cargo xtask bench`"
@@ -244,6 +251,7 @@ pub(crate) fn run(root: &Path, binary: &Path, args: &BenchArgs) -> Result<()> {
     let ctx = Ctx {
         root: root.to_path_buf(),
         binary: binary.to_path_buf(),
+        baseline: baseline.to_path_buf(),
         storm,
         scale,
         scratch: scratch.clone(),

@@ -514,7 +514,7 @@ mod tests {
         let live = cli.live_args().expect("the service traces live");
         let layers = crashtrace::live::config::Layers::from_matches(live, &matches);
         let file = crashtrace::live::config_file::parse(std::path::Path::new(CONFIG_PATH), CONFIG.to_string()).unwrap();
-        let env = crashtrace::live::config::Env { stdout_is_tty: false, no_color: false };
+        let env = crashtrace::live::config::Env { stdout_is_tty: false, no_color: false, cpus: 2 };
         layers.resolve_with(&file, env).unwrap()
     }
 

@@ -234,6 +234,25 @@ fn build(debug: bool) -> Result<PathBuf> {
     Ok(root().join(if debug { "target/debug/crashtrace" } else { "target/release/crashtrace" }))
 }
 
+/// The overhead benchmark's naive baseline: a separate binary of the
+/// crashtrace crate, built only with its `bench-baseline` feature, so the
+/// shipped binary has no way to turn the naive mode on. The feature changes
+/// only the crashtrace crate, so this rebuilds that crate and nothing else.
+fn build_bench_baseline() -> Result<PathBuf> {
+    run(Command::new("cargo").current_dir(root()).env("CRASHTRACE_EBPF_OBJECT", ebpf_object()).args([
+        "build",
+        "--release",
+        "-p",
+        "crashtrace",
+        "--features",
+        "bench-baseline",
+        "--bin",
+        "crashtrace-bench-baseline",
+    ]))
+    .context("building the benchmarks' naive baseline (crashtrace --features bench-baseline)")?;
+    Ok(root().join("target/release/crashtrace-bench-baseline"))
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
@@ -267,7 +286,8 @@ fn main() -> Result<()> {
         Task::DistroTest(args) => deps::ensure(&[deps::Need::Build, deps::Need::Vm]).and_then(|()| distro::run(&args)),
         Task::Bench(args) => {
             let binary = build(false)?;
-            bench::run(&root(), &binary, &args)
+            let baseline = build_bench_baseline()?;
+            bench::run(&root(), &binary, &baseline, &args)
         }
         Task::BenchLog { events, no_verdicts, handled, path } => {
             let written = match handled {

@@ -1,11 +1,16 @@
 /*
  * Workloads for `cargo xtask bench`, compiled with `cc -O2` at bench time.
  *
- *   storm busy FORKS ROUNDS
+ *   storm busy FORKS ROUNDS [handler|sigwait|signalfd]
  *       A busy host that is not crashing: FORKS children that exit 0 at once,
  *       forked and reaped one by one, while two processes ping-pong SIGUSR1
- *       (caught by handlers) for ROUNDS round trips. Prints elapsed_ns and
- *       cpu_ns (user + system CPU of all the workload's processes).
+ *       for ROUNDS round trips. SIGUSR1 is caught by a handler (the
+ *       default), or blocked with its default action (terminate) left in
+ *       place and taken with sigwait(2) or read from a signalfd(2): the
+ *       kernel never delivers it, so it must never look like a crash.
+ *       Prints pingpong_parent and pingpong_child (the two pids), then
+ *       elapsed_ns and cpu_ns (user + system CPU of all the workload's
+ *       processes).
  *   storm spawn COUNT JOBS CRASH_EVERY RLIMIT_CORE PIDFILE [RATE]
  *       COUNT short-lived children spread over JOBS spawner processes; every
  *       CRASH_EVERY-th child faults (SIGSEGV on a null write), the others exit
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,33 +52,76 @@ static void die(const char *what) {
 
 static void on_usr1(int sig) { (void)sig; }
 
-/* Two processes send each other SIGUSR1, caught by a handler, ROUNDS times. */
-static void pingpong(long rounds) {
-    sigset_t block, wait_mask;
-    sigemptyset(&block);
-    sigaddset(&block, SIGUSR1);
-    if (sigprocmask(SIG_BLOCK, &block, &wait_mask) != 0) die("sigprocmask");
+enum take { TAKE_HANDLER, TAKE_SIGWAIT, TAKE_SIGNALFD };
+
+/* Waits for the next SIGUSR1, taken the way `how` says. */
+static void take_usr1(enum take how, const sigset_t *wait_mask, const sigset_t *usr1, int sfd) {
+    switch (how) {
+    case TAKE_HANDLER:
+        sigsuspend(wait_mask);
+        break;
+    case TAKE_SIGWAIT: {
+        int sig;
+        if (sigwait(usr1, &sig) != 0) die("sigwait");
+        break;
+    }
+    case TAKE_SIGNALFD: {
+        struct signalfd_siginfo si;
+        for (;;) {
+            ssize_t n = read(sfd, &si, sizeof si);
+            if (n == (ssize_t)sizeof si) break;
+            if (n < 0 && errno == EINTR) continue;
+            die("read signalfd");
+        }
+        break;
+    }
+    }
+}
+
+/* Two processes send each other SIGUSR1, ROUNDS times. SIGUSR1 stays
+ * blocked throughout: with a handler, sigsuspend unblocks it for the wait;
+ * otherwise its action stays SIG_DFL and it is only ever dequeued by
+ * sigwait or read from a signalfd. */
+static void pingpong(long rounds, enum take how) {
+    sigset_t usr1, wait_mask;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &usr1, &wait_mask) != 0) die("sigprocmask");
     sigdelset(&wait_mask, SIGUSR1);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    if (sigaction(SIGUSR1, &sa, NULL) != 0) die("sigaction");
+    if (how == TAKE_HANDLER) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        if (sigaction(SIGUSR1, &sa, NULL) != 0) die("sigaction");
+    }
     pid_t parent = getpid();
     pid_t child = fork();
     if (child < 0) die("fork");
     if (child == 0) {
+        /* Each process opens its own signalfd: one reads the signals
+         * queued to the thread that reads it. */
+        int sfd = how == TAKE_SIGNALFD ? signalfd(-1, &usr1, SFD_CLOEXEC) : -1;
+        if (how == TAKE_SIGNALFD && sfd < 0) die("signalfd");
         for (long i = 0; i < rounds; i++) {
-            sigsuspend(&wait_mask);
+            take_usr1(how, &wait_mask, &usr1, sfd);
             kill(parent, SIGUSR1);
         }
         _exit(0);
     }
+    printf("pingpong_parent=%d pingpong_child=%d\n", (int)parent, (int)child);
+    fflush(stdout);
+    int sfd = how == TAKE_SIGNALFD ? signalfd(-1, &usr1, SFD_CLOEXEC) : -1;
+    if (how == TAKE_SIGNALFD && sfd < 0) die("signalfd");
     for (long i = 0; i < rounds; i++) {
         kill(child, SIGUSR1);
-        sigsuspend(&wait_mask);
+        take_usr1(how, &wait_mask, &usr1, sfd);
     }
     int status;
     if (waitpid(child, &status, 0) < 0) die("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "storm: the ping-pong child failed (status %#x)\n", status);
+        _exit(1);
+    }
 }
 
 static void forkexit(long forks) {
@@ -85,14 +134,15 @@ static void forkexit(long forks) {
     }
 }
 
-static int busy(long forks, long rounds) {
+static int busy(long forks, long rounds, enum take how) {
+    fflush(stdout);
     unsigned long long t0 = now_ns();
     pid_t a = fork();
     if (a < 0) die("fork");
     if (a == 0) { forkexit(forks); _exit(0); }
     pid_t b = fork();
     if (b < 0) die("fork");
-    if (b == 0) { pingpong(rounds); _exit(0); }
+    if (b == 0) { pingpong(rounds, how); _exit(0); }
     int sa, sb;
     if (waitpid(a, &sa, 0) < 0 || waitpid(b, &sb, 0) < 0) die("waitpid");
     unsigned long long t1 = now_ns();
@@ -207,13 +257,22 @@ static int sink(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 4 && strcmp(argv[1], "busy") == 0) return busy(atol(argv[2]), atol(argv[3]));
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "busy") == 0) {
+        enum take how = TAKE_HANDLER;
+        if (argc == 5 && strcmp(argv[4], "sigwait") == 0) how = TAKE_SIGWAIT;
+        else if (argc == 5 && strcmp(argv[4], "signalfd") == 0) how = TAKE_SIGNALFD;
+        else if (argc == 5 && strcmp(argv[4], "handler") != 0) {
+            fprintf(stderr, "storm: busy takes SIGUSR1 by handler, sigwait or signalfd, not %s\n", argv[4]);
+            return 2;
+        }
+        return busy(atol(argv[2]), atol(argv[3]), how);
+    }
     if ((argc == 7 || argc == 8) && strcmp(argv[1], "spawn") == 0)
         return spawn(atol(argv[2]), atol(argv[3]), atol(argv[4]), argv[5], argv[6], argc == 8 ? atof(argv[7]) : 0);
     /* Extra arguments (the core_pattern's %P) only name the crash. */
     if (argc >= 2 && strcmp(argv[1], "sink") == 0) return sink();
     fprintf(stderr,
-            "usage: storm busy FORKS ROUNDS\n"
+            "usage: storm busy FORKS ROUNDS [handler|sigwait|signalfd]\n"
             "       storm spawn COUNT JOBS CRASH_EVERY RLIMIT_CORE PIDFILE [RATE]\n"
             "       storm sink [ARG...]\n");
     return 2;

@@ -46,9 +46,38 @@ pub struct LoadConfig {
     /// `--bpf-object`; None for the object built into the binary.
     pub bpf_object: Option<PathBuf>,
     pub coredump_hook: CoredumpHook,
+    /// `--ring-buffer-size`, or the size [`auto_ring_size`] picks.
     pub ring_buffer_size: u32,
     pub stack_copy: u32,
+    /// Ship every signal_generate event to user space: the naive baseline
+    /// of the overhead benchmark. No flag sets it; only the bench-only
+    /// binary `crashtrace-bench-baseline` does.
     pub naive_all_signals: bool,
+}
+
+/// Crashes per CPU the automatic ring buffer has room for while the reader
+/// is behind. At about 10 KiB a crash (the default 8 KiB stack copy, the
+/// 1.5 KiB stack capture, the small events) and a full-speed storm of some
+/// 6,000 crashes/s per CPU, that is about 40 ms of reader stall; a 1 MiB
+/// ring (2 ms) lost events in such storms, 16 MiB lost none.
+pub const AUTO_RING_CRASHES_PER_CPU: u64 = 256;
+/// Bytes of one crash's events other than its stack copy, rounded up: the
+/// stack capture (1,504 bytes) and the signal, exit and dump events.
+pub const AUTO_RING_EVENTS_PER_CRASH: u64 = 2048;
+pub const AUTO_RING_MIN: u32 = 1 << 20;
+/// The ring buffer's pages end up resident in the tracer once the ring has
+/// wrapped, so the size is capped however many CPUs there are.
+pub const AUTO_RING_MAX: u32 = 64 << 20;
+
+/// The ring buffer size used when `--ring-buffer-size` is not given: room
+/// for [`AUTO_RING_CRASHES_PER_CPU`] crashes per CPU, each with a
+/// `stack_copy`-byte stack copy, as a power of two within
+/// [`AUTO_RING_MIN`]..=[`AUTO_RING_MAX`].
+pub fn auto_ring_size(cpus: u32, stack_copy: u32) -> u32 {
+    let per_crash = u64::from(stack_copy) + AUTO_RING_EVENTS_PER_CRASH;
+    let want = u64::from(cpus.max(1)).saturating_mul(AUTO_RING_CRASHES_PER_CPU).saturating_mul(per_crash);
+    let pow2 = want.checked_next_power_of_two().unwrap_or(u64::MAX);
+    pow2.clamp(u64::from(AUTO_RING_MIN), u64::from(AUTO_RING_MAX)) as u32
 }
 
 /// What about the environment the configuration depends on.
@@ -57,13 +86,18 @@ pub struct Env {
     pub stdout_is_tty: bool,
     /// NO_COLOR is set (<https://no-color.org>).
     pub no_color: bool,
+    /// Online CPUs: each can crash processes into the one ring buffer at
+    /// the same time, so the automatic ring size grows with them.
+    pub cpus: u32,
 }
 
 impl Env {
     pub fn current() -> Env {
         // SAFETY: isatty only reads the fd's state.
         let stdout_is_tty = unsafe { libc::isatty(1) } == 1;
-        Env { stdout_is_tty, no_color: std::env::var_os("NO_COLOR").is_some() }
+        // SAFETY: sysconf only reads system configuration.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        Env { stdout_is_tty, no_color: std::env::var_os("NO_COLOR").is_some(), cpus: u32::try_from(online).unwrap_or(1).max(1) }
     }
 }
 
@@ -105,9 +139,9 @@ impl LiveConfig {
             load: LoadConfig {
                 bpf_object: args.bpf_object.clone(),
                 coredump_hook: args.coredump_hook,
-                ring_buffer_size: args.ring_buffer_size,
+                ring_buffer_size: args.ring_buffer_size.unwrap_or_else(|| auto_ring_size(env.cpus, args.stack_copy)),
                 stack_copy: args.stack_copy,
-                naive_all_signals: args.naive_all_signals,
+                naive_all_signals: false,
             },
             duration: args.duration.map(Duration::from_secs),
             fail_on_drop: args.fail_on_drop,
@@ -189,8 +223,20 @@ mod tests {
         LiveConfig::resolve(cli.live_args().unwrap(), env)
     }
 
-    const TTY: Env = Env { stdout_is_tty: true, no_color: false };
-    const PIPE: Env = Env { stdout_is_tty: false, no_color: false };
+    const TTY: Env = Env { stdout_is_tty: true, no_color: false, cpus: 2 };
+    const PIPE: Env = Env { stdout_is_tty: false, no_color: false, cpus: 2 };
+
+    #[test]
+    fn ring_buffer_is_sized_from_cpus_and_stack_copy_unless_given() {
+        // 2 CPUs × 256 crashes × (8 KiB copy + 2 KiB events) = 5 MiB, rounded up.
+        assert_eq!(resolve(&[], PIPE).load.ring_buffer_size, 8 << 20);
+        assert_eq!(resolve(&[], Env { cpus: 8, ..PIPE }).load.ring_buffer_size, 32 << 20);
+        assert_eq!(resolve(&[], Env { cpus: 512, ..PIPE }).load.ring_buffer_size, AUTO_RING_MAX, "capped");
+        assert_eq!(resolve(&["--stack-copy", "0"], Env { cpus: 1, ..PIPE }).load.ring_buffer_size, AUTO_RING_MIN);
+        assert_eq!(resolve(&["--ring-buffer-size", "65536"], PIPE).load.ring_buffer_size, 65536, "given: kept");
+        assert_eq!(auto_ring_size(0, 8192), auto_ring_size(1, 8192), "no CPU count reads as one");
+        assert_eq!(auto_ring_size(u32::MAX, u32::MAX), AUTO_RING_MAX, "no overflow");
+    }
 
     #[test]
     fn text_is_coloured_on_a_terminal_unless_no_color() {

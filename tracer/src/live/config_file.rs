@@ -183,7 +183,7 @@ impl Loaded {
             && take("ring_buffer_size")
         {
             args.ring_buffer_size =
-                cli::parse_ring_size(&v.get_ref().to_string()).map_err(|e| self.bad("ring_buffer_size", v, e))?;
+                Some(cli::parse_ring_size(&v.get_ref().to_string()).map_err(|e| self.bad("ring_buffer_size", v, e))?);
         }
         if let Some(v) = &k.stack_copy
             && take("stack_copy")

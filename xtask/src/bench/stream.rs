@@ -30,6 +30,8 @@ pub(super) struct Stream {
     pub loss_records: u64,
     /// Sum of the `total` of every loss record.
     pub lost_in_records: u64,
+    /// Sum of the `counts` of every loss record, by kind of event.
+    pub lost_by_kind: BTreeMap<String, u64>,
     pub summary: Option<Value>,
 }
 
@@ -121,6 +123,9 @@ pub(super) fn read(path: &Path, ours: &[u32], comm: &str, expected: &str) -> Res
                     serde_json::from_str(&line).with_context(|| format!("a loss record that is not JSON: {line}"))?;
                 s.loss_records += 1;
                 s.lost_in_records += v.get("total").and_then(Value::as_u64).unwrap_or(0);
+                for (kind, n) in v.get("counts").and_then(Value::as_object).into_iter().flatten() {
+                    *s.lost_by_kind.entry(kind.clone()).or_default() += n.as_u64().unwrap_or(0);
+                }
             }
             Some("summary") => s.summary = serde_json::from_str(&line).ok(),
             _ => {}
@@ -176,6 +181,7 @@ mod tests {
         assert_eq!(s.others, 2);
         assert_eq!(s.wrong_samples, ["pid 11: unknown for ? (?); timeline: "]);
         assert_eq!((s.loss_records, s.lost_in_records), (1, 3));
+        assert_eq!(s.lost_by_kind.get("signal-generate"), Some(&3));
         assert_eq!(s.summary_u64("lost_kernel"), Some(3));
     }
 

@@ -13,10 +13,37 @@ pub(crate) struct Storm {
     pub path: PathBuf,
 }
 
+/// How the busy workload's ping-pong takes SIGUSR1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Take {
+    /// Caught by a handler (sigsuspend unblocks it for the wait).
+    Handler,
+    /// Blocked, left at its default action, dequeued with sigwait(2).
+    Sigwait,
+    /// Blocked, left at its default action, read from a signalfd(2).
+    Signalfd,
+}
+
+impl Take {
+    pub(crate) const ALL: [Take; 3] = [Take::Handler, Take::Sigwait, Take::Signalfd];
+
+    /// The workload's argument.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            Take::Handler => "handler",
+            Take::Sigwait => "sigwait",
+            Take::Signalfd => "signalfd",
+        }
+    }
+}
+
 /// What `storm busy` took.
 pub(crate) struct Busy {
     pub elapsed: Duration,
     pub cpu: Duration,
+    /// The two ping-pong processes: they take every SIGUSR1 and must never
+    /// get a crash chain.
+    pub pingpong: [u32; 2],
 }
 
 /// What `storm spawn` is asked to do.
@@ -100,17 +127,23 @@ impl Storm {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    pub(crate) fn busy_args(&self, forks: u64, rounds: u64) -> Vec<String> {
-        vec!["busy".into(), forks.to_string(), rounds.to_string()]
+    pub(crate) fn busy_args(&self, forks: u64, rounds: u64, take: Take) -> Vec<String> {
+        vec!["busy".into(), forks.to_string(), rounds.to_string(), take.arg().into()]
     }
 
-    /// The fork/exit + SIGUSR1 ping-pong storm: its own elapsed time, and the
-    /// CPU (user + system) its processes used.
-    pub(crate) fn busy(&self, forks: u64, rounds: u64) -> Result<Busy> {
-        let out = self.run(&self.busy_args(forks, rounds))?;
+    /// The fork/exit + SIGUSR1 ping-pong storm: its own elapsed time, the
+    /// CPU (user + system) its processes used, and the ping-pong's pids.
+    pub(crate) fn busy(&self, forks: u64, rounds: u64, take: Take) -> Result<Busy> {
+        let out = self.run(&self.busy_args(forks, rounds, take))?;
         let f = fields(&out, &["elapsed_ns", "cpu_ns"])
             .with_context(|| format!("storm busy printed no elapsed_ns/cpu_ns: {out:?}"))?;
-        Ok(Busy { elapsed: Duration::from_nanos(f[0]), cpu: Duration::from_nanos(f[1]) })
+        let p = fields(&out, &["pingpong_parent", "pingpong_child"])
+            .with_context(|| format!("storm busy printed no ping-pong pids: {out:?}"))?;
+        Ok(Busy {
+            elapsed: Duration::from_nanos(f[0]),
+            cpu: Duration::from_nanos(f[1]),
+            pingpong: [p[0] as u32, p[1] as u32],
+        })
     }
 
     pub(crate) fn spawn_args(&self, s: &Spawn, pidfile: &Path) -> Vec<String> {

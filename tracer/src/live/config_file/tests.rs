@@ -10,7 +10,7 @@ use crate::{
     sink::SinkSpec,
 };
 
-const PIPE: Env = Env { stdout_is_tty: false, no_color: false };
+const PIPE: Env = Env { stdout_is_tty: false, no_color: false, cpus: 2 };
 
 fn layers(argv: &[&str]) -> Layers {
     let matches = Cli::command().try_get_matches_from(std::iter::once("crashtrace").chain(argv.iter().copied())).unwrap();
