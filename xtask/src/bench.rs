@@ -72,8 +72,6 @@ pub(crate) struct Scale {
     pub storm_rounds: usize,
     pub storm_file_crashes: u64,
     pub storm_pipe_crashes: u64,
-    /// Crashes in the storm paced at the target rate.
-    pub storm_paced_crashes: u64,
     pub churn_processes: u64,
     pub churn_crash_every: u64,
     pub startup_runs: usize,
@@ -92,7 +90,6 @@ impl Scale {
         storm_rounds: 3,
         storm_file_crashes: 50_000,
         storm_pipe_crashes: 10_000,
-        storm_paced_crashes: 10_000,
         churn_processes: 1_000_000,
         churn_crash_every: 100,
         startup_runs: 10,
@@ -108,7 +105,6 @@ impl Scale {
         storm_rounds: 2,
         storm_file_crashes: 5_000,
         storm_pipe_crashes: 1_000,
-        storm_paced_crashes: 2_000,
         churn_processes: 50_000,
         churn_crash_every: 100,
         startup_runs: 3,
@@ -124,7 +120,7 @@ impl Scale {
         use stats::count;
         format!(
             "Scale ({}): overhead {} rounds of {} forks + {} SIGUSR1 round trips, for each of three workloads; crash \
-             storms {} rounds of {} crashes (file pattern), {} paced and {} (pipe helper; fewer, because the kernel \
+             storms {} rounds of {} crashes (file pattern) and {} (pipe helper; fewer, because the kernel \
              starts a helper process per crash and the machine manages only about 2,000 of those a second, so the \
              run stays within the budget); pid churn {} processes, one in {} crashing; {} starts; report on logs \
              of {} and {} events.",
@@ -134,7 +130,6 @@ impl Scale {
             count(self.busy_rounds),
             self.storm_rounds,
             count(self.storm_file_crashes),
-            count(self.storm_paced_crashes),
             count(self.storm_pipe_crashes),
             count(self.churn_processes),
             self.churn_crash_every,

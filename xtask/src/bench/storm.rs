@@ -2,8 +2,9 @@
 //! that fork crashing children back to back, for a fixed count; into a file
 //! core_pattern on tmpfs with RLIMIT_CORE=0 (crashtrace with its default
 //! flags, and with the former 1 MiB ring buffer beside it), and into a pipe
-//! helper that reads the core and exits 0. The unpaced storms also run with
-//! nothing attached, alternating, for the ratio. crashtrace's `--json`
+//! helper that reads the core and exits 0. The default-flags and pipe
+//! storms also run with nothing attached, alternating, for the ratio.
+//! crashtrace's `--json`
 //! stream is then read back: every crash the workload made must end in a
 //! verdict record with the expected verdict, and every lost event must show
 //! in `loss` records and the summary. The kernel's BPF statistics give the
