@@ -4,7 +4,6 @@
 //! The bottom of the model: `decode` produces these, `stack`, `chain` and
 //! `correlate` consume them, and this module depends on none of them.
 
-
 use serde::{Deserialize, Serialize};
 use tracer_common::EventKind;
 
