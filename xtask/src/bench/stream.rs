@@ -48,18 +48,25 @@ impl Stream {
     }
 }
 
-/// The record type of a JSON line, without parsing the whole line: every
-/// record starts `{"v":N,"type":"..."`.
+/// The record type of a JSON line, without parsing the whole line. Every
+/// record has its `"type":"..."` near the start, after the version and, in
+/// records that carry them, the run id, sequence number, time and host (a
+/// few hundred bytes); those come before any field of the record's own, so
+/// the first `"type":"` is the record's. (Inside a JSON string a quote is
+/// escaped, so the pattern cannot come from a value.)
 fn record_type(line: &str) -> Option<&str> {
-    let mut end = line.len().min(48);
+    let mut end = line.len().min(HEAD);
     while !line.is_char_boundary(end) {
         end -= 1;
     }
     let head = &line[..end];
     let start = head.find("\"type\":\"")? + 8;
-    let len = head[start..].find('"')?;
-    Some(&head[start..start + len])
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
 }
+
+/// How far into a line its type is looked for.
+const HEAD: usize = 1024;
 
 /// How many wrong verdict records to keep.
 const SAMPLES: usize = 3;
@@ -188,6 +195,14 @@ mod tests {
     #[test]
     fn record_type_reads_the_head_only() {
         assert_eq!(record_type("{\"v\":1,\"type\":\"verdict\",\"x\":1}"), Some("verdict"));
+        // Records with the run's identity before their type.
+        let long = concat!(
+            "{\"v\":1,\"run\":\"90ad2aec2eb15eefe4bdf917868da1fc\",\"seq\":268925,",
+            "\"time\":\"2026-12-01T13:27:22.323812959Z\",\"host\":{\"name\":\"vm\",",
+            "\"boot\":\"204c3126-a415-4b4f-ab66-98ba317b2469\",\"machine\":\"3d1219c7c4c5404aaa1f6d2a48adfda4\"},",
+            "\"type\":\"loss\",\"ts_ns\":1}"
+        );
+        assert_eq!(record_type(long), Some("loss"));
         assert_eq!(record_type("{\"v\":1}"), None);
         assert_eq!(record_type(""), None);
     }
