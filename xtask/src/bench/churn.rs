@@ -23,6 +23,13 @@ const STEADY_TARGET_KIB: u64 = 16 * 1024;
 const GROWTH_TOLERANCE_KIB: u64 = 1024;
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// Resident KiB of the BPF maps user space has mapped: the ring buffer's
+/// data pages (the kernel maps them twice, so that a record wrapping past
+/// the end reads straight through; all resident from the mmap on).
+pub(super) fn bpf_map_kib(mapped: &[(String, u64)]) -> u64 {
+    mapped.iter().filter(|(name, _)| name.starts_with("anon_inode:bpf-map")).map(|(_, kib)| kib).sum()
+}
+
 pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     let sc = &ctx.scale;
     let n = sc.churn_processes;
@@ -148,11 +155,13 @@ pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     section.targets.push(TargetCheck::new(
         "steady-state RSS under 1M-process churn ≤ 16 MiB (largest sample from 10% in to the end)",
         format!(
-            "{} (start of churn {}, end {}; whole life incl. start-up {})",
+            "{} (start of churn {}, end {}; whole life incl. start-up {}; of it, BPF map mappings (the ring \
+             buffer, mapped twice) {})",
             mib(steady_peak),
             mib(rss_start),
             mib(rss_end),
-            mib(fin.hwm_kib)
+            mib(fin.hwm_kib),
+            mib(bpf_map_kib(&mapped))
         ),
         steady_peak > 0 && steady_peak <= STEADY_TARGET_KIB,
     ));
