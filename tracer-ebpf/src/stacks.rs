@@ -144,13 +144,16 @@ fn try_copy<const N: usize>(sp: u64, want: u32) -> Copied {
 /// of the fixed sizes that does not run past the end of the stack.
 ///
 /// A copy is an extra: it is skipped, and counted as lost, when it would
-/// fill the ring buffer past a quarter, so that in a crash storm the events
-/// every verdict needs still find room.
+/// fill the ring buffer past half, so that in a crash storm the events
+/// every verdict needs still find room. (Half, not less: the other events
+/// of a crash are some 2 KiB against a copy's 8, so the lower half holds
+/// the events of as many crashes as the upper half holds copies, and every
+/// byte held back from copies is a copy lost in a burst.)
 #[inline(always)]
 fn copy_stack(sp: u64, want: u32) {
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if pending.saturating_add(want as u64) > size / 4 {
+    if pending.saturating_add(want as u64) > size / 2 {
         let slot = EventKind::StackCopy as u32;
         if slot < LOST_SLOTS {
             if let Some(counter) = LOST.get_ptr_mut(slot) {

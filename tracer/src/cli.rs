@@ -185,7 +185,7 @@ pub struct LiveArgs {
     /// function or a libc string function loses its caller, and code built
     /// without frame pointers loses every caller. Each crash costs this much
     /// ring buffer and log space; a copy is skipped (and counted as lost)
-    /// while the ring buffer is over a quarter full. The kernel copies the
+    /// while the ring buffer is over half full. The kernel copies the
     /// largest of 32, 16, 8, 4, 2, 1 KiB or 512 bytes that fits below the
     /// top of the stack.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_COPY, value_parser = parse_stack_copy)]
