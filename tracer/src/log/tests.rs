@@ -90,7 +90,10 @@ fn lines(path: &Path) -> Vec<Line> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Line>(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display())))
+        .map(|l| {
+            crate::schema_check::check_line(l);
+            serde_json::from_str::<Line>(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
+        })
         .collect()
 }
 

@@ -81,7 +81,13 @@ fn report(opts: Options, files: &[(&str, &[u8])]) -> Ran {
     let totals = if stopped { r.totals().clone() } else { r.finish().unwrap().totals };
     let text = String::from_utf8(r.out.clone()).unwrap();
     let records = if json {
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("report printed bad JSON {l:?}: {e}"))).collect()
+        text.lines()
+            .map(|l| {
+                // Every line `report --json` prints is a record the schema describes.
+                crate::schema_check::check_line(l);
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("report printed bad JSON {l:?}: {e}"))
+            })
+            .collect()
     } else {
         Vec::new()
     };
