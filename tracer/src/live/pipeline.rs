@@ -658,6 +658,13 @@ mod tests {
         // A file the kernel wrote and that is gone since: its word stands.
         assert_eq!(verdicts[0].0, Some(Verdict::Stored));
         assert!(verdicts[0].1.contains("the core file was not found"), "{}", verdicts[0].1);
+        // The lookup's record names the chain it is about, as the verdict does.
+        let looked_up = records.iter().find_map(|r| match r {
+            Record::Event(e) if matches!(e.event.body, Body::CoreLocated(_)) => Some(e.chain),
+            _ => None,
+        });
+        let id = records.iter().find_map(|r| if let Record::Verdict(c) = r { Some(c.id) } else { None });
+        assert_eq!(looked_up, Some(id));
         let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
         assert_eq!((s.chains, s.decode_errors), (1, 1));
         assert_eq!(s.events as usize, events);
@@ -882,6 +889,25 @@ mod tests {
         assert!(p.reconfigure_sinks(&moved, &bad).is_err());
         p.emit(Record::Summary(Summary::default()));
         assert_eq!(types_in(&b), ["header", "summary", "summary"]);
+    }
+
+    #[test]
+    fn a_log_opened_by_a_reload_starts_with_the_header_as_stamped() {
+        let d = dir("reload-stamp");
+        let (a, b) = (d.0.join("a.jsonl"), d.0.join("b.jsonl"));
+        let log = |path: &PathBuf| SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions::default() };
+        let mut p = pipeline_with(vec![log(&a).open().unwrap()]);
+        p.set_stamp(Stamp::new("12".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: "m".into() }));
+        p.emit(header());
+        p.emit(Record::Summary(Summary::default()));
+        p.reconfigure_sinks(&[log(&a)], &[log(&b)]).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        let first: Vec<Line> = std::fs::read_to_string(&a).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let second: Vec<Line> = std::fs::read_to_string(&b).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // The very header the first log has: same run, sequence number and time.
+        assert_eq!(second[0], first[0]);
+        assert_eq!((second[0].run.as_deref(), second[0].seq), (Some("12121212121212121212121212121212"), Some(0)));
+        assert_eq!(second[1].seq, Some(2), "the run's records go on counting");
     }
 
     #[test]
