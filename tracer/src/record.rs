@@ -386,4 +386,43 @@ mod tests {
         }
         assert!(serde_json::from_str::<Hook>(r#"{"name":"x","state":"Attached"}"#).is_err());
     }
+
+    #[test]
+    fn records_about_a_chain_name_it_by_run_and_id() {
+        let run = "ab".repeat(16);
+        let mut stamp = Stamp::new(run.clone(), Host { name: "vm".into(), boot: "b".into(), machine: String::new() });
+        let event = |chain| {
+            Record::Event(EventRecord {
+                wall_ns: 1,
+                chain,
+                event: Event { ts_ns: 1, cpu: 0, task: Default::default(), cgroup_id: 0, body: crate::event::Body::ProcessFork { child: 2 } },
+            })
+        };
+        let mut chain = Chain::new(7, Default::default(), 11, 1);
+        chain.linked_to = Some(6);
+        let verdict = stamp.line(Record::Verdict(Box::new(chain)), 1);
+        assert_eq!(verdict.chain_uid.as_deref(), Some(format!("{run}-7").as_str()));
+        assert_eq!(verdict.linked_chain_uid.as_deref(), Some(format!("{run}-6").as_str()));
+        let of_chain = stamp.line(event(Some(7)), 1);
+        assert_eq!(of_chain.chain_uid, verdict.chain_uid, "the same name in every record about the chain");
+        assert_eq!(of_chain.linked_chain_uid, None);
+        let plain = stamp.line(event(None), 1);
+        assert_eq!((plain.chain_uid, plain.linked_chain_uid), (None, None));
+        // Written and read back, the name stays.
+        let back: Line = serde_json::from_str(&verdict.to_json()).unwrap();
+        assert_eq!(back.chain_uid, verdict.chain_uid);
+    }
+
+    #[test]
+    fn the_fallback_run_id_tells_hosts_apart_by_their_boot_id() {
+        let a = fallback_run_id(1_000, 42, "f2848361-3d96-4619-bace-9a367afaffd9");
+        let b = fallback_run_id(1_000, 42, "204c3126-a415-4b4f-ab66-98ba317b2469");
+        assert_ne!(a, b, "two hosts starting a run at the same ns with the same pid");
+        assert_ne!(a, fallback_run_id(1_001, 42, "f2848361-3d96-4619-bace-9a367afaffd9"));
+        assert_ne!(a, fallback_run_id(1_000, 43, "f2848361-3d96-4619-bace-9a367afaffd9"));
+        // No boot id to read: time and pid still tell runs apart.
+        assert_ne!(fallback_run_id(1, 1, ""), fallback_run_id(2, 1, ""));
+        let id = new_run_id();
+        assert!(id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
 }
