@@ -9,8 +9,9 @@
 //!
 //! Cost matters: this runs in the dying thread at every crash, so a crash
 //! storm pays it thousands of times a second. Each `bpf_get_stack` call is a
-//! walk of its own; the kernel walk (ORC, through the tracepoint's and this
-//! program's frames) is the dearest and is only taken with `--kernel-stack`.
+//! walk of its own, microseconds each; the kernel walk (ORC, through the
+//! tracepoint's and this program's frames) only shows the way back to user
+//! space, so it is only taken with `--kernel-stack`.
 //! See BENCHMARKS.md, "Stack capture cost".
 
 use aya_ebpf::{
@@ -92,7 +93,7 @@ pub fn capture(ctx: &BtfTracePointContext, sig: i32) {
             (BPF_F_USER_STACK | BPF_F_USER_BUILD_ID) as u64,
         ) as i32;
         // The kernel path back to user space (a page fault's, a syscall's),
-        // only when asked for: it is the dearest of the walks.
+        // only when asked for: a walk of microseconds for little news.
         if settings_flags() & SETTING_KERNEL_STACK != 0 {
             (*event).kernel_ret = bpf_get_stack(raw, (*event).kernel.as_mut_ptr().cast(), KERNEL_BYTES, 0) as i32;
         } else {

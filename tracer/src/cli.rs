@@ -188,9 +188,9 @@ pub struct LiveArgs {
 
     /// Also walk the kernel stack at a fatal signal. At `signal_deliver` it
     /// only shows the way back to user space (a page fault's or a syscall's
-    /// entry, then `get_signal`), and the walk costs several microseconds
-    /// per crash, more than the rest of the capture together, so it is off
-    /// unless asked for.
+    /// entry, then `get_signal`), and the walk adds 2 to 5 µs to every
+    /// crash (BENCHMARKS.md, "Stack capture cost"), so it is off unless
+    /// asked for.
     #[arg(long)]
     pub kernel_stack: bool,
 
