@@ -24,6 +24,9 @@ use super::{
 
 /// Working directories kept for crashers at most.
 const CWDS_MAX: usize = 1024;
+/// Container roots held open at most: each is a file descriptor, and a
+/// burst of container crashes must not exhaust the tracer's.
+const FOREIGN_MAX: usize = 64;
 /// Undecodable records reported on stderr, at most; more are only counted.
 const DECODE_ERRORS_PRINTED: u64 = 10;
 /// How long the final flush waits, in all, for the journal's answers still
@@ -53,6 +56,9 @@ pub struct Pipeline {
     mono_to_wall: i128,
     /// Crashers' working directories, for a relative file pattern (bounded).
     cwds: std::collections::BTreeMap<u32, String>,
+    /// The roots of crashers in other mount namespaces (containers), held
+    /// open until their core lookup ends; at most [`FOREIGN_MAX`].
+    foreign: std::collections::BTreeMap<u32, enrich::ForeignFs>,
     pub decode_errors: u64,
     /// Chains shown with a dropped:* verdict (`--fail-on-drop`).
     pub dropped: u64,
@@ -114,6 +120,7 @@ impl Pipeline {
             settings: None,
             mono_to_wall,
             cwds: Default::default(),
+            foreign: Default::default(),
             decode_errors: 0,
             dropped: 0,
             preamble: Vec::new(),
@@ -289,6 +296,15 @@ impl Pipeline {
             // A relative file pattern is relative to the crasher's working
             // directory, which is only to be read while it lives.
             let relative = self.settings.as_ref().map(|s| matches!(s.mode(), DumpMode::File { path } if !path.starts_with('/'))).unwrap_or(false);
+            // A crasher in a container: the kernel writes a file-pattern
+            // core in its mount namespace; hold its root for the lookup.
+            let file = self.settings.as_ref().map(|s| matches!(s.mode(), DumpMode::File { .. })).unwrap_or(false);
+            if file && let Some(f) = enrich::ForeignFs::of(ev.task.tgid) {
+                if self.foreign.len() >= FOREIGN_MAX {
+                    self.foreign.pop_first();
+                }
+                self.foreign.insert(ev.task.tgid, f);
+            }
             if relative && let Some(cwd) = enrich::cwd(ev.task.tgid) {
                 if self.cwds.len() >= CWDS_MAX {
                     self.cwds.pop_first();
@@ -405,7 +421,8 @@ impl Pipeline {
                 Some(entry) => JournalWord::Answered(entry.as_ref()),
                 None => JournalWord::Unasked,
             };
-            let loc = match enrich::locate_core(&req.chain, wall_start, cwd, last, journal) {
+            let foreign = self.foreign.get(&req.chain.crasher.tgid);
+            let loc = match enrich::locate_core(&req.chain, wall_start, cwd, foreign, last, journal) {
                 Located::Done(loc) => loc,
                 Located::Later => continue,
                 Located::AskJournal => {
@@ -426,6 +443,7 @@ impl Pipeline {
                 }
             };
             self.cwds.remove(&req.chain.crasher.tgid);
+            self.foreign.remove(&req.chain.crasher.tgid);
             let ev = Event {
                 ts_ns: now_ns.max(req.chain.last_ts_ns),
                 cpu: 0,
