@@ -660,6 +660,57 @@ mod tests {
     }
 
     #[test]
+    fn overlay_upper_dirs_come_from_the_mount_of_that_device() {
+        let info = "\
+24 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+512 24 0:77 / /var/lib/containers/storage/overlay/abc/merged rw,nodev,relatime - overlay overlay rw,lowerdir=/var/lib/containers/storage/overlay/l/X,upperdir=/var/lib/containers/storage/overlay/abc/diff,workdir=/var/lib/containers/storage/overlay/abc/work
+513 24 0:78 /sub /mnt/x rw - overlay overlay rw,upperdir=/u/diff,workdir=/u/work
+514 24 0:79 / /mnt/y rw - tmpfs tmpfs rw
+";
+        assert_eq!(overlay_upperdir(info, (0, 77)).as_deref(), Some("/var/lib/containers/storage/overlay/abc/diff"));
+        assert_eq!(overlay_upperdir(info, (0, 78)), None, "not the overlay's root");
+        assert_eq!(overlay_upperdir(info, (0, 79)), None, "not an overlay");
+        assert_eq!(overlay_upperdir(info, (8, 1)), None);
+        assert_eq!(overlay_upperdir("garbage", (0, 77)), None);
+    }
+
+    #[test]
+    fn a_foreign_root_is_searched_inside_and_its_links_stay_inside() {
+        // A stand-in for a container's root: the core at /core.4242.1 in it,
+        // and /cores a symlink to / (absolute): resolved in the container's
+        // root, never the host's.
+        let root = std::env::temp_dir().join(format!("crashtrace-foreign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("core.4242.1"), b"core").unwrap();
+        std::os::unix::fs::symlink("/", root.join("cores")).unwrap();
+        let f = ForeignFs { root: open_path(&root.display().to_string()).unwrap(), cwd: Some("/".into()) };
+        let mut chain = file_chain("core.%P.%p", 4242, None);
+        chain.ns_pid = Some(1);
+        let found = match super::locate_core(&chain, 0, None, Some(&f), false, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("not found: {other:?}"),
+        };
+        assert!(found.path.as_deref().is_some_and(|p| p.ends_with("/core.4242.1")), "{found:?}");
+        assert_eq!(found.size, Some(4));
+        assert!(found.note.as_deref().is_some_and(|n| n.contains("/core.4242.1") && n.contains("mount namespace")), "{found:?}");
+        // Through the absolute link: the container's /, where the core is.
+        let mut linked = file_chain("/cores/core.%P.%p", 4242, None);
+        linked.ns_pid = Some(1);
+        assert!(matches!(super::locate_core(&linked, 0, None, Some(&f), false, JournalWord::Unasked), Located::Done(_)));
+        // A directory the container lacks: the kernel could not write.
+        let mut absent = file_chain("/nowhere/core", 4242, None);
+        absent.ns_pid = Some(1);
+        let missing = match super::locate_core(&absent, 0, None, Some(&f), true, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("no answer: {other:?}"),
+        };
+        assert_eq!((missing.path, missing.searched), (None, vec!["/nowhere".to_string()]));
+        assert!(missing.note.as_deref().is_some_and(|n| n.contains("does not exist")), "{:?}", missing.note);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn a_relative_pattern_is_found_in_the_crashers_cwd_and_links_and_fifos_are_not_cores() {
         let dir = std::env::temp_dir().join(format!("crashtrace-locate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -413,6 +413,22 @@ mod tests {
     }
 
     #[test]
+    fn pid_namespaces_give_p_and_i_the_crashers_own_view() {
+        // A container's init: host tgid 4242, pid 1 in its namespace.
+        let mut c = chain("/cores/core.%P.%p.%I", Verdict::Stored);
+        c.ns_pid = Some(1);
+        let (_, names) = pattern_location("/cores/core.%P.%p.%I", &ctx(&c)).unwrap();
+        assert!(glob(&names[0], "core.4242.1.4243") && !glob(&names[0], "core.4242.4242.4243"));
+        // %i inside a namespace is not recorded: any id matches.
+        let (_, names) = pattern_location("/cores/core.%i", &ctx(&c)).unwrap();
+        assert!(glob(&names[0], "core.7"));
+        let mut cx = ctx(&c);
+        cx.core_uses_pid = Some(true);
+        let (_, names) = pattern_location("/cores/core", &cx).unwrap();
+        assert!(glob(&names[0], "core.1") && !glob(&names[0], "core.4242"), "the kernel appends the namespace's pid");
+    }
+
+    #[test]
     fn unexpandable_and_relative_patterns() {
         let c = chain("core", Verdict::Stored);
         assert!(pattern_location("core", &ctx(&c)).unwrap_err().contains("relative"));
