@@ -223,18 +223,49 @@ pub const PODMAN_CONTAINERS_JSON: &[&str] = &[
     "/var/lib/containers/storage/btrfs-containers/containers.json",
 ];
 
-/// The name of container `id` in containers/storage's `containers.json`
-/// (a JSON array of `{"id": ..., "names": [...]}`): its first name. None
-/// when the text is not that or does not list the id.
-pub fn podman_name(containers_json: &str, id: &str) -> Option<String> {
+/// What containers/storage's `containers.json` says of one container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodmanRecord {
+    /// Its first name, if it is a valid podman name.
+    pub name: Option<String>,
+    /// The id of its read-write layer (its overlay upper directory is
+    /// `<graph root>/overlay/<layer>/diff`), if it is a plain id.
+    pub layer: Option<String>,
+}
+
+/// Container `id`'s record in containers/storage's `containers.json` (a
+/// JSON array of `{"id": ..., "names": [...], "layer": ...}`). None when
+/// the text is not that or does not list the id.
+pub fn podman_record(containers_json: &str, id: &str) -> Option<PodmanRecord> {
     #[derive(Deserialize)]
     struct Record {
         id: String,
         #[serde(default)]
         names: Vec<String>,
+        #[serde(default)]
+        layer: Option<String>,
     }
     let records: Vec<Record> = serde_json::from_str(containers_json).ok()?;
-    let name = records.into_iter().find(|r| r.id == id)?.names.into_iter().next()?;
+    let r = records.into_iter().find(|r| r.id == id)?;
+    // A layer id becomes a path: only a plain hex id is taken.
+    let layer = r.layer.filter(|l| !l.is_empty() && l.len() <= 128 && l.bytes().all(|b| b.is_ascii_hexdigit()));
+    Some(PodmanRecord { name: r.names.into_iter().next().and_then(valid_name), layer })
+}
+
+/// The name of container `id` in `containers.json`, if it has a valid one.
+pub fn podman_name(containers_json: &str, id: &str) -> Option<String> {
+    podman_record(containers_json, id)?.name
+}
+
+/// The process's working directory in an OCI runtime spec (`config.json`):
+/// where a relative core pattern lands when the crasher never changed it.
+pub fn oci_cwd(config_json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    let cwd = v.get("process")?.get("cwd")?.as_str()?;
+    (cwd.starts_with('/') && !cwd.contains('\0') && cwd.len() <= 4096).then(|| cwd.to_string())
+}
+
+fn valid_name(name: String) -> Option<String> {
     // Names are podman's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; anything else is not
     // shown (it would go into terminals and logs).
     let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
@@ -360,6 +391,13 @@ mod tests {
         assert_eq!(podman_name(&json, &"1".repeat(64)), None);
         assert_eq!(podman_name("not json", ID), None);
         assert_eq!(podman_name(&format!(r#"[{{"id":"{ID}","names":[]}}]"#), ID), None);
+        let r = podman_record(&format!(r#"[{{"id":"{ID}","names":["a"],"layer":"0123abcd"}}]"#), ID).unwrap();
+        assert_eq!((r.name.as_deref(), r.layer.as_deref()), (Some("a"), Some("0123abcd")));
+        let r = podman_record(&format!(r#"[{{"id":"{ID}","names":["a"],"layer":"../../etc"}}]"#), ID).unwrap();
+        assert_eq!(r.layer, None, "a layer that is not an id is no path");
+        assert_eq!(oci_cwd(r#"{"ociVersion":"1.0.2","process":{"args":["/crash"],"cwd":"/work"}}"#).as_deref(), Some("/work"));
+        assert_eq!(oci_cwd(r#"{"process":{"cwd":"rel"}}"#), None);
+        assert_eq!(oci_cwd("nope"), None);
         assert_eq!(podman_name(&format!(r#"[{{"id":"{ID}","names":["bad[31m"]}}]"#), ID), None, "control characters are refused");
         let mut c = parse(&format!("/libpod_parent/libpod-{ID}"));
         assert!(!matches_container(&c, "web-1"), "no name known yet");

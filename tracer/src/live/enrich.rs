@@ -96,6 +96,10 @@ pub struct ForeignFs {
     root: std::os::fd::OwnedFd,
     /// The crasher's cwd as its mount namespace names it.
     cwd: Option<String>,
+    /// The host path of `root` when it is a container's upper layer taken
+    /// from the runtime's records (the crasher was gone before its own
+    /// root could be read); None for a root read from /proc.
+    host_root: Option<String>,
 }
 
 impl ForeignFs {
@@ -111,7 +115,15 @@ impl ForeignFs {
         let root = open_path(&format!("/proc/{tgid}/root"))?;
         // readlink of another namespace's cwd gives the path from that
         // namespace's root: what the kernel used for a relative pattern.
-        Some(ForeignFs { root, cwd: cwd(tgid) })
+        Some(ForeignFs { root, cwd: cwd(tgid), host_root: None })
+    }
+
+    /// A container's upper layer (a host directory named by the runtime's
+    /// root-owned records, see [`super::names`]) standing for its root;
+    /// `cwd` from its OCI spec. The upper layer holds what the container
+    /// wrote, cores included.
+    pub fn from_store(upper: &str, cwd: Option<String>) -> Option<ForeignFs> {
+        Some(ForeignFs { root: open_path(upper)?, cwd, host_root: Some(upper.to_string()) })
     }
 
     /// The directory `dir` (absolute, in the crasher's namespace), opened
@@ -334,6 +346,9 @@ fn locate_in_foreign(
     // The host's name for the directory: the overlay's upper layer, when
     // the directory is on the container's root file system.
     let host_dir = (|| {
+        if let Some(h) = &f.host_root {
+            return Some(format!("{}{}", h.trim_end_matches('/'), if dir_inside == "/" { "" } else { dir_inside.as_str() }));
+        }
         let dir_meta = std::fs::metadata(&via).ok()?;
         let root_meta = std::fs::metadata(format!("/proc/self/fd/{}", f.root.as_raw_fd())).ok()?;
         if dir_meta.dev() != root_meta.dev() {
@@ -352,7 +367,10 @@ fn locate_in_foreign(
         let (path, note) = match &host_dir {
             Some(h) => (
                 format!("{h}/{name}"),
-                format!("written at {inside_path} in the crasher's mount namespace (its container's root fs); this is that file in the container's upper layer on the host, kept until the container is removed"),
+                format!(
+                    "written at {inside_path} in the crasher's mount namespace (its container's root fs); this is that file in the container's upper layer on the host, kept until the container is removed{}",
+                    if f.host_root.is_some() { " (found through the runtime's records: the crasher was gone before its root could be read)" } else { "" }
+                ),
             ),
             None => (inside_path.clone(), format!("{inside_path} is in the crasher's mount namespace (its container's root fs), not the host's")),
         };
@@ -684,7 +702,7 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("core.4242.1"), b"core").unwrap();
         std::os::unix::fs::symlink("/", root.join("cores")).unwrap();
-        let f = ForeignFs { root: open_path(&root.display().to_string()).unwrap(), cwd: Some("/".into()) };
+        let f = ForeignFs { root: open_path(&root.display().to_string()).unwrap(), cwd: Some("/".into()), host_root: None };
         let mut chain = file_chain("core.%P.%p", 4242, None);
         chain.ns_pid = Some(1);
         let found = match super::locate_core(&chain, 0, None, Some(&f), false, JournalWord::Unasked) {

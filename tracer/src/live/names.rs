@@ -14,18 +14,29 @@ use std::{
     time::Duration,
 };
 
-use crate::container::{podman_name, PODMAN_CONTAINERS_JSON};
+use crate::container::{oci_cwd, podman_record, PODMAN_CONTAINERS_JSON};
 
 /// Requests waiting for the worker, at most.
 pub const QUEUE_MAX: usize = 16;
 /// The largest `containers.json` read: about 1 KiB a container.
 const FILE_MAX: u64 = 16 << 20;
 
-/// One container's name, if the runtime's records gave one.
+/// What the runtime's records say of one container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    pub name: Option<String>,
+    /// Its overlay upper directory on the host: its root file system's
+    /// own files, kept until the container is removed.
+    pub upper: Option<String>,
+    /// Its process's working directory, from its OCI spec.
+    pub cwd: Option<String>,
+}
+
+/// One container's answer.
 #[derive(Debug, PartialEq)]
 pub struct Answer {
     pub id: String,
-    pub name: Option<String>,
+    pub found: Found,
 }
 
 /// The loop's handle on the names thread.
@@ -39,17 +50,17 @@ pub struct NameWorker {
 impl NameWorker {
     /// A worker reading podman's system store.
     pub fn new() -> NameWorker {
-        NameWorker::with_lookup(podman_name_of)
+        NameWorker::with_lookup(podman_lookup)
     }
 
     /// A worker answering with `lookup` (tests).
-    pub fn with_lookup(lookup: impl Fn(&str) -> Option<String> + Send + 'static) -> NameWorker {
+    pub fn with_lookup(lookup: impl Fn(&str) -> Found + Send + 'static) -> NameWorker {
         let (asks, ask_rx) = mpsc::sync_channel::<String>(QUEUE_MAX);
         let (answer_tx, answers) = mpsc::channel::<Answer>();
         let spawned = std::thread::Builder::new().name("crashtrace-names".into()).spawn(move || {
             for id in ask_rx {
-                let name = lookup(&id);
-                if answer_tx.send(Answer { id, name }).is_err() {
+                let found = lookup(&id);
+                if answer_tx.send(Answer { id, found }).is_err() {
                     return;
                 }
             }
@@ -104,27 +115,35 @@ impl NameWorker {
     }
 }
 
-/// Container `id`'s name in podman's system store, if root owns the file
-/// and it is not too large. Blocks on a file read: the worker's job.
-pub fn podman_name_of(id: &str) -> Option<String> {
+/// A root-owned, not group- or world-writable regular file of at most
+/// [`FILE_MAX`] bytes, read without following a symlink.
+fn read_trusted(path: &str) -> Option<String> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    for path in PODMAN_CONTAINERS_JSON {
-        let Ok(f) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path) else {
-            continue;
-        };
-        let Ok(meta) = f.metadata() else { continue };
-        if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 || meta.len() > FILE_MAX {
-            continue;
-        }
-        let mut text = String::new();
-        if f.take(FILE_MAX).read_to_string(&mut text).is_err() {
-            continue;
-        }
-        if let Some(name) = podman_name(&text, id) {
-            return Some(name);
-        }
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 || meta.len() > FILE_MAX {
+        return None;
     }
-    None
+    let mut text = String::new();
+    f.take(FILE_MAX).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Container `id` in podman's system store: its name, its upper layer and
+/// its working directory. Blocks on file reads: the worker's job.
+pub fn podman_lookup(id: &str) -> Found {
+    for path in PODMAN_CONTAINERS_JSON {
+        let Some(text) = read_trusted(path) else { continue };
+        let Some(record) = podman_record(&text, id) else { continue };
+        // `<graph root>/<driver>-containers/containers.json`: the layer is
+        // under `<graph root>/<driver>/`; only overlay's has an upper dir.
+        let root = path.rsplit_once("/overlay-containers/").map(|(root, _)| root);
+        let upper = root.zip(record.layer.as_deref()).map(|(root, layer)| format!("{root}/overlay/{layer}/diff"));
+        let spec = path.rsplit_once('/').map(|(dir, _)| format!("{dir}/{id}/userdata/config.json"));
+        let cwd = spec.as_deref().and_then(read_trusted).as_deref().and_then(oci_cwd);
+        return Found { name: record.name, upper, cwd };
+    }
+    Found::default()
 }
 
 #[cfg(test)]
@@ -133,10 +152,11 @@ mod tests {
 
     #[test]
     fn answers_come_back_off_the_loop() {
-        let mut w = NameWorker::with_lookup(|id| (id == "abc").then(|| "web".to_string()));
+        let mut w = NameWorker::with_lookup(|id| Found { name: (id == "abc").then(|| "web".to_string()), ..Found::default() });
         assert!(w.ask("abc") && w.ask("def"));
         let got: Vec<Answer> = (0..2).filter_map(|_| w.wait(Duration::from_secs(30))).collect();
-        assert_eq!(got, vec![Answer { id: "abc".into(), name: Some("web".into()) }, Answer { id: "def".into(), name: None }]);
+        let web = Found { name: Some("web".into()), ..Found::default() };
+        assert_eq!(got, vec![Answer { id: "abc".into(), found: web }, Answer { id: "def".into(), found: Found::default() }]);
         assert_eq!(w.dropped, 0);
     }
 }

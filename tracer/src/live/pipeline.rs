@@ -18,7 +18,7 @@ use crate::{
 use super::{
     enrich::{self, Enricher, JournalWord, Located},
     journal::JournalWorker,
-    names::NameWorker,
+    names::{Found, NameWorker},
     symbolizer::{SymbolizeWorker, DEADLINE},
     watch::WatchedPid,
 };
@@ -66,8 +66,8 @@ pub struct Pipeline {
     foreign: std::collections::BTreeMap<u32, enrich::ForeignFs>,
     /// Reads podman container names off the loop ([`super::names`]).
     names: NameWorker,
-    /// Names read (None: the runtime's records had none), oldest first.
-    container_names: Vec<(String, Option<String>)>,
+    /// What the runtime's records said of each container, oldest first.
+    container_names: Vec<(String, Found)>,
     /// Ids asked about, not yet answered.
     names_asked: std::collections::BTreeSet<String>,
     /// Ended chains waiting (bounded in time) for their container's name.
@@ -376,13 +376,13 @@ impl Pipeline {
         }
         for a in answers {
             self.names_asked.remove(&a.id);
-            if let Some(name) = &a.name {
+            if let Some(name) = &a.found.name {
                 self.scope.learn_container_name(&a.id, name);
             }
             if self.container_names.len() >= NAMES_MAX {
                 self.container_names.remove(0);
             }
-            self.container_names.push((a.id, a.name));
+            self.container_names.push((a.id, a.found));
         }
     }
 
@@ -417,9 +417,9 @@ impl Pipeline {
     fn show_verdict(&mut self, mut chain: Chain) {
         chain.learn_context();
         if let Some(c) = chain.container.as_mut()
-            && let Some((_, name)) = self.container_names.iter().find(|(i, _)| *i == c.id)
+            && let Some((_, found)) = self.container_names.iter().find(|(i, _)| *i == c.id)
         {
-            c.name = name.clone();
+            c.name = found.name.clone();
         }
         self.scope.note_chain(&chain);
         if let Some(w) = self.watched.as_mut() {
@@ -514,7 +514,10 @@ impl Pipeline {
                 Some(entry) => JournalWord::Answered(entry.as_ref()),
                 None => JournalWord::Unasked,
             };
-            let foreign = self.foreign.get(&req.chain.crasher.tgid);
+            // The crasher's root as read at delivery or, when it was gone
+            // by then, its container's upper layer from the runtime's records.
+            let from_store = if self.foreign.contains_key(&req.chain.crasher.tgid) { None } else { self.store_root(&req.chain) };
+            let foreign = self.foreign.get(&req.chain.crasher.tgid).or(from_store.as_ref());
             let loc = match enrich::locate_core(&req.chain, wall_start, cwd, foreign, last, journal) {
                 Located::Done(loc) => loc,
                 Located::Later => continue,
@@ -547,6 +550,18 @@ impl Pipeline {
             self.correlator.feed(&ev);
             self.event(&ev);
         }
+    }
+
+    /// A podman container's root file system as its store names it, for a
+    /// crasher whose own root could not be read while it lived.
+    fn store_root(&self, chain: &Chain) -> Option<enrich::ForeignFs> {
+        let file = matches!(chain.dump.as_ref().map(|d| &d.mode), Some(DumpMode::File { .. }));
+        let c = crate::container::parse(chain.cgroup_path.as_deref()?).container.filter(|c| c.runtime == crate::container::Runtime::Podman)?;
+        if !file {
+            return None;
+        }
+        let (_, found) = self.container_names.iter().find(|(i, _)| *i == c.id)?;
+        enrich::ForeignFs::from_store(found.upper.as_deref()?, found.cwd.clone())
     }
 
     /// The chains the idle timeouts end at `now_ns`.
