@@ -193,6 +193,6 @@ fn podman_crash_is_named_filtered_and_its_core_found() {
     assert_eq!(r["core"]["path"], want.as_str());
     assert!(verdict_in(&report(&log_arg, &id[..12]), &id).is_some(), "report --container {} lost it", &id[..12]);
     assert!(report(&log_arg, &other).is_empty(), "report --container {other} showed a verdict");
-    eprintln!("podman container {} ({}) crashed as host pid {tgid}; core of {size} bytes at {want}", guard.name, &id[..12]);
+    eprintln!("podman container {} ({}) crashed as host pid {tgid}; core of {size} bytes at {want}; {}", guard.name, &id[..12], v["core"]["note"]);
     drop(guard);
 }
