@@ -47,6 +47,12 @@ pub struct NameWorker {
     pub dropped: u64,
 }
 
+impl Default for NameWorker {
+    fn default() -> NameWorker {
+        NameWorker::new()
+    }
+}
+
 impl NameWorker {
     /// A worker reading podman's system store.
     pub fn new() -> NameWorker {
