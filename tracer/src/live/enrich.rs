@@ -725,6 +725,16 @@ mod tests {
         };
         assert_eq!((missing.path, missing.searched), (None, vec!["/nowhere".to_string()]));
         assert!(missing.note.as_deref().is_some_and(|n| n.contains("does not exist")), "{:?}", missing.note);
+        // The same root taken from the runtime's records (an upper layer):
+        // the host path is the layer's, the cwd the OCI spec's.
+        let upper = root.display().to_string();
+        let g = ForeignFs::from_store(&upper, Some("/".into())).unwrap();
+        let found = match super::locate_core(&chain, 0, None, Some(&g), false, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("not found through the store: {other:?}"),
+        };
+        assert_eq!(found.path, Some(format!("{upper}/core.4242.1")));
+        assert!(found.note.as_deref().is_some_and(|n| n.contains("runtime's records")), "{found:?}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 
