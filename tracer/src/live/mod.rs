@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_file;
 pub mod enrich;
 pub mod journal;
+pub mod names;
 pub mod notify;
 pub mod pipeline;
 pub mod symbolizer;
