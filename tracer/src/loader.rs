@@ -285,10 +285,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // The loader's copy is dropped before ours is parsed: two parsed
     // copies (~13 MB each) plus the raw file made most of the start-up
     // memory peak. Parsing twice costs time, not memory.
-    let btf;
     let mut loader = EbpfLoader::new();
     loader.btf(None);
-    btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
+    let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
     let mut ebpf = loader
         .btf(Some(&btf))
         .override_global(maps::OFFSETS, &offsets, true)
