@@ -186,6 +186,19 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_COPY, value_parser = parse_stack_copy)]
     pub stack_copy: u32,
 
+    /// Also walk the kernel stack at a fatal signal. At `signal_deliver` it
+    /// only shows the way back to user space (a page fault's or a syscall's
+    /// entry, then `get_signal`), and the walk adds 2 to 5 µs to every
+    /// crash (BENCHMARKS.md, "Stack capture cost"), so it is off unless
+    /// asked for.
+    #[arg(long)]
+    pub kernel_stack: bool,
+
+    /// Take no stack at fatal signals at all: the baseline the
+    /// stack-capture benchmark compares against; not for normal use.
+    #[arg(long, hide = true)]
+    pub no_stack_capture: bool,
+
     /// Ship every signal_generate event to user space, unfiltered. This is the
     /// naive baseline the benchmarks compare against; not for normal use.
     #[arg(long, hide = true)]

@@ -54,6 +54,10 @@ pub struct LoadOptions<'a> {
     pub naive_all_signals: bool,
     /// `--stack-copy`: bytes of user stack to copy at a fatal signal.
     pub stack_copy: u32,
+    /// `--kernel-stack`: walk the kernel stack at a fatal signal too.
+    pub kernel_stack: bool,
+    /// Hidden `--no-stack-capture`: take no stack at all.
+    pub no_stack_capture: bool,
     pub watched: Option<u32>,
     /// `--cgroup PATH`: only cgroup events under this path.
     pub cgroup_prefix: Option<String>,
@@ -267,6 +271,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         settings.flags |= tracer_common::config::SETTING_WATCHING;
     }
     settings.stack_copy_bytes = opts.stack_copy;
+    if opts.kernel_stack {
+        settings.flags |= tracer_common::config::SETTING_KERNEL_STACK;
+    }
+    if opts.no_stack_capture {
+        settings.flags |= tracer_common::config::SETTING_NO_STACK_CAPTURE;
+    }
     if let Some(prefix) = &opts.cgroup_prefix {
         let bytes = prefix.as_bytes();
         if bytes.len() > settings.cgroup_prefix.len() {

@@ -21,7 +21,9 @@ pub(crate) enum Need {
     Privileged,
     /// cargo-fuzz's libFuzzer is C++.
     Fuzz,
-    /// Tier 3: qemu, a static busybox and helper, Debian's archive keys.
+    /// Tiers 3 and 4: qemu, a static busybox and helper, Debian's archive
+    /// keys; for the distro tier's images mmdebstrap, qemu-img and mkfs.ext4
+    /// (with -d).
     Vm,
     /// `cargo xtask dist` and its check.
     Dist,
@@ -59,6 +61,9 @@ const KEYRING: Package =
 const DPKG: Package = pkg("dpkg", &["/usr/bin/dpkg-deb"]);
 const FILE: Package = pkg("file", &["/usr/bin/file"]);
 const GZIP: Package = pkg("gzip", &["/bin/gzip", "/usr/bin/gzip"]);
+const MMDEBSTRAP: Package = pkg("mmdebstrap", &["/usr/bin/mmdebstrap"]);
+const QEMU_UTILS: Package = pkg("qemu-utils", &["/usr/bin/qemu-img"]);
+const E2FSPROGS: Package = pkg("e2fsprogs", &["/sbin/mkfs.ext4", "/usr/sbin/mkfs.ext4"]);
 
 /// Every need: what `cargo xtask test` and `cargo xtask setup` install.
 pub(crate) const ALL: [Need; 5] = [Need::Build, Need::Privileged, Need::Fuzz, Need::Vm, Need::Dist];
@@ -71,7 +76,7 @@ pub(crate) fn packages(needs: &[Need]) -> Vec<Package> {
             Need::Build => &[GCC, LIBC_DEV],
             Need::Privileged => &[GCC, LIBC_DEV, BINUTILS, UTIL_LINUX, COREDUMP, PROMETHEUS],
             Need::Fuzz => &[GXX],
-            Need::Vm => &[QEMU, BUSYBOX, LIBC_DEV, KEYRING],
+            Need::Vm => &[QEMU, BUSYBOX, LIBC_DEV, KEYRING, MMDEBSTRAP, QEMU_UTILS, E2FSPROGS],
             Need::Dist => &[DPKG, FILE, GZIP],
         };
         for p in list {

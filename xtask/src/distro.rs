@@ -1,10 +1,14 @@
 //! The distro test tier (`cargo xtask distro-test`): real Debian userlands
 //! (bullseye .. sid) with systemd as PID 1, built by mmdebstrap and booted
-//! under qemu's TCG emulator on the VM tier's Debian cloud kernels, with
-//! crashtrace running as a systemd service (`--pid 1`). A script in the
-//! guest crashes an ordinary program, makes PID 1 itself fault at address 0
-//! through gdb, then crashes more programs on the frozen system; the host
-//! judges crashtrace's JSON Lines log against what really happened.
+//! under qemu's TCG emulator on the VM tier's Debian cloud kernels. Each
+//! guest boots twice: the first boot installs crashtrace's .deb (from
+//! `cargo xtask dist`) as a user would and sets `pid = 1` and `journal =
+//! true` in its config file; the second starts the packaged unit in boot
+//! order. A script in the guest then checks the service (early start,
+//! reload, restart), crashes an ordinary program, makes PID 1 itself fault
+//! at address 0 through gdb, and crashes more programs on the frozen
+//! system; the host judges crashtrace's JSON Lines log and the journal's
+//! entries against what really happened.
 //!
 //! It fails, never skips: a missing tool, an image that cannot be built, a
 //! guest that does not report, all fail with the reason.
@@ -33,16 +37,15 @@ pub(crate) struct Args {
     #[arg(long, default_value = "all", value_name = "RELEASE|all")]
     pub release: String,
     /// Hard limit for one guest, boot to power-off, in seconds.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     pub timeout: u64,
-    /// Use the static crashtrace already built at
-    /// target/x86_64-unknown-linux-musl/release/crashtrace instead of
-    /// building it first.
+    /// Use the .deb already built under target/dist/ instead of running
+    /// `cargo xtask dist` first.
     #[arg(long)]
     pub no_build: bool,
-    /// Test this crashtrace binary (static, with its eBPF object built in).
+    /// Test this crashtrace .deb (as `cargo xtask dist` builds it).
     #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
-    pub crashtrace: Option<PathBuf>,
+    pub deb: Option<PathBuf>,
     /// Guests booted side by side (each has one vCPU).
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub jobs: usize,
@@ -52,11 +55,22 @@ pub(crate) struct Args {
     pub update_readme: bool,
 }
 
-/// The static (musl) crashtrace `cargo xtask dist` builds, eBPF object
-/// built in: it runs on every guest's libc (bullseye has glibc 2.31) as it
-/// is, and keeps its own name (its comm) in the guest.
-fn release_binary() -> PathBuf {
-    crate::root().join("target").join(crate::dist::TARGET).join("release/crashtrace")
+/// The .deb `cargo xtask dist` left under target/dist/.
+fn built_deb() -> Result<PathBuf> {
+    let dir = crate::root().join("target/dist");
+    let found = fs::read_dir(&dir)
+        .with_context(|| format!("listing {}; run `cargo xtask dist` or drop --no-build", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"));
+    found.with_context(|| format!("no .deb in {}; run `cargo xtask dist` or drop --no-build", dir.display()))
+}
+
+/// Defaults for a run of every release, as `cargo xtask test` runs it.
+impl Default for Args {
+    fn default() -> Self {
+        Args { release: "all".into(), timeout: 900, no_build: false, deb: None, jobs: 2, update_readme: false }
+    }
 }
 
 /// One release's run.
@@ -64,6 +78,8 @@ struct ReleaseRun {
     release: release::Release,
     kernel: Option<String>,
     image_build: Option<Duration>,
+    /// The first boot: installing the .deb.
+    install_boot: Option<Duration>,
     boot: Option<Duration>,
     evidence: check::Evidence,
     checks: Vec<check::Check>,
@@ -84,13 +100,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     fs::create_dir_all(&dir)?;
     let releases = release::select(&args.release)?;
     qemu::check_available()?;
-    let crashtrace = match (&args.crashtrace, args.no_build) {
+    let deb = match (&args.deb, args.no_build) {
         (Some(p), _) => p.clone(),
-        (None, true) => release_binary(),
-        (None, false) => crate::dist::static_binary().context("building the static crashtrace for the guests")?,
+        (None, true) => built_deb()?,
+        (None, false) => crate::dist::build().context("building the .deb the guests install")?.deb,
     };
-    if !crashtrace.is_file() {
-        bail!("{} does not exist; run `cargo xtask build` or drop --no-build", crashtrace.display());
+    if !deb.is_file() {
+        bail!("{} does not exist; run `cargo xtask dist` or drop --no-build", deb.display());
     }
     let vmtool = image::build_vmtool(&dir)?;
 
@@ -130,13 +146,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     release: rel,
                     kernel: None,
                     image_build: None,
+                    install_boot: None,
                     boot: None,
                     evidence: check::Evidence::default(),
                     checks: Vec::new(),
                     error: None,
                     work,
                 };
-                if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &crashtrace, &vmtool) {
+                if let Err(e) = run_one(&mut run, args, &apt, &candidates, &vm_dir, image, &deb, &vmtool) {
                     run.error = Some(format!("{e:#}"));
                 }
                 report_one(&run);
@@ -178,7 +195,7 @@ fn run_one(
     candidates: &[kernels::Candidate],
     vm_dir: &Path,
     image: std::result::Result<(PathBuf, Option<Duration>), String>,
-    crashtrace: &Path,
+    deb: &Path,
     vmtool: &Path,
 ) -> Result<()> {
     let rel = &run.release;
@@ -202,9 +219,22 @@ fn run_one(
         Some(t) => eprintln!("xtask: distro: {}: built {} in {:.0} s", rel.name, image.display(), t.as_secs_f64()),
         None => eprintln!("xtask: distro: {}: cached {}", rel.name, image.display()),
     }
-    let disks = image::run_disks(&run.work, &image, crashtrace, vmtool)?;
-    eprintln!("xtask: distro: {}: booting {} under TCG, limit {} s", rel.name, kernel.release, args.timeout);
-    let boot = boot::boot(&kernel.vmlinuz, &disks, &run.work, Duration::from_secs(args.timeout))?;
+    let disks = image::run_disks(&run.work, &image, deb, vmtool)?;
+    eprintln!("xtask: distro: {}: first boot: installing {} under TCG, limit {} s", rel.name, deb.display(), args.timeout);
+    let install = boot::boot(&kernel.vmlinuz, &disks, &run.work, "install", Duration::from_secs(args.timeout))?;
+    run.install_boot = Some(install.elapsed);
+    if install.exit.is_none() {
+        let tail: Vec<&str> = install.console.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "the install boot did not power off within {} s; console {}:\n      {}",
+            args.timeout,
+            install.console_path.display(),
+            tail.join("\n      ")
+        );
+    }
+    eprintln!("xtask: distro: {}: second boot: the scenarios on {}, limit {} s", rel.name, kernel.release, args.timeout);
+    let boot = boot::boot(&kernel.vmlinuz, &disks, &run.work, "scenarios", Duration::from_secs(args.timeout))?;
     run.boot = Some(boot.elapsed);
     let out = run.work.join("results");
     let mut ev = check::Evidence::default();
@@ -213,8 +243,14 @@ fn run_one(
             let read = |name: &str| fs::read_to_string(out.join(name)).unwrap_or_default();
             ev.facts = check::parse_facts(&read("results.txt"));
             (ev.records, ev.bad_lines) = check::parse_records(&read("crashtrace.jsonl"));
+            // Only the second boot's runs are judged; the first boot may
+            // have left records of its own (from a postinst start, say).
+            if let Some(boot) = ev.facts.get("boot_id").cloned() {
+                ev.records.retain(|r| r["host"]["boot"].as_str().is_none_or(|b| b == boot));
+            }
             ev.doctor = read("e.doctor.txt");
             ev.doctor_after_restore = read("d.doctor.txt");
+            ev.journal = check::parse_journal(&read("journal-verdicts.json"));
         }
         Err(e) => {
             let end = match boot.exit {
@@ -253,6 +289,9 @@ fn report_one(run: &ReleaseRun) {
         None => {
             let _ = writeln!(s, "   image    cached");
         }
+    }
+    if let Some(t) = run.install_boot {
+        let _ = writeln!(s, "   install  {:.0} s under TCG, boot to power-off", t.as_secs_f64());
     }
     if let Some(t) = run.boot {
         let script = to_script(&run.evidence).map(|u| format!(", scenarios started {u:.0} s after power-on")).unwrap_or_default();

@@ -48,6 +48,10 @@ pub struct LoadConfig {
     pub coredump_hook: CoredumpHook,
     pub ring_buffer_size: u32,
     pub stack_copy: u32,
+    /// `--kernel-stack`: walk the kernel stack at a fatal signal too.
+    pub kernel_stack: bool,
+    /// Hidden `--no-stack-capture`: the benchmark's baseline.
+    pub no_stack_capture: bool,
     pub naive_all_signals: bool,
 }
 
@@ -107,6 +111,8 @@ impl LiveConfig {
                 coredump_hook: args.coredump_hook,
                 ring_buffer_size: args.ring_buffer_size,
                 stack_copy: args.stack_copy,
+                kernel_stack: args.kernel_stack,
+                no_stack_capture: args.no_stack_capture,
                 naive_all_signals: args.naive_all_signals,
             },
             duration: args.duration.map(Duration::from_secs),
@@ -131,6 +137,7 @@ impl LiveConfig {
             ("coredump_hook", a.coredump_hook != b.coredump_hook),
             ("ring_buffer_size", a.ring_buffer_size != b.ring_buffer_size),
             ("stack_copy", a.stack_copy != b.stack_copy),
+            ("kernel_stack", a.kernel_stack != b.kernel_stack),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

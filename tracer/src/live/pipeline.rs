@@ -8,7 +8,7 @@ use crate::{
     correlate::{Correlator, CORE_LOOKUP_WINDOW_NS},
     decode::DecodeError,
     event::{Body, Event, Proc},
-    record::{EventRecord, Record, Stamp, Summary},
+    record::{EventRecord, Line, Record, Stamp, Summary},
     render::wall,
     scope::{Lookup, Scope},
     sink::{Emitted, Sink, SinkSpec, Status},
@@ -56,8 +56,9 @@ pub struct Pipeline {
     pub decode_errors: u64,
     /// Chains shown with a dropped:* verdict (`--fail-on-drop`).
     pub dropped: u64,
-    /// The header and the latest core-settings event, for sinks opened later.
-    preamble: Vec<Record>,
+    /// The header and the latest core-settings event as they were emitted
+    /// (stamped), for sinks opened later.
+    preamble: Vec<Line>,
     /// What the sinks were shown, for the summary: the chains in scope.
     shown: Shown,
     /// The run's identity, stamped on every record; None in tests and
@@ -124,18 +125,19 @@ impl Pipeline {
 
     /// Hands a record to every sink.
     pub fn emit(&mut self, record: Record) {
-        match &record {
-            Record::Header(_) => self.preamble = vec![record.clone()],
-            Record::Event(e) if matches!(e.event.body, Body::CoreSettings(_)) => {
-                self.preamble.truncate(1);
-                self.preamble.push(record.clone());
-            }
-            _ => {}
-        }
         let out = match &mut self.stamp {
             Some(stamp) => Emitted::from_line(stamp.line(record, super::realtime_ns())),
             None => Emitted::new(record),
         };
+        // Kept as stamped: a sink opened later gets the very same lines.
+        match out.record() {
+            Record::Header(_) => self.preamble = vec![out.line().clone()],
+            Record::Event(e) if matches!(e.event.body, Body::CoreSettings(_)) => {
+                self.preamble.truncate(1);
+                self.preamble.push(out.line().clone());
+            }
+            _ => {}
+        }
         for sink in &mut self.sinks {
             sink.write(&out);
         }
@@ -170,7 +172,7 @@ impl Pipeline {
         }
         let mut current: Vec<Option<Box<dyn Sink>>> = std::mem::take(&mut self.sinks).into_iter().map(Some).collect();
         let mut fresh = fresh.into_iter();
-        let preamble: Vec<Emitted> = self.preamble.iter().cloned().map(Emitted::new).collect();
+        let preamble: Vec<Emitted> = self.preamble.iter().cloned().map(Emitted::from_line).collect();
         for (spec, keep) in new.iter().zip(plan) {
             let sink = match keep.and_then(|j| current.get_mut(j).and_then(Option::take)) {
                 Some(mut sink) => {
@@ -304,11 +306,18 @@ impl Pipeline {
 
     /// An event, if in scope.
     fn event(&mut self, ev: &Event) {
+        self.event_of_chain(ev, None);
+    }
+
+    /// An event, if in scope, that belongs to `chain` if given (a core
+    /// lookup's result), else to the chain the correlator says (a crashed
+    /// process's cgroup teardown), if any.
+    fn event_of_chain(&mut self, ev: &Event, chain: Option<u64>) {
         if !self.scope.event(ev, &Known(&self.correlator)) {
             return;
         }
         let wall_ns = wall(ev.ts_ns, self.mono_to_wall);
-        let chain = self.correlator.chain_of_cgroup_event(ev);
+        let chain = chain.or_else(|| self.correlator.chain_of_cgroup_event(ev));
         self.emit(Record::Event(EventRecord { wall_ns, chain, event: ev.clone() }));
     }
 
@@ -434,7 +443,7 @@ impl Pipeline {
                 body: Body::CoreLocated(loc),
             };
             self.correlator.feed(&ev);
-            self.event(&ev);
+            self.event_of_chain(&ev, Some(req.chain_id));
         }
     }
 
@@ -492,6 +501,7 @@ mod tests {
 
     impl Sink for Recording {
         fn write(&mut self, out: &Emitted) {
+            crate::schema_check::check_line(out.json());
             self.0.borrow_mut().push(out.record().clone());
         }
     }
@@ -648,6 +658,13 @@ mod tests {
         // A file the kernel wrote and that is gone since: its word stands.
         assert_eq!(verdicts[0].0, Some(Verdict::Stored));
         assert!(verdicts[0].1.contains("the core file was not found"), "{}", verdicts[0].1);
+        // The lookup's record names the chain it is about, as the verdict does.
+        let looked_up = records.iter().find_map(|r| match r {
+            Record::Event(e) if matches!(e.event.body, Body::CoreLocated(_)) => Some(e.chain),
+            _ => None,
+        });
+        let id = records.iter().find_map(|r| if let Record::Verdict(c) = r { Some(c.id) } else { None });
+        assert_eq!(looked_up, Some(id));
         let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
         assert_eq!((s.chains, s.decode_errors), (1, 1));
         assert_eq!(s.events as usize, events);
@@ -872,6 +889,25 @@ mod tests {
         assert!(p.reconfigure_sinks(&moved, &bad).is_err());
         p.emit(Record::Summary(Summary::default()));
         assert_eq!(types_in(&b), ["header", "summary", "summary"]);
+    }
+
+    #[test]
+    fn a_log_opened_by_a_reload_starts_with_the_header_as_stamped() {
+        let d = dir("reload-stamp");
+        let (a, b) = (d.0.join("a.jsonl"), d.0.join("b.jsonl"));
+        let log = |path: &PathBuf| SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions::default() };
+        let mut p = pipeline_with(vec![log(&a).open().unwrap()]);
+        p.set_stamp(Stamp::new("12".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: "m".into() }));
+        p.emit(header());
+        p.emit(Record::Summary(Summary::default()));
+        p.reconfigure_sinks(&[log(&a)], &[log(&b)]).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        let first: Vec<Line> = std::fs::read_to_string(&a).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let second: Vec<Line> = std::fs::read_to_string(&b).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // The very header the first log has: same run, sequence number and time.
+        assert_eq!(second[0], first[0]);
+        assert_eq!((second[0].run.as_deref(), second[0].seq), (Some("12121212121212121212121212121212"), Some(0)));
+        assert_eq!(second[1].seq, Some(2), "the run's records go on counting");
     }
 
     #[test]

@@ -153,7 +153,9 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line, BadLine> {
 /// the reason a line is bad).
 pub(crate) fn parse_general(text: &str) -> Result<Line, BadLine> {
     match serde_json::from_str::<Line>(text) {
-        Ok(line) if line.v == SCHEMA_VERSION => Ok(line),
+        // Older versions are read (their records are a subset); a record
+        // with no `v` parsed as version 1.
+        Ok(line) if (1..=SCHEMA_VERSION).contains(&line.v) => Ok(line),
         Ok(line) => Err(BadLine::Version(line.v.to_string())),
         Err(e) => Err(diagnose(text, e)),
     }
@@ -167,7 +169,7 @@ fn diagnose(text: &str, typed: serde_json::Error) -> BadLine {
         Err(e) => BadLine::NotJson(e.to_string()),
         Ok(probe) => match probe.v {
             None => BadLine::NoVersion,
-            Some(v) if v.as_u64() != Some(SCHEMA_VERSION as u64) => BadLine::Version(short(&v.to_string())),
+            Some(v) if !v.as_u64().is_some_and(|v| (1..=SCHEMA_VERSION as u64).contains(&v)) => BadLine::Version(short(&v.to_string())),
             Some(_) => match probe.kind {
                 Some(serde_json::Value::String(k)) if !KNOWN_TYPES.contains(&k.as_str()) => BadLine::UnknownType(short(&k)),
                 Some(serde_json::Value::String(k)) => BadLine::BadRecord { kind: k, msg: typed.to_string() },

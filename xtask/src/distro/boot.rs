@@ -23,8 +23,11 @@ pub(super) struct Boot {
     pub console: String,
 }
 
-pub(super) fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, limit: Duration) -> Result<Boot> {
-    let console_path = work.join("console.log");
+/// Boots the run's disks once; `name` tells the boot's console and qemu
+/// logs apart.
+pub(super) fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, name: &str, limit: Duration) -> Result<Boot> {
+    let console_path = work.join(format!("console-{name}.log"));
+    let stderr_path = work.join(format!("qemu-{name}.log"));
     let drive = |id: &str, file: &Path, format: &str| format!("file={},if=none,id={id},format={format},cache=unsafe", file.display());
     let mut cmd = Command::new(QEMU);
     // One vCPU: the configuration the tier's timings were measured with;
@@ -48,7 +51,7 @@ pub(super) fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, limit: Duratio
         .arg(format!("file:{}", console_path.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(fs::File::create(work.join("qemu-stderr.log")).context("creating qemu's stderr log")?);
+        .stderr(fs::File::create(&stderr_path).context("creating qemu's stderr log")?);
     let start = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("cannot start {QEMU}; install it with `apt-get install qemu-system-x86`"))?;
     let exit = loop {
@@ -64,7 +67,7 @@ pub(super) fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, limit: Duratio
     };
     let elapsed = start.elapsed();
     let mut console = fs::read(&console_path).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default();
-    let stderr = fs::read_to_string(work.join("qemu-stderr.log")).unwrap_or_default();
+    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
     if !stderr.trim().is_empty() {
         console.push_str("\n[qemu stderr]\n");
         console.push_str(&stderr);

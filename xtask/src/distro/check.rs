@@ -15,9 +15,17 @@ use serde_json::Value;
 /// [`EXPECTED_FAILURES`].
 pub(super) const CHECKS: &[(&str, &str)] = &[
     ("guest-finished", "the guest ran every scenario and shipped its results"),
+    ("install", "the first boot installed the .deb with dpkg and enabled its unit"),
+    ("conffile", "the config file is the package's conffile, edited for `pid = 1` and `journal = true`"),
+    ("service.notify", "the packaged unit is Type=notify and active (READY=1 after attaching)"),
+    ("service.early", "crashtrace was active before sysinit.target, so before the default target"),
     ("crashtrace-started", "crashtrace wrote its header before the first crash"),
+    ("service.hooks", "under the unit's sandbox no hook is refused for want of a permission"),
     ("a.stored", "a healthy crash: crashtrace says `stored`"),
     ("a.coredumpctl", "a healthy crash: coredumpctl finds the core"),
+    ("a.core-location", "the `stored` verdict names the core coredumpctl found"),
+    ("service.reload", "`systemctl reload` keeps the process, and it still traces"),
+    ("service.restart", "`systemctl restart` while PID 1 is healthy: a new process and run, still tracing"),
     ("b.pid1-faulted", "gdb made PID 1 fault: systemd logged `Caught <SEGV>`"),
     ("b.pid1-handled", "PID 1's fault at 0: `handled`, origin fault, SEGV_MAPERR at 0x0"),
     ("b.child-linked", "the crash child's chain is linked to PID 1's with the verdict that really happened"),
@@ -32,6 +40,8 @@ pub(super) const CHECKS: &[(&str, &str)] = &[
     ("e.doctor-exit", "`crashtrace doctor` after the freeze exits 1"),
     ("e.doctor-names", "doctor names the discarding pattern and the dead socket"),
     ("e.doctor-after-restore", "doctor with systemd's pattern back names the dead socket and exits 1"),
+    ("service.outlives-pid1", "after PID 1's freeze the same crashtrace process runs and logs verdicts"),
+    ("journal.entries", "journald holds one entry per verdict, found by `journalctl MESSAGE_ID=…`"),
 ];
 
 /// Checks that fail today because of known crashtrace bugs, keyed by
@@ -113,8 +123,16 @@ pub(super) struct Evidence {
     pub doctor: String,
     /// doctor's output once systemd's pattern is back.
     pub doctor_after_restore: String,
+    /// The journal's crashtrace entries (`journalctl -o json MESSAGE_ID=…`
+    /// for every verdict's id).
+    pub journal: Vec<Value>,
     /// Set when the guest produced no results at all.
     pub missing: Option<String>,
+}
+
+/// `journalctl -o json` output: one object per line.
+pub(super) fn parse_journal(text: &str) -> Vec<Value> {
+    parse_records(text).0
 }
 
 impl Evidence {
@@ -169,6 +187,46 @@ fn summary(v: &Value) -> String {
     )
 }
 
+/// The packaged configuration file.
+const CONFFILE: &str = "/etc/crashtrace/crashtrace.toml";
+
+/// Whether every verdict record has its journal entry (same MESSAGE_ID,
+/// verdict and crasher pid) and the journal holds no other crashtrace
+/// verdict entries.
+fn journal_matches(ev: &Evidence) -> (bool, String) {
+    let verdicts: Vec<&Value> = ev.of_type("verdict").collect();
+    let entry_of = |v: &Value, used: &[bool]| {
+        let verdict = v["verdict"].as_str()?;
+        let id = crashtrace::sink::journal::message_id(verdict.parse().ok()?);
+        let pid = v["crasher"]["pid"].as_u64()?.to_string();
+        ev.journal.iter().enumerate().position(|(i, e)| {
+            !used[i]
+                && e["MESSAGE_ID"].as_str() == Some(id)
+                && e["CRASHTRACE_VERDICT"].as_str() == Some(verdict)
+                && e["CRASHTRACE_CRASHER_PID"].as_str() == Some(pid.as_str())
+        })
+    };
+    let mut used = vec![false; ev.journal.len()];
+    let mut missing = Vec::new();
+    for v in &verdicts {
+        // A second chain of the same pid and verdict needs an entry of its own.
+        match entry_of(v, &used) {
+            Some(i) => used[i] = true,
+            None => missing.push(summary(v)),
+        }
+    }
+    let extra = used.iter().filter(|u| !**u).count();
+    let pass = !verdicts.is_empty() && missing.is_empty() && extra == 0;
+    let mut detail = format!("{} verdict records, {} journal entries", verdicts.len(), ev.journal.len());
+    if !missing.is_empty() {
+        detail.push_str(&format!("; no entry for {}", missing.join(", ")));
+    }
+    if extra > 0 {
+        detail.push_str(&format!("; {extra} entries match no verdict record"));
+    }
+    (pass, detail)
+}
+
 /// Decides every check of [`CHECKS`] for one release's run.
 pub(super) fn evaluate(release: &str, ev: &Evidence) -> Vec<Check> {
     evaluate_with(release, ev, EXPECTED_FAILURES)
@@ -187,6 +245,39 @@ fn evaluate_with(release: &str, ev: &Evidence, expected: &[(&str, &str, &'static
             format!("{} facts, {} records, {} unreadable lines", ev.facts.len(), ev.records.len(), ev.bad_lines),
         ),
     }
+    let yes = |k: &str| ev.fact(k) == Some("yes");
+    let num = |k: &str| ev.fact(k).and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
+    let get = |k: &str| ev.fact(k).unwrap_or("(not recorded)");
+    put(
+        "install",
+        Some(ev.fact("install.dpkg_rc") == Some("0") && ev.fact("install.enable_rc") == Some("0")),
+        format!("dpkg -i rc {}, systemctl enable rc {}", get("install.dpkg_rc"), get("install.enable_rc")),
+    );
+    put(
+        "conffile",
+        Some(ev.fact("install.conffile") == Some(CONFFILE) && ev.fact("install.config_keys") == Some("2")),
+        format!("conffiles {}; {} of the 2 keys set", get("install.conffile"), get("install.config_keys")),
+    );
+    put(
+        "service.notify",
+        Some(ev.fact("unit_type") == Some("notify") && ev.fact("active_state") == Some("active")),
+        format!("Type={}, {}", get("unit_type"), get("active_state")),
+    );
+    let early = match (num("crashtrace_active_us"), num("sysinit_active_us"), num("default_active_us")) {
+        (Some(c), Some(s), Some(d)) => c <= s && c < d,
+        _ => false,
+    };
+    put(
+        "service.early",
+        Some(early),
+        format!(
+            "active at {} µs, sysinit.target at {}, {} at {}",
+            get("crashtrace_active_us"),
+            get("sysinit_active_us"),
+            get("default_target"),
+            get("default_active_us")
+        ),
+    );
     let header = ev.of_type("header").next();
     put(
         "crashtrace-started",
@@ -197,11 +288,62 @@ fn evaluate_with(release: &str, ev: &Evidence, expected: &[(&str, &str, &'static
         },
     );
 
+    // The unit's capability set and sandbox must not cost a hook: a hook
+    // the kernel lacks is the kernel's business, a refused one is the unit's.
+    let refused: Vec<String> = header
+        .and_then(|h| h["hooks"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|h| h["state"] != "attached")
+        .filter(|h| h["detail"].as_str().is_some_and(|d| ["Permission denied", "Operation not permitted", "EACCES", "EPERM"].iter().any(|w| d.contains(w))))
+        .map(|h| format!("{}: {}", h["name"].as_str().unwrap_or("?"), h["detail"].as_str().unwrap_or("")))
+        .collect();
+    let hooks = header.and_then(|h| h["hooks"].as_array()).map_or(0, Vec::len);
+    put(
+        "service.hooks",
+        Some(hooks > 0 && refused.is_empty()),
+        if refused.is_empty() { format!("{hooks} hooks in the header, none refused") } else { format!("refused: {}", refused.join("; ")) },
+    );
+
     // a. healthy
     let a = ev.pid("a.crasher_pid").and_then(|p| ev.verdict_of(p));
     put("a.stored", Some(a.is_some_and(|v| v["verdict"] == "stored")), a.map(summary).unwrap_or_else(|| "no verdict for the crasher".into()));
     let a_storage = ev.fact("a.coredumpctl_storage");
     put("a.coredumpctl", Some(a_storage.is_some_and(|s| s.starts_with('/'))), format!("Storage: {}", a_storage.unwrap_or("none")));
+    // coredumpctl prints "Storage: <path> (present)"; the verdict's core
+    // object names the file.
+    let a_path = a.and_then(|v| v["core"]["path"].as_str());
+    let a_file = a_storage.and_then(|s| s.split_whitespace().next());
+    put(
+        "a.core-location",
+        Some(a_path.is_some() && a_path == a_file),
+        format!("verdict core {}, coredumpctl {}", a.map(|v| v["core"].to_string()).unwrap_or_else(|| "-".into()), a_file.unwrap_or("none")),
+    );
+    put(
+        "service.reload",
+        Some(ev.fact("reload_rc") == Some("0") && num("main_pid_start").is_some() && ev.fact("main_pid_after_reload") == ev.fact("main_pid_start") && yes("r.verdict_seen")),
+        format!("reload rc {}, MainPID {} -> {}, verdict after: {}", get("reload_rc"), get("main_pid_start"), get("main_pid_after_reload"), get("r.verdict_seen")),
+    );
+    put(
+        "service.restart",
+        Some(
+            ev.fact("restart_rc") == Some("0")
+                && ev.fact("active_after_restart") == Some("active")
+                && num("main_pid_after_restart").is_some()
+                && ev.fact("main_pid_after_restart") != ev.fact("main_pid_start")
+                && num("headers_in_log").is_some_and(|n| n >= 2)
+                && yes("s.verdict_seen"),
+        ),
+        format!(
+            "restart rc {}, {}, MainPID {} -> {}, {} header records, verdict after: {}",
+            get("restart_rc"),
+            get("active_after_restart"),
+            get("main_pid_start"),
+            get("main_pid_after_restart"),
+            get("headers_in_log"),
+            get("s.verdict_seen")
+        ),
+    );
 
     // b. PID 1 faults
     let caught = ev.fact("b.caught_line").unwrap_or("");
@@ -345,6 +487,20 @@ fn evaluate_with(release: &str, ev: &Evidence, expected: &[(&str, &str, &'static
         put("e.doctor-after-restore", None, "the coredump socket still takes connections".into());
     }
 
+    put(
+        "service.outlives-pid1",
+        Some(yes("alive_after_freeze") && yes("alive_at_end") && yes("c.verdict_seen") && yes("d.verdict_seen")),
+        format!(
+            "alive after the freeze: {}, at the end: {}; verdicts after the freeze: {}, {}",
+            get("alive_after_freeze"),
+            get("alive_at_end"),
+            get("c.verdict_seen"),
+            get("d.verdict_seen")
+        ),
+    );
+    let (pass, detail) = journal_matches(ev);
+    put("journal.entries", Some(pass), detail);
+
     raw.into_iter()
         .map(|(id, pass, detail)| {
             let listed = expected.iter().find(|(r, c, _)| *r == release && *c == id).map(|(_, _, why)| *why);
@@ -405,9 +561,32 @@ mod tests {
     fn good_run() -> Evidence {
         let facts = "\
 done=99
+install.dpkg_rc=0
+install.enable_rc=0
+install.conffile=/etc/crashtrace/crashtrace.toml
+install.config_keys=2
+unit_type=notify
+active_state=active
+crashtrace_active_us=2100000
+sysinit_active_us=2300000
+default_target=multi-user.target
+default_active_us=9000000
+main_pid_start=210
+reload_rc=0
+main_pid_after_reload=210
+r.verdict_seen=yes
+restart_rc=0
+main_pid_after_restart=720
+active_after_restart=active
+headers_in_log=2
+s.verdict_seen=yes
+alive_after_freeze=yes
+alive_at_end=yes
+c.verdict_seen=yes
+d.verdict_seen=yes
 crashtrace_ready=40
 a.crasher_pid=500
-a.coredumpctl_storage=/var/lib/systemd/coredump/core.vmtool.zst_(present)
+a.coredumpctl_storage=/var/lib/systemd/coredump/core.vmtool.0.1.500.1.zst (present)
 b.gdb_rc=0
 b.caught_line=Caught_<SEGV>,_dumped_core_as_pid_600.
 b.crash_child=600
@@ -423,8 +602,8 @@ d.coredump_socket=refused
 e.doctor_rc=1
 d.doctor_rc=1
 ";
-        let records = r#"{"v":1,"type":"header","dump_mode":"fentry"}
-{"v":1,"type":"verdict","id":1,"crasher":{"pid":500,"comm":"vmtool"},"verdict":"stored","reason":"r"}
+        let records = r#"{"v":1,"type":"header","dump_mode":"fentry","hooks":[{"name":"tp_btf/signal_generate","state":"attached"},{"name":"tracepoint/syscalls/sys_enter_connect","state":"attached"}]}
+{"v":1,"type":"verdict","id":1,"crasher":{"pid":500,"comm":"vmtool"},"verdict":"stored","reason":"r","core":{"path":"/var/lib/systemd/coredump/core.vmtool.0.1.500.1.zst"}}
 {"v":1,"type":"watched","pid":1,"state":"handling-crash"}
 {"v":1,"type":"verdict","id":2,"crasher":{"pid":1,"comm":"systemd"},"origin":"fault","code":1,"fault_addr":0,"verdict":"handled"}
 {"v":1,"type":"event","event":"sysctl-write","task":{"pid":601,"comm":"systemd-coredum"},"name":"kernel/core_pattern","old_value":"|/lib/systemd/systemd-coredump %P","new_value":"|/bin/false"}
@@ -434,13 +613,110 @@ d.doctor_rc=1
 {"v":1,"type":"verdict","id":5,"crasher":{"pid":800,"comm":"vmtool"},"verdict":"dropped:collector-unreachable-pid1","kernel_said_dumped":true,"collector":{"connects":[{"result":"ECONNREFUSED"}]}}
 "#;
         let (records, bad_lines) = parse_records(records);
+        let journal = parse_journal(
+            &[("stored", 500), ("handled", 1), ("stored", 600), ("dropped:core-pattern-discards", 700), ("dropped:collector-unreachable-pid1", 800)]
+                .iter()
+                .map(|(v, pid)| journal_entry(v, *pid))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
         Evidence {
+            journal,
             facts: parse_facts(facts),
             records,
             bad_lines,
             doctor: "core_pattern \"|/bin/false\" discards every core\n/run/systemd/coredump: the socket file exists, but no process listens on it (ECONNREFUSED)\n".into(),
             doctor_after_restore: "LOSS  collector-socket-unreachable\n  cause    the socket file /run/systemd/coredump exists, but no process listens on it\n".into(),
             missing: None,
+        }
+    }
+
+    fn journal_entry(verdict: &str, pid: u64) -> String {
+        let id = crashtrace::sink::journal::message_id(verdict.parse().unwrap());
+        format!(r#"{{"MESSAGE_ID":"{id}","CRASHTRACE_VERDICT":"{verdict}","CRASHTRACE_CRASHER_PID":"{pid}","SYSLOG_IDENTIFIER":"crashtrace"}}"#)
+    }
+
+    #[test]
+    fn journal_entries_must_match_the_verdicts_one_to_one() {
+        let mut ev = good_run();
+        assert_eq!(by_id(&evaluate("unlisted", &ev), "journal.entries").status, Status::Pass);
+        // One verdict without its entry.
+        let lost = ev.journal.pop();
+        let checks = evaluate("unlisted", &ev);
+        assert_eq!(by_id(&checks, "journal.entries").status, Status::Fail);
+        assert!(by_id(&checks, "journal.entries").detail.contains("vmtool[800]"), "{}", by_id(&checks, "journal.entries").detail);
+        // An entry with the wrong MESSAGE_ID for its verdict.
+        let mut wrong = lost.unwrap();
+        wrong["MESSAGE_ID"] = Value::from(crashtrace::sink::journal::message_id("stored".parse().unwrap()));
+        ev.journal.push(wrong);
+        assert_eq!(by_id(&evaluate("unlisted", &ev), "journal.entries").status, Status::Fail);
+        // An entry no verdict record accounts for.
+        let mut ev = good_run();
+        ev.journal.push(parse_journal(&journal_entry("stored", 999))[0].clone());
+        assert_eq!(by_id(&evaluate("unlisted", &ev), "journal.entries").status, Status::Fail);
+        // No verdicts and no entries is not a pass.
+        let ev = Evidence { facts: good_run().facts, ..Default::default() };
+        assert_eq!(by_id(&evaluate("unlisted", &ev), "journal.entries").status, Status::Fail);
+    }
+
+    #[test]
+    fn each_broken_service_promise_fails_its_check() {
+        let cases = [
+            ("crashtrace_active_us", "9500000", "service.early"),
+            ("unit_type", "simple", "service.notify"),
+            ("main_pid_after_reload", "230", "service.reload"),
+            ("main_pid_after_restart", "210", "service.restart"),
+            ("headers_in_log", "1", "service.restart"),
+            ("alive_at_end", "no", "service.outlives-pid1"),
+            ("d.verdict_seen", "no", "service.outlives-pid1"),
+            ("install.conffile", "", "conffile"),
+            ("install.config_keys", "1", "conffile"),
+            ("install.dpkg_rc", "1", "install"),
+        ];
+        for (key, value, id) in cases {
+            let mut ev = good_run();
+            ev.facts.insert(key.into(), value.into());
+            let failed: Vec<&str> = evaluate("unlisted", &ev).into_iter().filter(|c| c.status == Status::Fail).map(|c| c.id).collect();
+            assert_eq!(failed, [id], "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn a_hook_the_sandbox_refused_fails() {
+        let mut ev = good_run();
+        let header = ev.records.iter_mut().find(|r| r["type"] == "header").unwrap();
+        header["hooks"][1] = serde_json::json!({"name": "tracepoint/syscalls/sys_enter_connect", "state": "unavailable", "detail": "`perf_event_open_trace_point` failed: Permission denied (os error 13)"});
+        let checks = evaluate("unlisted", &ev);
+        assert_eq!(by_id(&checks, "service.hooks").status, Status::Fail);
+        assert!(by_id(&checks, "service.hooks").detail.contains("sys_enter_connect"));
+        // A hook the kernel lacks is not the unit's fault.
+        let header = ev.records.iter_mut().find(|r| r["type"] == "header").unwrap();
+        header["hooks"][1] = serde_json::json!({"name": "tp_btf/coredump", "state": "unavailable", "detail": "the kernel has no coredump tracepoint"});
+        assert_eq!(by_id(&evaluate("unlisted", &ev), "service.hooks").status, Status::Pass);
+    }
+
+    #[test]
+    fn a_core_elsewhere_than_coredumpctl_says_fails() {
+        let mut ev = good_run();
+        ev.facts.insert("a.coredumpctl_storage".into(), "/var/lib/systemd/coredump/core.other.zst (present)".into());
+        assert_eq!(by_id(&evaluate("unlisted", &ev), "a.core-location").status, Status::Fail);
+    }
+
+    #[test]
+    fn the_script_records_every_fact_the_checks_read() {
+        let script = super::super::image::SCENARIOS;
+        for key in good_run().facts.keys() {
+            let recorded = match key.split_once('.') {
+                // A crash step's facts come from `crash STEP` and the helpers
+                // it calls with the step as $1.
+                Some((step, name)) if step.len() == 1 => {
+                    script.contains(&format!("fact {key} "))
+                        || ((script.contains(&format!("crash {step}")) || script.contains(&format!("pid1_facts {step}")))
+                            && (script.contains(&format!("\"$1.{name}\"")) || script.contains(&format!("\"$step.{name}\""))))
+                }
+                _ => script.contains(&format!("fact {key} ")),
+            };
+            assert!(recorded, "scenarios.sh does not record {key}");
         }
     }
 

@@ -15,7 +15,6 @@ use anyhow::{bail, Context, Result};
 
 use super::release::{Release, PACKAGES};
 
-const CRASHTRACE_UNIT: &str = include_str!("../../distro/crashtrace.service");
 const SCENARIOS_UNIT: &str = include_str!("../../distro/crashtrace-scenarios.service");
 pub(super) const SCENARIOS: &str = include_str!("../../distro/scenarios.sh");
 pub(super) const VMTOOL_C: &str = include_str!("../../vm/vmtool.c");
@@ -37,7 +36,7 @@ pub(super) fn root_arg() -> String {
 }
 /// Bumped by hand when the customize steps below change in a way the hash
 /// of their text would not show.
-const RECIPE_VERSION: u32 = 3;
+const RECIPE_VERSION: u32 = 4;
 
 /// The fstab the image ships: the root disk and the payload disk. The
 /// payload's by-label link comes from udev, which under TCG with two guests
@@ -74,8 +73,8 @@ fn customize_hooks(staging: &Path) -> Vec<String> {
         format!("cp {s}/fstab \"$1/etc/fstab\""),
         "mkdir -p \"$1/payload\"".into(),
         "echo distro-guest > \"$1/etc/hostname\"".into(),
-        format!("cp {s}/crashtrace.service {s}/crashtrace-scenarios.service \"$1/etc/systemd/system/\""),
-        "chroot \"$1\" systemctl enable crashtrace.service crashtrace-scenarios.service".into(),
+        format!("cp {s}/crashtrace-scenarios.service \"$1/etc/systemd/system/\""),
+        "chroot \"$1\" systemctl enable crashtrace-scenarios.service".into(),
         // A root login on the console, for looking into a guest by hand.
         "chroot \"$1\" passwd -d root".into(),
         // Nothing in the guest needs the network, the clock, a login on the
@@ -98,7 +97,7 @@ pub(super) fn fnv1a(data: &[u8]) -> u64 {
 /// Everything that decides the image's contents, as text to hash.
 pub(super) fn recipe(release: &Release) -> String {
     format!(
-        "v{RECIPE_VERSION}\n{} {} {}\nvariant=minbase\npackages={}\nsize={ROOT_SIZE_MIB}M at {ROOT_OFFSET_MIB}M of an MBR disk {DISK_ID}\n--fstab\n{}--hooks\n{}\n--unit\n{CRASHTRACE_UNIT}--unit\n{SCENARIOS_UNIT}",
+        "v{RECIPE_VERSION}\n{} {} {}\nvariant=minbase\npackages={}\nsize={ROOT_SIZE_MIB}M at {ROOT_OFFSET_MIB}M of an MBR disk {DISK_ID}\n--fstab\n{}--hooks\n{}\n--unit\n{SCENARIOS_UNIT}",
         release.suite,
         release.mirror,
         release.name,
@@ -134,7 +133,6 @@ pub(super) fn root_image(dir: &Path, release: &Release) -> Result<(PathBuf, Opti
     let _ = fs::remove_file(&partial);
     fs::create_dir_all(&staging)?;
     fs::write(staging.join("fstab"), fstab())?;
-    fs::write(staging.join("crashtrace.service"), CRASHTRACE_UNIT)?;
     fs::write(staging.join("crashtrace-scenarios.service"), SCENARIOS_UNIT)?;
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(["--variant=minbase", "--mode=root", "--quiet"])
@@ -212,23 +210,6 @@ pub(super) fn build_vmtool(work: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Where the payload disk is mounted in the guest.
-/// Copies crashtrace into `dir`. It must be static: the guests' libc may be
-/// older than the host's (bullseye has glibc 2.31).
-fn bundle(crashtrace: &Path, dir: &Path) -> Result<()> {
-    if !crate::vm::initramfs::shared_libraries(crashtrace)?.is_empty() {
-        bail!(
-            "{} is dynamically linked and would not run on every guest's libc; give the static build \
-             (`cargo xtask dist`, target/{}/release/crashtrace)",
-            crashtrace.display(),
-            crate::dist::TARGET
-        );
-    }
-    let target = dir.join("crashtrace");
-    fs::copy(crashtrace, &target).with_context(|| format!("copying {}", crashtrace.display()))?;
-    Ok(())
-}
-
 /// The per-run disks.
 pub(super) struct RunDisks {
     pub root_overlay: PathBuf,
@@ -236,9 +217,9 @@ pub(super) struct RunDisks {
     pub results: PathBuf,
 }
 
-/// A qcow2 overlay over the cached image (so the cache stays pristine), the
-/// payload disk, and an empty results disk.
-pub(super) fn run_disks(work: &Path, image: &Path, crashtrace: &Path, vmtool: &Path) -> Result<RunDisks> {
+/// A qcow2 overlay over the cached image (so the cache stays pristine; both
+/// boots of a run share it), the payload disk, and an empty results disk.
+pub(super) fn run_disks(work: &Path, image: &Path, deb: &Path, vmtool: &Path) -> Result<RunDisks> {
     let _ = fs::remove_dir_all(work);
     fs::create_dir_all(work)?;
     let root_overlay = work.join("root.qcow2");
@@ -251,9 +232,13 @@ pub(super) fn run_disks(work: &Path, image: &Path, crashtrace: &Path, vmtool: &P
     .context("creating the root disk's overlay (qemu-img is in qemu-utils)")?;
     let dir = work.join("payload");
     fs::create_dir_all(&dir)?;
-    bundle(crashtrace, &dir)?;
+    // The package as `cargo xtask dist` built it; its binary is static, so
+    // it runs on every guest's libc (bullseye has glibc 2.31).
+    let name = deb.file_name().context("the .deb has a file name")?;
+    fs::copy(deb, dir.join(name)).with_context(|| format!("copying {}", deb.display()))?;
     fs::copy(vmtool, dir.join("vmtool"))?;
     fs::write(dir.join("scenarios.sh"), SCENARIOS)?;
+    fs::write(dir.join("message-ids.txt"), message_ids())?;
     let payload = work.join("payload.ext4");
     crate::run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", PAYLOAD_LABEL, "-d"]).arg(&dir).arg(&payload).arg("64M"))
         .context("building the payload disk")?;
@@ -261,6 +246,12 @@ pub(super) fn run_disks(work: &Path, image: &Path, crashtrace: &Path, vmtool: &P
     let f = fs::File::create(&results)?;
     f.set_len(64 << 20)?;
     Ok(RunDisks { root_overlay, payload, results })
+}
+
+/// Every verdict's journal MESSAGE_ID, one `verdict id` per line: the
+/// guest asks journalctl for each.
+pub(super) fn message_ids() -> String {
+    crashtrace::sink::journal::MESSAGE_IDS.iter().map(|(v, id)| format!("{v} {id}\n")).collect()
 }
 
 /// Unpacks the guest's tar archive from the results disk.
