@@ -7,7 +7,8 @@
 //! [`Line`] only when the general parse ([`super::reader::parse_line`]'s slow
 //! path) would return the same `Line`; for anything else (another record or
 //! event type, a missing, null or ill-typed field, a duplicate key, another
-//! schema version) it returns `None` and the caller parses the line the
+//! supported schema version, or none: the general parse defaults it) it
+//! returns `None` and the caller parses the line the
 //! general way, which also says what is wrong with it. So error messages,
 //! and every record type or event kind not handled here, are unchanged.
 
@@ -41,6 +42,10 @@ struct Meta<'a> {
     time: Option<String>,
     #[serde(default)]
     host: Option<Host>,
+    #[serde(default)]
+    chain_uid: Option<String>,
+    #[serde(default)]
+    linked_chain_uid: Option<String>,
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
 }
@@ -61,6 +66,10 @@ struct FlatEvent<'a> {
     time: Option<String>,
     #[serde(default)]
     host: Option<Host>,
+    #[serde(default)]
+    chain_uid: Option<String>,
+    #[serde(default)]
+    linked_chain_uid: Option<String>,
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     wall_ns: u64,
@@ -235,23 +244,43 @@ pub(crate) fn parse(text: &str) -> Option<Line> {
     match guess(text)? {
         "event" => {
             let mut f = serde_json::from_str::<FlatEvent>(text).ok()?;
-            if f.v != SCHEMA_VERSION || f.kind != "event" {
+            if !(1..=SCHEMA_VERSION).contains(&f.v) || f.kind != "event" {
                 return None;
             }
             let body = f.body()?;
             let event = Event { ts_ns: f.ts_ns, cpu: f.cpu, task: f.task, cgroup_id: f.cgroup_id, body };
             let record = Record::Event(EventRecord { wall_ns: f.wall_ns, chain: f.chain, event });
-            Some(Line { v: f.v, file: f.file, run: f.run, seq: f.seq, time: f.time, host: f.host, record })
+            Some(Line {
+                v: f.v,
+                file: f.file,
+                run: f.run,
+                seq: f.seq,
+                time: f.time,
+                host: f.host,
+                chain_uid: f.chain_uid,
+                linked_chain_uid: f.linked_chain_uid,
+                record,
+            })
         }
         _ => {
             let meta = serde_json::from_str::<Meta>(text).ok()?;
-            if meta.v != SCHEMA_VERSION || meta.kind != "verdict" {
+            if !(1..=SCHEMA_VERSION).contains(&meta.v) || meta.kind != "verdict" {
                 return None;
             }
             // A chain has none of the line's own fields, and ignores them.
             let chain = serde_json::from_str::<Chain>(text).ok()?;
             let record = Record::Verdict(Box::new(chain));
-            Some(Line { v: meta.v, file: meta.file, run: meta.run, seq: meta.seq, time: meta.time, host: meta.host, record })
+            Some(Line {
+                v: meta.v,
+                file: meta.file,
+                run: meta.run,
+                seq: meta.seq,
+                time: meta.time,
+                host: meta.host,
+                chain_uid: meta.chain_uid,
+                linked_chain_uid: meta.linked_chain_uid,
+                record,
+            })
         }
     }
 }

@@ -37,6 +37,7 @@ fn stamped(text: &str) -> String {
     map.insert("seq".into(), 7.into());
     map.insert("time".into(), "2026-12-01T00:00:00.000000001Z".into());
     map.insert("host".into(), serde_json::json!({"name": "h", "boot": "b"}));
+    map.insert("chain_uid".into(), "0123456789abcdef0123456789abcdef-3".into());
     Value::Object(map).to_string()
 }
 
