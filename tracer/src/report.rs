@@ -32,6 +32,7 @@
 //! record, then the end of the line or file) is reported and does not count
 //! as bad input. Exit status: 0, or 1 if bad input was skipped, or 2.
 
+mod fast;
 mod print;
 pub mod reader;
 pub mod store;

@@ -79,7 +79,7 @@ impl<R: BufRead> LineReader<R> {
                     RawLine::Line { terminated: false }
                 });
             }
-            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            let (take, done) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i, true),
                 None => (avail.len(), false),
             };
@@ -141,6 +141,17 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line, BadLine> {
         return Err(BadLine::Empty);
     }
     let text = std::str::from_utf8(bytes).map_err(|e| BadLine::NotUtf8 { column: e.valid_up_to() + 1 })?;
+    // Most lines are events and verdicts: parsed without serde's buffering
+    // when that gives the same record; everything else, the general way.
+    if let Some(line) = super::fast::parse(text) {
+        return Ok(line);
+    }
+    parse_general(text)
+}
+
+/// Parses one line of UTF-8 text the general way (every record type, and
+/// the reason a line is bad).
+pub(crate) fn parse_general(text: &str) -> Result<Line, BadLine> {
     match serde_json::from_str::<Line>(text) {
         // Older versions are read (their records are a subset); a record
         // with no `v` parsed as version 1.

@@ -97,11 +97,14 @@ pub struct Stores {
     listings: HashMap<PathBuf, (Kind, Listing)>,
     /// Wall-clock span of the logs read, for orphans.
     span: Option<(u64, u64)>,
+    /// Whether systemd's store is a directory, asked once: its listing is
+    /// read once too, and a stat per chain was a cost of large reports.
+    systemd_dir_exists: Option<bool>,
 }
 
 impl Stores {
     pub fn new(systemd_dir: Option<PathBuf>, extra: Vec<PathBuf>) -> Stores {
-        Stores { systemd_dir, extra, listings: HashMap::new(), span: None }
+        Stores { systemd_dir, extra, listings: HashMap::new(), span: None, systemd_dir_exists: None }
     }
 
     /// Widens the span of time the logs cover.
@@ -137,7 +140,7 @@ impl Stores {
         }
         if found.is_none()
             && let Some(dir) = self.systemd_dir.clone()
-            && dir.is_dir()
+            && *self.systemd_dir_exists.get_or_insert_with(|| dir.is_dir())
         {
             let boot = ctx.boot_id.map(|b| b.replace('-', ""));
             searched.push(dir.clone());
