@@ -135,6 +135,13 @@ pub const SETTING_NAIVE_ALL_SIGNALS: u32 = 1;
 /// A pid is watched (`--pid`): only then are the WATCHED lookups worth
 /// their cost on every signal.
 pub const SETTING_WATCHING: u32 = 2;
+/// `--kernel-stack`: walk the kernel stack at a fatal signal too. Off by
+/// default: the walk (ORC, through the tracepoint and BPF frames) costs
+/// several microseconds per crash and only shows the return-to-user path.
+pub const SETTING_KERNEL_STACK: u32 = 4;
+/// No stack capture at all (hidden `--no-stack-capture`): the baseline the
+/// stack-capture benchmark compares against.
+pub const SETTING_NO_STACK_CAPTURE: u32 = 8;
 
 impl Settings {
     pub const fn zeroed() -> Self {

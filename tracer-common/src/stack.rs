@@ -1,7 +1,8 @@
 //! The crashing thread's stack at the fatal signal (`StackCapture`), taken in
 //! `signal:signal_deliver` in the context of the thread that dies: the user
 //! frames (frame-pointer walk), the same frames as build-id + file offset,
-//! the kernel frames, and the user registers.
+//! the kernel frames (only with `--kernel-stack`: zero otherwise), and the
+//! user registers.
 //!
 //! The arrays are filled by `bpf_get_stack`, which writes the frames it found
 //! and zeroes the rest, so every byte of the event is initialised.

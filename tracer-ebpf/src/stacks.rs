@@ -6,6 +6,13 @@
 //! event is far larger than the 512-byte BPF stack. `bpf_get_stack` zeroes
 //! what it does not fill, and every other field is written, so no byte of
 //! the event is left uninitialised.
+//!
+//! Cost matters: this runs in the dying thread at every crash, so a crash
+//! storm pays it thousands of times a second. Each `bpf_get_stack` call is a
+//! walk of its own, microseconds each; the kernel walk (ORC, through the
+//! tracepoint's and this program's frames) only shows the way back to user
+//! space, so it is only taken with `--kernel-stack`.
+//! See BENCHMARKS.md, "Stack capture cost".
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_USER_BUILD_ID, BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE},
@@ -17,6 +24,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
+    config::{SETTING_KERNEL_STACK, SETTING_NO_STACK_CAPTURE},
     stack::{BuildIdFrame, StackCapture, StackCopy, KERNEL_FRAMES_MAX, STACK_REGS_VALID, USER_FRAMES_MAX},
     EventKind, LOST_SLOTS,
 };
@@ -26,7 +34,7 @@ use tracer_common::signal::{is_core_signal, is_terminating_signal, SIGKILL, SIG_
 
 use crate::{
     emit::{current_tgid, reserve},
-    maps::{is_watched, offsets_valid, EVENTS, LOST, SETTINGS},
+    maps::{is_watched, offsets_valid, settings_flags, EVENTS, LOST, SETTINGS},
     task::read,
 };
 
@@ -40,7 +48,7 @@ const BUILD_ID_BYTES: u32 = (USER_FRAMES_MAX * core::mem::size_of::<BuildIdFrame
 // where it cannot load, every other hook still works.
 #[btf_tracepoint(function = "signal_deliver")]
 pub fn stack_capture(ctx: BtfTracePointContext) -> i32 {
-    if !offsets_valid() {
+    if !offsets_valid() || settings_flags() & SETTING_NO_STACK_CAPTURE != 0 {
         return 0;
     }
     let sig: i32 = ctx.arg(0);
@@ -84,8 +92,14 @@ pub fn capture(ctx: &BtfTracePointContext, sig: i32) {
             BUILD_ID_BYTES,
             (BPF_F_USER_STACK | BPF_F_USER_BUILD_ID) as u64,
         ) as i32;
-        // The kernel path that raised the signal (a page fault, a syscall).
-        (*event).kernel_ret = bpf_get_stack(raw, (*event).kernel.as_mut_ptr().cast(), KERNEL_BYTES, 0) as i32;
+        // The kernel path back to user space (a page fault's, a syscall's),
+        // only when asked for: a walk of microseconds for little news.
+        if settings_flags() & SETTING_KERNEL_STACK != 0 {
+            (*event).kernel_ret = bpf_get_stack(raw, (*event).kernel.as_mut_ptr().cast(), KERNEL_BYTES, 0) as i32;
+        } else {
+            (*event).kernel_ret = 0;
+            core::ptr::write_bytes((*event).kernel.as_mut_ptr(), 0, KERNEL_FRAMES_MAX);
+        }
 
         (*event).ip = ip;
         (*event).sp = sp;
@@ -176,20 +190,16 @@ fn copy_stack(sp: u64, want: u32) {
 
 /// The user registers saved when the thread entered the kernel:
 /// (ip, sp, bp, valid). Valid only when the saved code segment is a user
-/// one (CPL 3): a kernel thread has no user registers to show.
+/// one (CPL 3): a kernel thread has no user registers to show. One read of
+/// the whole `pt_regs` (168 bytes) costs less than a read per register.
 #[inline(always)]
 fn user_regs() -> (u64, u64, u64, bool) {
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
     if regs.is_null() {
         return (0, 0, 0, false);
     }
-    let field = |p: *const u64| unsafe { bpf_probe_read_kernel(p) }.ok();
-    let ip = field(unsafe { core::ptr::addr_of!((*regs).rip) });
-    let sp = field(unsafe { core::ptr::addr_of!((*regs).rsp) });
-    let bp = field(unsafe { core::ptr::addr_of!((*regs).rbp) });
-    let cs = field(unsafe { core::ptr::addr_of!((*regs).cs) });
-    match (ip, sp, bp, cs) {
-        (Some(ip), Some(sp), Some(bp), Some(cs)) if cs & 3 == 3 => (ip, sp, bp, true),
+    match unsafe { bpf_probe_read_kernel(regs) } {
+        Ok(r) if r.cs & 3 == 3 => (r.rip, r.rsp, r.rbp, true),
         _ => (0, 0, 0, false),
     }
 }

@@ -343,7 +343,13 @@ impl Chain {
     /// A "core dumped" from the kernel on a chain whose core was not stored.
     /// Sets `container`, `pod` and `unit` from the cgroup path.
     pub fn learn_context(&mut self) {
-        let ctx = self.cgroup_path.as_deref().map(crate::container::parse).unwrap_or_default();
+        let mut ctx = self.cgroup_path.as_deref().map(crate::container::parse).unwrap_or_default();
+        // A name learnt from the runtime (live) or read from the log stays.
+        if let (Some(new), Some(old)) = (ctx.container.as_mut(), self.container.as_ref())
+            && new.id == old.id
+        {
+            new.name = old.name.clone();
+        }
         (self.container, self.pod, self.unit) = (ctx.container, ctx.pod, ctx.unit);
     }
 

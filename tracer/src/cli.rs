@@ -78,8 +78,9 @@ pub struct ReportArgs {
     /// Only chains with this verdict; `dropped` matches every dropped:* verdict.
     #[arg(long, value_name = "VERDICT")]
     pub verdict: Option<String>,
-    /// Only crashes in this container (id, 12+ characters of it, or an
-    /// nspawn machine name), as the chain's cgroup path names it.
+    /// Only crashes in this container (id, 12+ characters of it, the podman
+    /// name the verdict record carries, or an nspawn machine name), as the
+    /// chain's cgroup path names it.
     #[arg(long, value_name = "ID|NAME")]
     pub container: Option<String>,
     /// Only crashes in this systemd unit (`nginx` means `nginx.service`).
@@ -191,6 +192,19 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_STACK_COPY, value_parser = parse_stack_copy)]
     pub stack_copy: u32,
 
+    /// Also walk the kernel stack at a fatal signal. At `signal_deliver` it
+    /// only shows the way back to user space (a page fault's or a syscall's
+    /// entry, then `get_signal`), and the walk adds 2 to 5 µs to every
+    /// crash (BENCHMARKS.md, "Stack capture cost"), so it is off unless
+    /// asked for.
+    #[arg(long)]
+    pub kernel_stack: bool,
+
+    /// Take no stack at fatal signals at all: the baseline the
+    /// stack-capture benchmark compares against; not for normal use.
+    #[arg(long, hide = true)]
+    pub no_stack_capture: bool,
+
     /// Print only verdict blocks, not one line per event.
     #[arg(long)]
     pub verdicts_only: bool,
@@ -220,8 +234,10 @@ pub struct LiveArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 15, requires = "metrics_textfile")]
     pub metrics_interval: u64,
 
-    /// Only crashes in this container: its id (12 characters or more of it)
-    /// or, for systemd-nspawn, its machine name.
+    /// Only crashes in this container: its id (12 characters or more of it),
+    /// its name (rootful podman: read from containers/storage when its first
+    /// fatal signal is delivered; events before that match by id only) or,
+    /// for systemd-nspawn, its machine name.
     #[arg(long, value_name = "ID|NAME")]
     pub container: Option<String>,
 

@@ -41,6 +41,11 @@ pub struct Container {
     /// The runtime's id (64 hex digits for the OCI runtimes), or the
     /// machine's name for systemd-nspawn.
     pub id: String,
+    /// The container's name (`podman run --name`), when the live tracer
+    /// could read it from the runtime's own records ([`podman_name`]); the
+    /// cgroup path does not carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +81,7 @@ fn scoped_id<'a>(component: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// The container one cgroup component names, if it is a container's.
 fn container_of(component: &str, parent: Option<&str>) -> Option<Container> {
-    let oci = |runtime, id: &str| Some(Container { runtime, id: id.to_string() });
+    let oci = |runtime, id: &str| Some(Container { runtime, id: id.to_string(), name: None });
     if let Some(id) = scoped_id(component, "docker-") {
         return oci(Runtime::Docker, id);
     }
@@ -99,13 +104,13 @@ fn container_of(component: &str, parent: Option<&str>) -> Option<Container> {
     if let Some(name) = component.strip_prefix("systemd-nspawn@").and_then(|r| r.strip_suffix(".service"))
         && !name.is_empty()
     {
-        return Some(Container { runtime: Runtime::Nspawn, id: unescape(name) });
+        return Some(Container { runtime: Runtime::Nspawn, id: unescape(name), name: None });
     }
     if parent == Some("machine.slice")
         && let Some(name) = component.strip_prefix("machine-").and_then(|r| r.strip_suffix(".scope"))
         && !name.is_empty()
     {
-        return Some(Container { runtime: Runtime::Nspawn, id: unescape(name) });
+        return Some(Container { runtime: Runtime::Nspawn, id: unescape(name), name: None });
     }
     // cgroupfs drivers: a bare id under the runtime's directory, or under
     // a pod's (the runtime is then unknown from the path: CRI says which;
@@ -195,14 +200,78 @@ pub fn parse(path: &str) -> Context {
 }
 
 /// Whether `ctx` matches `--container ID|NAME`: the full id, a prefix of
-/// it of at least 12 characters (as `docker ps` shows), or an nspawn
-/// machine's name.
+/// it of at least 12 characters (as `docker ps` shows), the container's
+/// name when known, or an nspawn machine's name.
 pub fn matches_container(ctx: &Context, wanted: &str) -> bool {
     let Some(c) = &ctx.container else { return false };
+    if c.name.as_deref() == Some(wanted) {
+        return true;
+    }
     if c.runtime == Runtime::Nspawn {
         return c.id == wanted;
     }
     c.id == wanted || (wanted.len() >= 12 && c.id.starts_with(wanted))
+}
+
+/// Where rootful podman (containers/storage) keeps its containers' records:
+/// `<graph root>/<driver>-containers/containers.json`, for the drivers
+/// Debian's podman uses. Only the system store: a rootless user's is in
+/// their home, a place the crasher's owner controls.
+pub const PODMAN_CONTAINERS_JSON: &[&str] = &[
+    "/var/lib/containers/storage/overlay-containers/containers.json",
+    "/var/lib/containers/storage/vfs-containers/containers.json",
+    "/var/lib/containers/storage/btrfs-containers/containers.json",
+];
+
+/// What containers/storage's `containers.json` says of one container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodmanRecord {
+    /// Its first name, if it is a valid podman name.
+    pub name: Option<String>,
+    /// The id of its read-write layer (its overlay upper directory is
+    /// `<graph root>/overlay/<layer>/diff`), if it is a plain id.
+    pub layer: Option<String>,
+}
+
+/// Container `id`'s record in containers/storage's `containers.json` (a
+/// JSON array of `{"id": ..., "names": [...], "layer": ...}`). None when
+/// the text is not that or does not list the id.
+pub fn podman_record(containers_json: &str, id: &str) -> Option<PodmanRecord> {
+    #[derive(Deserialize)]
+    struct Record {
+        id: String,
+        #[serde(default)]
+        names: Vec<String>,
+        #[serde(default)]
+        layer: Option<String>,
+    }
+    let records: Vec<Record> = serde_json::from_str(containers_json).ok()?;
+    let r = records.into_iter().find(|r| r.id == id)?;
+    // A layer id becomes a path: only a plain hex id is taken.
+    let layer = r.layer.filter(|l| !l.is_empty() && l.len() <= 128 && l.bytes().all(|b| b.is_ascii_hexdigit()));
+    Some(PodmanRecord { name: r.names.into_iter().next().and_then(valid_name), layer })
+}
+
+/// The name of container `id` in `containers.json`, if it has a valid one.
+pub fn podman_name(containers_json: &str, id: &str) -> Option<String> {
+    podman_record(containers_json, id)?.name
+}
+
+/// The process's working directory in an OCI runtime spec (`config.json`):
+/// where a relative core pattern lands when the crasher never changed it.
+pub fn oci_cwd(config_json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    let cwd = v.get("process")?.get("cwd")?.as_str()?;
+    (cwd.starts_with('/') && !cwd.contains('\0') && cwd.len() <= 4096).then(|| cwd.to_string())
+}
+
+fn valid_name(name: String) -> Option<String> {
+    // Names are podman's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; anything else is not
+    // shown (it would go into terminals and logs).
+    let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    valid.then_some(name)
 }
 
 /// Whether `ctx` matches `--unit NAME`; a name without a suffix means the
@@ -220,7 +289,7 @@ mod tests {
     const UID: &str = "8d5a2b9e-7c3f-4e1a-9b6d-2f0e8c4a1d7b";
 
     fn container(runtime: Runtime, id: &str) -> Option<Container> {
-        Some(Container { runtime, id: id.into() })
+        Some(Container { runtime, id: id.into(), name: None })
     }
 
     #[test]
@@ -310,6 +379,32 @@ mod tests {
         let s = parse("/system.slice/nginx.service");
         assert!(matches_unit(&s, "nginx.service") && matches_unit(&s, "nginx"));
         assert!(!matches_unit(&s, "nginx.scope") && !matches_unit(&s, "ngin"));
+    }
+
+    #[test]
+    fn podman_names_come_from_containers_json() {
+        let json = format!(
+            r#"[{{"id":"{}","names":["other"],"image":"x"}},{{"id":"{ID}","names":["web-1","alias"],"layer":"l","created":"2026-01-01T00:00:00Z"}}]"#,
+            "0".repeat(64)
+        );
+        assert_eq!(podman_name(&json, ID).as_deref(), Some("web-1"));
+        assert_eq!(podman_name(&json, &"1".repeat(64)), None);
+        assert_eq!(podman_name("not json", ID), None);
+        assert_eq!(podman_name(&format!(r#"[{{"id":"{ID}","names":[]}}]"#), ID), None);
+        let r = podman_record(&format!(r#"[{{"id":"{ID}","names":["a"],"layer":"0123abcd"}}]"#), ID).unwrap();
+        assert_eq!((r.name.as_deref(), r.layer.as_deref()), (Some("a"), Some("0123abcd")));
+        let r = podman_record(&format!(r#"[{{"id":"{ID}","names":["a"],"layer":"../../etc"}}]"#), ID).unwrap();
+        assert_eq!(r.layer, None, "a layer that is not an id is no path");
+        assert_eq!(oci_cwd(r#"{"ociVersion":"1.0.2","process":{"args":["/crash"],"cwd":"/work"}}"#).as_deref(), Some("/work"));
+        assert_eq!(oci_cwd(r#"{"process":{"cwd":"rel"}}"#), None);
+        assert_eq!(oci_cwd("nope"), None);
+        assert_eq!(podman_name(&format!(r#"[{{"id":"{ID}","names":["bad[31m"]}}]"#), ID), None, "control characters are refused");
+        let mut c = parse(&format!("/libpod_parent/libpod-{ID}"));
+        assert!(!matches_container(&c, "web-1"), "no name known yet");
+        if let Some(k) = c.container.as_mut() {
+            k.name = Some("web-1".into());
+        }
+        assert!(matches_container(&c, "web-1") && matches_container(&c, &ID[..12]) && !matches_container(&c, "web"));
     }
 
     #[test]

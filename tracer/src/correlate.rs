@@ -88,8 +88,16 @@ pub struct Stats {
     pub events: u64,
     pub chains_opened: u64,
     pub chains_evicted: u64,
+    /// Chains dropped as an exec's SIGKILL of the other threads, the
+    /// process having taken a fatal signal of its own after it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub exec_zaps_dropped: u64,
     pub verdicts: BTreeMap<String, u64>,
     pub kernel_said_dumped_but_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 struct Open {
@@ -551,6 +559,33 @@ impl Correlator {
     /// process is gone stays reachable by pid only for its parent's SIGCHLD:
     /// pids are reused within seconds under churn, and a new process with
     /// the same pid is a new crash.
+    /// Drops the open chain of `tgid` if it is only a SIGKILL that no one
+    /// sent, taken by a thread other than the leader, with no dump: what
+    /// exec (de_thread) does to a process's other threads. A process that
+    /// then takes another fatal signal lived through it (runc's init execs
+    /// the container's program that way), so that chain was no crash and
+    /// must not swallow the real one.
+    fn forget_exec_zap(&mut self, tgid: u32, sig: i32) {
+        if sig == SIGKILL {
+            return;
+        }
+        let Some(id) = self.live_chain(tgid) else { return };
+        let Some(open) = self.open.get(&id) else { return };
+        let c = &open.chain;
+        let zap = c.sig == SIGKILL
+            && c.sender.is_none()
+            && c.code == 0
+            && c.crasher.pid != c.crasher.tgid
+            && c.dump.is_none()
+            && c.disposition == Some(Disposition::Default);
+        if zap {
+            self.open.remove(&id);
+            self.pipe_dumping.remove(&id);
+            self.by_tgid.remove(&tgid);
+            self.stats.exec_zaps_dropped += 1;
+        }
+    }
+
     fn live_chain(&self, tgid: u32) -> Option<u64> {
         let id = *self.by_tgid.get(&tgid)?;
         let open = self.open.get(&id)?;
@@ -636,6 +671,7 @@ impl Correlator {
         if !is_core_signal(sig) && sig != SIGKILL && target_handler != SIG_DFL {
             return;
         }
+        self.forget_exec_zap(target.tgid, sig);
         if let Some(id) = self.live_chain(target.tgid) {
             // A second fatal signal while the first is acted on.
             if let Some(open) = self.open.get_mut(&id)
@@ -688,6 +724,7 @@ impl Correlator {
         if sa_handler != SIG_DFL && !is_core_signal(sig) {
             return;
         }
+        self.forget_exec_zap(ev.task.tgid, sig);
         if let Some(id) = self.live_chain(ev.task.tgid)
             && let Some(open) = self.open.get(&id) {
                 // SIGKILL reaching the other threads of a process already

@@ -106,7 +106,7 @@ impl Family {
             Family::Process => "only for crashers, helpers and watched pids",
             Family::Cgroups => "v1 and v2; `--cgroup PATH` filters by path prefix before any ring-buffer space is taken",
             Family::Config => "writes to `kernel/core_*` and `fs/suid_dumpable`: writer, old and new value; it never denies a write",
-            Family::Stack => "`bpf_get_stack` (user and kernel) and `bpf_task_pt_regs` at `signal_deliver`, only for fatal signals taking the default action, and for the watched pid",
+            Family::Stack => "`bpf_get_stack` (user frames, and their build-ids; kernel frames only with `--kernel-stack`) and `bpf_task_pt_regs` at `signal_deliver`, only for fatal signals taking the default action, and for the watched pid",
         }
     }
 }

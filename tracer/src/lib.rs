@@ -53,3 +53,10 @@ pub mod symbolize;
 pub mod unwind;
 pub mod verdict;
 pub mod watched;
+
+/// The check of records against the published JSON Schema, shared with the
+/// privileged tests (one file, so the unit tests and those check alike).
+#[cfg(test)]
+#[path = "../tests/common/schema.rs"]
+#[allow(dead_code)]
+mod schema_check;

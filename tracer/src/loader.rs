@@ -54,6 +54,10 @@ pub struct LoadOptions<'a> {
     pub naive_all_signals: bool,
     /// `--stack-copy`: bytes of user stack to copy at a fatal signal.
     pub stack_copy: u32,
+    /// `--kernel-stack`: walk the kernel stack at a fatal signal too.
+    pub kernel_stack: bool,
+    /// Hidden `--no-stack-capture`: take no stack at all.
+    pub no_stack_capture: bool,
     pub watched: Option<u32>,
     /// `--cgroup PATH`: only cgroup events under this path.
     pub cgroup_prefix: Option<String>,
@@ -267,6 +271,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         settings.flags |= tracer_common::config::SETTING_WATCHING;
     }
     settings.stack_copy_bytes = opts.stack_copy;
+    if opts.kernel_stack {
+        settings.flags |= tracer_common::config::SETTING_KERNEL_STACK;
+    }
+    if opts.no_stack_capture {
+        settings.flags |= tracer_common::config::SETTING_NO_STACK_CAPTURE;
+    }
     if let Some(prefix) = &opts.cgroup_prefix {
         let bytes = prefix.as_bytes();
         if bytes.len() > settings.cgroup_prefix.len() {
@@ -280,8 +290,15 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         settings.cgroup_prefix[..bytes.len()].copy_from_slice(bytes);
         settings.cgroup_prefix_len = bytes.len() as u32;
     }
+    // EbpfLoader::new parses the kernel BTF itself, and the hooks need a
+    // parsed copy of their own after loading (EbpfLoader keeps its copy).
+    // The loader's copy is dropped before ours is parsed: two parsed
+    // copies (~13 MB each) plus the raw file made most of the start-up
+    // memory peak. Parsing twice costs time, not memory.
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
     let btf = Btf::from_sys_fs().map_err(LoadError::AyaBtf)?;
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = loader
         .btf(Some(&btf))
         .override_global(maps::OFFSETS, &offsets, true)
         .override_global(maps::SETTINGS, &settings, true)
@@ -335,7 +352,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
     let lost = ebpf.take_map(maps::LOST).ok_or(LoadError::MissingMap(maps::LOST))?;
     let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map { name: maps::LOST, source })?;
+    drop(loader);
+    drop(btf);
+    release_freed_memory();
     Ok(Loaded { ebpf, events, lost, hooks, dump_mode, dump_mode_reason })
+}
+
+/// Gives the heap freed after loading (the parsed BTF, the object) back to
+/// the kernel, so the tracer's resident size after start is what it uses.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The cgroup v2 mount, from /proc/self/mounts.

@@ -163,6 +163,13 @@ pub struct LogWriter {
     header: Option<String>,
     /// The latest core-settings event, likewise.
     settings: Option<String>,
+    /// Files started after the first (rotations and reopens): the number
+    /// the next file's preamble carries, so no two files of a run start
+    /// with the same bytes however they came to be.
+    files: u64,
+    /// The run's identity, from the records it writes: stamped on the
+    /// writer's own `loss` notes, so they read on their own too.
+    identity: Option<crate::record::Stamp>,
     /// A partial line could not be cut off: start the next write with '\n'.
     needs_newline: bool,
     /// Records that could not be written (write errors and records dropped
@@ -237,6 +244,8 @@ impl LogWriter {
             preamble_len: 0,
             header: None,
             settings: None,
+            files: 0,
+            identity: None,
             needs_newline: false,
             failures: 0,
             sync_failures: 0,
@@ -317,6 +326,17 @@ impl LogWriter {
             self.write_preamble();
         }
         Ok(())
+    }
+
+    /// Writes one line: as [`LogWriter::write_record`], and its run's
+    /// identity is kept for the writer's own records.
+    pub fn write_line_of(&mut self, line: &Line, json: &str) {
+        if let (Some(run), Some(host)) = (&line.run, &line.host)
+            && self.identity.as_ref().is_none_or(|s| &s.run != run || &s.host != host)
+        {
+            self.identity = Some(crate::record::Stamp::new(run.clone(), host.clone()));
+        }
+        self.write_record(&line.record, json);
     }
 
     /// Writes one record, rotating first if the cap says so, then syncs as
@@ -404,7 +424,11 @@ impl LogWriter {
             counts.insert("over-cap".to_string(), self.unsaid_over_cap);
         }
         let total = self.unsaid_unwritten.saturating_add(self.unsaid_over_cap);
-        Line::new(Record::Loss(Loss { ts_ns: monotonic_ns(), source: "log".into(), counts, total })).to_json()
+        let record = Record::Loss(Loss { ts_ns: monotonic_ns(), source: "log".into(), counts, total });
+        match &self.identity {
+            Some(stamp) => stamp.unsequenced(record, realtime_ns()).to_json(),
+            None => Line::new(record).to_json(),
+        }
     }
 
     /// Makes what was written durable.
@@ -550,7 +574,8 @@ impl LogWriter {
     /// no two files of a set start with the same bytes (log shippers tell
     /// files apart by their first bytes).
     fn write_preamble(&mut self) {
-        let n = self.rotations;
+        self.files = self.files.saturating_add(1);
+        let n = self.files;
         let preamble: Vec<String> = self.header.iter().chain(self.settings.iter()).map(|l| mark_file(l, n)).collect();
         for line in preamble {
             if !self.append(&line) {
@@ -597,6 +622,10 @@ fn monotonic_ns() -> u64 {
     // SAFETY: a valid clock id and out-pointer to a live timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn f_len(f: Option<&File>) -> u64 {

@@ -28,6 +28,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let live_matches = matches.subcommand_matches("live").unwrap_or(matches);
             let layers = Layers::from_matches(args, live_matches);
             let (config, _) = layers.resolve(Env::current())?;
+            limit_malloc();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let finished = runtime.block_on(crashtrace::live::run(&config, Some(&layers)))?;
             Ok(if config.fail_on_drop && finished.dropped > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -40,5 +41,24 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             Some(Command::Doctor(args)) => crashtrace::doctor::run(&args),
             Some(Command::Live(_)) | None => unreachable!("live_args covers these"),
         },
+    }
+}
+
+/// glibc's malloc tuned for a long-running tracer with a small footprint:
+/// - a fixed mmap threshold (128 KiB, glibc's starting value): glibc
+///   otherwise raises it after the first big free (the parsed kernel BTF),
+///   and later big buffers then come from the heap, where a growing Vec's
+///   old and new copies are both resident and freed space stays mapped;
+///   mmapped, a Vec grows by mremap and a free returns the memory at once;
+/// - at most two arenas: each thread (event loop, symbolizer, journal
+///   lookups) would otherwise get an arena of its own, each keeping freed
+///   memory resident.
+fn limit_malloc() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes glibc's allocator parameters; called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

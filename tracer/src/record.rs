@@ -10,10 +10,14 @@ use crate::{chain::Chain, core_pattern::CoreSettings, event::Event};
 /// One line of JSON Lines. Besides the record, each line the live tracer
 /// writes says who wrote it and where it stands, so a line shipped on its
 /// own (a log shipper, a journal) still says which host, boot and run it
-/// is from: `run`, `seq`, `time` and `host`. All optional: older logs
-/// lack them, and `--json` from tests or tools may too.
+/// is from: `run`, `seq`, `time` and `host`, and a record about a crash
+/// chain names it in a way unique across runs and hosts (`chain_uid`). All
+/// optional: older logs lack them, and `--json` from tests or tools may too.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Line {
+    /// The schema version. A record without one is read as version 1, the
+    /// first: readers take every version up to their own.
+    #[serde(default = "first_version")]
     pub v: u32,
     /// In a header copied into a rotated-in file: that file's number within
     /// the run (1, 2, ...), so no two files start with the same bytes.
@@ -31,8 +35,39 @@ pub struct Line {
     pub time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub host: Option<Host>,
+    /// The chain this record is about (a verdict's own chain; an event's
+    /// `chain`), named across runs and hosts: see [`chain_uid`].
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub chain_uid: Option<String>,
+    /// A verdict's `linked_to` chain, named the same way.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub linked_chain_uid: Option<String>,
     #[serde(flatten)]
     pub record: Record,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// A chain's name across runs and hosts: the run id, a dash, and the
+/// chain's id within the run (`RUN-ID`). The run id is 128 random bits made
+/// at start, so no two runs share one whichever host they are on; the id
+/// is unique within the run. Made from the record's own fields, the name is
+/// the same wherever the chain is mentioned, and when `report` reads the log
+/// again.
+pub fn chain_uid(run: &str, id: u64) -> String {
+    format!("{run}-{id}")
+}
+
+/// The chains a record is about: its own (a verdict's, or the one an event
+/// belongs to) and the one a verdict is linked to.
+fn chains_of(record: &Record) -> (Option<u64>, Option<u64>) {
+    match record {
+        Record::Verdict(c) => (Some(c.id), c.linked_to),
+        Record::Event(e) => (e.chain, None),
+        _ => (None, None),
+    }
 }
 
 /// The host a record comes from, in few bytes.
@@ -81,6 +116,7 @@ impl Stamp {
     pub fn line(&mut self, record: Record, wall_ns: u64) -> Line {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
+        let (chain, linked) = chains_of(&record);
         Line {
             v: crate::event::SCHEMA_VERSION,
             file: None,
@@ -88,6 +124,26 @@ impl Stamp {
             seq: Some(seq),
             time: Some(crate::report::time::format_utc_ns(wall_ns)),
             host: Some(self.host.clone()),
+            chain_uid: chain.map(|id| chain_uid(&self.run, id)),
+            linked_chain_uid: linked.map(|id| chain_uid(&self.run, id)),
+            record,
+        }
+    }
+
+    /// A record made outside the run's sequence (the log writer's own
+    /// `loss` notes): the run's identity and the time, but no sequence
+    /// number, as it is not one of the run's records.
+    pub fn unsequenced(&self, record: Record, wall_ns: u64) -> Line {
+        let (chain, linked) = chains_of(&record);
+        Line {
+            v: crate::event::SCHEMA_VERSION,
+            file: None,
+            run: Some(self.run.clone()),
+            seq: None,
+            time: Some(crate::report::time::format_utc_ns(wall_ns)),
+            host: Some(self.host.clone()),
+            chain_uid: chain.map(|id| chain_uid(&self.run, id)),
+            linked_chain_uid: linked.map(|id| chain_uid(&self.run, id)),
             record,
         }
     }
@@ -95,21 +151,40 @@ impl Stamp {
 
 /// 128 random bits as 32 hex digits, from the kernel's getrandom; if that
 /// fails (it does not block for 16 bytes after boot), from the time and pid,
-/// which still tell runs apart on one host.
+/// which tell runs apart on one host, mixed with the boot id (random per
+/// boot), which tells hosts apart: chain names ([`chain_uid`]) rest on it.
 pub fn new_run_id() -> String {
     let mut bytes = [0u8; 16];
     // SAFETY: the buffer is valid for writes of its length.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
     if n != bytes.len() as isize {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        bytes = (now ^ ((std::process::id() as u128) << 96)).to_le_bytes();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        bytes = fallback_run_id(now, std::process::id(), &boot);
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The run id when getrandom fails: the boot id's 128 bits (its hex digits)
+/// XOR the time and pid.
+fn fallback_run_id(now_ns: u128, pid: u32, boot_id: &str) -> [u8; 16] {
+    let boot = boot_id.chars().filter_map(|c| c.to_digit(16)).fold(0u128, |acc, d| (acc << 4) | d as u128);
+    (boot ^ now_ns ^ ((pid as u128) << 96)).to_le_bytes()
+}
+
 impl Line {
     pub fn new(record: Record) -> Line {
-        Line { v: crate::event::SCHEMA_VERSION, file: None, run: None, seq: None, time: None, host: None, record }
+        Line {
+            v: crate::event::SCHEMA_VERSION,
+            file: None,
+            run: None,
+            seq: None,
+            time: None,
+            host: None,
+            chain_uid: None,
+            linked_chain_uid: None,
+            record,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -176,8 +251,8 @@ pub struct Watched {
 pub struct EventRecord {
     /// Wall-clock time, ns since the Unix epoch (from the monotonic stamp).
     pub wall_ns: u64,
-    /// The crash chain this event belongs to after the fact, e.g. the
-    /// teardown of a crashed process's cgroup.
+    /// The crash chain this event belongs to after the fact: the teardown
+    /// of a crashed process's cgroup, or the lookup of its core.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub chain: Option<u64>,
     #[serde(flatten)]
@@ -310,5 +385,44 @@ mod tests {
             assert_eq!(format!("{state:<12}|"), format!("{text:<12}|"));
         }
         assert!(serde_json::from_str::<Hook>(r#"{"name":"x","state":"Attached"}"#).is_err());
+    }
+
+    #[test]
+    fn records_about_a_chain_name_it_by_run_and_id() {
+        let run = "ab".repeat(16);
+        let mut stamp = Stamp::new(run.clone(), Host { name: "vm".into(), boot: "b".into(), machine: String::new() });
+        let event = |chain| {
+            Record::Event(EventRecord {
+                wall_ns: 1,
+                chain,
+                event: Event { ts_ns: 1, cpu: 0, task: Default::default(), cgroup_id: 0, body: crate::event::Body::ProcessFork { child: 2 } },
+            })
+        };
+        let mut chain = Chain::new(7, Default::default(), 11, 1);
+        chain.linked_to = Some(6);
+        let verdict = stamp.line(Record::Verdict(Box::new(chain)), 1);
+        assert_eq!(verdict.chain_uid.as_deref(), Some(format!("{run}-7").as_str()));
+        assert_eq!(verdict.linked_chain_uid.as_deref(), Some(format!("{run}-6").as_str()));
+        let of_chain = stamp.line(event(Some(7)), 1);
+        assert_eq!(of_chain.chain_uid, verdict.chain_uid, "the same name in every record about the chain");
+        assert_eq!(of_chain.linked_chain_uid, None);
+        let plain = stamp.line(event(None), 1);
+        assert_eq!((plain.chain_uid, plain.linked_chain_uid), (None, None));
+        // Written and read back, the name stays.
+        let back: Line = serde_json::from_str(&verdict.to_json()).unwrap();
+        assert_eq!(back.chain_uid, verdict.chain_uid);
+    }
+
+    #[test]
+    fn the_fallback_run_id_tells_hosts_apart_by_their_boot_id() {
+        let a = fallback_run_id(1_000, 42, "f2848361-3d96-4619-bace-9a367afaffd9");
+        let b = fallback_run_id(1_000, 42, "204c3126-a415-4b4f-ab66-98ba317b2469");
+        assert_ne!(a, b, "two hosts starting a run at the same ns with the same pid");
+        assert_ne!(a, fallback_run_id(1_001, 42, "f2848361-3d96-4619-bace-9a367afaffd9"));
+        assert_ne!(a, fallback_run_id(1_000, 43, "f2848361-3d96-4619-bace-9a367afaffd9"));
+        // No boot id to read: time and pid still tell runs apart.
+        assert_ne!(fallback_run_id(1, 1, ""), fallback_run_id(2, 1, ""));
+        let id = new_run_id();
+        assert!(id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
     }
 }

@@ -32,6 +32,7 @@
 //! record, then the end of the line or file) is reported and does not count
 //! as bad input. Exit status: 0, or 1 if bad input was skipped, or 2.
 
+mod fast;
 mod print;
 pub mod reader;
 pub mod store;
@@ -251,6 +252,9 @@ impl Run {
 /// A chain waiting to be shown: its verdict record, its rebuild, or both.
 struct Slot {
     recorded: Option<(Chain, Place)>,
+    /// The verdict record's `chain_uid` (or one made from its run id, for
+    /// a record written before `chain_uid`).
+    uid: Option<String>,
     rebuilt: Option<Chain>,
     /// Log time (the watermark) when the slot was made.
     stamp: u64,
@@ -628,12 +632,16 @@ impl<W: Write, E: Write> Report<W, E> {
         if let Record::Header(h) = line.record {
             return self.on_header(h, place);
         }
+        let uid = match &line.record {
+            Record::Verdict(c) => line.chain_uid.clone().or_else(|| line.run.as_deref().map(|r| crate::record::chain_uid(r, c.id))),
+            _ => None,
+        };
         self.run.records += 1;
         self.run.last_place = Some(place.clone());
         match line.record {
             Record::Header(_) => Ok(()),
             Record::Event(e) => self.on_event(e),
-            Record::Verdict(c) => self.on_verdict(*c, place),
+            Record::Verdict(c) => self.on_verdict(*c, uid, place),
             Record::Loss(l) => self.on_loss(l, place),
             Record::Summary(s) => self.on_summary(s, place),
             Record::Watched(w) => self.on_watched(w, place),
@@ -839,12 +847,12 @@ impl<W: Write, E: Write> Report<W, E> {
         self.release(false)
     }
 
-    fn on_verdict(&mut self, chain: Chain, place: Place) -> io::Result<()> {
+    fn on_verdict(&mut self, chain: Chain, uid: Option<String>, place: Place) -> io::Result<()> {
         self.totals.verdict_records += 1;
         if self.run.mono_to_wall.is_some() {
             self.stores.saw_wall(self.run.wall(chain.first_ts_ns));
         }
-        self.insert_recorded(chain, place);
+        self.insert_recorded(chain, uid, place);
         self.release(false)
     }
 
@@ -918,13 +926,16 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 
     /// Pairs a verdict record with a waiting rebuild, or waits for one.
-    fn insert_recorded(&mut self, chain: Chain, place: Place) {
+    fn insert_recorded(&mut self, chain: Chain, uid: Option<String>, place: Place) {
         let key = self.pending_chain(&chain, |s| s.recorded.is_none() && s.rebuilt.as_ref().map(|r| same_crash(r, &chain)).unwrap_or(false));
         match key.and_then(|k| self.pending.get_mut(&k)) {
-            Some(Item::Chain(s)) => s.recorded = Some((chain, place)),
+            Some(Item::Chain(s)) => {
+                s.recorded = Some((chain, place));
+                s.uid = uid;
+            }
             _ => {
                 let (tgid, first_ts_ns) = (chain.crasher.tgid, chain.first_ts_ns);
-                let slot = Slot { recorded: Some((chain, place)), rebuilt: None, stamp: self.watermark };
+                let slot = Slot { recorded: Some((chain, place)), uid, rebuilt: None, stamp: self.watermark };
                 self.insert_slot(tgid, first_ts_ns, slot);
             }
         }
@@ -943,7 +954,7 @@ impl<W: Write, E: Write> Report<W, E> {
             Some(Item::Chain(s)) => s.rebuilt = Some(chain),
             _ => {
                 let (tgid, first_ts_ns) = (chain.crasher.tgid, chain.first_ts_ns);
-                let slot = Slot { recorded: None, rebuilt: Some(chain), stamp: self.watermark };
+                let slot = Slot { recorded: None, uid: None, rebuilt: Some(chain), stamp: self.watermark };
                 self.insert_slot(tgid, first_ts_ns, slot);
             }
         }
@@ -1014,7 +1025,7 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 
     fn show_chain(&mut self, slot: Slot) -> io::Result<()> {
-        let Slot { recorded, rebuilt, .. } = slot;
+        let Slot { recorded, rebuilt, uid, .. } = slot;
         let (chain, place, rebuilt) = match (recorded, rebuilt) {
             (Some((c, p)), r) => (c, Some(p), r),
             (None, Some(r)) => (r, None, None),
@@ -1068,6 +1079,7 @@ impl<W: Write, E: Write> Report<W, E> {
 
         let shown = ShownChain {
             chain: &chain,
+            chain_uid: uid.as_deref(),
             place: place.as_ref(),
             rebuilt: rebuilt.as_ref(),
             core: core.as_ref(),

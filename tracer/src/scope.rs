@@ -34,8 +34,15 @@ pub struct Scope {
     /// `--container ID|NAME` and `--unit NAME`, read from the cgroup path.
     container: Option<String>,
     unit: Option<String>,
+    /// Container names learnt (id → name), newest last, at most
+    /// [`NAMES_MAX`]: `--container NAME` matches events of a container once
+    /// its name is known.
+    names: Vec<(String, String)>,
     watch: Option<Watch>,
 }
+
+/// Container names remembered, at most.
+const NAMES_MAX: usize = 256;
 
 #[derive(Clone, Debug)]
 struct Watch {
@@ -89,7 +96,7 @@ impl Scope {
             handled: None,
             pattern_writes: Vec::new(),
         });
-        Scope { cgroup, container: None, unit: None, watch }
+        Scope { cgroup, container: None, unit: None, names: Vec::new(), watch }
     }
 
     /// Adds `--container` and `--unit`: only what runs in that container
@@ -99,8 +106,21 @@ impl Scope {
         self
     }
 
-    /// Whether a cgroup path passes `--cgroup`, `--container` and `--unit`.
-    fn path_in(&self, path: &str) -> bool {
+    /// Learns a container's name (from the runtime, or a logged verdict).
+    pub fn learn_container_name(&mut self, id: &str, name: &str) {
+        if self.names.iter().any(|(i, n)| i == id && n == name) {
+            return;
+        }
+        self.names.retain(|(i, _)| i != id);
+        if self.names.len() >= NAMES_MAX {
+            self.names.remove(0);
+        }
+        self.names.push((id.to_string(), name.to_string()));
+    }
+
+    /// Whether a cgroup path passes `--cgroup`, `--container` and `--unit`;
+    /// `known`: the container as a chain names it (with its name, if known).
+    fn path_in(&self, path: &str, known: Option<&crate::container::Container>) -> bool {
         if let Some(prefix) = &self.cgroup
             && !cgroup_under(path, prefix)
         {
@@ -109,7 +129,13 @@ impl Scope {
         if self.container.is_none() && self.unit.is_none() {
             return true;
         }
-        let ctx = crate::container::parse(path);
+        let mut ctx = crate::container::parse(path);
+        if let Some(c) = ctx.container.as_mut() {
+            c.name = known
+                .filter(|k| k.id == c.id)
+                .and_then(|k| k.name.clone())
+                .or_else(|| self.names.iter().find(|(i, _)| *i == c.id).map(|(_, n)| n.clone()));
+        }
         self.container.as_deref().is_none_or(|c| crate::container::matches_container(&ctx, c))
             && self.unit.as_deref().is_none_or(|u| crate::container::matches_unit(&ctx, u))
     }
@@ -184,7 +210,7 @@ impl Scope {
                 | Body::StackCopy { .. } => lookup.cgroup_path(ev),
             };
             if let Some(path) = path
-                && !self.path_in(&path)
+                && !self.path_in(&path, None)
             {
                 return false;
             }
@@ -232,7 +258,7 @@ impl Scope {
 
     /// Whether a chain is in scope.
     pub fn chain(&self, chain: &Chain) -> bool {
-        if self.by_path() && !chain.cgroup_path.as_deref().is_some_and(|p| self.path_in(p)) {
+        if self.by_path() && !chain.cgroup_path.as_deref().is_some_and(|p| self.path_in(p, chain.container.as_ref())) {
             return false;
         }
         let Some(w) = &self.watch else { return true };

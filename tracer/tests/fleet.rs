@@ -312,7 +312,7 @@ fn journal_entries_for_each_verdict() {
         let fields = parse_entry(&buf[..n]).unwrap_or_else(|| panic!("not the native protocol: {:?}", &buf[..n]));
         let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         if get("CRASHTRACE_CRASHER_PID") == Some(pid.to_string()) {
-            ours.push((get("MESSAGE_ID"), get("PRIORITY"), get("CRASHTRACE_VERDICT"), get("CRASHTRACE_SIGNAL"), get("SYSLOG_IDENTIFIER"), get("CRASHTRACE_CHAIN")));
+            ours.push((get("MESSAGE_ID"), get("PRIORITY"), get("CRASHTRACE_VERDICT"), get("CRASHTRACE_SIGNAL"), get("SYSLOG_IDENTIFIER"), get("CRASHTRACE_CHAIN"), get("CRASHTRACE_CHAIN_UID")));
         }
     }
     let stopped = tracer.stop();
@@ -328,6 +328,8 @@ fn journal_entries_for_each_verdict() {
         Some("SIGSEGV".to_string()),
         Some("crashtrace".to_string()),
         Some(chain["id"].to_string()),
+        // The same name for the chain as the verdict record's.
+        Some(chain["chain_uid"].as_str().expect("the verdict record names its chain").to_string()),
     );
     assert_eq!(ours[0], want);
 

@@ -38,12 +38,9 @@ fn report(args: &[&str]) -> Finished {
     done
 }
 
-/// The JSON Lines of a `report --json`, each checked to be JSON.
+/// The JSON Lines of a `report --json`, each checked against the schema.
 fn records(done: &Finished) -> Vec<Value> {
-    done.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("report printed a line that is not JSON ({e}): {l}")))
-        .collect()
+    common::records_of(&done.stdout)
 }
 
 fn of_type<'a>(records: &'a [Value], t: &str) -> Vec<&'a Value> {
@@ -133,11 +130,7 @@ fn round_trip_live_log_report() {
     let mode = std::fs::metadata(&log).expect("the log exists");
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
     // The log holds exactly what was printed live.
-    let logged: Vec<Value> = std::fs::read_to_string(&log)
-        .expect("reading the log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("the log is JSON Lines"))
-        .collect();
+    let logged: Vec<Value> = common::records_of(&std::fs::read_to_string(&log).expect("reading the log"));
     assert_eq!(logged, live.records, "the log differs from the live --json output");
 
     let store_arg = store.display().to_string();

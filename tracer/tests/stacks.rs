@@ -169,7 +169,8 @@ fn frame_pointers_name_three_levels_when_the_core_is_lost() {
     let machine = Exclusive::take();
     let dir = TempDir::new("crashtrace-stacks");
     let binary = build_c(dir.path(), "deep-fp", &["-O0", "-fno-omit-frame-pointer"]);
-    let verdict = crash_with_core_lost(&machine, &binary, dir.path());
+    // The kernel walk is taken only when asked for (--kernel-stack).
+    let verdict = crash_with_core_lost_args(&machine, &binary, dir.path(), &["--json", "--kernel-stack"]);
     eprintln!("frame pointers, -O0:\n{}", show(&verdict));
 
     // The core is lost, the stack is not.
@@ -464,6 +465,10 @@ fn default_flags_find_the_caller_of_a_leaf_without_a_frame() {
     eprintln!("leaf without a frame, -O1 -fno-omit-frame-pointer:\n{}", show(&verdict));
     assert_frames(&verdict, &["leaf", "caller", "outer", "main"], &binary);
     assert_unwound_by_eh_frame(&verdict);
+    // Default flags take no kernel walk: it adds microseconds to every
+    // crash and shows only the way back to user space (see --kernel-stack).
+    let kernel = verdict["stack"]["kernel"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(kernel, 0, "a kernel stack was taken with default flags: {:#}", verdict["stack"]);
 }
 
 #[test]

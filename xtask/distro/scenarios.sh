@@ -56,6 +56,11 @@ if ! dpkg-query -W -f='${Status}' crashtrace 2>/dev/null | grep -q 'install ok i
 	fact install.config_keys "$(grep -cE '^(pid = 1|journal = true)$' "$CONF")"
 	timeout -k 5 60 systemctl enable crashtrace.service >>"$R/install.txt" 2>&1
 	fact install.enable_rc "$?"
+	# A variant's own units (systemd-coredumpd on sid-coredumpd).
+	if [ -s /payload/enable-units.txt ]; then
+		timeout -k 5 60 systemctl enable $(cat /payload/enable-units.txt) >>"$R/install.txt" 2>&1
+		fact install.variant_enable_rc "$?"
+	fi
 	fact install.done "$(now)"
 	timeout -k 5 60 systemctl poweroff || poweroff_now
 	exit 0

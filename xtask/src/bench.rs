@@ -11,7 +11,9 @@
 //!    stack capture's cost per crash;
 //! 3. memory and correlation state under pid churn;
 //! 4. start-up time and memory to "attached";
-//! 5. `crashtrace report` speed, when the report command exists.
+//! 5. `crashtrace report` speed, when the report command exists;
+//! 6. the stack capture's cost per fatal signal in the kernel
+//!    (`--only 6`), against no capture at all.
 //!
 //! Every figure is the median of several runs; comparisons alternate A and B
 //! within one run and are reported as ratios. Targets are checked and each
@@ -26,6 +28,7 @@ mod global;
 mod machine;
 mod overhead;
 mod report_speed;
+mod stackcost;
 mod startup;
 mod stats;
 mod storm;
@@ -78,6 +81,9 @@ pub(crate) struct Scale {
     pub report_events: u64,
     pub report_small_events: u64,
     pub report_runs: usize,
+    /// Stack-capture cost: crashes per configuration and round, and rounds.
+    pub stack_crashes: u64,
+    pub stack_rounds: usize,
 }
 
 impl Scale {
@@ -96,6 +102,8 @@ impl Scale {
         report_events: 1_000_000,
         report_small_events: 100_000,
         report_runs: 3,
+        stack_crashes: 2_000,
+        stack_rounds: 3,
     };
     pub(crate) const QUICK: Scale = Scale {
         name: "quick",
@@ -111,6 +119,8 @@ impl Scale {
         report_events: 100_000,
         report_small_events: 10_000,
         report_runs: 1,
+        stack_crashes: 500,
+        stack_rounds: 2,
     };
 }
 
@@ -123,7 +133,7 @@ impl Scale {
              storms {} rounds of {} crashes (file pattern) and {} (pipe helper; fewer, because the kernel \
              starts a helper process per crash and the machine manages only about 2,000 of those a second, so the \
              run stays within the budget); pid churn {} processes, one in {} crashing; {} starts; report on logs \
-             of {} and {} events.",
+             of {} and {} events; stack capture cost {} rounds of {} crashes per configuration.",
             self.name,
             self.overhead_rounds,
             count(self.busy_forks),
@@ -136,6 +146,8 @@ impl Scale {
             self.startup_runs,
             count(self.report_small_events),
             count(self.report_events),
+            self.stack_rounds,
+            count(self.stack_crashes),
         )
     }
 }
@@ -258,12 +270,13 @@ pub(crate) fn run(root: &Path, binary: &Path, baseline: &Path, args: &BenchArgs)
     );
 
     type Bench = fn(&Ctx) -> Result<Section>;
-    let benches: [(u8, &str, Bench); 5] = [
+    let benches: [(u8, &str, Bench); 6] = [
         (1, "1. Overhead on a busy host that is not crashing", overhead::run),
         (2, "2. Crash storm", storm::run),
         (3, "3. Memory under pid churn", churn::run),
         (4, "4. Start-up", startup::run),
         (5, "5. Report speed", report_speed::run),
+        (6, "6. Stack capture cost", stackcost::run),
     ];
     let mut sections = Vec::new();
     let mut failed = Vec::new();

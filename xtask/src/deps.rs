@@ -17,7 +17,8 @@ pub(crate) enum Need {
     /// Linking host binaries (crashtrace, bpf-linker, the test programs).
     Build,
     /// Tier 2: crashing test programs, a real collector, unshare/setpriv,
-    /// readelf/strip for the stack tests, Prometheus for the metrics test.
+    /// readelf/strip for the stack tests, Prometheus for the metrics test,
+    /// podman (and runc) for the container test.
     Privileged,
     /// cargo-fuzz's libFuzzer is C++.
     Fuzz,
@@ -53,6 +54,10 @@ const COREDUMP: Package =
     pkg("systemd-coredump", &["/lib/systemd/systemd-coredump", "/usr/lib/systemd/systemd-coredump"]);
 /// A real Prometheus (and promtool) scraping the tracer's metrics.
 const PROMETHEUS: Package = pkg("prometheus", &["/usr/bin/prometheus"]);
+/// Rootful podman for the container test; runc because crun refuses
+/// hybrid cgroup hosts whose cgroup2 hierarchy has controllers.
+const PODMAN: Package = pkg("podman", &["/usr/bin/podman"]);
+const RUNC: Package = pkg("runc", &["/usr/bin/runc", "/usr/sbin/runc"]);
 const GXX: Package = pkg("g++", &["/usr/bin/g++", "/usr/bin/c++"]);
 const QEMU: Package = pkg("qemu-system-x86", &["/usr/bin/qemu-system-x86_64"]);
 const BUSYBOX: Package = pkg("busybox-static", &["/bin/busybox", "/usr/bin/busybox"]);
@@ -74,7 +79,7 @@ pub(crate) fn packages(needs: &[Need]) -> Vec<Package> {
     for need in needs {
         let list: &[Package] = match need {
             Need::Build => &[GCC, LIBC_DEV],
-            Need::Privileged => &[GCC, LIBC_DEV, BINUTILS, UTIL_LINUX, COREDUMP, PROMETHEUS],
+            Need::Privileged => &[GCC, LIBC_DEV, BINUTILS, UTIL_LINUX, COREDUMP, PROMETHEUS, PODMAN, RUNC],
             Need::Fuzz => &[GXX],
             Need::Vm => &[QEMU, BUSYBOX, LIBC_DEV, KEYRING, MMDEBSTRAP, QEMU_UTILS, E2FSPROGS],
             Need::Dist => &[DPKG, FILE, GZIP],

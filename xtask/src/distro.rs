@@ -124,7 +124,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         std::thread::spawn(move || {
             for rel in releases {
                 eprintln!("xtask: distro: {}: root image (mmdebstrap, cached by recipe)", rel.name);
-                let built = image::root_image(&dir.join(rel.name), &rel).map_err(|e| format!("{e:#}"));
+                let built = image::root_image(&dir.join(rel.image), &rel).map_err(|e| format!("{e:#}"));
                 if tx.send((rel, built)).is_err() {
                     return;
                 }
@@ -166,7 +166,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let _ = builder.join();
     let mut runs = runs.into_inner().unwrap_or_default();
     // Oldest release first, whatever order the guests finished in.
-    runs.sort_by_key(|r| release::RELEASES.iter().position(|x| x.name == r.release.name));
+    runs.sort_by_key(|r| release::RELEASES.iter().chain(release::VARIANTS).position(|x| x.name == r.release.name));
     if runs.len() != releases.len() {
         bail!("only {} of {} releases ran: the image builder stopped", runs.len(), releases.len());
     }
@@ -219,7 +219,7 @@ fn run_one(
         Some(t) => eprintln!("xtask: distro: {}: built {} in {:.0} s", rel.name, image.display(), t.as_secs_f64()),
         None => eprintln!("xtask: distro: {}: cached {}", rel.name, image.display()),
     }
-    let disks = image::run_disks(&run.work, &image, deb, vmtool)?;
+    let disks = image::run_disks(&run.work, &image, deb, vmtool, rel.enable)?;
     eprintln!("xtask: distro: {}: first boot: installing {} under TCG, limit {} s", rel.name, deb.display(), args.timeout);
     let install = boot::boot(&kernel.vmlinuz, &disks, &run.work, "install", Duration::from_secs(args.timeout))?;
     run.install_boot = Some(install.elapsed);

@@ -239,6 +239,29 @@ fn only(chains: Vec<Chain>) -> Chain {
     chains.into_iter().next().unwrap()
 }
 
+/// runc's init execs the container's program: exec's de_thread SIGKILLs
+/// the other threads (no sender, SI_USER, a non-leader thread); the program
+/// then faults. One chain, the SIGSEGV's, with its dump.
+#[test]
+fn an_execs_sigkill_of_other_threads_does_not_swallow_the_crash() {
+    let kill = tracer_common::signal::SIGKILL;
+    let mut zap = deliver(1, 500, kill, 0, None, Some(1));
+    zap.task = Proc { pid: 504, tgid: 500, comm: "runc:[2:INIT]".into() };
+    if let Body::SignalDeliver { code, fault_addr, .. } = &mut zap.body {
+        (*code, *fault_addr) = (0, None);
+    }
+    let mut c = Correlator::new(Config::default());
+    let mut out = Vec::new();
+    for e in [settings("core", 0, None), zap, fault(5, 500, SEGV), deliver(5, 500, SEGV, 0, None, Some(1)), exit(9, proc(500, "app"), 139, Role::Crasher)] {
+        out.extend(c.feed(&e));
+    }
+    out.extend(c.flush());
+    let chain = only(out);
+    assert_eq!((chain.sig, chain.crasher.pid, chain.dump.is_some()), (SEGV, 500, true), "{chain:?}");
+    assert!(!chain.timeline.iter().any(|s| s.what.contains("SIGKILL")), "{:?}", chain.timeline);
+    assert_eq!(c.stats().exec_zaps_dropped, 1);
+}
+
 const SEGV: i32 = tracer_common::signal::SIGSEGV;
 const PIPE: &str = "|/usr/lib/collector %P";
 

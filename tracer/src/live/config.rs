@@ -49,6 +49,10 @@ pub struct LoadConfig {
     /// `--ring-buffer-size`, or the size [`auto_ring_size`] picks.
     pub ring_buffer_size: u32,
     pub stack_copy: u32,
+    /// `--kernel-stack`: walk the kernel stack at a fatal signal too.
+    pub kernel_stack: bool,
+    /// Hidden `--no-stack-capture`: the benchmark's baseline.
+    pub no_stack_capture: bool,
     /// Ship every signal_generate event to user space: the naive baseline
     /// of the overhead benchmark. No flag sets it; only the bench-only
     /// binary `crashtrace-bench-baseline` does.
@@ -141,6 +145,8 @@ impl LiveConfig {
                 coredump_hook: args.coredump_hook,
                 ring_buffer_size: args.ring_buffer_size.unwrap_or_else(|| auto_ring_size(env.cpus, args.stack_copy)),
                 stack_copy: args.stack_copy,
+                kernel_stack: args.kernel_stack,
+                no_stack_capture: args.no_stack_capture,
                 naive_all_signals: false,
             },
             duration: args.duration.map(Duration::from_secs),
@@ -165,6 +171,7 @@ impl LiveConfig {
             ("coredump_hook", a.coredump_hook != b.coredump_hook),
             ("ring_buffer_size", a.ring_buffer_size != b.ring_buffer_size),
             ("stack_copy", a.stack_copy != b.stack_copy),
+            ("kernel_stack", a.kernel_stack != b.kernel_stack),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

@@ -50,6 +50,7 @@ pub struct FileConfig {
     coredump_hook: Option<Spanned<String>>,
     ring_buffer_size: Option<Spanned<u32>>,
     stack_copy: Option<Spanned<u32>>,
+    kernel_stack: Option<Spanned<bool>>,
     verdicts_only: Option<Spanned<bool>>,
     duration: Option<Spanned<u64>>,
     fail_on_drop: Option<Spanned<bool>>,
@@ -189,6 +190,11 @@ impl Loaded {
             && take("stack_copy")
         {
             args.stack_copy = cli::parse_stack_copy(&v.get_ref().to_string()).map_err(|e| self.bad("stack_copy", v, e))?;
+        }
+        if let Some(v) = &k.kernel_stack
+            && take("kernel_stack")
+        {
+            args.kernel_stack = *v.get_ref();
         }
         if let Some(v) = &k.verdicts_only
             && take("verdicts_only")

@@ -83,6 +83,106 @@ pub fn cwd(tgid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()?.to_str().map(str::to_string)
 }
 
+/// A crasher's file system when it is not the tracer's: a container's root.
+/// The kernel writes a file-pattern core in the crasher's mount namespace
+/// (relative to its cwd, or to its root), which the tracer's own paths do
+/// not reach, and which may be gone from the host's view once the container
+/// stops. The root is held open from the delivery (while the crasher lives)
+/// until the core lookup ends, and every path under it is resolved with
+/// `RESOLVE_IN_ROOT`: a symlink the container's files hold is resolved as
+/// the kernel resolved it for the dump, never against the host's root.
+#[derive(Debug)]
+pub struct ForeignFs {
+    root: std::os::fd::OwnedFd,
+    /// The crasher's cwd as its mount namespace names it.
+    cwd: Option<String>,
+    /// The host path of `root` when it is a container's upper layer taken
+    /// from the runtime's records (the crasher was gone before its own
+    /// root could be read); None for a root read from /proc.
+    host_root: Option<String>,
+}
+
+impl ForeignFs {
+    /// The crasher's root, if its mount namespace is not the tracer's; read
+    /// while the crasher lives (at delivery).
+    pub fn of(tgid: u32) -> Option<ForeignFs> {
+        use std::os::unix::fs::MetadataExt;
+        let theirs = std::fs::metadata(format!("/proc/{tgid}/ns/mnt")).ok()?;
+        let ours = std::fs::metadata("/proc/self/ns/mnt").ok()?;
+        if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+            return None;
+        }
+        let root = open_path(&format!("/proc/{tgid}/root"))?;
+        // readlink of another namespace's cwd gives the path from that
+        // namespace's root: what the kernel used for a relative pattern.
+        Some(ForeignFs { root, cwd: cwd(tgid), host_root: None })
+    }
+
+    /// A container's upper layer (a host directory named by the runtime's
+    /// root-owned records, see [`super::names`]) standing for its root;
+    /// `cwd` from its OCI spec. The upper layer holds what the container
+    /// wrote, cores included.
+    pub fn from_store(upper: &str, cwd: Option<String>) -> Option<ForeignFs> {
+        Some(ForeignFs { root: open_path(upper)?, cwd, host_root: Some(upper.to_string()) })
+    }
+
+    /// The directory `dir` (absolute, in the crasher's namespace), opened
+    /// O_PATH with the crasher's root as `/`.
+    fn open_dir(&self, dir: &str) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let rel = dir.trim_start_matches('/');
+        let rel = if rel.is_empty() { "." } else { rel };
+        let c = std::ffi::CString::new(rel).ok()?;
+        // SAFETY: open_how is plain data; zeroed is its documented default.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: a valid dirfd, a NUL-terminated path and a live open_how
+        // whose size is passed; the result is a new fd or -1.
+        let fd = unsafe {
+            libc::syscall(libc::SYS_openat2, self.root.as_raw_fd(), c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: openat2 returned a new fd that nothing else owns.
+        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    }
+}
+
+/// An O_PATH fd on `path`, following it (for /proc/PID/root).
+fn open_path(path: &str) -> Option<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(path).ok()?;
+    Some(f.into())
+}
+
+/// The upper directory on the host of the overlay mount `dev` is (major,
+/// minor) of, from the host's mountinfo (never the crasher's: a container
+/// can mount what it likes in its own namespace). Only the root of the
+/// overlay counts: a core elsewhere in it is under `upperdir` at the same
+/// relative path.
+pub fn overlay_upperdir(mountinfo: &str, dev: (u32, u32)) -> Option<String> {
+    let want = format!("{}:{}", dev.0, dev.1);
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        let majmin = fields.nth(2)?;
+        let root = fields.next()?;
+        let (_, after) = line.split_once(" - ")?;
+        let mut after = after.split(' ');
+        let fstype = after.next()?;
+        let _source = after.next()?;
+        let options = after.next()?;
+        if majmin != want || root != "/" || fstype != "overlay" {
+            return None;
+        }
+        // Options are comma-separated; mountinfo escapes commas in paths
+        // as \054 only in some kernels, so a path with a comma is refused.
+        let upper = options.split(',').find_map(|o| o.strip_prefix("upperdir="))?;
+        (upper.starts_with('/') && !upper.contains('\\')).then(|| upper.to_string())
+    })
+}
+
 /// The text of /proc/TGID/maps, for symbolising its stack later.
 pub fn maps(tgid: u32) -> Result<String, String> {
     std::fs::read_to_string(format!("/proc/{tgid}/maps")).map_err(|e| format!("/proc/{tgid}/maps: {e}"))
@@ -202,6 +302,90 @@ fn scan(dir: &std::path::Path, not_before_ns: u64, matches: impl Fn(&str) -> boo
     found.into_iter().map(|(_, p)| p).collect()
 }
 
+/// A file pattern's core looked for in the crasher's own file system
+/// (a container's): found through its root, reported by its host path when
+/// the container's root is an overlay (its upper layer, where the file
+/// stays until the container is removed), else by its path inside.
+fn locate_in_foreign(
+    f: &ForeignFs,
+    pattern: &str,
+    ctx: &store::ChainContext,
+    not_before: u64,
+    rlimit_core: Option<u64>,
+    last: bool,
+) -> Option<CoreLocation> {
+    use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
+    let inside = match (&f.cwd, pattern.starts_with('/')) {
+        (_, true) => pattern.to_string(),
+        (Some(cwd), false) => format!("{}/{pattern}", cwd.trim_end_matches('/')),
+        (None, false) => {
+            let mut loc = CoreLocation::on_word(FoundBy::FilePattern, None, "the crasher's working directory in its container could not be read: the core's place is unknown");
+            loc.found_by = None;
+            return last.then_some(loc);
+        }
+    };
+    let (dir, names) = match store::pattern_location(&inside, ctx) {
+        Ok(l) => l,
+        Err(why) => {
+            let mut loc = CoreLocation::on_word(FoundBy::FilePattern, None, &why);
+            loc.found_by = None;
+            return last.then_some(loc);
+        }
+    };
+    let dir_inside = dir.display().to_string();
+    let where_inside = format!("in the crasher's mount namespace (its container's root fs), not the host's: {dir_inside}");
+    let Some(dir_fd) = f.open_dir(&dir_inside) else {
+        return last.then(|| {
+            let mut loc = CoreLocation::missing(vec![dir_inside.clone()], None);
+            loc.known_store = false;
+            loc.note = Some(format!("{where_inside} does not exist there (or is not a directory), so the kernel could not write the core"));
+            loc
+        });
+    };
+    let via = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir_fd.as_raw_fd()));
+    // The host's name for the directory: the overlay's upper layer, when
+    // the directory is on the container's root file system.
+    let host_dir = (|| {
+        if let Some(h) = &f.host_root {
+            return Some(format!("{}{}", h.trim_end_matches('/'), if dir_inside == "/" { "" } else { dir_inside.as_str() }));
+        }
+        let dir_meta = std::fs::metadata(&via).ok()?;
+        let root_meta = std::fs::metadata(format!("/proc/self/fd/{}", f.root.as_raw_fd())).ok()?;
+        if dir_meta.dev() != root_meta.dev() {
+            return None;
+        }
+        let dev = (libc::major(dir_meta.dev()), libc::minor(dir_meta.dev()));
+        let upper = overlay_upperdir(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, dev)?;
+        Some(format!("{}{}", upper.trim_end_matches('/'), if dir_inside == "/" { "" } else { dir_inside.as_str() }))
+    })();
+    for p in scan(&via, not_before, |n| names.iter().any(|t| store::glob(t, n))) {
+        let Some((mut file, size)) = open_regular(&p) else { continue };
+        let head = read_head(&mut file, CORE_HEAD_MAX);
+        let truncated = core_location::elf_core_truncated(&head, size).unwrap_or_else(|| rlimit_core.map(|l| size + 4096 > l).unwrap_or(false));
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let inside_path = format!("{}/{name}", dir_inside.trim_end_matches('/'));
+        let (path, note) = match &host_dir {
+            Some(h) => (
+                format!("{h}/{name}"),
+                format!(
+                    "written at {inside_path} in the crasher's mount namespace (its container's root fs); this is that file in the container's upper layer on the host, kept until the container is removed{}",
+                    if f.host_root.is_some() { " (found through the runtime's records: the crasher was gone before its root could be read)" } else { "" }
+                ),
+            ),
+            None => (inside_path.clone(), format!("{inside_path} is in the crasher's mount namespace (its container's root fs), not the host's")),
+        };
+        let mut loc = CoreLocation::found(path, Some(size), truncated, FoundBy::FilePattern);
+        loc.note = Some(note);
+        return Some(loc);
+    }
+    last.then(|| {
+        let mut loc = CoreLocation::missing(vec![host_dir.clone().unwrap_or_else(|| dir_inside.clone())], None);
+        loc.known_store = false;
+        loc.note = Some(format!("{where_inside}; no core there"));
+        loc
+    })
+}
+
 /// One extended attribute of an open file, as text.
 fn xattr(f: &std::fs::File, name: &str) -> Option<String> {
     use std::os::fd::AsRawFd;
@@ -289,9 +473,11 @@ pub enum Located {
 /// was searched and why nothing is there. `wall_start_ns` is the crash's
 /// wall-clock time. Never runs `journalctl` itself: `journal` is its answer
 /// if it was asked (see [`Located::AskJournal`]).
-pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool, journal: JournalWord<'_>) -> Located {
+/// `foreign`: the crasher's file system when it ran in another mount
+/// namespace ([`ForeignFs`]); a file pattern is then looked for there.
+pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, foreign: Option<&ForeignFs>, last: bool, journal: JournalWord<'_>) -> Located {
     let mut needs_journal = false;
-    match locate(chain, wall_start_ns, cwd, last, journal, &mut needs_journal) {
+    match locate(chain, wall_start_ns, cwd, foreign, last, journal, &mut needs_journal) {
         _ if needs_journal => Located::AskJournal,
         Some(loc) => Located::Done(loc),
         None => Located::Later,
@@ -300,7 +486,15 @@ pub fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: b
 
 /// [`locate_core`]'s search; sets `needs_journal` (and gives None) where it
 /// needs the journal's answer and has none.
-fn locate(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool, journal: JournalWord<'_>, needs_journal: &mut bool) -> Option<CoreLocation> {
+fn locate(
+    chain: &Chain,
+    wall_start_ns: u64,
+    cwd: Option<&str>,
+    foreign: Option<&ForeignFs>,
+    last: bool,
+    journal: JournalWord<'_>,
+    needs_journal: &mut bool,
+) -> Option<CoreLocation> {
     let dump = chain.dump.as_ref()?;
     let tgid = chain.crasher.tgid;
     let not_before = wall_start_ns.saturating_sub(store::SLACK_NS);
@@ -320,6 +514,9 @@ fn locate(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool, jour
                 boot_id: None,
                 core_uses_pid: core_settings().map(|s| s.core_uses_pid),
             };
+            if let Some(f) = foreign {
+                return locate_in_foreign(f, path, &ctx, not_before, dump.rlimit_core, last);
+            }
             // The kernel resolves a relative pattern against the crasher's cwd.
             let path = match cwd {
                 Some(cwd) if !path.starts_with('/') => format!("{}/{path}", cwd.trim_end_matches('/')),
@@ -458,7 +655,7 @@ mod tests {
 
     /// A file-pattern lookup, which never needs the journal.
     fn locate_core(chain: &Chain, wall_start_ns: u64, cwd: Option<&str>, last: bool) -> Option<CoreLocation> {
-        match super::locate_core(chain, wall_start_ns, cwd, last, JournalWord::Unasked) {
+        match super::locate_core(chain, wall_start_ns, cwd, None, last, JournalWord::Unasked) {
             Located::Done(loc) => Some(loc),
             Located::Later => None,
             Located::AskJournal => panic!("a file pattern asked for the journal"),
@@ -478,6 +675,67 @@ mod tests {
         });
         c.kernel_said_dumped = true;
         c
+    }
+
+    #[test]
+    fn overlay_upper_dirs_come_from_the_mount_of_that_device() {
+        let info = "\
+24 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+512 24 0:77 / /var/lib/containers/storage/overlay/abc/merged rw,nodev,relatime - overlay overlay rw,lowerdir=/var/lib/containers/storage/overlay/l/X,upperdir=/var/lib/containers/storage/overlay/abc/diff,workdir=/var/lib/containers/storage/overlay/abc/work
+513 24 0:78 /sub /mnt/x rw - overlay overlay rw,upperdir=/u/diff,workdir=/u/work
+514 24 0:79 / /mnt/y rw - tmpfs tmpfs rw
+";
+        assert_eq!(overlay_upperdir(info, (0, 77)).as_deref(), Some("/var/lib/containers/storage/overlay/abc/diff"));
+        assert_eq!(overlay_upperdir(info, (0, 78)), None, "not the overlay's root");
+        assert_eq!(overlay_upperdir(info, (0, 79)), None, "not an overlay");
+        assert_eq!(overlay_upperdir(info, (8, 1)), None);
+        assert_eq!(overlay_upperdir("garbage", (0, 77)), None);
+    }
+
+    #[test]
+    fn a_foreign_root_is_searched_inside_and_its_links_stay_inside() {
+        // A stand-in for a container's root: the core at /core.4242.1 in it,
+        // and /cores a symlink to / (absolute): resolved in the container's
+        // root, never the host's.
+        let root = std::env::temp_dir().join(format!("crashtrace-foreign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("core.4242.1"), b"core").unwrap();
+        std::os::unix::fs::symlink("/", root.join("cores")).unwrap();
+        let f = ForeignFs { root: open_path(&root.display().to_string()).unwrap(), cwd: Some("/".into()), host_root: None };
+        let mut chain = file_chain("core.%P.%p", 4242, None);
+        chain.ns_pid = Some(1);
+        let found = match super::locate_core(&chain, 0, None, Some(&f), false, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("not found: {other:?}"),
+        };
+        assert!(found.path.as_deref().is_some_and(|p| p.ends_with("/core.4242.1")), "{found:?}");
+        assert_eq!(found.size, Some(4));
+        assert!(found.note.as_deref().is_some_and(|n| n.contains("/core.4242.1") && n.contains("mount namespace")), "{found:?}");
+        // Through the absolute link: the container's /, where the core is.
+        let mut linked = file_chain("/cores/core.%P.%p", 4242, None);
+        linked.ns_pid = Some(1);
+        assert!(matches!(super::locate_core(&linked, 0, None, Some(&f), false, JournalWord::Unasked), Located::Done(_)));
+        // A directory the container lacks: the kernel could not write.
+        let mut absent = file_chain("/nowhere/core", 4242, None);
+        absent.ns_pid = Some(1);
+        let missing = match super::locate_core(&absent, 0, None, Some(&f), true, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("no answer: {other:?}"),
+        };
+        assert_eq!((missing.path, missing.searched), (None, vec!["/nowhere".to_string()]));
+        assert!(missing.note.as_deref().is_some_and(|n| n.contains("does not exist")), "{:?}", missing.note);
+        // The same root taken from the runtime's records (an upper layer):
+        // the host path is the layer's, the cwd the OCI spec's.
+        let upper = root.display().to_string();
+        let g = ForeignFs::from_store(&upper, Some("/".into())).unwrap();
+        let found = match super::locate_core(&chain, 0, None, Some(&g), false, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("not found through the store: {other:?}"),
+        };
+        assert_eq!(found.path, Some(format!("{upper}/core.4242.1")));
+        assert!(found.note.as_deref().is_some_and(|n| n.contains("runtime's records")), "{found:?}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_file;
 pub mod enrich;
 pub mod journal;
+pub mod names;
 pub mod notify;
 pub mod pipeline;
 pub mod symbolizer;
@@ -109,6 +110,8 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
         coredump_hook: config.load.coredump_hook,
         ring_buffer_size: config.load.ring_buffer_size,
         stack_copy: config.load.stack_copy,
+        kernel_stack: config.load.kernel_stack,
+        no_stack_capture: config.load.no_stack_capture,
         naive_all_signals: config.load.naive_all_signals,
         watched: config.pid,
         cgroup_prefix: config.cgroup.clone(),

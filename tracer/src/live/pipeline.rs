@@ -8,7 +8,7 @@ use crate::{
     correlate::{Correlator, CORE_LOOKUP_WINDOW_NS},
     decode::DecodeError,
     event::{Body, Event, Proc},
-    record::{EventRecord, Record, Stamp, Summary},
+    record::{EventRecord, Line, Record, Stamp, Summary},
     render::wall,
     scope::{Lookup, Scope},
     sink::{Emitted, Sink, SinkSpec, Status},
@@ -18,12 +18,20 @@ use crate::{
 use super::{
     enrich::{self, Enricher, JournalWord, Located},
     journal::JournalWorker,
+    names::{Found, NameWorker},
     symbolizer::{SymbolizeWorker, DEADLINE},
     watch::WatchedPid,
 };
 
 /// Working directories kept for crashers at most.
 const CWDS_MAX: usize = 1024;
+/// Container roots held open at most: each is a file descriptor, and a
+/// burst of container crashes must not exhaust the tracer's.
+const FOREIGN_MAX: usize = 64;
+/// Container names remembered (id → name, or that there is none), at most.
+const NAMES_MAX: usize = 256;
+/// How long a chain's verdict waits for its container's name to be read.
+const NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Undecodable records reported on stderr, at most; more are only counted.
 const DECODE_ERRORS_PRINTED: u64 = 10;
 /// How long the final flush waits, in all, for the journal's answers still
@@ -53,11 +61,23 @@ pub struct Pipeline {
     mono_to_wall: i128,
     /// Crashers' working directories, for a relative file pattern (bounded).
     cwds: std::collections::BTreeMap<u32, String>,
+    /// The roots of crashers in other mount namespaces (containers), held
+    /// open until their core lookup ends; at most [`FOREIGN_MAX`].
+    foreign: std::collections::BTreeMap<u32, enrich::ForeignFs>,
+    /// Reads podman container names off the loop ([`super::names`]).
+    names: NameWorker,
+    /// What the runtime's records said of each container, oldest first.
+    container_names: Vec<(String, Found)>,
+    /// Ids asked about, not yet answered.
+    names_asked: std::collections::BTreeSet<String>,
+    /// Ended chains waiting (bounded in time) for their container's name.
+    awaiting_name: Vec<(Chain, std::time::Instant)>,
     pub decode_errors: u64,
     /// Chains shown with a dropped:* verdict (`--fail-on-drop`).
     pub dropped: u64,
-    /// The header and the latest core-settings event, for sinks opened later.
-    preamble: Vec<Record>,
+    /// The header and the latest core-settings event as they were emitted
+    /// (stamped), for sinks opened later.
+    preamble: Vec<Line>,
     /// What the sinks were shown, for the summary: the chains in scope.
     shown: Shown,
     /// The run's identity, stamped on every record; None in tests and
@@ -114,6 +134,11 @@ impl Pipeline {
             settings: None,
             mono_to_wall,
             cwds: Default::default(),
+            foreign: Default::default(),
+            names: NameWorker::new(),
+            container_names: Vec::new(),
+            names_asked: Default::default(),
+            awaiting_name: Vec::new(),
             decode_errors: 0,
             dropped: 0,
             preamble: Vec::new(),
@@ -124,18 +149,19 @@ impl Pipeline {
 
     /// Hands a record to every sink.
     pub fn emit(&mut self, record: Record) {
-        match &record {
-            Record::Header(_) => self.preamble = vec![record.clone()],
-            Record::Event(e) if matches!(e.event.body, Body::CoreSettings(_)) => {
-                self.preamble.truncate(1);
-                self.preamble.push(record.clone());
-            }
-            _ => {}
-        }
         let out = match &mut self.stamp {
             Some(stamp) => Emitted::from_line(stamp.line(record, super::realtime_ns())),
             None => Emitted::new(record),
         };
+        // Kept as stamped: a sink opened later gets the very same lines.
+        match out.record() {
+            Record::Header(_) => self.preamble = vec![out.line().clone()],
+            Record::Event(e) if matches!(e.event.body, Body::CoreSettings(_)) => {
+                self.preamble.truncate(1);
+                self.preamble.push(out.line().clone());
+            }
+            _ => {}
+        }
         for sink in &mut self.sinks {
             sink.write(&out);
         }
@@ -170,7 +196,7 @@ impl Pipeline {
         }
         let mut current: Vec<Option<Box<dyn Sink>>> = std::mem::take(&mut self.sinks).into_iter().map(Some).collect();
         let mut fresh = fresh.into_iter();
-        let preamble: Vec<Emitted> = self.preamble.iter().cloned().map(Emitted::new).collect();
+        let preamble: Vec<Emitted> = self.preamble.iter().cloned().map(Emitted::from_line).collect();
         for (spec, keep) in new.iter().zip(plan) {
             let sink = match keep.and_then(|j| current.get_mut(j).and_then(Option::take)) {
                 Some(mut sink) => {
@@ -284,11 +310,27 @@ impl Pipeline {
             // The crasher is still alive here (it is acting on the signal):
             // name its cgroup now, before the group can be removed.
             if let Some(path) = enrich::cgroup_v2_path(ev.task.tgid) {
+                // A podman container's name is read now, off the loop, so
+                // it is there when the chain ends.
+                if let Some(c) = crate::container::parse(&path).container
+                    && c.runtime == crate::container::Runtime::Podman
+                {
+                    self.ask_name(&c.id);
+                }
                 self.correlator.learn_cgroup_path(ev.cgroup_id, path);
             }
             // A relative file pattern is relative to the crasher's working
             // directory, which is only to be read while it lives.
             let relative = self.settings.as_ref().map(|s| matches!(s.mode(), DumpMode::File { path } if !path.starts_with('/'))).unwrap_or(false);
+            // A crasher in a container: the kernel writes a file-pattern
+            // core in its mount namespace; hold its root for the lookup.
+            let file = self.settings.as_ref().map(|s| matches!(s.mode(), DumpMode::File { .. })).unwrap_or(false);
+            if file && let Some(f) = enrich::ForeignFs::of(ev.task.tgid) {
+                if self.foreign.len() >= FOREIGN_MAX {
+                    self.foreign.pop_first();
+                }
+                self.foreign.insert(ev.task.tgid, f);
+            }
             if relative && let Some(cwd) = enrich::cwd(ev.task.tgid) {
                 if self.cwds.len() >= CWDS_MAX {
                     self.cwds.pop_first();
@@ -304,16 +346,90 @@ impl Pipeline {
 
     /// An event, if in scope.
     fn event(&mut self, ev: &Event) {
+        self.event_of_chain(ev, None);
+    }
+
+    /// An event, if in scope, that belongs to `chain` if given (a core
+    /// lookup's result), else to the chain the correlator says (a crashed
+    /// process's cgroup teardown), if any.
+    fn event_of_chain(&mut self, ev: &Event, chain: Option<u64>) {
         if !self.scope.event(ev, &Known(&self.correlator)) {
             return;
         }
         let wall_ns = wall(ev.ts_ns, self.mono_to_wall);
-        let chain = self.correlator.chain_of_cgroup_event(ev);
+        let chain = chain.or_else(|| self.correlator.chain_of_cgroup_event(ev));
         self.emit(Record::Event(EventRecord { wall_ns, chain, event: ev.clone() }));
     }
 
-    /// A chain that ended, if in scope.
+    /// Queues a lookup of a podman container's name, unless it is known
+    /// or asked already.
+    fn ask_name(&mut self, id: &str) {
+        if self.names_asked.contains(id) || self.container_names.iter().any(|(i, _)| i == id) {
+            return;
+        }
+        if self.names.ask(id) {
+            self.names_asked.insert(id.to_string());
+        }
+    }
+
+    /// Takes the names read so far; `wait`: how long to wait for the ones
+    /// still asked (at shutdown).
+    fn collect_names(&mut self, wait: Option<std::time::Duration>) {
+        let mut answers = self.names.ready();
+        if let Some(wait) = wait {
+            let deadline = std::time::Instant::now() + wait;
+            while self.names_asked.len() > answers.len() {
+                let Some(a) = self.names.wait(deadline.saturating_duration_since(std::time::Instant::now())) else { break };
+                answers.push(a);
+            }
+        }
+        for a in answers {
+            self.names_asked.remove(&a.id);
+            if let Some(name) = &a.found.name {
+                self.scope.learn_container_name(&a.id, name);
+            }
+            if self.container_names.len() >= NAMES_MAX {
+                self.container_names.remove(0);
+            }
+            self.container_names.push((a.id, a.found));
+        }
+    }
+
+    /// Shows the chains whose container name came, or waited long enough.
+    fn release_awaiting(&mut self, all: bool) {
+        self.collect_names(None);
+        let now = std::time::Instant::now();
+        let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_name).into_iter().partition(|(chain, since)| {
+            all || now.duration_since(*since) >= NAME_WAIT || !chain.container.as_ref().is_some_and(|c| self.names_asked.contains(&c.id))
+        });
+        self.awaiting_name = stay;
+        for (chain, _) in go {
+            self.show_verdict(chain);
+        }
+    }
+
+    /// A chain that ended: shown now, or once its container's name is read
+    /// (at most [`NAME_WAIT`] later).
     pub fn verdict(&mut self, mut chain: Chain) {
+        chain.learn_context();
+        if chain.container.as_ref().is_some_and(|c| self.names_asked.contains(&c.id)) {
+            self.collect_names(None);
+        }
+        if chain.container.as_ref().is_some_and(|c| self.names_asked.contains(&c.id)) {
+            self.awaiting_name.push((chain, std::time::Instant::now()));
+            return;
+        }
+        self.show_verdict(chain);
+    }
+
+    /// A chain that ended, if in scope.
+    fn show_verdict(&mut self, mut chain: Chain) {
+        chain.learn_context();
+        if let Some(c) = chain.container.as_mut()
+            && let Some((_, found)) = self.container_names.iter().find(|(i, _)| *i == c.id)
+        {
+            c.name = found.name.clone();
+        }
         self.scope.note_chain(&chain);
         if let Some(w) = self.watched.as_mut() {
             w.note_chain(&chain);
@@ -321,7 +437,6 @@ impl Pipeline {
         if chain.stalled {
             self.enrich.stall_evidence(&mut chain, self.scope.watched_pid());
         }
-        chain.learn_context();
         if !self.scope.chain(&chain) {
             self.shown.out_of_scope += 1;
             return;
@@ -377,6 +492,9 @@ impl Pipeline {
         for chain in self.correlator.flush() {
             self.verdict(chain);
         }
+        // No later tick: the names still out get a last, bounded wait.
+        self.collect_names(Some(NAME_WAIT));
+        self.release_awaiting(true);
     }
 
     /// Looks for the cores of chains whose dump is over (retrying on each
@@ -405,7 +523,11 @@ impl Pipeline {
                 Some(entry) => JournalWord::Answered(entry.as_ref()),
                 None => JournalWord::Unasked,
             };
-            let loc = match enrich::locate_core(&req.chain, wall_start, cwd, last, journal) {
+            // The crasher's root as read at delivery or, when it was gone
+            // by then, its container's upper layer from the runtime's records.
+            let from_store = if self.foreign.contains_key(&req.chain.crasher.tgid) { None } else { self.store_root(&req.chain) };
+            let foreign = self.foreign.get(&req.chain.crasher.tgid).or(from_store.as_ref());
+            let loc = match enrich::locate_core(&req.chain, wall_start, cwd, foreign, last, journal) {
                 Located::Done(loc) => loc,
                 Located::Later => continue,
                 Located::AskJournal => {
@@ -426,6 +548,7 @@ impl Pipeline {
                 }
             };
             self.cwds.remove(&req.chain.crasher.tgid);
+            self.foreign.remove(&req.chain.crasher.tgid);
             let ev = Event {
                 ts_ns: now_ns.max(req.chain.last_ts_ns),
                 cpu: 0,
@@ -434,12 +557,25 @@ impl Pipeline {
                 body: Body::CoreLocated(loc),
             };
             self.correlator.feed(&ev);
-            self.event(&ev);
+            self.event_of_chain(&ev, Some(req.chain_id));
         }
+    }
+
+    /// A podman container's root file system as its store names it, for a
+    /// crasher whose own root could not be read while it lived.
+    fn store_root(&self, chain: &Chain) -> Option<enrich::ForeignFs> {
+        let file = matches!(chain.dump.as_ref().map(|d| &d.mode), Some(DumpMode::File { .. }));
+        let c = crate::container::parse(chain.cgroup_path.as_deref()?).container.filter(|c| c.runtime == crate::container::Runtime::Podman)?;
+        if !file {
+            return None;
+        }
+        let (_, found) = self.container_names.iter().find(|(i, _)| *i == c.id)?;
+        enrich::ForeignFs::from_store(found.upper.as_deref()?, found.cwd.clone())
     }
 
     /// The chains the idle timeouts end at `now_ns`.
     pub fn tick(&mut self, now_ns: u64) {
+        self.release_awaiting(false);
         self.locate_cores(now_ns, false);
         for chain in self.correlator.tick(now_ns) {
             self.verdict(chain);
@@ -492,6 +628,7 @@ mod tests {
 
     impl Sink for Recording {
         fn write(&mut self, out: &Emitted) {
+            crate::schema_check::check_line(out.json());
             self.0.borrow_mut().push(out.record().clone());
         }
     }
@@ -648,6 +785,13 @@ mod tests {
         // A file the kernel wrote and that is gone since: its word stands.
         assert_eq!(verdicts[0].0, Some(Verdict::Stored));
         assert!(verdicts[0].1.contains("the core file was not found"), "{}", verdicts[0].1);
+        // The lookup's record names the chain it is about, as the verdict does.
+        let looked_up = records.iter().find_map(|r| match r {
+            Record::Event(e) if matches!(e.event.body, Body::CoreLocated(_)) => Some(e.chain),
+            _ => None,
+        });
+        let id = records.iter().find_map(|r| if let Record::Verdict(c) = r { Some(c.id) } else { None });
+        assert_eq!(looked_up, Some(id));
         let Some(Record::Summary(s)) = records.last() else { panic!("the summary comes last: {records:?}") };
         assert_eq!((s.chains, s.decode_errors), (1, 1));
         assert_eq!(s.events as usize, events);
@@ -872,6 +1016,25 @@ mod tests {
         assert!(p.reconfigure_sinks(&moved, &bad).is_err());
         p.emit(Record::Summary(Summary::default()));
         assert_eq!(types_in(&b), ["header", "summary", "summary"]);
+    }
+
+    #[test]
+    fn a_log_opened_by_a_reload_starts_with_the_header_as_stamped() {
+        let d = dir("reload-stamp");
+        let (a, b) = (d.0.join("a.jsonl"), d.0.join("b.jsonl"));
+        let log = |path: &PathBuf| SinkSpec::Log { path: path.clone(), options: crate::log::LogOptions::default() };
+        let mut p = pipeline_with(vec![log(&a).open().unwrap()]);
+        p.set_stamp(Stamp::new("12".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: "m".into() }));
+        p.emit(header());
+        p.emit(Record::Summary(Summary::default()));
+        p.reconfigure_sinks(&[log(&a)], &[log(&b)]).unwrap();
+        p.emit(Record::Summary(Summary::default()));
+        let first: Vec<Line> = std::fs::read_to_string(&a).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let second: Vec<Line> = std::fs::read_to_string(&b).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // The very header the first log has: same run, sequence number and time.
+        assert_eq!(second[0], first[0]);
+        assert_eq!((second[0].run.as_deref(), second[0].seq), (Some("12121212121212121212121212121212"), Some(0)));
+        assert_eq!(second[1].seq, Some(2), "the run's records go on counting");
     }
 
     #[test]

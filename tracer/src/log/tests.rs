@@ -90,7 +90,10 @@ fn lines(path: &Path) -> Vec<Line> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Line>(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display())))
+        .map(|l| {
+            crate::schema_check::check_line(l);
+            serde_json::from_str::<Line>(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
+        })
         .collect()
 }
 
@@ -438,4 +441,75 @@ fn rotated_files_start_with_their_own_bytes_and_records_carry_their_identity() {
         }
     }
     assert_eq!(last_seq, Some(301));
+}
+
+/// The first KiB of each file, as log shippers fingerprint them.
+fn heads(files: &[PathBuf]) -> Vec<Vec<u8>> {
+    files.iter().map(|p| std::fs::read(p).unwrap().into_iter().take(1024).collect()).collect()
+}
+
+#[test]
+fn files_reopened_after_logrotate_start_with_their_own_bytes() {
+    let dir = TempDir::new("reopen-heads");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions { sync: SyncPolicy::None, ..Default::default() }).unwrap();
+    let mut stamp = crate::record::Stamp::new("cd".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: "m".into() });
+    // A header longer than a KiB, as a real one with its hooks is: the
+    // copy at the start of each file fills the whole fingerprint.
+    let mut long = header();
+    if let Record::Header(h) = &mut long {
+        h.dump_mode_reason = "x".repeat(1500);
+    }
+    let mut put = |w: &mut LogWriter, r: Record| {
+        let line = stamp.line(r, 1_779_235_200_000_000_001);
+        w.write_line_of(&line, &line.to_json());
+    };
+    put(&mut w, long);
+    put(&mut w, fork_event(0));
+    // logrotate renames the file away and sends SIGHUP, twice.
+    let mut files = Vec::new();
+    for n in 1..=2 {
+        let away = dir.path(&format!("log.jsonl.{n}"));
+        std::fs::rename(&path, &away).unwrap();
+        files.push(away);
+        assert!(w.reopen_path().unwrap(), "a renamed-away log is followed by a new file");
+        put(&mut w, fork_event(n));
+    }
+    files.push(path.clone());
+    let heads = heads(&files);
+    assert!(heads.iter().all(|h| h.len() == 1024), "each file holds more than a KiB");
+    for (i, a) in heads.iter().enumerate() {
+        for (j, b) in heads.iter().enumerate().skip(i + 1) {
+            assert!(a != b, "{} and {} start with the same KiB: {}…", files[i].display(), files[j].display(), String::from_utf8_lossy(&a[..80]));
+        }
+    }
+    // The copies say which file of the run they open.
+    let numbers: Vec<Option<u64>> = files.iter().map(|p| lines(p)[0].file).collect();
+    assert_eq!(numbers, [None, Some(1), Some(2)]);
+}
+
+#[test]
+fn the_writers_own_loss_notes_carry_the_runs_identity() {
+    let dir = TempDir::new("note-identity");
+    let path = dir.path("log.jsonl");
+    let mut w = LogWriter::open(&path, LogOptions::default()).unwrap();
+    let mut stamp = crate::record::Stamp::new("ef".repeat(16), crate::record::Host { name: "vm".into(), boot: "b".into(), machine: String::new() });
+    let mut put = |w: &mut LogWriter, r: Record| {
+        let line = stamp.line(r, 1_779_235_200_000_000_001);
+        w.write_line_of(&line, &line.to_json());
+    };
+    put(&mut w, header());
+    let good = w.file.replace(OpenOptions::new().append(true).open("/dev/full").unwrap());
+    put(&mut w, fork_event(0));
+    w.file = good;
+    put(&mut w, fork_event(1));
+    let got = lines(&path);
+    assert!(matches!(got[1].record, Record::Loss(_)), "{:?}", got[1]);
+    let note = &got[1];
+    assert_eq!(note.run.as_deref(), Some("efefefefefefefefefefefefefefefef"));
+    assert_eq!(note.host.as_ref().map(|h| h.name.as_str()), Some("vm"));
+    assert!(note.time.as_ref().is_some_and(|t| t.ends_with('Z')), "{:?}", note.time);
+    // Not one of the run's records: no sequence number to leave a gap.
+    assert_eq!(note.seq, None);
+    assert_eq!(got[2].seq, Some(2));
 }

@@ -171,20 +171,26 @@ impl Block {
 
     /// Appends one line to `section`, which goes where its kind belongs.
     pub fn line(&mut self, section: Section, line: std::fmt::Arguments<'_>) {
-        let mut text = String::new();
-        let _ = writeln!(text, "{line}");
-        self.append(section, &text);
+        // Formatted in place: `report` prints millions of these lines.
+        let _ = writeln!(self.text_of(section), "{line}");
     }
 
     /// Appends text (whole lines) to `section`.
     pub fn append(&mut self, section: Section, text: &str) {
-        match self.sections.iter_mut().find(|(s, _)| *s == section) {
-            Some((_, existing)) => existing.push_str(text),
+        self.text_of(section).push_str(text);
+    }
+
+    /// `section`'s text, made empty where its kind belongs if it is new.
+    fn text_of(&mut self, section: Section) -> &mut String {
+        let at = match self.sections.iter().position(|(s, _)| *s == section) {
+            Some(at) => at,
             None => {
                 let at = self.sections.iter().position(|(s, _)| *s > section).unwrap_or(self.sections.len());
-                self.sections.insert(at, (section, text.to_string()));
+                self.sections.insert(at, (section, String::new()));
+                at
             }
-        }
+        };
+        &mut self.sections[at].1
     }
 
     /// Replaces `section`'s text (whole lines), or adds it.

@@ -25,6 +25,10 @@ use crate::{
 /// A chain as shown: the chain, where it came from, and what was found.
 pub(super) struct ShownChain<'a> {
     pub chain: &'a Chain,
+    /// The chain's name across runs and hosts, from its verdict record;
+    /// None for a chain rebuilt from events alone (the live tracer never
+    /// named it) or a log without run ids.
+    pub chain_uid: Option<&'a str>,
     /// The verdict record's place, or None for a chain rebuilt from events alone.
     pub place: Option<&'a Place>,
     /// The replay's chain beside a verdict record.
@@ -166,6 +170,9 @@ struct JsonPrinter;
 struct ChainOut<'a> {
     #[serde(flatten)]
     chain: &'a Chain,
+    /// As in the log's verdict record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain_uid: Option<&'a str>,
     report: ChainNote<'a>,
 }
 
@@ -215,7 +222,7 @@ impl Printer for JsonPrinter {
             start_wall_ns: c.start_wall_ns,
             core: c.core,
         };
-        json_line(out, "verdict", &ChainOut { chain: c.chain, report: note })
+        json_line(out, "verdict", &ChainOut { chain: c.chain, chain_uid: c.chain_uid, report: note })
     }
 
     fn gap(&self, out: &mut dyn Write, gap: &Gap) -> io::Result<()> {

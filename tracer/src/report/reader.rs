@@ -79,7 +79,7 @@ impl<R: BufRead> LineReader<R> {
                     RawLine::Line { terminated: false }
                 });
             }
-            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            let (take, done) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i, true),
                 None => (avail.len(), false),
             };
@@ -141,8 +141,21 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line, BadLine> {
         return Err(BadLine::Empty);
     }
     let text = std::str::from_utf8(bytes).map_err(|e| BadLine::NotUtf8 { column: e.valid_up_to() + 1 })?;
+    // Most lines are events and verdicts: parsed without serde's buffering
+    // when that gives the same record; everything else, the general way.
+    if let Some(line) = super::fast::parse(text) {
+        return Ok(line);
+    }
+    parse_general(text)
+}
+
+/// Parses one line of UTF-8 text the general way (every record type, and
+/// the reason a line is bad).
+pub(crate) fn parse_general(text: &str) -> Result<Line, BadLine> {
     match serde_json::from_str::<Line>(text) {
-        Ok(line) if line.v == SCHEMA_VERSION => Ok(line),
+        // Older versions are read (their records are a subset); a record
+        // with no `v` parsed as version 1.
+        Ok(line) if (1..=SCHEMA_VERSION).contains(&line.v) => Ok(line),
         Ok(line) => Err(BadLine::Version(line.v.to_string())),
         Err(e) => Err(diagnose(text, e)),
     }
@@ -156,7 +169,7 @@ fn diagnose(text: &str, typed: serde_json::Error) -> BadLine {
         Err(e) => BadLine::NotJson(e.to_string()),
         Ok(probe) => match probe.v {
             None => BadLine::NoVersion,
-            Some(v) if v.as_u64() != Some(SCHEMA_VERSION as u64) => BadLine::Version(short(&v.to_string())),
+            Some(v) if !v.as_u64().is_some_and(|v| (1..=SCHEMA_VERSION as u64).contains(&v)) => BadLine::Version(short(&v.to_string())),
             Some(_) => match probe.kind {
                 Some(serde_json::Value::String(k)) if !KNOWN_TYPES.contains(&k.as_str()) => BadLine::UnknownType(short(&k)),
                 Some(serde_json::Value::String(k)) => BadLine::BadRecord { kind: k, msg: typed.to_string() },

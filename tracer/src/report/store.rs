@@ -97,11 +97,14 @@ pub struct Stores {
     listings: HashMap<PathBuf, (Kind, Listing)>,
     /// Wall-clock span of the logs read, for orphans.
     span: Option<(u64, u64)>,
+    /// Whether systemd's store is a directory, asked once: its listing is
+    /// read once too, and a stat per chain was a cost of large reports.
+    systemd_dir_exists: Option<bool>,
 }
 
 impl Stores {
     pub fn new(systemd_dir: Option<PathBuf>, extra: Vec<PathBuf>) -> Stores {
-        Stores { systemd_dir, extra, listings: HashMap::new(), span: None }
+        Stores { systemd_dir, extra, listings: HashMap::new(), span: None, systemd_dir_exists: None }
     }
 
     /// Widens the span of time the logs cover.
@@ -137,7 +140,7 @@ impl Stores {
         }
         if found.is_none()
             && let Some(dir) = self.systemd_dir.clone()
-            && dir.is_dir()
+            && *self.systemd_dir_exists.get_or_insert_with(|| dir.is_dir())
         {
             let boot = ctx.boot_id.map(|b| b.replace('-', ""));
             searched.push(dir.clone());
@@ -275,7 +278,9 @@ pub(crate) fn pattern_location(pattern: &str, ctx: &ChainContext) -> Result<(Pat
     let has_pid = name.contains("%p") || name.contains("%P") || dir.contains("%p") || dir.contains("%P");
     let with_pid = || {
         let mut t = tokens.clone();
-        t.push(Token::Lit(format!(".{}", ctx.chain.crasher.tgid)));
+        // The kernel appends the pid as the crasher's own pid namespace
+        // sees it (task_tgid_vnr): 1 for a container's init.
+        t.push(Token::Lit(format!(".{}", ctx.chain.ns_pid.unwrap_or(ctx.chain.crasher.tgid))));
         t
     };
     let names = match (has_pid, ctx.core_uses_pid) {
@@ -307,7 +312,12 @@ fn expand(pattern: &str, ctx: &ChainContext) -> Vec<Token> {
         }
         match chars.next() {
             Some('%') => lit.push('%'),
-            Some('p') | Some('P') => lit.push_str(&chain.crasher.tgid.to_string()),
+            // %p and %i are the ids in the crasher's pid namespace (1 for a
+            // container's init), %P and %I those in the initial one.
+            Some('p') => lit.push_str(&chain.ns_pid.unwrap_or(chain.crasher.tgid).to_string()),
+            Some('P') => lit.push_str(&chain.crasher.tgid.to_string()),
+            // The thread's id inside a foreign namespace is not recorded.
+            Some('i') if chain.ns_pid.is_some_and(|n| n != chain.crasher.tgid) => push_any(&mut lit, &mut out),
             Some('i') | Some('I') => lit.push_str(&chain.crasher.pid.to_string()),
             // The kernel writes comm with '/' made '!'.
             Some('e') if !chain.crasher.comm.is_empty() => lit.push_str(&chain.crasher.comm.replace('/', "!")),
@@ -403,6 +413,22 @@ mod tests {
         cx.core_uses_pid = None;
         let (_, names) = pattern_location("/cores/core", &cx).unwrap();
         assert!(names.iter().any(|n| glob(n, "core")) && names.iter().any(|n| glob(n, "core.4242")));
+    }
+
+    #[test]
+    fn pid_namespaces_give_p_and_i_the_crashers_own_view() {
+        // A container's init: host tgid 4242, pid 1 in its namespace.
+        let mut c = chain("/cores/core.%P.%p.%I", Verdict::Stored);
+        c.ns_pid = Some(1);
+        let (_, names) = pattern_location("/cores/core.%P.%p.%I", &ctx(&c)).unwrap();
+        assert!(glob(&names[0], "core.4242.1.4243") && !glob(&names[0], "core.4242.4242.4243"));
+        // %i inside a namespace is not recorded: any id matches.
+        let (_, names) = pattern_location("/cores/core.%i", &ctx(&c)).unwrap();
+        assert!(glob(&names[0], "core.7"));
+        let mut cx = ctx(&c);
+        cx.core_uses_pid = Some(true);
+        let (_, names) = pattern_location("/cores/core", &cx).unwrap();
+        assert!(glob(&names[0], "core.1") && !glob(&names[0], "core.4242"), "the kernel appends the namespace's pid");
     }
 
     #[test]

@@ -81,7 +81,13 @@ fn report(opts: Options, files: &[(&str, &[u8])]) -> Ran {
     let totals = if stopped { r.totals().clone() } else { r.finish().unwrap().totals };
     let text = String::from_utf8(r.out.clone()).unwrap();
     let records = if json {
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("report printed bad JSON {l:?}: {e}"))).collect()
+        text.lines()
+            .map(|l| {
+                // Every line `report --json` prints is a record the schema describes.
+                crate::schema_check::check_line(l);
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("report printed bad JSON {l:?}: {e}"))
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -861,6 +867,28 @@ fn older_records_and_unknown_fields_are_read() {
     let parsed = parse_line(ev.to_string().as_bytes()).unwrap();
     assert_eq!(parsed.seq, Some(2));
     assert_eq!(parsed.host.as_ref().map(|h| h.name.as_str()), Some("vm"));
+    // A record without a schema version is read as version 1, the first;
+    // a later version is not (see bad_input_is_reported_with_file_and_line_and_skipped).
+    let mut unversioned: Value = serde_json::from_str(&stamped[2]).unwrap();
+    unversioned.as_object_mut().unwrap().remove("v");
+    assert_eq!(parse_line(unversioned.to_string().as_bytes()).unwrap().v, 1);
+    // A whole log that way, with a field from a shipper on every line,
+    // gives the same report as the log as written.
+    let plain = report(opts(), &[("a.jsonl", fixture("kill-segv").as_bytes())]);
+    let odd: String = fixture("kill-segv")
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("v");
+            v["log.file.name"] = Value::from("crashtrace.jsonl");
+            v.to_string() + "\n"
+        })
+        .collect();
+    let ran = report(opts(), &[("a.jsonl", odd.as_bytes())]);
+    assert_eq!(ran.totals.bad_lines, 0, "{}", ran.stderr);
+    assert_eq!(ran.totals.records, plain.totals.records);
+    assert_eq!(ran.verdicts(), plain.verdicts());
+    assert!(!ran.verdicts().is_empty());
     // The fixtures, written before runs and sequence numbers, still read.
     for f in FIXTURES {
         for l in fixture(f).lines() {
@@ -868,4 +896,35 @@ fn older_records_and_unknown_fields_are_read() {
             assert!(p.run.is_none() && p.seq.is_none());
         }
     }
+}
+
+#[test]
+fn report_json_names_each_chain_as_its_verdict_record_does() {
+    let run = "0123456789abcdef0123456789abcdef";
+    let lines = stamped(&fixture("handled-reraise"), run);
+    let logged: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &Value| v["type"] == "verdict").collect();
+    assert!(logged.len() >= 2, "the fixture has a handled crash and its re-raise");
+    let ran = report(opts(), &[("a.jsonl", (lines.join("\n") + "\n").as_bytes())]);
+    let shown = ran.of_type("verdict");
+    assert_eq!(shown.len(), logged.len());
+    for v in &logged {
+        let uid = v["chain_uid"].as_str().unwrap();
+        assert_eq!(uid, format!("{run}-{}", v["id"]));
+        let same: Vec<_> = shown.iter().filter(|s| s["chain_uid"] == uid).collect();
+        assert_eq!(same.len(), 1, "report shows chain {uid} once, by the same name: {shown:?}");
+        assert_eq!(same[0]["id"], v["id"]);
+        assert_eq!(same[0]["linked_to"], v["linked_to"]);
+    }
+    // Read again: the same names.
+    let again = report(opts(), &[("a.jsonl", (lines.join("\n") + "\n").as_bytes())]);
+    let names = |r: &Ran| r.of_type("verdict").iter().map(|v| v["chain_uid"].clone()).collect::<Vec<_>>();
+    assert_eq!(names(&again), names(&ran));
+    // A log without run ids (older) names no chain; one rebuilt from its
+    // events alone was never named by the tracer, so it has none either.
+    let old = report(opts(), &[("old.jsonl", fixture("handled-reraise").as_bytes())]);
+    assert!(old.of_type("verdict").iter().all(|v| v.get("chain_uid").is_none()));
+    let rebuilt = without_verdicts(&lines.join("\n"));
+    let ran = report(opts(), &[("rebuilt.jsonl", rebuilt.as_bytes())]);
+    assert!(!ran.of_type("verdict").is_empty());
+    assert!(ran.of_type("verdict").iter().all(|v| v.get("chain_uid").is_none() && v["report"]["source"] == "rebuilt"));
 }

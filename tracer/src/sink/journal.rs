@@ -109,8 +109,9 @@ fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-/// The entry for one verdict.
-pub fn verdict_entry(chain: &Chain) -> Entry {
+/// The entry for one verdict; `chain_uid` is the verdict record's name for
+/// the chain across runs and hosts, when the record has one.
+pub fn verdict_entry(chain: &Chain, chain_uid: Option<&str>) -> Entry {
     let verdict = chain.verdict.unwrap_or(Verdict::Unknown);
     let comm = &chain.crasher.comm;
     let message = format!(
@@ -132,6 +133,9 @@ pub fn verdict_entry(chain: &Chain) -> Entry {
         .field("CRASHTRACE_SIGNAL", chain.signal.as_bytes())
         .field("CRASHTRACE_REASON", chain.reason.as_bytes())
         .field("CRASHTRACE_CHAIN", chain.id.to_string().as_bytes());
+    if let Some(uid) = chain_uid {
+        e.field("CRASHTRACE_CHAIN_UID", uid.as_bytes());
+    }
     if let Some(c) = &chain.container {
         e.field("CRASHTRACE_CONTAINER_RUNTIME", c.runtime.as_str().as_bytes()).field("CRASHTRACE_CONTAINER_ID", c.id.as_bytes());
     }
@@ -282,7 +286,7 @@ impl Sink for JournalSink {
     fn write(&mut self, out: &Emitted) {
         let Record::Verdict(chain) = out.record() else { return };
         let result = match &self.journal {
-            Some(j) => j.send(&verdict_entry(chain)),
+            Some(j) => j.send(&verdict_entry(chain, out.line().chain_uid.as_deref())),
             None => return self.failures += 1,
         };
         if let Err(e) = result {
@@ -386,7 +390,7 @@ mod tests {
         c.dump = Some(dump);
         c.cgroup_path = Some("/system.slice/nginx.service".into());
         c.learn_context();
-        let e = verdict_entry(&c);
+        let e = verdict_entry(&c, Some("abababababababababababababababab-42"));
         let fields = parse_entry(e.bytes()).expect("well-formed");
         let want: &[(&str, &[u8])] = &[
             ("MESSAGE", "myd (pid 7) SIGSEGV: stored — the kernel wrote the core".as_bytes()),
@@ -399,6 +403,7 @@ mod tests {
             ("CRASHTRACE_SIGNAL", b"SIGSEGV"),
             ("CRASHTRACE_REASON", b"the kernel wrote the core"),
             ("CRASHTRACE_CHAIN", b"42"),
+            ("CRASHTRACE_CHAIN_UID", b"abababababababababababababababab-42"),
             ("CRASHTRACE_CORE_PATH", b"/var/crash/core.7"),
             ("CRASHTRACE_UNIT", b"nginx.service"),
         ];
@@ -413,7 +418,7 @@ mod tests {
     #[test]
     fn a_newline_in_a_value_takes_the_length_form_and_cannot_inject_a_field() {
         let c = chain("evil\nPRIORITY=0", Verdict::CorePatternDiscards);
-        let e = verdict_entry(&c);
+        let e = verdict_entry(&c, None);
         let raw = e.bytes();
         let at = raw.windows(b"CRASHTRACE_CRASHER_COMM\n".len()).position(|w| w == b"CRASHTRACE_CRASHER_COMM\n").unwrap();
         let len = &raw[at + 24..at + 32];
@@ -474,7 +479,7 @@ mod tests {
         let journal = Journal::new(path.clone()).unwrap();
         let mut c = chain("big", Verdict::Unknown);
         c.reason = "x".repeat(4 << 20);
-        journal.send(&verdict_entry(&c)).unwrap();
+        journal.send(&verdict_entry(&c, None)).unwrap();
         let (data, fd_seals) = recv_with_fd(&server);
         let fields = parse_entry(&data).unwrap();
         assert_eq!(field(&fields, "CRASHTRACE_REASON").map(<[u8]>::len), Some(4 << 20));

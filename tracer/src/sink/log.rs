@@ -25,7 +25,7 @@ impl Sink for LogSink {
     fn write(&mut self, out: &Emitted) {
         // Synced as --log-sync says (by default: a verdict is on disk
         // before it is shown, as the log sink comes first).
-        self.writer.write_record(out.record(), out.json());
+        self.writer.write_line_of(out.line(), out.json());
     }
 
     fn failures(&self) -> u64 {

@@ -46,6 +46,11 @@ impl Emitted {
         &self.line.record
     }
 
+    /// The whole line: the record and the run's identity stamped on it.
+    pub fn line(&self) -> &Line {
+        &self.line
+    }
+
     /// The record's JSON Lines form (without the newline).
     pub fn json(&self) -> &str {
         self.json.get_or_init(|| self.line.to_json())

@@ -30,7 +30,8 @@ impl TextSink {
             }
             Record::Event(_) if self.verdicts_only => return None,
             Record::Event(e) => {
-                let link = e.chain.map(|id| format!(" [cgroup of crash #{id}]")).unwrap_or_default();
+                let what = if matches!(e.event.body, crate::event::Body::Cgroup { .. }) { "cgroup of crash" } else { "crash" };
+                let link = e.chain.map(|id| format!(" [{what} #{id}]")).unwrap_or_default();
                 render::event_line(&e.event, e.wall_ns, self.style) + &link + "\n"
             }
             Record::Verdict(chain) => render::verdict_block(chain, self.mono_to_wall, self.style),
@@ -105,7 +106,8 @@ mod tests {
         assert_eq!(sink.text(&watched).unwrap(), "01:00:00.000 watched pid 7 is running\n");
         let line = sink.text(&fork()).unwrap();
         assert!(line.starts_with("01:02:03.004 process-fork"), "{line}");
-        assert!(line.ends_with("init[7] forked 8 [cgroup of crash #2]\n"), "{line}");
+        // Not a cgroup event: the link names the crash only.
+        assert!(line.ends_with("init[7] forked 8 [crash #2]\n"), "{line}");
     }
 
     #[test]

@@ -30,6 +30,8 @@ use std::{
 
 use serde_json::Value;
 
+pub(crate) mod schema;
+
 /// The lock every test that changes global machine state or crashes
 /// processes holds for its whole duration (see the project's coordination rules).
 pub(crate) const GLOBAL_LOCK: &str = "/tmp/crashtrace-global.lock";
@@ -431,6 +433,8 @@ impl Tracer {
     fn take_line(&mut self, line: String) -> &Value {
         let value: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("crashtrace --json printed a line that is not JSON ({e}): {line}"));
+        // Every record a test reads is checked against the published schema.
+        schema::check_line(&line);
         self.records.push(value);
         self.records.last().expect("just pushed")
     }
@@ -551,6 +555,18 @@ impl Stopped {
     pub(crate) fn verdicts_for(&self, tgid: u32) -> Vec<&Value> {
         self.records.iter().filter(|r| is_verdict_for(r, tgid)).collect()
     }
+}
+
+/// The records of JSON Lines text crashtrace wrote (a log, `report
+/// --json`), each checked against the published schema.
+pub(crate) fn records_of(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            schema::check_line(l);
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .collect()
 }
 
 /// Waits for `child` with a deadline; kills it and fails past the deadline.

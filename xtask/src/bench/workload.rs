@@ -98,10 +98,17 @@ fn fields(stdout: &str, keys: &[&str]) -> Option<Vec<u64>> {
 impl Storm {
     /// Compiles the workload into `dir`.
     pub(crate) fn build(source: &Path, dir: &Path) -> Result<Storm> {
+        Storm::build_as(source, dir, "storm", &[])
+    }
+
+    /// Compiles the workload into `dir/name` with `flags` added to cc's.
+    pub(crate) fn build_as(source: &Path, dir: &Path, name: &str, flags: &[&str]) -> Result<Storm> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("storm");
+        let path = dir.join(name);
         let out = Command::new("cc")
-            .args(["-O2", "-Wall", "-Wextra", "-o"])
+            .args(["-O2", "-Wall", "-Wextra"])
+            .args(flags)
+            .arg("-o")
             .arg(&path)
             .arg(source)
             .output()

@@ -100,7 +100,7 @@ pub(super) fn recipe(release: &Release) -> String {
         "v{RECIPE_VERSION}\n{} {} {}\nvariant=minbase\npackages={}\nsize={ROOT_SIZE_MIB}M at {ROOT_OFFSET_MIB}M of an MBR disk {DISK_ID}\n--fstab\n{}--hooks\n{}\n--unit\n{SCENARIOS_UNIT}",
         release.suite,
         release.mirror,
-        release.name,
+        release.image,
         PACKAGES.join(","),
         fstab(),
         customize_hooks(Path::new("STAGING")).join("\n"),
@@ -219,7 +219,7 @@ pub(super) struct RunDisks {
 
 /// A qcow2 overlay over the cached image (so the cache stays pristine; both
 /// boots of a run share it), the payload disk, and an empty results disk.
-pub(super) fn run_disks(work: &Path, image: &Path, deb: &Path, vmtool: &Path) -> Result<RunDisks> {
+pub(super) fn run_disks(work: &Path, image: &Path, deb: &Path, vmtool: &Path, enable: &[&str]) -> Result<RunDisks> {
     let _ = fs::remove_dir_all(work);
     fs::create_dir_all(work)?;
     let root_overlay = work.join("root.qcow2");
@@ -239,6 +239,7 @@ pub(super) fn run_disks(work: &Path, image: &Path, deb: &Path, vmtool: &Path) ->
     fs::copy(vmtool, dir.join("vmtool"))?;
     fs::write(dir.join("scenarios.sh"), SCENARIOS)?;
     fs::write(dir.join("message-ids.txt"), message_ids())?;
+    fs::write(dir.join("enable-units.txt"), enable.iter().map(|u| format!("{u}\n")).collect::<String>())?;
     let payload = work.join("payload.ext4");
     crate::run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", PAYLOAD_LABEL, "-d"]).arg(&dir).arg(&payload).arg("64M"))
         .context("building the payload disk")?;

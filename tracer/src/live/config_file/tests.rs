@@ -32,7 +32,7 @@ fn error(file: &str) -> String {
 
 #[test]
 fn the_file_sets_what_the_flags_do_not() {
-    let file = "log = \"/var/log/x.jsonl\"\nlog_max_size = \"8M\"\nlog_keep = 3\nverdicts_only = true\ncolor = \"always\"\npid = 9\nstack_copy = 4096\nduration = 5\n";
+    let file = "log = \"/var/log/x.jsonl\"\nlog_max_size = \"8M\"\nlog_keep = 3\nverdicts_only = true\ncolor = \"always\"\npid = 9\nstack_copy = 4096\nkernel_stack = true\nduration = 5\n";
     let c = resolve(&[], file).unwrap();
     let options = LogOptions { max_size: Some(8 << 20), keep: 3, ..LogOptions::default() };
     assert_eq!(
@@ -43,6 +43,7 @@ fn the_file_sets_what_the_flags_do_not() {
         ]
     );
     assert_eq!((c.pid, c.load.stack_copy, c.duration), (Some(9), 4096, Some(std::time::Duration::from_secs(5))));
+    assert!(c.load.kernel_stack, "kernel_stack = true in the file");
 }
 
 #[test]
