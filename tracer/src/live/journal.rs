@@ -6,20 +6,17 @@
 //! on later ticks. The queue is bounded: a request that does not fit is
 //! counted and the lookup goes on without the journal's word.
 
-use std::{
-    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError},
-    time::Duration,
-};
-
+use super::worker::Worker;
 use crate::core_location::JournalCoredump;
 
 /// Requests waiting for the worker, at most.
 pub const QUEUE_MAX: usize = 16;
 
 /// One chain's request: the crasher's pid, as the journal names it.
-struct Ask {
-    chain_id: u64,
-    pid: u32,
+#[derive(Debug)]
+pub struct Ask {
+    pub chain_id: u64,
+    pub pid: u32,
 }
 
 /// The journal's entry for one chain's crasher, if it had one.
@@ -30,102 +27,34 @@ pub struct Answer {
 }
 
 /// The loop's handle on the journal thread.
-pub struct JournalWorker {
-    /// None when the thread could not be started or has ended.
-    asks: Option<SyncSender<Ask>>,
-    answers: Option<Receiver<Answer>>,
-    /// Requests not queued (queue full, or no worker).
-    pub dropped: u64,
-}
+pub type JournalWorker = Worker<Ask, Answer>;
 
-impl Default for JournalWorker {
+impl Default for Worker<Ask, Answer> {
     fn default() -> JournalWorker {
         JournalWorker::new()
     }
 }
 
-impl JournalWorker {
+impl Worker<Ask, Answer> {
     /// A worker running `journalctl` ([`super::enrich::journal_entry`]).
     pub fn new() -> JournalWorker {
         JournalWorker::with_lookup(super::enrich::journal_entry)
     }
 
-    /// A worker answering with `lookup` (in tests, something slower).
+    /// A worker answering with `lookup` (in tests, something slower). One
+    /// request at a time: at most one journalctl runs.
     pub fn with_lookup(mut lookup: impl FnMut(u32) -> Option<JournalCoredump> + Send + 'static) -> JournalWorker {
-        let (asks, ask_rx) = mpsc::sync_channel::<Ask>(QUEUE_MAX);
-        let (answer_tx, answers) = mpsc::channel::<Answer>();
-        let spawned = std::thread::Builder::new().name("crashtrace-journal".into()).spawn(move || {
-            // One request at a time: at most one journalctl runs. Ends when
-            // the loop drops its sender.
-            for Ask { chain_id, pid } in ask_rx {
-                if answer_tx.send(Answer { chain_id, entry: lookup(pid) }).is_err() {
-                    return;
-                }
-            }
-        });
-        match spawned {
-            Ok(_) => JournalWorker { asks: Some(asks), answers: Some(answers), dropped: 0 },
-            Err(_) => JournalWorker { asks: None, answers: None, dropped: 0 },
-        }
-    }
-
-    /// Queues a lookup of `pid`'s entry for chain `chain_id`, without
-    /// waiting. False (and counted) when it could not be queued: the queue
-    /// is full or the worker is gone.
-    pub fn ask(&mut self, chain_id: u64, pid: u32) -> bool {
-        let Some(asks) = &self.asks else {
-            self.dropped += 1;
-            return false;
-        };
-        match asks.try_send(Ask { chain_id, pid }) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped += 1;
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.asks = None;
-                self.dropped += 1;
-                false
-            }
-        }
-    }
-
-    /// The answers ready now, without waiting.
-    pub fn ready(&mut self) -> Vec<Answer> {
-        let mut out = Vec::new();
-        let Some(answers) = &self.answers else { return out };
-        loop {
-            match answers.try_recv() {
-                Ok(a) => out.push(a),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.answers = None;
-                    break;
-                }
-            }
-        }
-        out
-    }
-
-    /// The next answer, waiting at most `timeout` (at shutdown, when no
-    /// later tick will pick it up).
-    pub fn wait(&mut self, timeout: Duration) -> Option<Answer> {
-        match self.answers.as_ref()?.recv_timeout(timeout) {
-            Ok(a) => Some(a),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.answers = None;
-                None
-            }
-        }
+        Worker::spawn("crashtrace-journal", QUEUE_MAX, move |Ask { chain_id, pid }| Answer { chain_id, entry: lookup(pid) })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::{
+        sync::{mpsc, Arc, Mutex},
+        time::Duration,
+    };
 
     #[test]
     fn a_full_queue_drops_and_counts_and_answers_come_back_in_order() {
@@ -139,7 +68,7 @@ mod tests {
         // One taken by the worker (blocked), QUEUE_MAX queued; the rest
         // dropped. The worker may not have taken the first yet, so one more
         // may be dropped.
-        let queued = (0..QUEUE_MAX as u64 + 5).filter(|&i| w.ask(i, 100 + i as u32)).count();
+        let queued = (0..QUEUE_MAX as u64 + 5).filter(|&i| w.ask(Ask { chain_id: i, pid: 100 + i as u32 })).count();
         assert!(queued == QUEUE_MAX || queued == QUEUE_MAX + 1, "{queued}");
         assert_eq!(w.dropped as usize, QUEUE_MAX + 5 - queued);
         assert_eq!(w.ready(), Vec::new());

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod symbolizer;
 pub mod watch;
+pub mod worker;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -8,11 +8,9 @@
 //! path, and only if root owns it: nothing the crasher controls decides
 //! what is read, and its id is only compared with the file's.
 
-use std::{
-    io::Read,
-    sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError},
-    time::Duration,
-};
+use std::io::Read;
+
+use super::worker::Worker;
 
 use crate::container::{oci_cwd, podman_record, PODMAN_CONTAINERS_JSON};
 
@@ -39,21 +37,16 @@ pub struct Answer {
     pub found: Found,
 }
 
-/// The loop's handle on the names thread.
-pub struct NameWorker {
-    asks: Option<SyncSender<String>>,
-    answers: Option<Receiver<Answer>>,
-    /// Requests not queued (queue full, or no worker).
-    pub dropped: u64,
-}
+/// The loop's handle on the names thread: container ids in, answers out.
+pub type NameWorker = Worker<String, Answer>;
 
-impl Default for NameWorker {
+impl Default for Worker<String, Answer> {
     fn default() -> NameWorker {
         NameWorker::new()
     }
 }
 
-impl NameWorker {
+impl Worker<String, Answer> {
     /// A worker reading podman's system store.
     pub fn new() -> NameWorker {
         NameWorker::with_lookup(podman_lookup)
@@ -61,63 +54,10 @@ impl NameWorker {
 
     /// A worker answering with `lookup` (tests).
     pub fn with_lookup(lookup: impl Fn(&str) -> Found + Send + 'static) -> NameWorker {
-        let (asks, ask_rx) = mpsc::sync_channel::<String>(QUEUE_MAX);
-        let (answer_tx, answers) = mpsc::channel::<Answer>();
-        let spawned = std::thread::Builder::new().name("crashtrace-names".into()).spawn(move || {
-            for id in ask_rx {
-                let found = lookup(&id);
-                if answer_tx.send(Answer { id, found }).is_err() {
-                    return;
-                }
-            }
-        });
-        match spawned {
-            Ok(_) => NameWorker { asks: Some(asks), answers: Some(answers), dropped: 0 },
-            Err(_) => NameWorker { asks: None, answers: None, dropped: 0 },
-        }
-    }
-
-    /// Queues a lookup of container `id`, without waiting; false (and
-    /// counted) when it could not be queued.
-    pub fn ask(&mut self, id: &str) -> bool {
-        let Some(asks) = &self.asks else {
-            self.dropped += 1;
-            return false;
-        };
-        match asks.try_send(id.to_string()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped += 1;
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.asks = None;
-                self.dropped += 1;
-                false
-            }
-        }
-    }
-
-    /// The answers ready now, without waiting.
-    pub fn ready(&mut self) -> Vec<Answer> {
-        let mut out = Vec::new();
-        let Some(answers) = &self.answers else { return out };
-        loop {
-            match answers.try_recv() {
-                Ok(a) => out.push(a),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.answers = None;
-                    break;
-                }
-            }
-        }
-        out
-    }
-
-    /// The next answer, waiting at most `timeout` (at shutdown).
-    pub fn wait(&mut self, timeout: Duration) -> Option<Answer> {
-        self.answers.as_ref()?.recv_timeout(timeout).ok()
+        Worker::spawn("crashtrace-names", QUEUE_MAX, move |id: String| {
+            let found = lookup(&id);
+            Answer { id, found }
+        })
     }
 }
 
@@ -155,11 +95,12 @@ pub fn podman_lookup(id: &str) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn answers_come_back_off_the_loop() {
         let mut w = NameWorker::with_lookup(|id| Found { name: (id == "abc").then(|| "web".to_string()), ..Found::default() });
-        assert!(w.ask("abc") && w.ask("def"));
+        assert!(w.ask("abc".into()) && w.ask("def".into()));
         let got: Vec<Answer> = (0..2).filter_map(|_| w.wait(Duration::from_secs(30))).collect();
         let web = Found { name: Some("web".into()), ..Found::default() };
         assert_eq!(got, vec![Answer { id: "abc".into(), found: web }, Answer { id: "def".into(), found: Found::default() }]);

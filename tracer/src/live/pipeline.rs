@@ -17,7 +17,7 @@ use crate::{
 
 use super::{
     enrich::{self, Enricher, JournalWord, Located},
-    journal::JournalWorker,
+    journal::{self, JournalWorker},
     names::{Found, NameWorker},
     symbolizer::{SymbolizeWorker, DEADLINE},
     watch::WatchedPid,
@@ -367,7 +367,7 @@ impl Pipeline {
         if self.names_asked.contains(id) || self.container_names.iter().any(|(i, _)| i == id) {
             return;
         }
-        if self.names.ask(id) {
+        if self.names.ask(id.to_string()) {
             self.names_asked.insert(id.to_string());
         }
     }
@@ -532,7 +532,7 @@ impl Pipeline {
                 Located::Later => continue,
                 Located::AskJournal => {
                     if !self.journal_asked.contains(&req.chain_id) {
-                        if self.journal.ask(req.chain_id, req.chain.crasher.tgid) {
+                        if self.journal.ask(journal::Ask { chain_id: req.chain_id, pid: req.chain.crasher.tgid }) {
                             self.journal_asked.insert(req.chain_id);
                         } else {
                             // Not queued: the next look goes on without the journal.
