@@ -7,7 +7,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -52,20 +52,7 @@ pub(super) fn boot(vmlinuz: &Path, disks: &RunDisks, work: &Path, name: &str, li
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(&stderr_path).context("creating qemu's stderr log")?);
-    let start = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {QEMU}; install it with `apt-get install qemu-system-x86`"))?;
-    let exit = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if start.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let elapsed = start.elapsed();
+    let (exit, elapsed) = crate::vm::qemu::run_guest(&mut cmd, limit)?;
     let mut console = fs::read(&console_path).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default();
     let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
     if !stderr.trim().is_empty() {

@@ -57,6 +57,20 @@ pub(crate) fn boot(vmlinuz: &Path, initramfs: &Path, work: &Path, limit: Duratio
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(work.join("qemu-stderr.log")).context("creating qemu's stderr log")?);
+    let (exit, elapsed) = run_guest(&mut cmd, limit)?;
+    let read = |p: &Path| fs::read(p).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default();
+    let mut console = read(&console_path);
+    let stderr = read(&work.join("qemu-stderr.log"));
+    if !stderr.trim().is_empty() {
+        console.push_str("\n[qemu stderr]\n");
+        console.push_str(&stderr);
+    }
+    Ok(Boot { elapsed, exit, console, results: read(&results_path), console_path, results_path })
+}
+
+/// Runs a qemu command line to its exit or, at `limit`, kills it: the
+/// guest's exit status (None when killed) and how long it ran.
+pub(crate) fn run_guest(cmd: &mut Command, limit: Duration) -> Result<(Option<std::process::ExitStatus>, Duration)> {
     let start = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("cannot start {QEMU}; install it with `apt-get install qemu-system-x86`"))?;
     let exit = loop {
@@ -70,13 +84,5 @@ pub(crate) fn boot(vmlinuz: &Path, initramfs: &Path, work: &Path, limit: Duratio
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let elapsed = start.elapsed();
-    let read = |p: &Path| fs::read(p).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default();
-    let mut console = read(&console_path);
-    let stderr = read(&work.join("qemu-stderr.log"));
-    if !stderr.trim().is_empty() {
-        console.push_str("\n[qemu stderr]\n");
-        console.push_str(&stderr);
-    }
-    Ok(Boot { elapsed, exit, console, results: read(&results_path), console_path, results_path })
+    Ok((exit, start.elapsed()))
 }
