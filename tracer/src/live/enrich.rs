@@ -100,6 +100,11 @@ pub struct ForeignFs {
     /// from the runtime's records (the crasher was gone before its own
     /// root could be read); None for a root read from /proc.
     host_root: Option<String>,
+    /// For a root read from /proc: the host path of its overlay's upper
+    /// layer, read from the mount table at delivery. The runtime unmounts
+    /// the overlay when the container stops, often before the core is
+    /// looked for, and the mount table no longer names it then.
+    upper: Option<String>,
 }
 
 impl ForeignFs {
@@ -115,7 +120,20 @@ impl ForeignFs {
         let root = open_path(&format!("/proc/{tgid}/root"))?;
         // readlink of another namespace's cwd gives the path from that
         // namespace's root: what the kernel used for a relative pattern.
-        Some(ForeignFs { root, cwd: cwd(tgid), host_root: None })
+        let cwd = cwd(tgid);
+        let upper = (|| {
+            let meta = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&root))).ok()?;
+            overlay_upperdir(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, (libc::major(meta.dev()), libc::minor(meta.dev())))
+        })();
+        Some(ForeignFs { root, cwd, host_root: None, upper })
+    }
+
+    /// Fills what the delivery could not read (the crasher exited between
+    /// the reads, or its overlay was unmounted) from the runtime's records.
+    pub fn complete_from(&mut self, store: &ForeignFs) {
+        if self.upper.is_none() {
+            self.upper = store.host_root.clone();
+        }
     }
 
     /// A container's upper layer (a host directory named by the runtime's
@@ -123,7 +141,25 @@ impl ForeignFs {
     /// `cwd` from its OCI spec. The upper layer holds what the container
     /// wrote, cores included.
     pub fn from_store(upper: &str, cwd: Option<String>) -> Option<ForeignFs> {
-        Some(ForeignFs { root: open_path(upper)?, cwd, host_root: Some(upper.to_string()) })
+        Some(ForeignFs { root: open_path(upper)?, cwd, host_root: Some(upper.to_string()), upper: None })
+    }
+
+    /// Whether the crasher's cwd is known: a relative pattern is looked
+    /// for only then.
+    pub fn knows_cwd(&self) -> bool {
+        self.cwd.is_some()
+    }
+
+    /// Of the root read at delivery and the one from the runtime's
+    /// records, the one that can place the core: the read one when it
+    /// knows the cwd (it is the crasher's own), else the records' when they
+    /// know it, else whichever there is.
+    pub fn best<'a>(read: Option<&'a ForeignFs>, store: Option<&'a ForeignFs>) -> Option<&'a ForeignFs> {
+        match (read, store) {
+            (Some(r), _) if r.knows_cwd() => Some(r),
+            (r, Some(s)) if r.is_none() || s.knows_cwd() => Some(s),
+            (r, _) => r,
+        }
     }
 
     /// The directory `dir` (absolute, in the crasher's namespace), opened
@@ -354,8 +390,13 @@ fn locate_in_foreign(
         if dir_meta.dev() != root_meta.dev() {
             return None;
         }
-        let dev = (libc::major(dir_meta.dev()), libc::minor(dir_meta.dev()));
-        let upper = overlay_upperdir(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, dev)?;
+        let upper = match &f.upper {
+            Some(u) => u.clone(),
+            None => {
+                let dev = (libc::major(dir_meta.dev()), libc::minor(dir_meta.dev()));
+                overlay_upperdir(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, dev)?
+            }
+        };
         Some(format!("{}{}", upper.trim_end_matches('/'), if dir_inside == "/" { "" } else { dir_inside.as_str() }))
     })();
     for p in scan(&via, not_before, |n| names.iter().any(|t| store::glob(t, n))) {
@@ -702,7 +743,7 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("core.4242.1"), b"core").unwrap();
         std::os::unix::fs::symlink("/", root.join("cores")).unwrap();
-        let f = ForeignFs { root: open_path(&root.display().to_string()).unwrap(), cwd: Some("/".into()), host_root: None };
+        let f = ForeignFs { root: open_path(&root.display().to_string()).unwrap(), cwd: Some("/".into()), host_root: None, upper: None };
         let mut chain = file_chain("core.%P.%p", 4242, None);
         chain.ns_pid = Some(1);
         let found = match super::locate_core(&chain, 0, None, Some(&f), false, JournalWord::Unasked) {
@@ -735,6 +776,26 @@ mod tests {
         };
         assert_eq!(found.path, Some(format!("{upper}/core.4242.1")));
         assert!(found.note.as_deref().is_some_and(|n| n.contains("runtime's records")), "{found:?}");
+        // A root read at delivery whose cwd was lost (the crasher exited
+        // between the reads) gives way to the records, which know a cwd.
+        let no_cwd = ForeignFs { root: open_path(&upper).unwrap(), cwd: None, host_root: None, upper: None };
+        assert!(std::ptr::eq(ForeignFs::best(Some(&no_cwd), Some(&g)).unwrap(), &g));
+        assert!(std::ptr::eq(ForeignFs::best(Some(&f), Some(&g)).unwrap(), &f), "the crasher's own cwd wins");
+        assert!(std::ptr::eq(ForeignFs::best(Some(&no_cwd), None).unwrap(), &no_cwd));
+        assert!(std::ptr::eq(ForeignFs::best(None, Some(&g)).unwrap(), &g));
+        assert!(ForeignFs::best(None, None).is_none());
+        // A root read at delivery whose overlay was unmounted before the
+        // lookup: the host path comes from the records' upper layer.
+        let mut unmounted = ForeignFs { root: open_path(&upper).unwrap(), cwd: Some("/".into()), host_root: None, upper: None };
+        unmounted.complete_from(&g);
+        let found = match super::locate_core(&chain, 0, None, Some(&unmounted), false, JournalWord::Unasked) {
+            Located::Done(loc) => loc,
+            other => panic!("not found: {other:?}"),
+        };
+        assert_eq!(found.path, Some(format!("{upper}/core.4242.1")), "{found:?}");
+        assert!(found.note.as_deref().is_some_and(|n| n.contains("upper layer") && !n.contains("runtime's records")), "{found:?}");
+        let g_no_cwd = ForeignFs::from_store(&upper, None).unwrap();
+        assert!(std::ptr::eq(ForeignFs::best(Some(&no_cwd), Some(&g_no_cwd)).unwrap(), &no_cwd), "neither knows: the crasher's own root");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

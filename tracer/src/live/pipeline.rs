@@ -525,8 +525,14 @@ impl Pipeline {
             };
             // The crasher's root as read at delivery or, when it was gone
             // by then, its container's upper layer from the runtime's records.
-            let from_store = if self.foreign.contains_key(&req.chain.crasher.tgid) { None } else { self.store_root(&req.chain) };
-            let foreign = self.foreign.get(&req.chain.crasher.tgid).or(from_store.as_ref());
+            // A root read at delivery without its cwd (the crasher exited
+            // between the two reads) cannot place a relative pattern; the
+            // runtime's records (upper layer and the spec's cwd) can.
+            let from_store = self.store_root(&req.chain);
+            if let (Some(read), Some(store)) = (self.foreign.get_mut(&req.chain.crasher.tgid), from_store.as_ref()) {
+                read.complete_from(store);
+            }
+            let foreign = enrich::ForeignFs::best(self.foreign.get(&req.chain.crasher.tgid), from_store.as_ref());
             let loc = match enrich::locate_core(&req.chain, wall_start, cwd, foreign, last, journal) {
                 Located::Done(loc) => loc,
                 Located::Later => continue,
