@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     chain::Chain,
-    event::{Body, CgroupOp, DumpHook, Event, Proc, Role, SCHEMA_VERSION, SigInfo},
+    event::{hex_bytes, Body, BuildIdRef, CgroupOp, DumpHook, Event, Proc, Role, SCHEMA_VERSION, SigInfo},
     record::{EventRecord, Host, Line, Record},
 };
 
@@ -138,7 +138,29 @@ struct FlatEvent<'a> {
     level: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     zombies: Option<Vec<Proc>>,
+    #[serde(default, deserialize_with = "present")]
+    user: Option<Vec<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    kernel: Option<Vec<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    build_ids: Option<Vec<Option<BuildIdRef>>>,
+    /// A stack copy's bytes, hex: borrowed, decoded without a copy of the
+    /// text (kilobytes a line in a crash storm's log). Null, or a string
+    /// with escapes (which cannot be borrowed), declines.
+    #[serde(default, borrow)]
+    data: Option<&'a str>,
     // Model fields that are `Option`: missing and null are both `None`.
+    // (`sp` is not `Option` for a stack copy: `None` there declines.)
+    #[serde(default)]
+    sp: Option<u64>,
+    #[serde(default)]
+    ip: Option<u64>,
+    #[serde(default)]
+    bp: Option<u64>,
+    #[serde(default)]
+    user_errno: Option<i32>,
+    #[serde(default)]
+    kernel_errno: Option<i32>,
     #[serde(default)]
     fault_addr: Option<u64>,
     #[serde(default)]
@@ -217,7 +239,20 @@ impl FlatEvent<'_> {
                 path: self.path.take()?,
                 zombies: self.zombies.take().unwrap_or_default(),
             },
-            // Rare kinds (settings, core locations, stacks, sysctl writes)
+            "stack-capture" => Body::StackCapture {
+                sig: self.sig?,
+                user: self.user.take()?,
+                kernel: self.kernel.take()?,
+                build_ids: self.build_ids.take().unwrap_or_default(),
+                ip: self.ip,
+                sp: self.sp,
+                bp: self.bp,
+                user_errno: self.user_errno,
+                kernel_errno: self.kernel_errno,
+            },
+            // Bad hex declines: the general parse says what is wrong.
+            "stack-copy" => Body::StackCopy { sp: self.sp?, data: hex_bytes::decode(self.data?).ok()? },
+            // Rare kinds (settings, core locations, sysctl writes)
             // take the general parse.
             _ => return None,
         })
