@@ -40,7 +40,7 @@ pub mod time;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    io::{self, BufRead, BufReader, Write},
+    io::{self, Read, Write},
     path::{Path, PathBuf},
     process::ExitCode,
     rc::Rc,
@@ -434,7 +434,7 @@ impl<W: Write, E: Write> Report<W, E> {
     pub fn read_path(&mut self, path: &Path) -> io::Result<bool> {
         let name = path.display().to_string();
         match reader::open_log(path) {
-            Ok(f) => self.read(&name, BufReader::with_capacity(1 << 18, f)),
+            Ok(f) => self.read(&name, f),
             Err(e) => {
                 self.totals.files += 1;
                 self.bad_input(&name, None, &e.to_string())?;
@@ -444,7 +444,7 @@ impl<W: Write, E: Write> Report<W, E> {
     }
 
     /// Reads one log file's bytes; true if `--strict` stopped it.
-    pub fn read<R: BufRead>(&mut self, name: &str, input: R) -> io::Result<bool> {
+    pub fn read<R: Read>(&mut self, name: &str, input: R) -> io::Result<bool> {
         self.totals.files += 1;
         self.errors_in_file = 0;
         let file: Rc<str> = name.into();
@@ -663,7 +663,12 @@ impl<W: Write, E: Write> Report<W, E> {
         // The header and settings copied at the start of a rotated-in file
         // repeat records on purpose.
         let (Some(run), Some(seq), None) = (&line.run, line.seq, line.file) else { return Ok(false) };
-        let s = self.sequences.entry(run.clone()).or_default();
+        // Looked up before inserting: a run id copied for every record was
+        // an allocation per line.
+        if !self.sequences.contains_key(run.as_str()) {
+            self.sequences.insert(run.clone(), Sequence::default());
+        }
+        let Some(s) = self.sequences.get_mut(run.as_str()) else { return Ok(false) };
         if s.seen.len() >= MAX_SEQS_KEPT {
             s.seen.clear();
         }

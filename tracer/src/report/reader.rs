@@ -4,7 +4,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead},
+    io::{self, Read},
     os::unix::{
         ffi::OsStrExt,
         fs::{FileTypeExt, OpenOptionsExt},
@@ -34,73 +34,120 @@ pub enum RawLine {
     Eof,
 }
 
-/// Lines of a [`BufRead`], at most `cap` bytes each held in memory.
+/// Lines of a [`Read`], at most `cap` bytes each held in memory.
+///
+/// The input is read in blocks straight into one buffer of `cap + 1` bytes
+/// and each line is handed out as a slice of it, not copied: a report reads
+/// gigabytes, and copying every line out of a `BufReader` cost as much as
+/// finding them. Only the start of a line a block cut off is moved, to the
+/// front of the buffer, before the next block is read after it.
 pub struct LineReader<R> {
     inner: R,
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
+    /// Bytes of `buf` read from the input.
+    filled: usize,
+    /// Where the next line starts in `buf`.
+    pos: usize,
+    /// The last line returned, as a range of `buf`.
+    line: (usize, usize),
+    eof: bool,
     cap: usize,
     /// Number of the line last returned (1-based).
     pub line_no: u64,
 }
 
-impl<R: BufRead> LineReader<R> {
+impl<R: Read> LineReader<R> {
     pub fn new(inner: R, cap: usize) -> LineReader<R> {
-        LineReader { inner, buf: Vec::new(), cap, line_no: 0 }
+        // One more than the cap: a line of exactly `cap` bytes and its
+        // newline fit, and a partial line that fills the buffer is too long.
+        LineReader { inner, buf: vec![0; cap + 1].into_boxed_slice(), filled: 0, pos: 0, line: (0, 0), eof: false, cap, line_no: 0 }
     }
 
     /// The bytes of the last [`RawLine::Line`], without its newline.
     pub fn line(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.line.0..self.line.1]
     }
 
-    /// Bytes held for the line buffer (bounded by the cap).
+    /// Bytes held for the line buffer (the cap, and one for the newline).
     pub fn held(&self) -> usize {
-        self.buf.capacity()
+        self.buf.len()
+    }
+
+    /// Reads more input after what is held, moving the unread part to the
+    /// front first. False at the end of the input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn next_line(&mut self) -> io::Result<RawLine> {
-        self.buf.clear();
-        let mut total: u64 = 0;
-        let mut too_long = false;
+        // Where the newline search resumes: bytes before it were searched.
+        let mut searched = self.pos;
         loop {
-            let avail = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if avail.is_empty() {
-                if total == 0 && self.buf.is_empty() {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..self.filled]) {
+                let end = searched + i;
+                self.line = (self.pos, end);
+                self.pos = end + 1;
+                self.line_no += 1;
+                return Ok(RawLine::Line { terminated: true });
+            }
+            let partial = self.filled - self.pos;
+            if partial > self.cap {
+                return self.skip_long(partial as u64);
+            }
+            searched = self.filled - self.pos;
+            let more = self.fill()?;
+            searched += self.pos;
+            if !more {
+                if self.pos == self.filled {
                     return Ok(RawLine::Eof);
                 }
+                self.line = (self.pos, self.filled);
+                self.pos = self.filled;
                 self.line_no += 1;
-                return Ok(if too_long {
-                    RawLine::TooLong { len: total, terminated: false }
-                } else {
-                    RawLine::Line { terminated: false }
-                });
+                return Ok(RawLine::Line { terminated: false });
             }
-            let (take, done) = match memchr::memchr(b'\n', avail) {
-                Some(i) => (i, true),
-                None => (avail.len(), false),
-            };
-            if !too_long {
-                if self.buf.len() + take > self.cap {
-                    too_long = true;
-                    self.buf = Vec::new();
-                } else {
-                    self.buf.extend_from_slice(&avail[..take]);
-                }
-            }
-            total += take as u64;
-            self.inner.consume(if done { take + 1 } else { take });
-            if done {
+        }
+    }
+
+    /// Skips the rest of a line longer than the cap, `held` bytes of which
+    /// are in the buffer; only its length is kept.
+    fn skip_long(&mut self, held: u64) -> io::Result<RawLine> {
+        let mut total = held;
+        self.pos = self.filled;
+        loop {
+            if !self.fill()? {
                 self.line_no += 1;
-                return Ok(if too_long {
-                    RawLine::TooLong { len: total, terminated: true }
-                } else {
-                    RawLine::Line { terminated: true }
-                });
+                return Ok(RawLine::TooLong { len: total, terminated: false });
             }
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[..self.filled]) {
+                total += i as u64;
+                self.pos = i + 1;
+                self.line_no += 1;
+                return Ok(RawLine::TooLong { len: total, terminated: true });
+            }
+            total += self.filled as u64;
+            self.pos = self.filled;
         }
     }
 }

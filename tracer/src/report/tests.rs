@@ -322,15 +322,16 @@ impl Read for HugeLine {
 fn a_huge_line_is_skipped_with_bounded_memory() {
     let len = 256u64 << 20;
     let tail = format!("\n{}", fixture("file-stored"));
-    let mut lines = LineReader::new(BufReader::new(HugeLine { left: len, tail: Cursor::new(tail.into_bytes()) }), MAX_LINE);
+    let mut lines = LineReader::new(HugeLine { left: len, tail: Cursor::new(tail.into_bytes()) }, MAX_LINE);
     assert_eq!(lines.next_line().unwrap(), RawLine::TooLong { len, terminated: true });
-    assert!(lines.held() <= MAX_LINE, "held {} bytes", lines.held());
+    // The cap, and one byte for the newline of a line of exactly the cap.
+    assert!(lines.held() <= MAX_LINE + 1, "held {} bytes", lines.held());
     assert_eq!(lines.next_line().unwrap(), RawLine::Line { terminated: true });
     assert!(parse_line(lines.line()).is_ok());
     assert_eq!(lines.line_no, 2);
 
     let tail = format!("\n{}", fixture("file-stored"));
-    let input = BufReader::new(HugeLine { left: 8 << 20, tail: Cursor::new(tail.into_bytes()) });
+    let input = HugeLine { left: 8 << 20, tail: Cursor::new(tail.into_bytes()) };
     let mut r = Report::new(opts(), Vec::new(), Vec::new());
     r.read("huge.jsonl", input).unwrap();
     let totals = r.finish().unwrap().totals;
@@ -355,6 +356,106 @@ fn line_reader_edges() {
     assert_eq!(r.next_line().unwrap(), RawLine::Line { terminated: true });
     assert_eq!(r.next_line().unwrap(), RawLine::TooLong { len: 5, terminated: false });
     assert_eq!(r.next_line().unwrap(), RawLine::Eof);
+}
+
+/// Hands out its bytes a few at a time (the sizes cycling through
+/// `sizes`), with an `Interrupted` error now and then, as a pipe or a slow
+/// disk might: line ends then fall anywhere in the reader's blocks.
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    sizes: Vec<usize>,
+    calls: usize,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls % 7 == 0 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let n = self.sizes[self.calls % self.sizes.len()].min(buf.len()).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// What the reader must say for `data`: each line, or how long a line over
+/// the cap was, and whether it had its newline.
+fn expected_lines(data: &[u8], cap: usize) -> Vec<(RawLine, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (line, terminated) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], true),
+            None => (rest, false),
+        };
+        rest = &rest[(line.len() + usize::from(terminated))..];
+        if line.len() > cap {
+            out.push((RawLine::TooLong { len: line.len() as u64, terminated }, Vec::new()));
+        } else {
+            out.push((RawLine::Line { terminated }, line.to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn line_reader_agrees_with_a_plain_split_wherever_reads_end() {
+    let cap = 8;
+    // Lines of every length around the cap, empty lines, and both endings.
+    let mut texts: Vec<Vec<u8>> = Vec::new();
+    let mut all = Vec::new();
+    for len in 0..=3 * cap {
+        all.extend(std::iter::repeat_n(b'a' + (len % 26) as u8, len));
+        all.push(b'\n');
+    }
+    texts.push(all.clone());
+    all.pop();
+    texts.push(all);
+    texts.push(b"\n\n\n".to_vec());
+    texts.push(b"12345678".to_vec());
+    texts.push(b"123456789".to_vec());
+    texts.push(b"12345678\n123456789\n1234567\n".to_vec());
+    for data in texts {
+        let want = expected_lines(&data, cap);
+        for sizes in [vec![1], vec![2, 3], vec![5, 1, 9], vec![100], vec![cap, cap + 1, 1]] {
+            let mut r = LineReader::new(Trickle { data: data.clone(), at: 0, sizes: sizes.clone(), calls: 0 }, cap);
+            let mut got = Vec::new();
+            loop {
+                match r.next_line().unwrap() {
+                    RawLine::Eof => break,
+                    raw @ RawLine::Line { .. } => got.push((raw, r.line().to_vec())),
+                    raw @ RawLine::TooLong { .. } => got.push((raw, Vec::new())),
+                }
+                assert!(r.held() <= cap + 1);
+            }
+            assert_eq!(got, want, "reads of {sizes:?} bytes over {:?}", String::from_utf8_lossy(&data));
+            assert_eq!(r.line_no, want.len() as u64);
+            assert_eq!(r.next_line().unwrap(), RawLine::Eof, "the end stays the end");
+        }
+    }
+}
+
+/// A read error is returned, not taken for the end of the input.
+#[test]
+fn line_reader_returns_read_errors() {
+    struct Broken(bool);
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if std::mem::replace(&mut self.0, true) {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            buf[..3].copy_from_slice(b"a\nb");
+            Ok(3)
+        }
+    }
+    let mut r = LineReader::new(Broken(false), 16);
+    assert_eq!(r.next_line().unwrap(), RawLine::Line { terminated: true });
+    assert_eq!(r.line(), b"a");
+    assert!(r.next_line().is_err());
+    assert_eq!(r.line_no, 1);
 }
 
 #[test]
