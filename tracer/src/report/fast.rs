@@ -262,7 +262,10 @@ impl FlatEvent<'_> {
 /// Where in a line its `"type"` says what it is, guessed from the bytes;
 /// the typed parse then checks the guess.
 fn guess(text: &str) -> Option<&'static str> {
-    let at = memchr::memmem::find(text.as_bytes(), b"\"type\":\"")?;
+    // Built once: building a finder per line cost more than the search.
+    static TYPE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"type\":\""));
+    let at = TYPE_KEY.find(text.as_bytes())?;
     let rest = &text.as_bytes()[at + 8..];
     if rest.starts_with(b"event\"") {
         Some("event")
