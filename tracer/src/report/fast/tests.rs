@@ -110,3 +110,87 @@ fn declines_what_it_does_not_handle() {
     // Keys of other kinds are ignored, as the general parse ignores them.
     assert!(agrees(&ev.replace(r#""child":2"#, r#""child":2,"sig":11,"nonsense":[1,{"a":2}]"#)));
 }
+
+/// A stack capture and a stack copy as a crash storm's log records them
+/// (the copy's bytes cut to 100).
+const STACK_CAPTURE: &str = r#"{"v":1,"run":"3976c18a1f59877a68e9e3120b2fff98","seq":4,"time":"2026-12-01T16:34:18.053883805Z","host":{"name":"vm","boot":"204c3126-a415-4b4f-ab66-98ba317b2469","machine":"3d1219c7c4c5404aaa1f6d2a48adfda4"},"type":"event","wall_ns":1796142858053576078,"ts_ns":22863688849307,"cpu":0,"task":{"pid":25953,"tgid":25953,"comm":"storm"},"cgroup_id":1,"event":"stack-capture","sig":11,"user":[94261748685480],"kernel":[],"build_ids":[{"build_id":"bebbacac64756999a64e820d98cd9c3bd3df570a","file_offset":6824}],"ip":94261748685480,"sp":140727068496848,"bp":0}"#;
+const STACK_COPY: &str = r#"{"v":1,"run":"3976c18a1f59877a68e9e3120b2fff98","seq":5,"time":"2026-12-01T16:34:18.053918761Z","host":{"name":"vm","boot":"204c3126-a415-4b4f-ab66-98ba317b2469","machine":"3d1219c7c4c5404aaa1f6d2a48adfda4"},"type":"event","wall_ns":1796142858053598069,"ts_ns":22863688871298,"cpu":0,"task":{"pid":25953,"tgid":25953,"comm":"storm"},"cgroup_id":1,"event":"stack-copy","sp":140727068496848,"data":"000000000000000000000000000000000000000000000000e803000000000000a0328a39bb550000000000000000000052495641040000000000000000000000524956410000000000000000000000005445005f5f6c6962050000000600000000000000"}"#;
+
+#[test]
+fn takes_recorded_stack_records_as_the_general_parse_does() {
+    for text in [STACK_CAPTURE, STACK_COPY] {
+        assert!(agrees(text), "declined {text}");
+    }
+    let Some(Line { record: Record::Event(e), .. }) = parse(STACK_COPY) else { panic!("not an event") };
+    let Body::StackCopy { sp, data } = e.event.body else { panic!("not a stack copy") };
+    assert_eq!(sp, 140727068496848);
+    assert_eq!(data.len(), 100);
+    assert_eq!(&data[24..26], &[0xe8, 0x03]);
+    // Optional fields missing or null, errnos and empty walks: still the same.
+    let sparse = STACK_CAPTURE
+        .replace(r#","ip":94261748685480,"sp":140727068496848,"bp":0"#, r#","sp":null,"user_errno":-14,"kernel_errno":-2"#)
+        .replace(r#""user":[94261748685480]"#, r#""user":[]"#)
+        .replace(r#","build_ids":[{"build_id":"bebbacac64756999a64e820d98cd9c3bd3df570a","file_offset":6824}]"#, "");
+    assert!(agrees(&sparse), "declined {sparse}");
+    assert!(agrees(&STACK_CAPTURE.replace(r#""build_ids":[{"#, r#""build_ids":[null,{"#).replace(r#""user":[94261748685480]"#, r#""user":[1,94261748685480]"#)));
+}
+
+/// Cut anywhere, a stack record is declined (the general parse then says
+/// it was truncated); damaged fields decline or agree.
+#[test]
+fn declines_cut_or_damaged_stack_records() {
+    for text in [STACK_CAPTURE, STACK_COPY] {
+        for end in (0..text.len()).filter(|&e| text.is_char_boundary(e)) {
+            assert!(parse(&text[..end]).is_none(), "took a line cut at {end}: {}", &text[..end]);
+            assert!(parse_general(&text[..end]).is_err());
+        }
+    }
+    let damaged = [
+        // Odd length, a pair from_str_radix refuses, and one it takes ("+f").
+        STACK_COPY.replace(r#""data":"00"#, r#""data":"0"#),
+        STACK_COPY.replace(r#""data":"00"#, r#""data":"zz"#),
+        STACK_COPY.replace(r#""data":"00"#, r#""data":"+f"#),
+        STACK_COPY.replace(r#""data":"00"#, r#""data":"0é"#),
+        // An escaped digit: the text cannot be borrowed; declined, then read the general way.
+        STACK_COPY.replace(r#""data":"00"#, r#""data":"\u00300"#),
+        STACK_COPY.replace(r#""data":"00"#, r#""data":null,"x":"#),
+        STACK_COPY.replace(r#","sp":140727068496848"#, ""),
+        STACK_COPY.replace(r#""sp":140727068496848"#, r#""sp":null"#),
+        STACK_COPY.replace(r#""sp":140727068496848"#, r#""sp":-1"#),
+        STACK_CAPTURE.replace(r#""user":[94261748685480]"#, r#""user":[-1]"#),
+        STACK_CAPTURE.replace(r#""user":[94261748685480]"#, r#""user":null"#),
+        STACK_CAPTURE.replace(r#""kernel":[],"#, ""),
+        STACK_CAPTURE.replace(r#""build_ids":["#, r#""build_ids":null,"x":["#),
+        STACK_CAPTURE.replace(r#""sig":11"#, r#""sig":11,"sig":11"#),
+        STACK_CAPTURE.replace(r#""ip":94261748685480"#, r#""ip":1.5"#),
+    ];
+    let mut declined = 0;
+    for text in &damaged {
+        if !agrees(text) {
+            declined += 1;
+            // Whatever it declined, the general parse reads or refuses as before.
+            let _ = parse_general(text);
+        }
+    }
+    assert!(declined >= damaged.len() - 2, "took {} of the damaged lines", damaged.len() - declined);
+    // The general parse reads "+f" as a byte and refuses "zz", as it always did.
+    assert!(parse_general(&damaged[2]).is_ok());
+    assert!(parse_general(&damaged[1]).is_err());
+    assert!(parse_general(&damaged[4]).is_ok(), "an escaped hex digit is still hex");
+}
+
+/// Names with escapes, control characters and non-ASCII text (a comm is
+/// whatever the process set) read the same both ways.
+#[test]
+fn escaped_and_unicode_names_read_the_same() {
+    for comm in [r#"st\u00e9\n\t\"m\\x\u0001"#, "stérm☃", r#"\ud83d\ude00"#, "a\u{7f}b", r#"\/slash"#] {
+        for base in [STACK_CAPTURE, STACK_COPY] {
+            let text = base.replace(r#""comm":"storm""#, &format!(r#""comm":"{comm}""#));
+            assert!(agrees(&text), "declined {text}");
+        }
+    }
+    // A raw control character is not JSON: refused by both.
+    let raw = STACK_CAPTURE.replace(r#""comm":"storm""#, "\"comm\":\"st\u{1}orm\"");
+    assert!(parse(&raw).is_none());
+    assert!(parse_general(&raw).is_err());
+}
