@@ -283,7 +283,7 @@ pub mod hex_bytes {
     /// per-pair parse only for a block with something else in it.
     pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
         const BLOCK: usize = 32;
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(HexError::OddLength);
         }
         let bytes = text.as_bytes();
@@ -468,7 +468,7 @@ mod tests {
     /// The decoder as it was before the table: every pair through
     /// `from_str_radix`.
     fn decode_by_pairs(text: &str) -> Result<Vec<u8>, hex_bytes::HexError> {
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(hex_bytes::HexError::OddLength);
         }
         (0..text.len())
