@@ -276,12 +276,64 @@ fn guess(text: &str) -> Option<&'static str> {
     }
 }
 
+/// A stack copy's line with its hex bytes taken out.
+struct Split<'a> {
+    /// The line with `"data":""`.
+    rest: String,
+    /// What was between those quotes.
+    data: &'a str,
+}
+
+/// Takes the value of `"data":"..."` out of a line, so the JSON parse does
+/// not walk the kilobytes of a stack copy's hex (the hex decoder checks
+/// every byte of it anyway). Only on a line with no backslash at all (so
+/// no key is spelt with escapes, and the first quote after the value's
+/// opening one ends it) and exactly one `"data":"` in it; whether that one
+/// was the top-level key is left to the parse, which must then find an
+/// empty `data` at the top level. What the value held is checked by the
+/// hex decoder: a quote-free string of hex digits decodes, anything else
+/// (control characters included, which JSON refuses) declines.
+fn split_data(text: &str) -> Option<Split<'_>> {
+    static DATA_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"data\":\""));
+    // Short lines are not worth it.
+    if text.len() < 1024 {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let key = DATA_KEY.find(bytes)?;
+    let start = key + 8;
+    let end = start + memchr::memchr(b'"', &bytes[start..])?;
+    // `key` is the first; the value holds no quote, so another starts at `end` or later.
+    if memchr::memchr(b'\\', bytes).is_some() || DATA_KEY.find(&bytes[end..]).is_some() {
+        return None;
+    }
+    let mut rest = String::with_capacity(text.len() - (end - start));
+    rest.push_str(&text[..start]);
+    rest.push_str(&text[end..]);
+    Some(Split { rest, data: &text[start..end] })
+}
+
 /// The line as a record, when it is an `event` of a common kind or a
 /// `verdict`, and the general parse would give the same; else `None`.
 pub(crate) fn parse(text: &str) -> Option<Line> {
     match guess(text)? {
         "event" => {
-            let mut f = serde_json::from_str::<FlatEvent>(text).ok()?;
+            let split = split_data(text);
+            let split_parse = split.as_ref().and_then(|split| match serde_json::from_str::<FlatEvent>(&split.rest) {
+                // The value taken out was the top-level `data` only if the
+                // parse found an empty one there (see `split_data`).
+                Ok(mut f) if f.data == Some("") && f.event == "stack-copy" => {
+                    f.data = Some(split.data);
+                    Some(f)
+                }
+                // Anything else: the whole line, as if not split.
+                _ => None,
+            });
+            let mut f = match split_parse {
+                Some(f) => f,
+                None => serde_json::from_str::<FlatEvent>(text).ok()?,
+            };
             if !(1..=SCHEMA_VERSION).contains(&f.v) || f.kind != "event" {
                 return None;
             }

@@ -194,3 +194,65 @@ fn escaped_and_unicode_names_read_the_same() {
     assert!(parse(&raw).is_none());
     assert!(parse_general(&raw).is_err());
 }
+
+/// A stack copy of 2 KiB, long enough for its hex to be taken out before
+/// the JSON parse.
+fn long_copy() -> String {
+    let hex: String = crate::event::hex(&(0..=255u8).cycle().take(2048).collect::<Vec<u8>>());
+    STACK_COPY.replace(r#""data":"00"#, &format!(r#""data":"{hex}00"#))
+}
+
+#[test]
+fn a_long_stack_copy_is_read_with_its_hex_taken_out_as_the_general_parse_reads_it() {
+    let line = long_copy();
+    assert!(split_data(&line).is_some(), "not split");
+    assert!(agrees(&line));
+    let Some(Line { record: Record::Event(e), .. }) = parse(&line) else { panic!("declined") };
+    let Body::StackCopy { data, .. } = e.event.body else { panic!("not a stack copy") };
+    assert_eq!(data.len(), 2048 + 100);
+    assert_eq!(&data[..3], &[0, 1, 2]);
+}
+
+/// Whatever a long line holds around or instead of its hex, taking the hex
+/// out gives what the general parse gives, or declines.
+#[test]
+fn taking_the_hex_out_never_changes_what_a_line_means() {
+    let line = long_copy();
+    let hex_start = line.find(r#""data":""#).unwrap() + 8;
+    let cases = [
+        // A second `data` elsewhere: nested in an unknown field, before and after.
+        line.replace(r#""cgroup_id":1"#, r#""cgroup_id":1,"x":{"data":"00"}"#),
+        line.replace(r#""sp":"#, r#""x":{"data":"zz"},"sp":"#) + "",
+        format!("{}{}", &line[..line.len() - 1], r#","x":{"data":""}}"#),
+        // Only a nested one: the top level has none, so a copy without bytes is refused.
+        line.replace(r#""data":""#, r#""x":{"data":""#).replacen(r#"00"}"#, r#"00"}}"#, 1),
+        // The top-level key spelt with an escape, and a literal nested one.
+        line.replace(r#""data":""#, r#""d\u0061ta":""#).replacen(r#""cgroup_id":1"#, r#""cgroup_id":1,"y":{"data":"ab"}"#, 1),
+        // Escapes elsewhere in the line.
+        line.replace(r#""comm":"storm""#, r#""comm":"st\"orm""#),
+        // A control character, a quote-free non-hex, a "+f" pair, odd length in the hex.
+        format!("{}\u{1}{}", &line[..hex_start + 4], &line[hex_start + 5..]),
+        format!("{}zz{}", &line[..hex_start + 4], &line[hex_start + 6..]),
+        format!("{}+f{}", &line[..hex_start + 4], &line[hex_start + 6..]),
+        format!("{}{}", &line[..hex_start + 4], &line[hex_start + 5..]),
+        // Another kind with a `data` field it does not have: ignored by both.
+        line.replace(r#""event":"stack-copy""#, r#""event":"process-fork","child":2"#),
+        // The data key's value not a string.
+        line.replace(r#""data":""#, r#""data":["#).replacen(r#"00"}"#, r#"00"]}"#, 1),
+    ];
+    for text in &cases {
+        let fast = parse(text);
+        let general = parse_general(text);
+        if let Some(fast) = fast {
+            assert_eq!(general.as_ref(), Ok(&fast), "differs on {}", &text[..300.min(text.len())]);
+        }
+    }
+    // The copy of another kind is still taken (the whole line parsed).
+    assert!(parse(&cases[10]).is_some());
+    // "+f" is a byte, as it always was.
+    assert!(parse_general(&cases[8]).is_ok());
+    // And refused ones stay refused.
+    for i in [6, 7, 9] {
+        assert!(parse(&cases[i]).is_none() && parse_general(&cases[i]).is_err(), "case {i}");
+    }
+}
