@@ -288,24 +288,26 @@ struct Split<'a> {
 /// not walk the kilobytes of a stack copy's hex (the hex decoder checks
 /// every byte of it anyway). Only on a line with no backslash at all (so
 /// no key is spelt with escapes, and the first quote after the value's
-/// opening one ends it) and exactly one `"data":"` in it; whether that one
-/// was the top-level key is left to the parse, which must then find an
-/// empty `data` at the top level. What the value held is checked by the
+/// opening one ends it) and with `"data"` in it once, right before `:"`:
+/// any `data` key the parse finds is then that one, and the parse must
+/// find it, empty, at the top level. What the value held is checked by the
 /// hex decoder: a quote-free string of hex digits decodes, anything else
 /// (control characters included, which JSON refuses) declines.
 fn split_data(text: &str) -> Option<Split<'_>> {
     static DATA_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"data\":\""));
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"data\""));
     // Short lines are not worth it.
     if text.len() < 1024 {
         return None;
     }
     let bytes = text.as_bytes();
     let key = DATA_KEY.find(bytes)?;
+    if !bytes[key + 6..].starts_with(b":\"") {
+        return None;
+    }
     let start = key + 8;
     let end = start + memchr::memchr(b'"', &bytes[start..])?;
-    // `key` is the first; the value holds no quote, so another starts at `end` or later.
-    if memchr::memchr(b'\\', bytes).is_some() || DATA_KEY.find(&bytes[end..]).is_some() {
+    if memchr::memchr(b'\\', bytes).is_some() || DATA_KEY.find(&bytes[key + 6..]).is_some() {
         return None;
     }
     let mut rest = String::with_capacity(text.len() - (end - start));
