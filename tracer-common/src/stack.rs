@@ -92,14 +92,11 @@ pub const STACK_COPY_MAX: usize = 32 * 1024;
 /// Smallest copy sent; a stack with less than this above SP sends none.
 pub const STACK_COPY_MIN: usize = 512;
 
-/// The top of the dying thread's user stack, from its SP upward, sent with
+/// The top of the dying thread's user stack, from its SP upward, sent after
 /// its `StackCapture` when `--stack-copy` asks for it. With it, user space
 /// can unwind code built without frame pointers from `.eh_frame`.
 ///
-/// It travels in the capture's own ring-buffer record, right after the
-/// `StackCapture` (one reservation instead of two: BENCHMARKS.md, "Stack
-/// capture cost"); its header repeats the capture's, with its own kind.
-/// `len` bytes of stack follow this struct. The kernel reads
+/// `len` bytes of stack follow this struct in the record. The kernel reads
 /// the stack in one of a few fixed sizes (32, 16, 8, 4, 2, 1 KiB, 512 bytes),
 /// the largest that is at most `--stack-copy` and does not run past the end
 /// of the stack, so the record is exactly as long as its data.

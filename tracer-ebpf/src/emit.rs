@@ -17,27 +17,20 @@ pub fn reserve<T: 'static>(kind: EventKind) -> Option<RingBufEntry<T>> {
         count_lost(kind);
         return None;
     };
-    let at = entry.as_mut_ptr() as *mut EventHeader;
-    // SAFETY: every event type starts with an EventHeader.
-    unsafe { at.write(header(kind)) };
-    Some(entry)
-}
-
-/// The header of an event of `kind` about the current task.
-#[inline(always)]
-pub fn header(kind: EventKind) -> EventHeader {
+    let header = entry.as_mut_ptr() as *mut EventHeader;
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: helpers that read the current task and clock, no memory of ours.
-    let (cpu, ts_ns, cgroup_id) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns(), bpf_get_current_cgroup_id()) };
-    EventHeader {
-        kind: kind as u32,
-        cpu,
-        ts_ns,
-        pid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
-        cgroup_id,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    unsafe {
+        header.write(EventHeader {
+            kind: kind as u32,
+            cpu: bpf_get_smp_processor_id(),
+            ts_ns: bpf_ktime_get_ns(),
+            pid: pid_tgid as u32,
+            tgid: (pid_tgid >> 32) as u32,
+            cgroup_id: bpf_get_current_cgroup_id(),
+            comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        });
     }
+    Some(entry)
 }
 
 #[inline(always)]

@@ -3,8 +3,7 @@
 //! the core is lost.
 //!
 //! Everything is written straight into the ring-buffer reservation: the
-//! event is far larger than the 512-byte BPF stack. The stack copy rides in
-//! the same record, after the capture. `bpf_get_stack` zeroes
+//! event is far larger than the 512-byte BPF stack. `bpf_get_stack` zeroes
 //! what it does not fill, and every other field is written, so no byte of
 //! the event is left uninitialised.
 //!
@@ -27,14 +26,14 @@ use aya_ebpf::{
 use tracer_common::{
     config::{SETTING_KERNEL_STACK, SETTING_NO_STACK_CAPTURE},
     stack::{BuildIdFrame, StackCapture, StackCopy, KERNEL_FRAMES_MAX, STACK_REGS_VALID, USER_FRAMES_MAX},
-    EventHeader, EventKind, LOST_SLOTS,
+    EventKind, LOST_SLOTS,
 };
 
 use aya_ebpf::macros::btf_tracepoint;
 use tracer_common::signal::{is_core_signal, is_terminating_signal, SIGKILL, SIG_DFL};
 
 use crate::{
-    emit::{current_tgid, header, reserve},
+    emit::{current_tgid, reserve},
     maps::{is_watched, offsets_valid, settings_flags, EVENTS, LOST, SETTINGS},
     task::read,
 };
@@ -66,61 +65,17 @@ pub fn stack_capture(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Sends a `StackCapture` for the current thread, which is acting on `sig`,
-/// with the top of its user stack (`--stack-copy`) in the same ring-buffer
-/// record when there is room. Must run in the receiving thread's context:
-/// both walks and the registers are the current task's.
-///
-/// One record, not two: a second reservation (header, reserve, commit on a
-/// ring the consumer is reading from the other CPU) cost more than the
-/// bytes copied into it (BENCHMARKS.md, "Stack capture cost").
+/// Sends a `StackCapture` for the current thread, which is acting on `sig`.
+/// Must run in the receiving thread's context: both walks and the registers
+/// are the current task's.
 #[inline(always)]
 pub fn capture(ctx: &BtfTracePointContext, sig: i32) {
-    let regs = user_regs();
-    let want = unsafe { core::ptr::read_volatile(&SETTINGS.stack_copy_bytes) };
-    if regs.3 && want > 0 {
-        if copy_fits(want) {
-            macro_rules! attempt {
-                ($($n:literal),*) => {$(
-                    match try_with_copy::<$n>(ctx, sig, regs, want) {
-                        Copied::Sent => return,
-                        Copied::NoRoom => {
-                            // The capture alone is smaller: still worth a try.
-                            count_lost(EventKind::StackCopy);
-                            break_to_plain(ctx, sig, regs);
-                            return;
-                        }
-                        Copied::TooBig => {}
-                    }
-                )*};
-            }
-            attempt!(32768, 16384, 8192, 4096, 2048, 1024, 512);
-        } else {
-            count_lost(EventKind::StackCopy);
-        }
-    }
-    break_to_plain(ctx, sig, regs);
-}
-
-/// The capture without a copy, in a record of its own.
-#[inline(always)]
-fn break_to_plain(ctx: &BtfTracePointContext, sig: i32, regs: (u64, u64, u64, bool)) {
     let Some(mut entry) = reserve::<StackCapture>(EventKind::StackCapture) else {
         return;
     };
-    unsafe { fill(ctx, entry.as_mut_ptr(), sig, regs) };
-    entry.submit(0);
-}
-
-/// Fills everything of `event` but its header: the registers and the walks.
-///
-/// # Safety
-/// `event` points at a reserved `StackCapture`.
-#[inline(always)]
-unsafe fn fill(ctx: &BtfTracePointContext, event: *mut StackCapture, sig: i32, regs: (u64, u64, u64, bool)) {
+    let event = entry.as_mut_ptr();
     let raw = ctx.as_ptr();
-    let (ip, sp, bp, regs_ok) = regs;
-    // SAFETY: the caller's reservation; every field is written.
+    let (ip, sp, bp, regs_ok) = user_regs();
     unsafe {
         (*event).sig = sig;
         (*event)._pad0 = 0;
@@ -145,20 +100,24 @@ unsafe fn fill(ctx: &BtfTracePointContext, event: *mut StackCapture, sig: i32, r
             (*event).kernel_ret = 0;
             core::ptr::write_bytes((*event).kernel.as_mut_ptr(), 0, KERNEL_FRAMES_MAX);
         }
+
         (*event).ip = ip;
         (*event).sp = sp;
         (*event).bp = bp;
         (*event).flags = if regs_ok { STACK_REGS_VALID } else { 0 };
     }
+    entry.submit(0);
+    let want = unsafe { core::ptr::read_volatile(&SETTINGS.stack_copy_bytes) };
+    if regs_ok && want > 0 {
+        copy_stack(sp, want);
+    }
 }
 
-/// A `StackCapture` followed, in the same record, by a `StackCopy` with `N`
-/// bytes of stack: the reservation's size must be a constant, so each size
-/// is its own type.
+/// A `StackCopy` with `N` bytes of stack: the reservation's size must be a
+/// constant, so each size is its own type.
 #[repr(C)]
-struct WithCopy<const N: usize> {
-    capture: StackCapture,
-    copy: StackCopy,
+struct WithData<const N: usize> {
+    event: StackCopy,
     data: [u8; N],
 }
 
@@ -166,63 +125,67 @@ enum Copied {
     Sent,
     /// The read faulted: the stack ends less than N bytes above SP.
     TooBig,
-    /// No room in the ring buffer.
+    /// No room in the ring buffer (counted as lost by `reserve`).
     NoRoom,
 }
 
 #[inline(always)]
-fn try_with_copy<const N: usize>(ctx: &BtfTracePointContext, sig: i32, regs: (u64, u64, u64, bool), want: u32) -> Copied {
+fn try_copy<const N: usize>(sp: u64, want: u32) -> Copied {
     if N as u32 > want {
         return Copied::TooBig;
     }
-    let Some(mut entry) = EVENTS.reserve::<WithCopy<N>>(0) else {
+    let Some(mut entry) = reserve::<WithData<N>>(EventKind::StackCopy) else {
         return Copied::NoRoom;
     };
-    let rec = entry.as_mut_ptr();
-    let sp = regs.1;
+    let sized = entry.as_mut_ptr();
     unsafe {
         // On failure the helper zeroes the buffer; on success it fills it:
         // either way every byte is written.
-        let ret = bpf_probe_read_user((*rec).data.as_mut_ptr().cast(), N as u32, sp as *const _) as i32;
+        let ret = bpf_probe_read_user((*sized).data.as_mut_ptr().cast(), N as u32, sp as *const _) as i32;
         if ret != 0 {
             entry.discard(0);
             return Copied::TooBig;
         }
-        let header = header(EventKind::StackCapture);
-        (*rec).capture.header = header;
-        fill(ctx, &mut (*rec).capture, sig, regs);
-        (*rec).copy.header = EventHeader { kind: EventKind::StackCopy as u32, ..header };
-        (*rec).copy.sp = sp;
-        (*rec).copy.len = N as u32;
-        (*rec).copy.ret = ret;
+        (*sized).event.sp = sp;
+        (*sized).event.len = N as u32;
+        (*sized).event.ret = ret;
     }
     entry.submit(0);
     Copied::Sent
 }
 
-/// Whether a copy of `want` bytes leaves the ring buffer at most half
-/// full. A copy is an extra: it is skipped, and counted as lost, past that,
-/// so that in a crash storm the events every verdict needs still find room.
-/// (Half, not less: the other events of a crash are some 2 KiB against a
-/// copy's 8, so the lower half holds the events of as many crashes as the
-/// upper half holds copies, and every byte held back from copies is a copy
-/// lost in a burst.)
+/// Copies up to `want` bytes of user stack from `sp` upward, in the largest
+/// of the fixed sizes that does not run past the end of the stack.
+///
+/// A copy is an extra: it is skipped, and counted as lost, when it would
+/// fill the ring buffer past half, so that in a crash storm the events
+/// every verdict needs still find room. (Half, not less: the other events
+/// of a crash are some 2 KiB against a copy's 8, so the lower half holds
+/// the events of as many crashes as the upper half holds copies, and every
+/// byte held back from copies is a copy lost in a burst.)
 #[inline(always)]
-fn copy_fits(want: u32) -> bool {
+fn copy_stack(sp: u64, want: u32) {
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    pending.saturating_add(want as u64) <= size / 2
-}
-
-#[inline(always)]
-fn count_lost(kind: EventKind) {
-    let slot = kind as u32;
-    if slot < LOST_SLOTS {
-        if let Some(counter) = LOST.get_ptr_mut(slot) {
-            // Per-CPU slot: no other CPU writes it.
-            unsafe { *counter += 1 };
+    if pending.saturating_add(want as u64) > size / 2 {
+        let slot = EventKind::StackCopy as u32;
+        if slot < LOST_SLOTS {
+            if let Some(counter) = LOST.get_ptr_mut(slot) {
+                // Per-CPU slot: no other CPU writes it.
+                unsafe { *counter += 1 };
+            }
         }
+        return;
     }
+    macro_rules! attempt {
+        ($($n:literal),*) => {$(
+            match try_copy::<$n>(sp, want) {
+                Copied::Sent | Copied::NoRoom => return,
+                Copied::TooBig => {}
+            }
+        )*};
+    }
+    attempt!(32768, 16384, 8192, 4096, 2048, 1024, 512);
 }
 
 /// The user registers saved when the thread entered the kernel:

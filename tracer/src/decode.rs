@@ -32,8 +32,6 @@ pub enum DecodeError {
     UnknownHook(u32),
     #[error("cgroup event with unknown operation {0}")]
     UnknownCgroupOp(u32),
-    #[error("stack-capture record carries a {0} record after it; only a stack-copy may follow")]
-    UnexpectedTrailer(&'static str),
 }
 
 /// Reads a `T` from the front of `bytes` (any alignment); `None` if short.
@@ -91,29 +89,7 @@ pub fn split_argv(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Decodes one ring-buffer record into its events: one, or for a
-/// `StackCapture` that carries the top of the stack in the same record
-/// (the kernel saves a second reservation that way), the capture and then
-/// the `StackCopy` that follows it.
-pub fn decode_record(bytes: &[u8]) -> (Result<Event, DecodeError>, Option<Result<Event, DecodeError>>) {
-    let first = decode(bytes);
-    let fixed = size_of::<StackCapture>();
-    let carries_copy = matches!(&first, Ok(Event { body: Body::StackCapture { .. }, .. })) && bytes.len() > fixed;
-    if !carries_copy {
-        return (first, None);
-    }
-    let rest = &bytes[fixed..];
-    let second = match read::<EventHeader>(rest).map(|h| EventKind::from_u32(h.kind)) {
-        Some(Some(EventKind::StackCopy)) => decode(rest),
-        Some(Some(other)) => Err(DecodeError::UnexpectedTrailer(other.as_str())),
-        Some(None) => Err(DecodeError::UnexpectedTrailer("unknown")),
-        None => Err(DecodeError::ShortHeader { len: rest.len(), need: size_of::<EventHeader>() }),
-    };
-    (first, Some(second))
-}
-
-/// Decodes the first (for most kinds, the only) event of a ring-buffer
-/// record; see [`decode_record`].
+/// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header: EventHeader = read(bytes).ok_or(DecodeError::ShortHeader {
         len: bytes.len(),
@@ -670,35 +646,6 @@ mod stack_tests {
         let len_at = std::mem::size_of::<EventHeader>() + 8;
         bogus[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(decode(&bogus), Err(DecodeError::Short { kind: "stack-copy", .. })));
-    }
-
-    #[test]
-    fn a_capture_record_carrying_its_copy_gives_both_events() {
-        let data: Vec<u8> = (0..512u32).map(|i| (i * 7) as u8).collect();
-        let mut bytes = bytes_of(&capture()).to_vec();
-        let alone = decode_record(&bytes);
-        assert!(alone.0.is_ok() && alone.1.is_none());
-        bytes.extend_from_slice(&copy_record(&data));
-        let (first, second) = decode_record(&bytes);
-        assert_eq!(first.unwrap(), decode(bytes_of(&capture())).unwrap());
-        let copy = second.expect("the copy").unwrap();
-        assert_eq!(copy.body, Body::StackCopy { sp: 0x7ffc_0000_0000, data: data.clone() });
-        assert_eq!(copy.task.tgid, 42);
-        // A copy cut short is an error of its own; the capture still stands.
-        let (first, second) = decode_record(&bytes[..bytes.len() - 1]);
-        assert!(first.is_ok());
-        assert!(matches!(second, Some(Err(DecodeError::Short { kind: "stack-copy", .. }))), "{second:?}");
-        // Only a stack copy may ride along.
-        let mut other = bytes_of(&capture()).to_vec();
-        other.extend_from_slice(bytes_of(&capture()));
-        assert!(matches!(decode_record(&other).1, Some(Err(DecodeError::UnexpectedTrailer("stack-capture")))));
-        let mut stub = bytes_of(&capture()).to_vec();
-        stub.extend_from_slice(&[1, 2, 3]);
-        assert!(matches!(decode_record(&stub).1, Some(Err(DecodeError::ShortHeader { len: 3, .. }))));
-        // Other kinds never carry a second event.
-        let mut copy_then_more = copy_record(&data);
-        copy_then_more.extend_from_slice(&copy_record(&data));
-        assert!(decode_record(&copy_then_more).1.is_none());
     }
 
     #[test]

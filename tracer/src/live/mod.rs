@@ -301,16 +301,12 @@ fn reload(config: &mut LiveConfig, layers: Option<&Layers>, pipeline: &mut Pipel
 fn drain(rb: &mut aya::maps::RingBuf<aya::maps::MapData>, pipeline: &mut Pipeline) {
     loop {
         // The item is dropped (its slot handed back to the kernel) before
-        // the events are processed. A stack capture may carry its stack
-        // copy in the same record: two events, in that order.
-        let (first, second) = match rb.next() {
-            Some(item) => decode::decode_record(&item),
+        // the event is processed.
+        let decoded = match rb.next() {
+            Some(item) => decode::decode(&item),
             None => break,
         };
-        pipeline.decoded(first);
-        if let Some(second) = second {
-            pipeline.decoded(second);
-        }
+        pipeline.decoded(decoded);
     }
 }
 
