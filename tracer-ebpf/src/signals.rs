@@ -194,6 +194,14 @@ fn try_signal_deliver(ctx: &BtfTracePointContext) {
         if sig == SIGKILL && is_crashing(tgid) {
             return;
         }
+        // A SIGKILL that no signal_generate saw (a sent one put the process
+        // in CRASHING there) is the kernel ending a group's other threads:
+        // exit_group, exec's de_thread. Every multi-threaded process that
+        // exits does this; it is no kill and no crash. (A dump's zap of the
+        // other threads comes after the crash put the process in CRASHING.)
+        if sig == SIGKILL && !is_watched(tgid) {
+            return;
+        }
         let _ = CRASHING.insert(&tgid, &sig, 0);
     }
 

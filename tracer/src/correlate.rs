@@ -92,6 +92,10 @@ pub struct Stats {
     /// process having taken a fatal signal of its own after it.
     #[serde(skip_serializing_if = "is_zero")]
     pub exec_zaps_dropped: u64,
+    /// Chains ended early because their pid acted on a new fatal signal
+    /// long after the death they were about (the exit event was lost).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pids_reused: u64,
     pub verdicts: BTreeMap<String, u64>,
     pub kernel_said_dumped_but_dropped: u64,
 }
@@ -103,7 +107,17 @@ fn is_zero(n: &u64) -> bool {
 struct Open {
     chain: Chain,
     complete_at: Option<u64>,
+    /// When the crasher took a fatal default action (a core dump or plain
+    /// termination): from then on it is dying and delivers no new signal.
+    dying_since: Option<u64>,
 }
+
+/// How long after a fatal default action the same tgid may still show a
+/// delivery, or a fault of its own, as part of that death (threads racing
+/// into the exit). Later, the pid belongs to a new process whose
+/// predecessor's exit was lost; pids come back only after a whole cycle of
+/// `pid_max`, which takes seconds even in a crash storm.
+const PID_REUSED_AFTER_NS: u64 = 1_000_000_000;
 
 pub struct Correlator {
     cfg: Config,
@@ -586,6 +600,26 @@ impl Correlator {
         }
     }
 
+    /// Ends the open chain of `tgid` when its process took a fatal default
+    /// action long before `ts_ns`: an event of a new process that got the
+    /// same pid (the old one's exit was lost) must not join it.
+    fn retire_reused(&mut self, tgid: u32, ts_ns: u64, done: &mut Vec<Chain>) {
+        let Some(id) = self.live_chain(tgid) else { return };
+        let Some(since) = self.open.get(&id).and_then(|o| o.dying_since) else { return };
+        if ts_ns <= since.saturating_add(PID_REUSED_AFTER_NS) {
+            return;
+        }
+        self.stats.pids_reused += 1;
+        if let Some(mut c) = self.finish(id) {
+            c.reason = format!(
+                "{} (ended early: pid {tgid} acted on a new fatal signal {} ms after this death, so it belongs to a new process; this one's exit was not seen)",
+                c.reason,
+                (ts_ns - since) / 1_000_000
+            );
+            done.push(c);
+        }
+    }
+
     fn live_chain(&self, tgid: u32) -> Option<u64> {
         let id = *self.by_tgid.get(&tgid)?;
         let open = self.open.get(&id)?;
@@ -609,7 +643,7 @@ impl Correlator {
         self.next_id += 1;
         self.stats.chains_opened += 1;
         let tgid = task.tgid;
-        self.open.insert(id, Open { chain: Chain::new(id, task, sig, ts_ns), complete_at: None });
+        self.open.insert(id, Open { chain: Chain::new(id, task, sig, ts_ns), complete_at: None, dying_since: None });
         self.by_tgid.insert(tgid, id);
         id
     }
@@ -672,6 +706,10 @@ impl Correlator {
             return;
         }
         self.forget_exec_zap(target.tgid, sig);
+        // A dying process faults no more: a fault of its own is a new one's.
+        if ev.task.tgid == target.tgid && code > 0 && is_fault_signal(sig) {
+            self.retire_reused(target.tgid, ev.ts_ns, done);
+        }
         if let Some(id) = self.live_chain(target.tgid) {
             // A second fatal signal while the first is acted on.
             if let Some(open) = self.open.get_mut(&id)
@@ -725,6 +763,7 @@ impl Correlator {
             return;
         }
         self.forget_exec_zap(ev.task.tgid, sig);
+        self.retire_reused(ev.task.tgid, ev.ts_ns, done);
         if let Some(id) = self.live_chain(ev.task.tgid)
             && let Some(open) = self.open.get(&id) {
                 // SIGKILL reaching the other threads of a process already
@@ -772,6 +811,7 @@ impl Correlator {
             // Remember it now: the handler may fork its crash child at once.
             self.remember_handled(ev.task.tgid, id, ev.ts_ns);
         } else if is_core_signal(sig) {
+            open.dying_since.get_or_insert(ev.ts_ns);
             c.disposition = Some(Disposition::Default);
             let dump = c.dump.get_or_insert_with(|| new_dump(settings.as_ref(), DumpHook::Inferred, rlimit_core, dumpable));
             dump.rlimit_core = rlimit_core;
@@ -793,6 +833,7 @@ impl Correlator {
                 self.pipe_dumping.insert(id);
             }
         } else {
+            open.dying_since.get_or_insert(ev.ts_ns);
             c.disposition = Some(Disposition::Default);
             c.step(ev.ts_ns, format!("{} default action in {}: terminate, no core", c.signal, ev.task));
         }

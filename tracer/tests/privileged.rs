@@ -387,6 +387,49 @@ fn blocked_signals_taken_with_signalfd_are_not_shipped() {
     blocked_signals_are_not_shipped("signalfd");
 }
 
+/// A multi-threaded process that exits 0 (exit_group from main, or from
+/// another thread) is no crash: the kernel ends its other threads with a
+/// SIGKILL that no one sent (no signal_generate), which the kernel side
+/// must not ship, and no chain may open. Every multi-threaded program's
+/// exit does this. A SIGTERM'd `pause` crasher afterwards is the barrier.
+#[test]
+#[ignore = "privileged: needs root and real BPF; run with cargo xtask test"]
+fn a_multithreaded_clean_exit_is_not_a_kill() {
+    let machine = Exclusive::take();
+    let dir = TempDir::new("crashtrace-privileged");
+    machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
+    let mut tracer = Tracer::start(&["--json"]);
+
+    let mut pids = Vec::new();
+    for mode in ["threads", "thread-exit"] {
+        let mut c = Crasher::spawn(mode, RlimitCore::Unlimited, dir.path());
+        let status = c.wait();
+        assert_eq!(status.code(), Some(0), "`crash {mode}` should exit 0: {status}");
+        pids.push((mode, c.pid));
+    }
+
+    let mut barrier = Crasher::spawn("pause", RlimitCore::Unlimited, dir.path());
+    barrier.wait_ready();
+    barrier.kill(libc::SIGTERM);
+    barrier.wait();
+    let chain = tracer.wait_verdict(barrier.pid);
+    expect(&chain, "/verdict", json!("no-dump"));
+    let stopped = tracer.stop();
+    stopped.assert_clean_exit();
+
+    for (mode, pid) in pids {
+        let kills: Vec<String> = stopped
+            .records
+            .iter()
+            .filter(|r| r["event"] == "signal-deliver" && r.pointer("/task/tgid").and_then(Value::as_u64) == Some(pid as u64))
+            .map(Value::to_string)
+            .collect();
+        assert!(kills.is_empty(), "the exit of `crash {mode}` ({pid}) shipped its threads' SIGKILL:\n{}", kills.join("\n"));
+        let verdicts = stopped.verdicts_for(pid);
+        assert!(verdicts.is_empty(), "a chain was opened for `crash {mode}` ({pid}) exiting 0: {verdicts:?}");
+    }
+}
+
 /// A process that blocks SIGTERM and unblocks it once it is pending dies of
 /// it: signal_deliver still sees the default action, and the chain is there.
 #[test]

@@ -262,6 +262,42 @@ fn an_execs_sigkill_of_other_threads_does_not_swallow_the_crash() {
     assert_eq!(c.stats().exec_zaps_dropped, 1);
 }
 
+/// A SIGKILLed process whose exit event was lost (a full ring buffer),
+/// and then a new process with the same pid that faults seconds later: two
+/// chains, each with its own signal, not one SIGKILL chain swallowing the
+/// new crash.
+#[test]
+fn a_reused_pid_after_a_lost_exit_opens_its_own_chain() {
+    let kill = tracer_common::signal::SIGKILL;
+    let mut killed = deliver(10, 700, kill, 0, None, Some(1));
+    killed.task = proc(700, "rustc");
+    if let Body::SignalDeliver { code, fault_addr, .. } = &mut killed.body {
+        (*code, *fault_addr) = (0, None);
+    }
+    let mut c = Correlator::new(Config::default());
+    let mut out = Vec::new();
+    // The same pid's own fault within the bound still belongs to the death
+    // (a thread racing into the exit).
+    let racing = [settings("core", 0, None), killed, fault(500, 700, SEGV)];
+    for e in &racing {
+        out.extend(c.feed(e));
+        out.extend(c.tick(e.ts_ns));
+    }
+    assert!(out.is_empty(), "{out:?}");
+    for e in [fault(3_000, 700, SEGV), deliver(3_000, 700, SEGV, 0, None, Some(1)), exit(3_005, proc(700, "app"), 139, Role::Crasher)] {
+        out.extend(c.feed(&e));
+        out.extend(c.tick(e.ts_ns));
+    }
+    out.extend(c.flush());
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (old, new) = (&out[0], &out[1]);
+    assert_eq!((old.sig, old.crasher.comm.as_str(), old.verdict), (kill, "rustc", Some(Verdict::NoDump)), "{old:?}");
+    assert!(old.reason.contains("new process"), "{}", old.reason);
+    assert_eq!((new.sig, new.crasher.comm.as_str(), new.dump.is_some(), new.exit_code), (SEGV, "app", true, Some(139)), "{new:?}");
+    assert!(!new.timeline.iter().any(|s| s.what.contains("SIGKILL")), "{:?}", new.timeline);
+    assert_eq!(c.stats().pids_reused, 1);
+}
+
 const SEGV: i32 = tracer_common::signal::SIGSEGV;
 const PIPE: &str = "|/usr/lib/collector %P";
 

@@ -78,6 +78,63 @@ pub fn cgroup_v2_path(tgid: u32) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
 }
 
+/// The cgroup v2 path of cgroup `id`, for a crasher gone before its
+/// /proc/PID/cgroup could be read: the id is the cgroup directory's kernfs
+/// file handle, opened on the cgroup2 mount (as long as the group exists;
+/// the runtime removes a container's some time after its last process).
+pub fn cgroup_v2_path_by_id(id: u64) -> Option<String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// `struct file_handle` with its 8-byte kernfs id.
+    #[repr(C)]
+    struct KernfsHandle {
+        handle_bytes: u32,
+        handle_type: i32,
+        id: u64,
+    }
+    /// FILEID_KERNFS in the kernel's exportfs.h: a kernfs node by id.
+    const FILEID_KERNFS: i32 = 0xfe;
+    if id <= 1 {
+        return (id == 1).then(|| "/".to_string());
+    }
+    let mount = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)?;
+    let dir = open_path(&mount)?;
+    let mut handle = KernfsHandle { handle_bytes: 8, handle_type: FILEID_KERNFS, id };
+    // SAFETY: the handle is a valid `struct file_handle` of 8 payload bytes
+    // that outlives the call; the mount fd is open.
+    let fd = unsafe {
+        libc::open_by_handle_at(dir.as_raw_fd(), (&raw mut handle).cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the fd was just opened and is owned here alone.
+    let group = unsafe { OwnedFd::from_raw_fd(fd) };
+    let full = std::fs::read_link(format!("/proc/self/fd/{}", group.as_raw_fd())).ok()?;
+    under_mount(full.to_str()?, &mount)
+}
+
+/// Where the cgroup2 hierarchy is mounted (its root, not a bind of a
+/// subtree): /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host.
+pub fn cgroup2_mount(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        let root = fields.nth(3)?;
+        let point = fields.next()?;
+        let (_, after) = line.split_once(" - ")?;
+        (after.split(' ').next()? == "cgroup2" && root == "/" && !point.contains('\\')).then(|| point.to_string())
+    })
+}
+
+/// `path` as the cgroup hierarchy mounted at `mount` names it.
+fn under_mount(path: &str, mount: &str) -> Option<String> {
+    let rest = path.strip_prefix(mount.trim_end_matches('/'))?;
+    match rest {
+        "" => Some("/".to_string()),
+        r if r.starts_with('/') => Some(r.to_string()),
+        _ => None,
+    }
+}
+
 /// A process's working directory (/proc/TGID/cwd), while it lives.
 pub fn cwd(tgid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()?.to_str().map(str::to_string)
@@ -731,6 +788,41 @@ mod tests {
         assert_eq!(overlay_upperdir(info, (0, 79)), None, "not an overlay");
         assert_eq!(overlay_upperdir(info, (8, 1)), None);
         assert_eq!(overlay_upperdir("garbage", (0, 77)), None);
+    }
+
+    #[test]
+    fn the_cgroup2_mount_is_found_and_paths_are_named_under_it() {
+        let hybrid = "\
+25 1 8:1 / / rw - ext4 /dev/sda1 rw
+30 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+";
+        assert_eq!(cgroup2_mount(hybrid).as_deref(), Some("/sys/fs/cgroup/unified"));
+        let bound = "40 25 0:27 /sub /mnt/cg rw - cgroup2 cgroup2 rw\n41 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount(bound).as_deref(), Some("/sys/fs/cgroup"), "a bind of a subtree is not the hierarchy's root");
+        assert_eq!(cgroup2_mount("garbage\n"), None);
+        assert_eq!(under_mount("/sys/fs/cgroup/unified/libpod_parent/libpod-ab", "/sys/fs/cgroup/unified").as_deref(), Some("/libpod_parent/libpod-ab"));
+        assert_eq!(under_mount("/sys/fs/cgroup", "/sys/fs/cgroup").as_deref(), Some("/"));
+        assert_eq!(under_mount("/sys/fs/cgroupX/a", "/sys/fs/cgroup"), None);
+        assert_eq!(under_mount("/elsewhere", "/sys/fs/cgroup"), None);
+    }
+
+    #[test]
+    fn a_cgroup_is_named_by_its_id() {
+        use std::os::unix::fs::MetadataExt;
+        // A cgroup2 directory's inode number is its cgroup id.
+        let mount = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).expect("a cgroup2 mount");
+        let mine = cgroup_v2_path(std::process::id()).expect("our cgroup v2 path");
+        let dir = format!("{}{}", mount.trim_end_matches('/'), if mine == "/" { "" } else { mine.as_str() });
+        let id = std::fs::metadata(&dir).unwrap().ino();
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        // open_by_handle_at needs CAP_DAC_READ_SEARCH: the tracer has it.
+        let want = if root { Some(mine) } else { None };
+        assert_eq!(cgroup_v2_path_by_id(id), want, "cgroup id {id} at {dir}");
+        assert_eq!(cgroup_v2_path_by_id(u64::MAX - 7), None, "no such cgroup");
+        assert_eq!(cgroup_v2_path_by_id(1).as_deref(), Some("/"));
     }
 
     #[test]

@@ -307,9 +307,14 @@ impl Pipeline {
         }
         let ended = self.correlator.feed(&ev);
         if let Body::SignalDeliver { .. } = &ev.body {
-            // The crasher is still alive here (it is acting on the signal):
-            // name its cgroup now, before the group can be removed.
-            if let Some(path) = enrich::cgroup_v2_path(ev.task.tgid) {
+            // The crasher is still alive here (it is acting on the signal),
+            // unless the loop is behind: name its cgroup now, from /proc,
+            // else from the path the group's mkdir event gave, else from the
+            // group's id while the group exists.
+            let path = enrich::cgroup_v2_path(ev.task.tgid)
+                .or_else(|| self.correlator.cgroup_path(ev.cgroup_id).map(str::to_string))
+                .or_else(|| enrich::cgroup_v2_path_by_id(ev.cgroup_id));
+            if let Some(path) = path {
                 // A podman container's name is read now, off the loop, so
                 // it is there when the chain ends.
                 if let Some(c) = crate::container::parse(&path).container

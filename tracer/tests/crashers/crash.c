@@ -9,9 +9,13 @@
  *   crash signalfd  the same through a signalfd (as udev workers do)
  *   crash unblock   block SIGTERM, print "ready", unblock it once it is
  *                   pending: the default action then kills the process
+ *   crash threads   start three threads, then exit(0) from main: the kernel
+ *                   ends the other threads with a SIGKILL no one sent
+ *   crash thread-exit  the same, with exit(0) called by one of the threads
  *
  * The dispositions and the signal mask are reset first, so whatever the
  * parent left behind cannot turn the crash into something else. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,34 @@
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
+
+static void *idle(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static void *leave(void *arg)
+{
+    (void)arg;
+    usleep(50 * 1000);
+    exit(0);
+    return NULL;
+}
+
+/* Three idle threads, and `last` as a fourth when given. */
+static void start_threads(void *(*last)(void *))
+{
+    pthread_t t;
+
+    for (int i = 0; i < 3; i++)
+        if (pthread_create(&t, NULL, idle, NULL) != 0)
+            exit(5);
+    if (last && pthread_create(&t, NULL, last, NULL) != 0)
+        exit(5);
+}
 
 static void ready(void)
 {
@@ -31,7 +63,7 @@ int main(int argc, char **argv)
     sigset_t none;
 
     if (argc != 2) {
-        fprintf(stderr, "usage: %s segv|abort|pause|sigwait|signalfd|unblock\n", argv[0]);
+        fprintf(stderr, "usage: %s segv|abort|pause|sigwait|signalfd|unblock|threads|thread-exit\n", argv[0]);
         return 2;
     }
     signal(SIGSEGV, SIG_DFL);
@@ -87,6 +119,14 @@ int main(int argc, char **argv)
                 sigprocmask(SIG_UNBLOCK, &set, NULL);
             nanosleep(&tick, NULL);
         }
+    } else if (strcmp(argv[1], "threads") == 0) {
+        start_threads(NULL);
+        usleep(50 * 1000);
+        exit(0);
+    } else if (strcmp(argv[1], "thread-exit") == 0) {
+        start_threads(leave);
+        for (;;)
+            pause();
     } else if (strcmp(argv[1], "pause") == 0) {
         ready();
         for (;;)
