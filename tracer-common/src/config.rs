@@ -139,8 +139,9 @@ pub const SETTING_WATCHING: u32 = 2;
 /// default: the walk (ORC, through the tracepoint and BPF frames) costs
 /// several microseconds per crash and only shows the return-to-user path.
 pub const SETTING_KERNEL_STACK: u32 = 4;
-/// No stack capture at all (hidden `--no-stack-capture`): the baseline the
-/// stack-capture benchmark compares against.
+/// No stack capture at all: the baseline the stack-capture benchmark
+/// compares against (`crashtrace-bench-baseline --no-stack-capture`; the
+/// shipped binary cannot set it).
 pub const SETTING_NO_STACK_CAPTURE: u32 = 8;
 
 impl Settings {

@@ -200,11 +200,6 @@ pub struct LiveArgs {
     #[arg(long)]
     pub kernel_stack: bool,
 
-    /// Take no stack at fatal signals at all: the baseline the
-    /// stack-capture benchmark compares against; not for normal use.
-    #[arg(long, hide = true)]
-    pub no_stack_capture: bool,
-
     /// Print only verdict blocks, not one line per event.
     #[arg(long)]
     pub verdicts_only: bool,
@@ -414,6 +409,9 @@ mod tests {
         // (feature `bench-baseline`), not a hidden flag of this one.
         assert!(!tables.contains("naive"), "{tables}");
         assert!(cmd.get_arguments().all(|a| a.get_long() != Some("naive-all-signals")));
+        // Nor is the stack-capture benchmark's baseline (no capture at all).
+        assert!(cmd.get_arguments().all(|a| a.get_long() != Some("no-stack-capture")));
+        assert!(Cli::try_parse_from(["crashtrace", "--no-stack-capture"]).is_err());
         assert!(tables.contains("| `-p`, `--pid PID` |"), "{tables}");
         assert!(tables.contains("`--log-sync verdict\\|event\\|none` | `verdict` |"), "{tables}");
         assert!(tables.contains("| `LOG...` |"), "{tables}");

@@ -56,7 +56,8 @@ pub struct LoadOptions<'a> {
     pub stack_copy: u32,
     /// `--kernel-stack`: walk the kernel stack at a fatal signal too.
     pub kernel_stack: bool,
-    /// Hidden `--no-stack-capture`: take no stack at all.
+    /// Take no stack at all (the bench-only baseline binary's
+    /// `--no-stack-capture`).
     pub no_stack_capture: bool,
     pub watched: Option<u32>,
     /// `--cgroup PATH`: only cgroup events under this path.

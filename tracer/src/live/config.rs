@@ -51,7 +51,8 @@ pub struct LoadConfig {
     pub stack_copy: u32,
     /// `--kernel-stack`: walk the kernel stack at a fatal signal too.
     pub kernel_stack: bool,
-    /// Hidden `--no-stack-capture`: the benchmark's baseline.
+    /// No stack capture at all: the stack-capture benchmark's baseline,
+    /// set only by the bench-only `crashtrace-bench-baseline`.
     pub no_stack_capture: bool,
     /// Ship every signal_generate event to user space: the naive baseline
     /// of the overhead benchmark. No flag sets it; only the bench-only
@@ -146,7 +147,7 @@ impl LiveConfig {
                 ring_buffer_size: args.ring_buffer_size.unwrap_or_else(|| auto_ring_size(env.cpus, args.stack_copy)),
                 stack_copy: args.stack_copy,
                 kernel_stack: args.kernel_stack,
-                no_stack_capture: args.no_stack_capture,
+                no_stack_capture: false,
                 naive_all_signals: false,
             },
             duration: args.duration.map(Duration::from_secs),

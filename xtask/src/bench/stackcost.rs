@@ -32,13 +32,28 @@ const STACK_PROGRAM: &str = "stack_capture";
 struct Config {
     name: &'static str,
     args: &'static [&'static str],
+    /// Run by the bench-only `crashtrace-bench-baseline` (whose own
+    /// `--no-stack-capture` the shipped binary does not have).
+    baseline: bool,
+}
+
+impl Config {
+    fn binary<'a>(&self, ctx: &'a Ctx) -> &'a std::path::Path {
+        if self.baseline { &ctx.baseline } else { &ctx.binary }
+    }
+
+    fn tracer_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec!["--json".into()];
+        args.extend(self.args.iter().map(|a| a.to_string()));
+        args
+    }
 }
 
 const CONFIGS: [Config; 4] = [
-    Config { name: "no stack capture (baseline)", args: &["--no-stack-capture"] },
-    Config { name: "default flags", args: &[] },
-    Config { name: "--stack-copy 0", args: &["--stack-copy", "0"] },
-    Config { name: "--kernel-stack", args: &["--kernel-stack"] },
+    Config { name: "no stack capture (baseline)", args: &["--no-stack-capture"], baseline: true },
+    Config { name: "default flags", args: &[], baseline: false },
+    Config { name: "--stack-copy 0", args: &["--stack-copy", "0"], baseline: false },
+    Config { name: "--kernel-stack", args: &["--kernel-stack"], baseline: false },
 ];
 const DEFAULT: usize = 1;
 
@@ -95,8 +110,9 @@ pub(super) fn run(ctx: &Ctx) -> Result<Section> {
              `-fno-omit-frame-pointer`) into a file core_pattern with RLIMIT_CORE=0. kernel.bpf_stats_enabled is \
              on, so the kernel times each program run; µs per fatal signal is a program's run_time_ns over the \
              crashes made (its runs for other signals, which it filters out, included). The stack capture is \
-             the `{STACK_PROGRAM}` program; the baseline runs with `--no-stack-capture` (the program attached but \
-             returning at once). The figure per configuration is the median of the rounds, with the lowest and \
+             the `{STACK_PROGRAM}` program; the baseline is the bench-only `crashtrace-bench-baseline \
+             --no-stack-capture` (the program attached but returning at once; the shipped binary has no such \
+             flag). The figure per configuration is the median of the rounds, with the lowest and \
              highest in brackets. core_pattern and bpf_stats_enabled are restored afterwards.",
             sc.stack_rounds,
             stats::count(sc.stack_crashes),
@@ -104,11 +120,10 @@ pub(super) fn run(ctx: &Ctx) -> Result<Section> {
     );
     section.commands.push(format!("echo '{pattern}' > /proc/sys/kernel/core_pattern; echo 1 > /proc/sys/kernel/bpf_stats_enabled"));
     for c in &CONFIGS {
-        let mut args: Vec<String> = vec!["--json".into()];
-        args.extend(c.args.iter().map(|a| a.to_string()));
+        let args = c.tracer_args();
+        let cmd = if c.baseline { format!("{} {}", ctx.show(&ctx.baseline), args.join(" ")) } else { ctx.crashtrace_cmd(&args) };
         section.commands.push(format!(
-            "{} > /dev/null &  # {}; then: {}; then read /proc/PID/fdinfo; kill -INT",
-            ctx.crashtrace_cmd(&args),
+            "{cmd} > /dev/null &  # {}; then: {}; then read /proc/PID/fdinfo; kill -INT",
             c.name,
             ctx.storm_cmd(&spawn_args).replacen(&ctx.show(&ctx.storm.path), &ctx.show(&storm.path), 1)
         ));
@@ -130,9 +145,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Section> {
         for k in 0..CONFIGS.len() {
             check_interrupted()?;
             let i = (round + k) % CONFIGS.len();
-            let mut args: Vec<String> = vec!["--json".into()];
-            args.extend(CONFIGS[i].args.iter().map(|a| a.to_string()));
-            let tracer = Tracer::start(&ctx.binary, &args, &Output::Null)?;
+            let tracer = Tracer::start(CONFIGS[i].binary(ctx), &CONFIGS[i].tracer_args(), &Output::Null)?;
             let spawned = storm.spawn(&spawn, &pidfile);
             let progs = bpfstats::read(tracer.pid());
             tracer.stop()?;
