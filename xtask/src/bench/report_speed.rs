@@ -158,9 +158,27 @@ fn record_type(line: &str) -> &str {
     line.find("\"type\":\"").map(|at| &line[at + 8..]).and_then(|r| r.find('"').map(|end| &r[..end])).unwrap_or("")
 }
 
+/// The run id a record names (`"run":"..."`), if any.
+fn run_id(line: &str) -> Option<&str> {
+    let at = line.find("\"run\":\"")? + 7;
+    line[at..].find('"').map(|end| &line[at..at + end])
+}
+
+/// The run id of copy `copy`: the seed's for the first, then one of the
+/// same length per copy. Each copy is a run of its own, as if another
+/// tracer had recorded it: `report` drops a record whose run and sequence
+/// number it has read already, so copies under one run id would be read
+/// and thrown away, and the benchmark would time little but parsing.
+fn copy_run(run: &str, copy: u64) -> String {
+    if copy == 0 || run.len() < 8 {
+        return run.to_string();
+    }
+    format!("{}{copy:08x}", &run[..run.len() - 8])
+}
+
 /// Writes `out`: the seed's header, then its events and verdicts repeated
-/// (each copy later than the last) until `events` events, then its summary.
-/// Returns the number of events written.
+/// (each copy later than the last, and a run of its own) until `events`
+/// events, then its summary. Returns the number of events written.
 fn grow(seed: &Path, out: &Path, events: u64) -> Result<u64> {
     let text = std::fs::read_to_string(seed).with_context(|| format!("reading {}", seed.display()))?;
     let lines: Vec<&str> = text.lines().collect();
@@ -180,6 +198,7 @@ fn grow(seed: &Path, out: &Path, events: u64) -> Result<u64> {
         })
         .collect();
     let span = ts.iter().max().copied().unwrap_or(0) - ts.iter().min().copied().unwrap_or(0) + 1_000_000_000;
+    let run = body.iter().find_map(|l| run_id(l)).map(str::to_string);
     let mut w = BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
     for h in &header {
         writeln!(w, "{h}")?;
@@ -194,7 +213,11 @@ fn grow(seed: &Path, out: &Path, events: u64) -> Result<u64> {
             if record_type(l) == "event" {
                 written += 1;
             }
-            writeln!(w, "{}", shift_ns(l, copy * span))?;
+            let shifted = shift_ns(l, copy * span);
+            match &run {
+                Some(run) if copy > 0 => writeln!(w, "{}", shifted.replace(run.as_str(), &copy_run(run, copy)))?,
+                _ => writeln!(w, "{shifted}")?,
+            }
         }
         copy += 1;
     }
@@ -247,9 +270,9 @@ mod tests {
             &seed,
             concat!(
                 "{\"v\":1,\"type\":\"header\",\"start_wall_ns\":5}\n",
-                "{\"v\":1,\"type\":\"event\",\"ts_ns\":1000}\n",
-                "{\"v\":1,\"type\":\"event\",\"ts_ns\":2000}\n",
-                "{\"v\":1,\"type\":\"verdict\",\"first_ts_ns\":1000}\n",
+                "{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":1,\"type\":\"event\",\"ts_ns\":1000}\n",
+                "{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":2,\"type\":\"event\",\"ts_ns\":2000}\n",
+                "{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":3,\"type\":\"verdict\",\"chain_uid\":\"0123456789abcdef-1\",\"first_ts_ns\":1000}\n",
                 "{\"v\":1,\"type\":\"summary\",\"events\":2}\n",
             ),
         )
@@ -261,8 +284,12 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.first().copied(), Some("{\"v\":1,\"type\":\"header\",\"start_wall_ns\":5}"));
         assert_eq!(lines.iter().filter(|l| record_type(l) == "event").count(), 5);
-        // The second copy starts a second after the seed's span.
-        assert!(lines.contains(&"{\"v\":1,\"type\":\"event\",\"ts_ns\":1000002000}"), "{text}");
+        assert!(lines.contains(&"{\"v\":1,\"run\":\"0123456789abcdef\",\"seq\":1,\"type\":\"event\",\"ts_ns\":1000}"), "{text}");
+        // The second copy starts a second after the seed's span, as a run
+        // of its own (its verdict's chain too); the third likewise.
+        assert!(lines.contains(&"{\"v\":1,\"run\":\"0123456700000001\",\"seq\":1,\"type\":\"event\",\"ts_ns\":1000002000}"), "{text}");
+        assert!(lines.contains(&"{\"v\":1,\"run\":\"0123456700000001\",\"seq\":3,\"type\":\"verdict\",\"chain_uid\":\"0123456700000001-1\",\"first_ts_ns\":1000002000}"), "{text}");
+        assert!(lines.contains(&"{\"v\":1,\"run\":\"0123456700000002\",\"seq\":1,\"type\":\"event\",\"ts_ns\":2000003000}"), "{text}");
         assert_eq!(lines.last().copied(), Some("{\"v\":1,\"type\":\"summary\",\"events\":2}"));
     }
 }
