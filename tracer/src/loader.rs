@@ -369,13 +369,21 @@ fn release_freed_memory() {
     }
 }
 
-/// The cgroup v2 mount, from /proc/self/mounts.
+/// The cgroup v2 mount, from /proc/self/mountinfo.
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
-        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+    cgroup2_mount_in(&std::fs::read_to_string("/proc/self/mountinfo").ok()?).map(PathBuf::from)
+}
+
+/// Where `mountinfo` has the cgroup2 hierarchy mounted (its root, not a
+/// bind of a subtree): /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+/// hybrid host.
+pub fn cgroup2_mount_in(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        let root = fields.nth(3)?;
+        let point = fields.next()?;
+        let (_, after) = line.split_once(" - ")?;
+        (after.split(' ').next()? == "cgroup2" && root == "/" && !point.contains('\\')).then(|| point.to_string())
     })
 }
 

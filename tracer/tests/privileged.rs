@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Crasher, Exclusive, RlimitCore, TempDir, Tracer, CRASHTRACE};
+use common::{Crasher, Exclusive, RlimitCore, Stopped, TempDir, Tracer, CRASHTRACE};
 use serde_json::{json, Value};
 
 /// Debian's systemd-coredump pattern, exactly as the package installs it.
@@ -333,6 +333,20 @@ fn pid_filter_shows_only_the_watched_crash() {
     assert!(leaked.is_empty(), "records about the unwatched pid {} got through --pid:\n{}", other.pid, leaked.join("\n"));
 }
 
+/// Stops `tracer` once it has caught up: a SIGTERM'd `pause` crasher's
+/// `no-dump` verdict comes after every event before it.
+fn stop_after_barrier(mut tracer: Tracer, dir: &Path) -> Stopped {
+    let mut barrier = Crasher::spawn("pause", RlimitCore::Unlimited, dir);
+    barrier.wait_ready();
+    barrier.kill(libc::SIGTERM);
+    barrier.wait();
+    let chain = tracer.wait_verdict(barrier.pid);
+    expect(&chain, "/verdict", json!("no-dump"));
+    let stopped = tracer.stop();
+    stopped.assert_clean_exit();
+    stopped
+}
+
 /// A daemon that blocks SIGTERM and SIGUSR1 and takes them with sigwait
 /// (`sigwait`) or a signalfd (`signalfd`), pinged with SIGUSR1 and shut down
 /// with SIGTERM: it exits 0 having acted on nothing. The kernel side must
@@ -343,7 +357,7 @@ fn blocked_signals_are_not_shipped(mode: &str) {
     let machine = Exclusive::take();
     let dir = TempDir::new("crashtrace-privileged");
     machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
-    let mut tracer = Tracer::start(&["--json"]);
+    let tracer = Tracer::start(&["--json"]);
 
     let mut daemon = Crasher::spawn(mode, RlimitCore::Unlimited, dir.path());
     daemon.wait_ready();
@@ -355,14 +369,7 @@ fn blocked_signals_are_not_shipped(mode: &str) {
     let status = daemon.wait();
     assert_eq!(status.code(), Some(0), "the {mode} daemon should take SIGTERM and exit 0: {status}");
 
-    let mut barrier = Crasher::spawn("pause", RlimitCore::Unlimited, dir.path());
-    barrier.wait_ready();
-    barrier.kill(libc::SIGTERM);
-    barrier.wait();
-    let chain = tracer.wait_verdict(barrier.pid);
-    expect(&chain, "/verdict", json!("no-dump"));
-    let stopped = tracer.stop();
-    stopped.assert_clean_exit();
+    let stopped = stop_after_barrier(tracer, dir.path());
 
     let shipped: Vec<String> = stopped
         .records
@@ -398,7 +405,7 @@ fn a_multithreaded_clean_exit_is_not_a_kill() {
     let machine = Exclusive::take();
     let dir = TempDir::new("crashtrace-privileged");
     machine.set_core_pattern(&format!("{}/core.%p", dir.path().display()));
-    let mut tracer = Tracer::start(&["--json"]);
+    let tracer = Tracer::start(&["--json"]);
 
     let mut pids = Vec::new();
     for mode in ["threads", "thread-exit"] {
@@ -408,14 +415,7 @@ fn a_multithreaded_clean_exit_is_not_a_kill() {
         pids.push((mode, c.pid));
     }
 
-    let mut barrier = Crasher::spawn("pause", RlimitCore::Unlimited, dir.path());
-    barrier.wait_ready();
-    barrier.kill(libc::SIGTERM);
-    barrier.wait();
-    let chain = tracer.wait_verdict(barrier.pid);
-    expect(&chain, "/verdict", json!("no-dump"));
-    let stopped = tracer.stop();
-    stopped.assert_clean_exit();
+    let stopped = stop_after_barrier(tracer, dir.path());
 
     for (mode, pid) in pids {
         let kills: Vec<String> = stopped

@@ -80,9 +80,10 @@ pub fn cgroup_v2_path(tgid: u32) -> Option<String> {
 
 /// The cgroup v2 path of cgroup `id`, for a crasher gone before its
 /// /proc/PID/cgroup could be read: the id is the cgroup directory's kernfs
-/// file handle, opened on the cgroup2 mount (as long as the group exists;
-/// the runtime removes a container's some time after its last process).
-pub fn cgroup_v2_path_by_id(id: u64) -> Option<String> {
+/// file handle, opened on the cgroup2 mount at `mount` (see
+/// [`crate::loader::cgroup2_mount`]) as long as the group exists; the
+/// runtime removes a container's some time after its last process.
+pub fn cgroup_v2_path_by_id(id: u64, mount: &std::path::Path) -> Option<String> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     /// `struct file_handle` with its 8-byte kernfs id.
     #[repr(C)]
@@ -96,8 +97,8 @@ pub fn cgroup_v2_path_by_id(id: u64) -> Option<String> {
     if id <= 1 {
         return (id == 1).then(|| "/".to_string());
     }
-    let mount = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)?;
-    let dir = open_path(&mount)?;
+    let mount = mount.to_str()?;
+    let dir = open_path(mount)?;
     let mut handle = KernfsHandle { handle_bytes: 8, handle_type: FILEID_KERNFS, id };
     // SAFETY: the handle is a valid `struct file_handle` of 8 payload bytes
     // that outlives the call; the mount fd is open.
@@ -110,19 +111,7 @@ pub fn cgroup_v2_path_by_id(id: u64) -> Option<String> {
     // SAFETY: the fd was just opened and is owned here alone.
     let group = unsafe { OwnedFd::from_raw_fd(fd) };
     let full = std::fs::read_link(format!("/proc/self/fd/{}", group.as_raw_fd())).ok()?;
-    under_mount(full.to_str()?, &mount)
-}
-
-/// Where the cgroup2 hierarchy is mounted (its root, not a bind of a
-/// subtree): /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host.
-pub fn cgroup2_mount(mountinfo: &str) -> Option<String> {
-    mountinfo.lines().find_map(|line| {
-        let mut fields = line.split(' ');
-        let root = fields.nth(3)?;
-        let point = fields.next()?;
-        let (_, after) = line.split_once(" - ")?;
-        (after.split(' ').next()? == "cgroup2" && root == "/" && !point.contains('\\')).then(|| point.to_string())
-    })
+    under_mount(full.to_str()?, mount)
 }
 
 /// `path` as the cgroup hierarchy mounted at `mount` names it.
@@ -183,6 +172,12 @@ impl ForeignFs {
             overlay_upperdir(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, (libc::major(meta.dev()), libc::minor(meta.dev())))
         })();
         Some(ForeignFs { root, cwd, host_root: None, upper })
+    }
+
+    /// Whether the runtime's records could add to this root: it lacks the
+    /// cwd, or the host path of its upper layer.
+    pub fn needs_records(&self) -> bool {
+        self.cwd.is_none() || (self.host_root.is_none() && self.upper.is_none())
     }
 
     /// Fills what the delivery could not read (the crasher exited between
@@ -798,6 +793,7 @@ mod tests {
 31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
 32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
 ";
+        let cgroup2_mount = crate::loader::cgroup2_mount_in;
         assert_eq!(cgroup2_mount(hybrid).as_deref(), Some("/sys/fs/cgroup/unified"));
         let bound = "40 25 0:27 /sub /mnt/cg rw - cgroup2 cgroup2 rw\n41 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(bound).as_deref(), Some("/sys/fs/cgroup"), "a bind of a subtree is not the hierarchy's root");
@@ -812,7 +808,8 @@ mod tests {
     fn a_cgroup_is_named_by_its_id() {
         use std::os::unix::fs::MetadataExt;
         // A cgroup2 directory's inode number is its cgroup id.
-        let mount = cgroup2_mount(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).expect("a cgroup2 mount");
+        let mount = crate::loader::cgroup2_mount().expect("a cgroup2 mount");
+        let mount = mount.to_str().expect("a UTF-8 mount point");
         let mine = cgroup_v2_path(std::process::id()).expect("our cgroup v2 path");
         let dir = format!("{}{}", mount.trim_end_matches('/'), if mine == "/" { "" } else { mine.as_str() });
         let id = std::fs::metadata(&dir).unwrap().ino();
@@ -820,9 +817,10 @@ mod tests {
         let root = unsafe { libc::geteuid() } == 0;
         // open_by_handle_at needs CAP_DAC_READ_SEARCH: the tracer has it.
         let want = if root { Some(mine) } else { None };
-        assert_eq!(cgroup_v2_path_by_id(id), want, "cgroup id {id} at {dir}");
-        assert_eq!(cgroup_v2_path_by_id(u64::MAX - 7), None, "no such cgroup");
-        assert_eq!(cgroup_v2_path_by_id(1).as_deref(), Some("/"));
+        let by_id = |id| cgroup_v2_path_by_id(id, std::path::Path::new(mount));
+        assert_eq!(by_id(id), want, "cgroup id {id} at {dir}");
+        assert_eq!(by_id(u64::MAX - 7), None, "no such cgroup");
+        assert_eq!(by_id(1).as_deref(), Some("/"));
     }
 
     #[test]

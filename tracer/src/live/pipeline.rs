@@ -64,6 +64,8 @@ pub struct Pipeline {
     /// The roots of crashers in other mount namespaces (containers), held
     /// open until their core lookup ends; at most [`FOREIGN_MAX`].
     foreign: std::collections::BTreeMap<u32, enrich::ForeignFs>,
+    /// The cgroup2 mount, found the first time a cgroup is named by id.
+    cgroup2_mount: std::cell::OnceCell<Option<std::path::PathBuf>>,
     /// Reads podman container names off the loop ([`super::names`]).
     names: NameWorker,
     /// What the runtime's records said of each container, oldest first.
@@ -135,6 +137,7 @@ impl Pipeline {
             mono_to_wall,
             cwds: Default::default(),
             foreign: Default::default(),
+            cgroup2_mount: std::cell::OnceCell::new(),
             names: NameWorker::new(),
             container_names: Vec::new(),
             names_asked: Default::default(),
@@ -313,7 +316,10 @@ impl Pipeline {
             // group's id while the group exists.
             let path = enrich::cgroup_v2_path(ev.task.tgid)
                 .or_else(|| self.correlator.cgroup_path(ev.cgroup_id).map(str::to_string))
-                .or_else(|| enrich::cgroup_v2_path_by_id(ev.cgroup_id));
+                .or_else(|| {
+                    let mount = self.cgroup2_mount.get_or_init(crate::loader::cgroup2_mount).as_deref()?;
+                    enrich::cgroup_v2_path_by_id(ev.cgroup_id, mount)
+                });
             if let Some(path) = path {
                 // A podman container's name is read now, off the loop, so
                 // it is there when the chain ends.
@@ -533,7 +539,10 @@ impl Pipeline {
             // A root read at delivery without its cwd (the crasher exited
             // between the two reads) cannot place a relative pattern; the
             // runtime's records (upper layer and the spec's cwd) can.
-            let from_store = self.store_root(&req.chain);
+            // Read only when they can add something: this runs on every
+            // tick until the lookup ends.
+            let read_whole = self.foreign.get(&req.chain.crasher.tgid).is_some_and(|f| !f.needs_records());
+            let from_store = if read_whole { None } else { self.store_root(&req.chain) };
             if let (Some(read), Some(store)) = (self.foreign.get_mut(&req.chain.crasher.tgid), from_store.as_ref()) {
                 read.complete_from(store);
             }
