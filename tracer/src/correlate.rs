@@ -210,6 +210,14 @@ impl Correlator {
     /// Records a cgroup v2 id's path learned outside the event stream
     /// (/proc/PID/cgroup), so chains can name cgroups created before start.
     pub fn learn_cgroup_path(&mut self, id: u64, path: String) {
+        // Known already: every open chain in that group got the path when
+        // it was first learned or when the chain took the group's id. Only
+        // a new path is worth the walk over every open chain below, which a
+        // crash storm would otherwise pay at each crash (all its crashers
+        // share one group).
+        if self.cgroup_paths.get(&id) == Some(&path) {
+            return;
+        }
         if self.cgroup_paths.len() >= CGROUP_PATHS_MAX && !self.cgroup_paths.contains_key(&id) {
             // Forget an arbitrary entry: a cache, not a record.
             if let Some(k) = self.cgroup_paths.keys().next().copied() {
@@ -266,7 +274,17 @@ impl Correlator {
             Body::CoreSettings(s) => self.settings = Some(s.clone()),
             Body::CoreLocated(loc) => {
                 let tgid = ev.task.tgid;
-                if let Some(open) = self.open.values_mut().find(|o| o.chain.crasher.tgid == tgid && o.chain.dump.is_some() && o.chain.core.is_none()) {
+                // The process's own chain, found by pid; the walk over every
+                // open chain only when that one is not it (a pid reused while
+                // an older chain still waits for its core).
+                let awaits = |o: &Open| o.chain.crasher.tgid == tgid && o.chain.dump.is_some() && o.chain.core.is_none();
+                let id = self
+                    .by_tgid
+                    .get(&tgid)
+                    .copied()
+                    .filter(|id| self.open.get(id).is_some_and(awaits))
+                    .or_else(|| self.open.iter().find(|(_, o)| awaits(o)).map(|(id, _)| *id));
+                if let Some(open) = id.and_then(|id| self.open.get_mut(&id)) {
                     let what = match &loc.path {
                         Some(_) => format!("core located: {}", loc.describe()),
                         None => format!("core not found{}", if loc.searched.is_empty() { String::new() } else { format!(" in {}", loc.searched.join(", ")) }),
@@ -728,6 +746,9 @@ impl Correlator {
             c.origin = origin;
             if ev.task.tgid == target.tgid && origin == Origin::Fault {
                 c.cgroup_id = ev.cgroup_id;
+                if c.cgroup_path.is_none() {
+                    c.cgroup_path = self.cgroup_paths.get(&ev.cgroup_id).cloned();
+                }
             }
             c.sender = Some(ev.task.clone());
             let how = match (origin, fault_addr) {
@@ -787,6 +808,9 @@ impl Correlator {
         c.crasher = ev.task.clone();
         c.ppid = Some(ppid);
         c.cgroup_id = ev.cgroup_id;
+        if c.cgroup_path.is_none() {
+            c.cgroup_path = self.cgroup_paths.get(&ev.cgroup_id).cloned();
+        }
         if c.fault_addr.is_none() {
             c.fault_addr = fault_addr;
         }

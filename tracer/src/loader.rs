@@ -349,13 +349,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         watched.insert(pid, 1, 0).map_err(|source| LoadError::Map { name: maps::WATCHED, source })?;
     }
 
+    // The parsed BTF goes back to the kernel before the ring buffer is
+    // mapped: the ring is resident from its mmap on (its data pages twice),
+    // so mapping it while the BTF is still held would add the two peaks.
+    drop(loader);
+    drop(btf);
+    release_freed_memory();
     let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
     let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
     let lost = ebpf.take_map(maps::LOST).ok_or(LoadError::MissingMap(maps::LOST))?;
     let lost = PerCpuArray::try_from(lost).map_err(|source| LoadError::Map { name: maps::LOST, source })?;
-    drop(loader);
-    drop(btf);
-    release_freed_memory();
     Ok(Loaded { ebpf, events, lost, hooks, dump_mode, dump_mode_reason })
 }
 

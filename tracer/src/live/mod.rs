@@ -145,6 +145,9 @@ pub async fn run(config: &LiveConfig, layers: Option<&Layers>) -> Result<Finishe
         sinks,
         start_wall as i128 - start_mono as i128,
     );
+    if config.load.kernel_stack {
+        pipeline.warm_kernel_symbols();
+    }
     let host = enrich::host();
     pipeline.set_stamp(Stamp::current());
     pipeline.emit(Record::Header(Header {

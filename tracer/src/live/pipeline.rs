@@ -223,6 +223,11 @@ impl Pipeline {
     }
 
     /// Tracing began.
+    /// Kernel frames are coming (`--kernel-stack`): load their symbols now.
+    pub fn warm_kernel_symbols(&mut self) {
+        self.symbolizer.warm_kernel();
+    }
+
     pub fn started(&mut self, attach_ns: u64) {
         for sink in &mut self.sinks {
             sink.started(attach_ns);

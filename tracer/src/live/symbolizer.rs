@@ -61,11 +61,6 @@ fn spawn(handler: Handler) -> Option<Worker> {
         .name("crashtrace-symbolize".into())
         .spawn(move || {
             let mut symbolizer = Symbolizer::new();
-            // Load the kernel's symbols now, not at the first crash: it is
-            // the one slow step (a parse of /proc/kallsyms), and the first
-            // verdict should not spend its deadline on it.
-            let mut warm = Stack { kernel: vec![crate::stack::Frame::raw(KERNEL_TEXT)], ..Stack::default() };
-            symbolizer.symbolize_taken(0, &mut warm, Taken::default());
             // Ends when the loop drops (or abandons) its sender.
             for Job { id, tgid, mut stack, taken } in job_rx {
                 handler(&mut symbolizer, tgid, &mut stack, taken);
@@ -94,6 +89,20 @@ impl SymbolizeWorker {
 
     fn with_handler(deadline: Duration, handler: Handler) -> SymbolizeWorker {
         SymbolizeWorker { worker: spawn(handler), next_id: 0, deadline, abandoned: 0, handler }
+    }
+
+    /// Loads the kernel's symbols now, in the background, rather than at the
+    /// first crash: a parse of /proc/kallsyms is the one slow step (about
+    /// 0.1 s of CPU and several MiB), and the first verdict should not spend
+    /// its deadline on it. Only worth it when stacks have kernel frames
+    /// (`--kernel-stack`); otherwise kallsyms is never read. Nothing waits
+    /// for the answer: `symbolize` skips it as an earlier job's.
+    pub fn warm_kernel(&mut self) {
+        if let Some(worker) = self.worker.as_ref() {
+            let stack = Stack { kernel: vec![crate::stack::Frame::raw(KERNEL_TEXT)], ..Stack::default() };
+            self.next_id += 1;
+            let _ = worker.jobs.send(Job { id: self.next_id, tgid: 0, stack, taken: Taken::default() });
+        }
     }
 
     /// Names `stack`'s frames, of process `tgid`, with what was kept for it;
