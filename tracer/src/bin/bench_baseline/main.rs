@@ -8,6 +8,12 @@
 //! - with `--no-stack-capture` (this binary's own flag), the stack-capture
 //!   benchmark's baseline: crashtrace as shipped, but with the stack
 //!   program attached and returning at once.
+//!
+//! With `--correlate-cost OPEN[,OPEN...]` as its first argument it traces
+//! nothing: it times the correlator alone with that many chains open (the
+//! correlation-cost benchmark; see [`correlate_cost`]).
+
+mod correlate_cost;
 
 use std::process::ExitCode;
 
@@ -40,6 +46,10 @@ fn command() -> clap::Command {
 }
 
 fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(correlate_cost::FLAG) {
+        return correlate_cost::run(args.next().as_deref());
+    }
     let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     let Some(args) = cli.live_args() else {
