@@ -13,7 +13,9 @@
 //! 4. start-up time and memory to "attached";
 //! 5. `crashtrace report` speed, when the report command exists;
 //! 6. the stack capture's cost per fatal signal in the kernel
-//!    (`--only 6`), against no capture at all.
+//!    (`--only 6`), against no capture at all;
+//! 7. the correlator's cost per event with 10 to 10,000 chains open
+//!    (user space only, through the bench-only binary).
 //!
 //! Every figure is the median of several runs; comparisons alternate A and B
 //! within one run and are reported as ratios. Targets are checked and each
@@ -24,6 +26,7 @@
 
 mod bpfstats;
 mod churn;
+mod corrcost;
 mod global;
 mod machine;
 mod overhead;
@@ -270,13 +273,14 @@ pub(crate) fn run(root: &Path, binary: &Path, baseline: &Path, args: &BenchArgs)
     );
 
     type Bench = fn(&Ctx) -> Result<Section>;
-    let benches: [(u8, &str, Bench); 6] = [
+    let benches: [(u8, &str, Bench); 7] = [
         (1, "1. Overhead on a busy host that is not crashing", overhead::run),
         (2, "2. Crash storm", storm::run),
         (3, "3. Memory under pid churn", churn::run),
         (4, "4. Start-up", startup::run),
         (5, "5. Report speed", report_speed::run),
         (6, "6. Stack capture cost", stackcost::run),
+        (7, "7. Correlation cost with many chains open", corrcost::run),
     ];
     let mut sections = Vec::new();
     let mut failed = Vec::new();
