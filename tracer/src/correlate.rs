@@ -110,6 +110,8 @@ struct Open {
     /// When the crasher took a fatal default action (a core dump or plain
     /// termination): from then on it is dying and delivers no new signal.
     dying_since: Option<u64>,
+    /// The `last_ts_ns` this chain is queued under in `Correlator::idle`.
+    idle_key: u64,
 }
 
 /// How long after a fatal default action the same tgid may still show a
@@ -138,6 +140,18 @@ pub struct Correlator {
     /// (oldest first): the dumps in flight for core_pipe_limit and the ones
     /// a new helper may belong to, without a scan of every open chain.
     pipe_dumping: BTreeSet<u64>,
+    /// Open chains by their cgroup id: a cgroup event or a newly learned
+    /// path finds its chains without a walk over every open chain.
+    by_cgroup: HashMap<u64, BTreeSet<u64>>,
+    /// Open chains each tick looks at: the complete ones (grace, core wait)
+    /// and those whose collector has exited (stall). Once in, a chain stays
+    /// until it ends: neither of those goes back.
+    watch: BTreeSet<u64>,
+    /// The other open chains can only end by the idle timeout: here by
+    /// (`last_ts_ns` when queued, id), so a tick looks at the ones due
+    /// only. Lazy: a chain that had evidence since it was queued is
+    /// queued again, under its newest, when its old entry comes due.
+    idle: BTreeSet<(u64, u64)>,
     stats: Stats,
     now_ns: u64,
     /// The last write to core_pattern seen.
@@ -172,6 +186,9 @@ impl Correlator {
             handled: HashMap::new(),
             handled_order: VecDeque::new(),
             pipe_dumping: BTreeSet::new(),
+            by_cgroup: HashMap::new(),
+            watch: BTreeSet::new(),
+            idle: BTreeSet::new(),
             stats: Stats::default(),
             now_ns: 0,
             pattern_write: None,
@@ -188,8 +205,9 @@ impl Correlator {
         if !(*op == CgroupOp::Rmdir || *op == CgroupOp::Release || *populated == Some(false)) {
             return None;
         }
-        if let Some(open) = self.open.values().find(|o| o.chain.cgroup_id == *id) {
-            return Some(open.chain.id);
+        // The oldest open chain in the group, as a walk in id order finds it.
+        if let Some(first) = self.by_cgroup.get(id).and_then(|ids| ids.first()) {
+            return Some(*first);
         }
         self.finished_cgroups.iter().rev().find(|(cg, _)| cg == id).map(|(_, chain)| *chain)
     }
@@ -224,14 +242,15 @@ impl Correlator {
                 self.cgroup_paths.remove(&k);
             }
         }
-        self.cgroup_paths.insert(id, path);
-        let ids: Vec<u64> = self.open.keys().copied().collect();
-        for cid in ids {
-            if let Some(o) = self.open.get_mut(&cid)
+        // Only the open chains in that group: a host making a cgroup per
+        // transient unit learns new paths all the time.
+        for cid in self.by_cgroup.get(&id).into_iter().flatten() {
+            if let Some(o) = self.open.get_mut(cid)
                 && o.chain.cgroup_id == id && o.chain.cgroup_path.is_none() {
-                    o.chain.cgroup_path = self.cgroup_paths.get(&id).cloned();
+                    o.chain.cgroup_path = Some(path.clone());
                 }
         }
+        self.cgroup_paths.insert(id, path);
     }
 
     pub fn stats(&self) -> &Stats {
@@ -251,6 +270,9 @@ impl Correlator {
             + self.handled.len()
             + self.handled_order.len()
             + self.pipe_dumping.len()
+            + self.by_cgroup.len()
+            + self.watch.len()
+            + self.idle.len()
             + self.recent_cgroups.len()
             + self.cgroup_paths.len()
             + self.finished_cgroups.len()
@@ -460,7 +482,11 @@ impl Correlator {
         // PID 1 caught a fatal signal recently: it is in its crash handler
         // and serves no socket.
         let pid1_in_crash = self.handled.contains_key(&1);
-        for open in self.open.values_mut() {
+        // Only the watched chains can stall or be complete; with thousands
+        // of chains open, walking them all at every tick was what most of
+        // a tick cost.
+        for id in &self.watch {
+            let Some(open) = self.open.get_mut(id) else { continue };
             let c = &mut open.chain;
             let collector_gone_at = c.collector.as_ref().and_then(|h| h.exit_ts_ns);
             if let (None, Some(gone), None) = (open.complete_at, collector_gone_at, c.exit_code) {
@@ -474,9 +500,10 @@ impl Correlator {
                 }
             }
         }
-        let due: Vec<u64> = self
-            .open
+        let mut due: BTreeSet<u64> = self
+            .watch
             .iter()
+            .filter_map(|id| self.open.get(id).map(|o| (id, o)))
             .filter(|(_, o)| match o.complete_at {
                 Some(at) => {
                     now >= at.saturating_add(self.cfg.grace_ns)
@@ -489,6 +516,28 @@ impl Correlator {
             })
             .map(|(id, _)| *id)
             .collect();
+        // The others: idle for the timeout since their last evidence.
+        let idle_timeout = self.cfg.idle_timeout_ns;
+        while let Some(&(queued, id)) = self.idle.first()
+            && now >= queued.saturating_add(idle_timeout)
+        {
+            self.idle.pop_first();
+            // A watched chain is the loop above's to end.
+            if self.watch.contains(&id) {
+                continue;
+            }
+            let Some(open) = self.open.get_mut(&id) else { continue };
+            let last = open.chain.last_ts_ns;
+            if last > queued {
+                // Evidence since: queued again, and due again in this loop
+                // if that too is past the timeout.
+                open.idle_key = last;
+                self.idle.insert((last, id));
+                continue;
+            }
+            due.insert(id);
+        }
+        // In id order, as a walk over every open chain ended them.
         let mut done: Vec<Chain> = due.into_iter().filter_map(|id| self.finish(id)).collect();
         // Oldest first: only the expired ones are looked at.
         let window = self.cfg.link_window_ns;
@@ -506,8 +555,10 @@ impl Correlator {
     /// not been looked for yet: the live tracer looks, and feeds a
     /// `core-located` event.
     pub fn core_requests(&self) -> Vec<CoreRequest> {
-        self.open
+        // A complete chain is a watched one.
+        self.watch
             .iter()
+            .filter_map(|id| self.open.get(id).map(|o| (id, o)))
             .filter_map(|(id, o)| {
                 let at = o.complete_at?;
                 awaits_core(&o.chain).then(|| CoreRequest { chain_id: *id, chain: o.chain.clone(), complete_at_ns: at })
@@ -540,9 +591,18 @@ impl Correlator {
         }
     }
 
-    fn finish(&mut self, id: u64) -> Option<Chain> {
+    /// Takes an open chain out of `open` and of every index of open chains.
+    fn remove_open(&mut self, id: u64) -> Option<Open> {
         let open = self.open.remove(&id)?;
         self.pipe_dumping.remove(&id);
+        unindex_cgroup(&mut self.by_cgroup, id, open.chain.cgroup_id);
+        self.watch.remove(&id);
+        self.idle.remove(&(open.idle_key, id));
+        Some(open)
+    }
+
+    fn finish(&mut self, id: u64) -> Option<Chain> {
+        let open = self.remove_open(id)?;
         let mut chain = open.chain;
         if self.by_tgid.get(&chain.crasher.tgid) == Some(&id) {
             self.by_tgid.remove(&chain.crasher.tgid);
@@ -611,8 +671,7 @@ impl Correlator {
             && c.dump.is_none()
             && c.disposition == Some(Disposition::Default);
         if zap {
-            self.open.remove(&id);
-            self.pipe_dumping.remove(&id);
+            self.remove_open(id);
             self.by_tgid.remove(&tgid);
             self.stats.exec_zaps_dropped += 1;
         }
@@ -661,7 +720,11 @@ impl Correlator {
         self.next_id += 1;
         self.stats.chains_opened += 1;
         let tgid = task.tgid;
-        self.open.insert(id, Open { chain: Chain::new(id, task, sig, ts_ns), complete_at: None, dying_since: None });
+        let chain = Chain::new(id, task, sig, ts_ns);
+        self.by_cgroup.entry(chain.cgroup_id).or_default().insert(id);
+        self.idle.insert((chain.last_ts_ns, id));
+        let idle_key = chain.last_ts_ns;
+        self.open.insert(id, Open { chain, complete_at: None, dying_since: None, idle_key });
         self.by_tgid.insert(tgid, id);
         id
     }
@@ -745,6 +808,7 @@ impl Correlator {
             c.ppid = Some(target_ppid);
             c.origin = origin;
             if ev.task.tgid == target.tgid && origin == Origin::Fault {
+                move_cgroup(&mut self.by_cgroup, id, c.cgroup_id, ev.cgroup_id);
                 c.cgroup_id = ev.cgroup_id;
                 if c.cgroup_path.is_none() {
                     c.cgroup_path = self.cgroup_paths.get(&ev.cgroup_id).cloned();
@@ -807,6 +871,7 @@ impl Correlator {
         }
         c.crasher = ev.task.clone();
         c.ppid = Some(ppid);
+        move_cgroup(&mut self.by_cgroup, id, c.cgroup_id, ev.cgroup_id);
         c.cgroup_id = ev.cgroup_id;
         if c.cgroup_path.is_none() {
             c.cgroup_path = self.cgroup_paths.get(&ev.cgroup_id).cloned();
@@ -827,11 +892,13 @@ impl Correlator {
             c.disposition = Some(Disposition::Ignored);
             c.step(ev.ts_ns, format!("{} delivered to {}: ignored", c.signal, ev.task));
             open.complete_at = Some(ev.ts_ns);
+            self.watch.insert(id);
         } else if sa_handler != SIG_DFL {
             c.disposition = Some(Disposition::Handler);
             c.handler = Some(sa_handler);
             c.step(ev.ts_ns, format!("{} caught by handler {sa_handler:#x} in {}", c.signal, ev.task));
             open.complete_at = Some(ev.ts_ns);
+            self.watch.insert(id);
             // Remember it now: the handler may fork its crash child at once.
             self.remember_handled(ev.task.tgid, id, ev.ts_ns);
         } else if is_core_signal(sig) {
@@ -922,6 +989,8 @@ impl Correlator {
                     if open.chain.exit_code.is_some() {
                         open.complete_at = Some(ev.ts_ns);
                     }
+                    // Complete, or a stall to watch for.
+                    self.watch.insert(id);
                 }
         if let Some(id) = self.live_chain(tgid)
             && let Some(open) = self.open.get_mut(&id) {
@@ -935,6 +1004,7 @@ impl Correlator {
                 let waits_for_collector = c.collector.as_ref().map(|h| h.exit_code.is_none()).unwrap_or(false);
                 if !waits_for_collector || c.disposition != Some(Disposition::Default) {
                     open.complete_at = Some(ev.ts_ns);
+                    self.watch.insert(id);
                 }
             }
     }
@@ -951,6 +1021,25 @@ struct Generated {
     target_blocked: bool,
     fault_addr: Option<u64>,
     si_pid: Option<u32>,
+}
+
+/// Moves open chain `id` from cgroup `from` to `to` in the cgroup index.
+fn move_cgroup(index: &mut HashMap<u64, BTreeSet<u64>>, id: u64, from: u64, to: u64) {
+    if from != to {
+        unindex_cgroup(index, id, from);
+        index.entry(to).or_default().insert(id);
+    }
+}
+
+/// Takes open chain `id` out of cgroup `cgroup` in the cgroup index; an
+/// emptied group goes, so the index holds only groups with open chains.
+fn unindex_cgroup(index: &mut HashMap<u64, BTreeSet<u64>>, id: u64, cgroup: u64) {
+    if let Some(ids) = index.get_mut(&cgroup) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            index.remove(&cgroup);
+        }
+    }
 }
 
 /// A dump into a pipe by a process that has not exited: in flight.

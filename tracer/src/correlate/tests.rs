@@ -32,7 +32,9 @@ fn replay(name: &str) -> (Vec<Chain>, Vec<Chain>) {
         match line.record {
             Record::Event(e) => {
                 rebuilt.extend(c.feed(&e.event));
+                check_indexes(&c);
                 rebuilt.extend(c.tick(e.event.ts_ns));
+                check_after_tick(&c);
             }
             Record::Verdict(chain) => recorded.push(*chain),
             _ => {}
@@ -139,6 +141,115 @@ fn recorded_crash_handler_reraise_links_child_to_parent() {
     assert_eq!(child.origin, Origin::Kill);
 }
 
+// ---- the indexes of open chains ----------------------------------------
+
+/// The indexes of open chains say what a walk over every open chain would:
+/// checked after every event and tick of the fixtures and of `run`.
+fn check_indexes(c: &Correlator) {
+    let mut by_cgroup: HashMap<u64, BTreeSet<u64>> = HashMap::new();
+    for (id, o) in &c.open {
+        by_cgroup.entry(o.chain.cgroup_id).or_default().insert(*id);
+    }
+    assert_eq!(c.by_cgroup, by_cgroup, "cgroup index");
+    let watched: BTreeSet<u64> = c
+        .open
+        .iter()
+        .filter(|(_, o)| o.complete_at.is_some() || o.chain.collector.as_ref().is_some_and(|h| h.exit_ts_ns.is_some()))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(c.watch, watched, "watched chains");
+    for (id, o) in &c.open {
+        if !c.watch.contains(id) {
+            assert!(c.idle.contains(&(o.idle_key, *id)), "chain {id} is neither watched nor queued for its idle timeout");
+            assert!(o.idle_key <= o.chain.last_ts_ns, "chain {id} queued after its last evidence");
+        }
+    }
+    for (key, id) in &c.idle {
+        assert_eq!(c.open.get(id).map(|o| o.idle_key), Some(*key), "idle entry ({key}, {id}) of no open chain");
+    }
+}
+
+/// After a tick, no open chain is one a walk over all of them would have
+/// ended (the tick before the indexes), and the indexes still agree.
+fn check_after_tick(c: &Correlator) {
+    check_indexes(c);
+    let now = c.now_ns;
+    for (id, o) in &c.open {
+        let due = match o.complete_at {
+            Some(at) => {
+                let after_grace = at.saturating_add(c.cfg.grace_ns);
+                now >= after_grace && (!awaits_core(&o.chain) || now >= after_grace.saturating_add(c.cfg.core_wait_ns))
+            }
+            None if awaiting_handoff(&o.chain) => false,
+            None => now >= o.chain.last_ts_ns.saturating_add(c.cfg.idle_timeout_ns),
+        };
+        assert!(!due, "chain {id} is due at {now} but still open");
+    }
+}
+
+/// The group's oldest open chain, as the walk found it; a chain that moves
+/// to another group (the delivery's, not the fault's) leaves the old one;
+/// an ended chain is found among the finished; a new path names only the
+/// chains in its group.
+#[test]
+fn a_cgroup_event_finds_the_oldest_open_chain_of_its_group() {
+    let in_group = |mut e: Event, cgroup: u64| {
+        e.cgroup_id = cgroup;
+        e
+    };
+    let removed = |cgroup: u64| ev(50, proc(1, "systemd"), Body::Cgroup { op: CgroupOp::Rmdir, root: 0, id: cgroup, level: 1, populated: None, path: format!("/g{cgroup}"), zombies: vec![] });
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("core", 0, None));
+    // 10 and 11 in group 7, 12 faults in 7 but is delivered in 8.
+    c.feed(&in_group(deliver(1, 10, SEGV, 0, None, Some(1)), 7));
+    c.feed(&in_group(deliver(2, 11, SEGV, 0, None, Some(1)), 7));
+    c.feed(&in_group(fault(3, 12, SEGV), 7));
+    c.feed(&in_group(deliver(3, 12, SEGV, 0, None, Some(1)), 8));
+    check_indexes(&c);
+    let id_of = |c: &Correlator, tgid: u32| c.by_tgid[&tgid];
+    let (first, second, moved) = (id_of(&c, 10), id_of(&c, 11), id_of(&c, 12));
+    assert_eq!(c.chain_of_cgroup_event(&removed(7)), Some(first));
+    assert_eq!(c.chain_of_cgroup_event(&removed(8)), Some(moved));
+    assert_eq!(c.chain_of_cgroup_event(&removed(9)), None);
+    c.learn_cgroup_path(8, "/eight".into());
+    assert_eq!(c.open[&moved].chain.cgroup_path.as_deref(), Some("/eight"));
+    assert_eq!(c.open[&first].chain.cgroup_path, None);
+    // The first ends: the group's next open chain, then the finished one.
+    c.feed(&in_group(exit(4, proc(10, "app"), 139, Role::Crasher), 7));
+    let ended = c.tick((4 + 200 + 3_000) * MS);
+    assert!(ended.iter().any(|ch| ch.id == first), "{ended:?}");
+    check_after_tick(&c);
+    assert_eq!(c.chain_of_cgroup_event(&removed(7)), Some(second));
+    c.flush();
+    assert_eq!(c.chain_of_cgroup_event(&removed(7)), Some(second), "the newest finished chain of the group");
+    assert!(c.by_cgroup.is_empty() && c.watch.is_empty() && c.idle.is_empty());
+}
+
+/// A chain is ended by the idle timeout counted from its last evidence,
+/// not from when it was first queued; the others around it stay.
+#[test]
+fn an_idle_chain_ends_at_the_timeout_from_its_last_evidence() {
+    let idle = Config::default().idle_timeout_ns / MS;
+    let mut c = Correlator::new(Config::default());
+    c.feed(&settings("core", 0, None));
+    for pid in 100..110 {
+        c.feed(&deliver(u64::from(pid), pid, SEGV, 0, None, Some(1)));
+    }
+    // 105 has news half-way (a stack), so it outlives the others.
+    let stack = ev(idle / 2, proc(105, "app"), Body::StackCapture { sig: SEGV, user: vec![0x1000], kernel: vec![], build_ids: vec![], ip: None, sp: None, bp: None, user_errno: None, kernel_errno: None });
+    c.feed(&stack);
+    assert!(c.tick((100 + idle) * MS - 1).is_empty());
+    check_after_tick(&c);
+    let ended: Vec<u32> = c.tick((109 + idle) * MS).iter().map(|ch| ch.crasher.tgid).collect();
+    assert_eq!(ended, (100..110).filter(|p| *p != 105).collect::<Vec<_>>());
+    check_after_tick(&c);
+    assert_eq!(c.open_chains(), 1);
+    assert!(c.tick((idle / 2 + idle) * MS - 1).is_empty());
+    let last: Vec<u32> = c.tick((idle / 2 + idle) * MS).iter().map(|ch| ch.crasher.tgid).collect();
+    assert_eq!(last, vec![105]);
+    assert_eq!(c.state_size(), c.handled.len() + c.handled_order.len() + c.recent_cgroups.len() + c.cgroup_paths.len() + c.finished_cgroups.len());
+}
+
 // ---- hand-built sequences ----------------------------------------------
 
 fn proc(pid: u32, comm: &str) -> Proc {
@@ -228,9 +339,12 @@ fn run(events: &[Event]) -> Vec<Chain> {
     let mut out = Vec::new();
     for e in events {
         out.extend(c.feed(e));
+        check_indexes(&c);
         out.extend(c.tick(e.ts_ns));
+        check_after_tick(&c);
     }
     out.extend(c.flush());
+    check_indexes(&c);
     out
 }
 
