@@ -106,8 +106,7 @@ pub(crate) fn run(list: Option<&str>) -> Result<()> {
     }
     let stream = stream();
     let ticks = (stream.last().map(|i| i.ev.ts_ns).unwrap_or(STREAM_START_NS) - STREAM_START_NS) / TICK_NS + 1;
-    let mut per_open: Vec<(Vec<f64>, Vec<f64>, BTreeMap<String, u64>, usize)> =
-        opens.iter().map(|_| (Vec::new(), Vec::new(), BTreeMap::new(), 0)).collect();
+    let mut per_open: Vec<Runs> = opens.iter().map(|_| Runs::default()).collect();
     for rep in 0..REPS {
         // The counts take turns, starting at a different one each round,
         // so a slow spell on the machine does not land on one count only.
@@ -115,28 +114,37 @@ pub(crate) fn run(list: Option<&str>) -> Result<()> {
             let at = (k + rep) % opens.len();
             let r = once(opens[at], &stream)?;
             let slot = &mut per_open[at];
-            slot.0.push(r.total.as_nanos() as f64 / stream.len() as f64);
-            slot.1.push(r.ticks.as_nanos() as f64 / r.tick_count.max(1) as f64);
-            slot.2 = r.verdicts;
-            slot.3 = r.max_open;
+            slot.events.push(r.total.as_nanos() as f64 / stream.len() as f64);
+            slot.ticks.push(r.ticks.as_nanos() as f64 / r.tick_count.max(1) as f64);
+            slot.verdicts = r.verdicts;
+            slot.max_open = r.max_open;
         }
     }
     let results = opens
         .iter()
         .zip(per_open)
-        .map(|(&open, (events, ticks, verdicts, max_open))| Measured {
+        .map(|(&open, runs)| Measured {
             open,
-            max_open,
-            ns_per_event: median(&events),
-            ns_per_tick: median(&ticks),
-            runs_ns_per_event: events,
-            verdicts,
+            max_open: runs.max_open,
+            ns_per_event: median(&runs.events),
+            ns_per_tick: median(&runs.ticks),
+            runs_ns_per_event: runs.events,
+            verdicts: runs.verdicts,
         })
         .collect();
     let report =
         Report { events: stream.len() as u64, ticks, event_gap_ns: EVENT_GAP_NS, tick_ns: TICK_NS, reps: REPS, results };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// One count's runs so far: ns per event and per tick, run by run.
+#[derive(Default)]
+struct Runs {
+    events: Vec<f64>,
+    ticks: Vec<f64>,
+    verdicts: BTreeMap<String, u64>,
+    max_open: usize,
 }
 
 struct Once {
