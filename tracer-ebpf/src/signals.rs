@@ -21,7 +21,7 @@ use tracer_common::{
 
 use crate::{
     emit::{current_tgid, reserve},
-    maps::{is_crashing, is_watched, offsets_valid, settings_flags, CRASHING},
+    maps::{is_crashing, is_watched, mark_crashing, offsets_valid, settings_flags},
     task::{current, read, Task},
 };
 
@@ -142,7 +142,7 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
     // never acts on the signal (it exits first). A blocked one is followed
     // only once signal_deliver sees it acted on.
     if result == 0 && flags == 0 && (is_core_signal(sig) || (is_terminating_signal(sig) && handler == SIG_DFL)) {
-        let _ = CRASHING.insert(&target_tgid, &sig, 0);
+        mark_crashing(target_tgid, sig);
     }
     let Some(mut entry) = reserve::<SignalGenerate>(EventKind::SignalGenerate) else {
         return;
@@ -206,7 +206,7 @@ fn try_signal_deliver(ctx: &BtfTracePointContext) {
         if sig == SIGKILL && !is_watched(tgid) {
             return;
         }
-        let _ = CRASHING.insert(&tgid, &sig, 0);
+        mark_crashing(tgid, sig);
     }
 
     let Some(mut entry) = reserve::<SignalDeliver>(EventKind::SignalDeliver) else {
