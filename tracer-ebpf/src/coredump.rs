@@ -17,7 +17,7 @@ use tracer_common::{
 
 use crate::{
     emit::{current_tgid, reserve},
-    maps::{offsets_valid, CRASHING},
+    maps::{mark_crashing, offsets_valid},
     task::{current, read},
 };
 
@@ -61,7 +61,7 @@ fn dump_started(siginfo: *const u8, hook: u32) {
 #[inline(always)]
 fn dump_started_sig(sig: i32, code: i32, fault_addr: u64, hook: u32) {
     let tgid = current_tgid();
-    let _ = CRASHING.insert(&tgid, &sig, 0);
+    mark_crashing(tgid, sig);
     let Some(mut entry) = reserve::<DumpStart>(EventKind::DumpStart) else {
         return;
     };

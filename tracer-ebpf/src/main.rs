@@ -8,6 +8,10 @@
 //! `cargo build --workspace`) compiles to a program that only says so.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// An atomic add on a map value (maps.rs): the BPF target's core has no
+// atomic read-modify-write types.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 // The programs are `pub` because the loader finds them by their exported
 // symbol names, not through Rust paths.
 #![allow(unreachable_pub)]

@@ -2,7 +2,8 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    bindings::BPF_NOEXIST,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     config::{KernelOffsets, Settings},
@@ -28,7 +29,15 @@ pub static HELPERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(1024, 0);
 /// Processes taking a fatal default action, by thread-group id; value = signal.
 /// LRU so that a storm of deaths can never fill it.
 #[map]
-pub static CRASHING: LruHashMap<u32, i32> = LruHashMap::with_max_entries(16384, 0);
+static CRASHING: LruHashMap<u32, i32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Entries put in [`CRASHING`] minus those taken out at exit. Never below
+/// the map's real size (an LRU eviction leaves it higher, which only costs
+/// lookups), so 0 means empty. Why keep it: every process exit on the host
+/// asks whether it was crashing, and a miss in a big LRU hash costs several
+/// hundred ns of cache misses, where one shared counter is one load.
+#[map]
+static CRASHING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// connect() arguments of helper threads between syscall entry and exit.
 #[map]
@@ -87,5 +96,51 @@ pub fn is_helper(tgid: u32) -> bool {
 }
 
 pub fn is_crashing(tgid: u32) -> bool {
-    unsafe { CRASHING.get(&tgid).is_some() }
+    crashing_count() != 0 && unsafe { CRASHING.get(&tgid).is_some() }
+}
+
+/// Follows `tgid` to its exit as a process taking a fatal signal. Counted
+/// only when new: the same process is marked at generate, deliver and dump.
+#[inline(always)]
+pub fn mark_crashing(tgid: u32, sig: i32) {
+    if CRASHING.insert(&tgid, &sig, BPF_NOEXIST as u64).is_ok() {
+        add_crashing(1);
+    }
+}
+
+/// Ends following `tgid`; true if it was followed.
+#[inline(always)]
+pub fn unmark_crashing(tgid: u32) -> bool {
+    if crashing_count() == 0 {
+        return false;
+    }
+    let removed = CRASHING.remove(&tgid).is_ok();
+    if removed {
+        add_crashing(u64::MAX); // -1, wrapping: BPF has an atomic add only.
+    }
+    removed
+}
+
+#[inline(always)]
+fn crashing_count() -> u64 {
+    match CRASHING_COUNT.get_ptr_mut(0) {
+        // SAFETY: a map value pointer from the kernel; a plain read may
+        // see another CPU's add late, which the ordering of signal
+        // delivery before exit makes harmless.
+        Some(p) => unsafe { core::ptr::read_volatile(p) },
+        // Unreadable: assume not empty, so lookups still happen.
+        None => 1,
+    }
+}
+
+#[inline(always)]
+fn add_crashing(delta: u64) {
+    if let Some(p) = CRASHING_COUNT.get_ptr_mut(0) {
+        // SAFETY: a map value pointer from the kernel, shared by all CPUs:
+        // an atomic add (the result unused, so the oldest BPF encoding).
+        // (core's AtomicU64 has no fetch_add on the BPF target.)
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(p, delta);
+        }
+    }
 }

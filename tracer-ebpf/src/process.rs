@@ -9,9 +9,12 @@ use tracer_common::{
 
 use crate::{
     emit::reserve,
-    maps::{is_crashing, is_helper, is_watched, offsets_valid, CRASHING, HELPERS},
+    maps::{is_helper, is_watched, offsets_valid, unmark_crashing, HELPERS},
     task::Task,
 };
+
+/// kthreadd, the parent of every core_pattern helper.
+const KTHREADD_PID: u32 = 2;
 
 // TP_PROTO(struct task_struct *p), plus `bool group_dead` since 6.16; only
 // the task is read. Fires in do_exit() after exit_code is set.
@@ -34,11 +37,12 @@ fn try_process_exit(ctx: &BtfTracePointContext) {
     }
     let ppid = task.ppid();
     let mut role = 0;
-    if is_crashing(tgid) {
+    if unmark_crashing(tgid) {
         role |= ROLE_CRASHER;
-        let _ = CRASHING.remove(&tgid);
     }
-    if is_helper(tgid) {
+    // Only kthreadd's children can be core_pattern helpers (see
+    // collector.rs); the map is not asked for the rest of the host's exits.
+    if ppid == KTHREADD_PID && is_helper(tgid) {
         role |= ROLE_HELPER;
         let _ = HELPERS.remove(&tgid);
     }

@@ -11,7 +11,7 @@
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{
-    config::SETTING_NAIVE_ALL_SIGNALS,
+    config::{SETTING_NAIVE_ALL_SIGNALS, SETTING_WATCHING},
     signal::{
         is_core_signal, is_fault_signal, is_terminating_signal, SignalDeliver, SignalGenerate, CLD_DUMPED, CLD_KILLED,
         GENERATE_TARGET_BLOCKED, INFO_FULL, INFO_NOINFO, INFO_PRIV, SIGCHLD, SIGKILL, SIGPIPE, SIG_DFL,
@@ -21,7 +21,7 @@ use tracer_common::{
 
 use crate::{
     emit::{current_tgid, reserve},
-    maps::{is_crashing, is_watched, offsets_valid, settings_flags, CRASHING},
+    maps::{is_crashing, is_watched, mark_crashing, offsets_valid, settings_flags},
     task::{current, read, Task},
 };
 
@@ -93,7 +93,10 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
     if target.is_null() {
         return;
     }
-    let target_tgid = target.tgid();
+    // Every signal on the host passes here, most of them caught or
+    // ignored: the target's tgid is read only when a decision needs it.
+    let watching = settings_flags() & SETTING_WATCHING != 0;
+    let involves_watched = || watching && (is_watched(target.tgid()) || is_watched(current_tgid()));
 
     let mut handler = SIG_DFL;
     let naive = settings_flags() & SETTING_NAIVE_ALL_SIGNALS != 0;
@@ -104,19 +107,20 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
         true
     } else if sig == SIGCHLD {
         let code = si_code(info);
-        code == CLD_KILLED || code == CLD_DUMPED || is_watched(target_tgid) || is_watched(current_tgid())
-    } else if sig == SIGPIPE && is_crashing(target_tgid) {
+        code == CLD_KILLED || code == CLD_DUMPED || involves_watched()
+    } else if sig == SIGPIPE && is_crashing(target.tgid()) {
         // The dump's reader went away: the dumper gets SIGPIPE mid-dump.
         true
     } else if is_terminating_signal(sig) {
         handler = if sig == SIGKILL { SIG_DFL } else { target.handler(sig) };
-        handler == SIG_DFL || is_watched(target_tgid) || is_watched(current_tgid())
+        handler == SIG_DFL || involves_watched()
     } else {
-        is_watched(target_tgid) || is_watched(current_tgid())
+        involves_watched()
     };
     if !wanted {
         return;
     }
+    let target_tgid = target.tgid();
 
     // Blocked, and not forced by a fault (force_sig_info_to_task unblocks a
     // fault's signal before generating it; the si_code check is a second
@@ -128,7 +132,7 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
         && !(is_fault_signal(sig) && si_code(info) > 0)
         && target.blocks(sig)
     {
-        if !naive && !is_watched(target_tgid) && !is_watched(current_tgid()) {
+        if !naive && !involves_watched() {
             return;
         }
         flags = GENERATE_TARGET_BLOCKED;
@@ -138,7 +142,7 @@ fn try_signal_generate(ctx: &BtfTracePointContext) {
     // never acts on the signal (it exits first). A blocked one is followed
     // only once signal_deliver sees it acted on.
     if result == 0 && flags == 0 && (is_core_signal(sig) || (is_terminating_signal(sig) && handler == SIG_DFL)) {
-        let _ = CRASHING.insert(&target_tgid, &sig, 0);
+        mark_crashing(target_tgid, sig);
     }
     let Some(mut entry) = reserve::<SignalGenerate>(EventKind::SignalGenerate) else {
         return;
@@ -202,7 +206,7 @@ fn try_signal_deliver(ctx: &BtfTracePointContext) {
         if sig == SIGKILL && !is_watched(tgid) {
             return;
         }
-        let _ = CRASHING.insert(&tgid, &sig, 0);
+        mark_crashing(tgid, sig);
     }
 
     let Some(mut entry) = reserve::<SignalDeliver>(EventKind::SignalDeliver) else {

@@ -112,10 +112,20 @@ impl Task {
             return false;
         }
         let bit = 1u64 << (sig as u32 - 1);
-        // SAFETY: read() checks for null and goes through bpf_probe_read_kernel.
-        let blocked = unsafe { read::<u64>(self.0, off!(task_blocked)) }.unwrap_or(0);
+        let blocked_at = off!(task_blocked);
+        let real_blocked_at = off!(task_real_blocked);
+        // The two masks are neighbours in every task_struct so far: one read
+        // then, not two (this runs for every fatal-by-default signal sent on
+        // the host, most of them taken by sigwait or a signalfd).
+        if real_blocked_at == blocked_at + 8 {
+            // SAFETY: read() checks for null and goes through bpf_probe_read_kernel.
+            let [blocked, real_blocked] = unsafe { read::<[u64; 2]>(self.0, blocked_at) }.unwrap_or([0, 0]);
+            return (blocked | real_blocked) & bit != 0;
+        }
         // SAFETY: as above.
-        let real_blocked = unsafe { read::<u64>(self.0, off!(task_real_blocked)) }.unwrap_or(0);
+        let blocked = unsafe { read::<u64>(self.0, blocked_at) }.unwrap_or(0);
+        // SAFETY: as above.
+        let real_blocked = unsafe { read::<u64>(self.0, real_blocked_at) }.unwrap_or(0);
         (blocked | real_blocked) & bit != 0
     }
 
