@@ -301,6 +301,12 @@ fn deliver(ts_ns: u64, pid: u32, cgroup_id: u64, handler: u64) -> Event {
     }
 }
 
+/// An event of crasher `pid` in the crashers' group; its time is set when
+/// the stream is laid out.
+fn crasher_event(pid: u32, body: Body) -> Event {
+    Event { ts_ns: 0, cpu: 1, task: proc(pid, "app"), cgroup_id: CRASH_CGROUP, body }
+}
+
 fn core_located(ts_ns: u64, pid: u32) -> Event {
     Event {
         ts_ns,
@@ -354,12 +360,9 @@ fn stream() -> Vec<Item> {
         push(&mut out, deliver(0, crasher, CRASH_CGROUP, SIG_DFL), true);
         push(
             &mut out,
-            Event {
-                ts_ns: 0,
-                cpu: 1,
-                task: proc(crasher, "app"),
-                cgroup_id: CRASH_CGROUP,
-                body: Body::StackCapture {
+            crasher_event(
+                crasher,
+                Body::StackCapture {
                     sig: SIGSEGV,
                     user: (0..8).map(|f| 0x5555_5555_1000 + f * 0x40).collect(),
                     kernel: Vec::new(),
@@ -370,31 +373,25 @@ fn stream() -> Vec<Item> {
                     user_errno: None,
                     kernel_errno: None,
                 },
-            },
+            ),
             false,
         );
         push(&mut out, fault(0, handled, CRASH_CGROUP, HANDLER), false);
         push(&mut out, deliver(0, handled, CRASH_CGROUP, HANDLER), true);
         push(
             &mut out,
-            Event {
-                ts_ns: 0,
-                cpu: 1,
-                task: proc(crasher, "app"),
-                cgroup_id: CRASH_CGROUP,
+            crasher_event(
+                crasher,
                 // Killed by SIGSEGV, core dumped.
-                body: Body::ProcessExit { exit_code: SIGSEGV | 0x80, ppid: PARENT_PID, roles: vec![Role::Crasher] },
-            },
+                Body::ProcessExit { exit_code: SIGSEGV | 0x80, ppid: PARENT_PID, roles: vec![Role::Crasher] },
+            ),
             false,
         );
         push(
             &mut out,
-            Event {
-                ts_ns: 0,
-                cpu: 1,
-                task: proc(crasher, "app"),
-                cgroup_id: CRASH_CGROUP,
-                body: Body::SignalGenerate {
+            crasher_event(
+                crasher,
+                Body::SignalGenerate {
                     sig: SIGCHLD,
                     code: CLD_DUMPED,
                     errno: 0,
@@ -409,7 +406,7 @@ fn stream() -> Vec<Item> {
                     si_pid: Some(crasher),
                     si_uid: Some(0),
                 },
-            },
+            ),
             false,
         );
         push(&mut out, cgroup(0, CgroupOp::Mkdir, CHURN_CGROUP_BASE + k, None), false);
